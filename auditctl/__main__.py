@@ -1,0 +1,5 @@
+"""Run the CLI as ``python -m auditctl``."""
+
+from auditctl.cli import main
+
+main()

@@ -1,0 +1,136 @@
+"""Tables of the target database, as the installer and status see them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+
+from ..errors import InvalidArgumentError, TableNotFoundError
+from ..i18n import _
+
+# System schemas are never audited; pg_toast and pg_temp_N match the prefix.
+_TABLES_QUERY = """
+SELECT c.oid::bigint AS oid,
+       n.nspname AS schema,
+       c.relname AS name,
+       c.relkind = 'p' AS partitioned,
+       COALESCE(ARRAY(
+           SELECT a.attname
+           FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+           ORDER BY k.position), '{}') AS key_columns,
+       EXISTS (SELECT FROM pg_catalog.pg_depend d
+               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                 AND d.deptype = 'e') AS extension_member
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary
+WHERE c.relkind IN ('r', 'p')
+  AND NOT c.relispartition
+  AND n.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', %(audit_schema)s])
+  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+ORDER BY n.nspname, c.relname
+"""
+
+
+@dataclass(frozen=True)
+class Table:
+    """An ordinary or partitioned table that auditctl can audit."""
+
+    oid: int
+    schema: str
+    name: str
+    partitioned: bool
+    key_columns: tuple[str, ...]
+    extension_member: bool
+
+    @property
+    def entity_type(self) -> str:
+        """The table as it is named in events: ``schema.table``, unquoted."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def has_primary_key(self) -> bool:
+        return bool(self.key_columns)
+
+
+def list_tables(connection: psycopg.Connection, audit_schema: str) -> list[Table]:
+    """List the auditable tables: not system tables, not partitions, not the log itself."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TABLES_QUERY, {"audit_schema": audit_schema})
+        return [
+            Table(oid=row[0], schema=row[1], name=row[2], partitioned=row[3],
+                  key_columns=tuple(row[4]), extension_member=row[5])
+            for row in cursor.fetchall()
+        ]
+
+
+def parse_table_name(text: str) -> tuple[str | None, str]:
+    """Split ``schema.table`` into its parts; either part may be double-quoted.
+
+    Unquoted parts are taken as typed, not folded to lower case, because
+    most people type ``User`` for Prisma's ``"User"``.
+    """
+    text = text.strip()
+    parts: list[str] = []
+    position = 0
+    while position < len(text):
+        if text[position] == '"':
+            match = re.match(r'"((?:[^"]|"")*)"', text[position:])
+            if not match:
+                raise InvalidArgumentError(
+                    _("Invalid table name {name!r}: unbalanced double quote.").format(name=text))
+            parts.append(match.group(1).replace('""', '"'))
+            position += match.end()
+        else:
+            end = text.find(".", position)
+            end = len(text) if end == -1 else end
+            parts.append(text[position:end])
+            position = end
+        if position < len(text):
+            if text[position] != "." or len(parts) == 2:
+                raise InvalidArgumentError(
+                    _("Invalid table name {name!r}: use TABLE or SCHEMA.TABLE.").format(name=text))
+            position += 1
+            if position == len(text):
+                parts.append("")
+    if not parts or any(part == "" for part in parts):
+        raise InvalidArgumentError(
+            _("Invalid table name {name!r}: use TABLE or SCHEMA.TABLE.").format(name=text))
+    if len(parts) == 1:
+        return None, parts[0]
+    return parts[0], parts[1]
+
+
+def resolve_tables(names: list[str], tables: list[Table]) -> list[Table]:
+    """Find the tables named on the command line, keeping their order.
+
+    An exact (case-sensitive) match wins; otherwise a unique match that
+    ignores case is accepted. A name that matches tables in several schemas
+    must be qualified.
+    """
+    resolved: list[Table] = []
+    for text in names:
+        schema, name = parse_table_name(text)
+        candidates = [t for t in tables if schema is None or t.schema == schema]
+        matches = [t for t in candidates if t.name == name]
+        if not matches:
+            matches = [t for t in candidates if t.name.lower() == name.lower()
+                       and (schema is None or t.schema == schema)]
+        if not matches and schema is not None:
+            matches = [t for t in tables if t.schema.lower() == schema.lower()
+                       and t.name.lower() == name.lower()]
+        if not matches:
+            raise TableNotFoundError(
+                _("Table {name!r} not found. Run `auditctl status` to list the tables that can be audited.")
+                .format(name=text))
+        if len(matches) > 1:
+            choices = ", ".join(t.entity_type for t in matches)
+            raise TableNotFoundError(
+                _("Table name {name!r} is ambiguous ({choices}); qualify it as SCHEMA.TABLE.")
+                .format(name=text, choices=choices))
+        if matches[0] not in resolved:
+            resolved.append(matches[0])
+    return resolved

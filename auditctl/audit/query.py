@@ -1,0 +1,194 @@
+"""Reading the audit log: filters, one page of events, and streaming export."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from ..errors import InvalidArgumentError
+from ..i18n import _
+from .catalog import parse_table_name
+from .schema import require_installed
+
+# Columns of CSV exports, in order; the JSON keys of `query --format json`
+# are the first eleven of these.
+EXPORT_COLUMNS = ("id", "occurred_at", "user_id", "ip_address", "db_user", "action", "entity_type",
+                  "entity_id", "old", "new", "details", "application_name", "transaction_id")
+
+
+@dataclass
+class EventFilter:
+    """Conditions that `query`, `export` and the web page share."""
+
+    user_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    tables: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    entity_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.actions = [action.strip().upper() for action in self.actions if action.strip()]
+        if self.since and self.until and self.since > self.until:
+            raise InvalidArgumentError(
+                _("--since ({since}) is later than --until ({until}); swap them.")
+                .format(since=self.since.isoformat(), until=self.until.isoformat()))
+
+
+@dataclass
+class Event:
+    """One row of the audit log."""
+
+    id: int
+    occurred_at: datetime
+    user_id: str | None
+    ip_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    db_user: str
+    action: str
+    entity_type: str | None
+    entity_id: str | None
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+    details: dict[str, Any] | None
+    application_name: str | None
+    transaction_id: int | None
+
+
+def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) -> sql.Composable:
+    conditions: list[sql.Composable] = []
+    if filters.user_id is not None:
+        conditions.append(sql.SQL("user_id = {}").format(filters.user_id))
+    if filters.since is not None:
+        conditions.append(sql.SQL("occurred_at >= {}").format(filters.since))
+    if filters.until is not None:
+        conditions.append(sql.SQL("occurred_at < {}").format(filters.until))
+    if filters.actions:
+        conditions.append(sql.SQL("action = ANY({})").format(filters.actions))
+    if filters.tables:
+        conditions.append(sql.SQL("entity_type = ANY({})").format(
+            entity_types_for(connection, schema, filters.tables)))
+    if filters.entity_id is not None:
+        conditions.append(sql.SQL("entity_id = {}").format(filters.entity_id))
+    if not conditions:
+        return sql.SQL("")
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions)
+
+
+def entity_types_for(connection: psycopg.Connection, schema: str, names: list[str]) -> list[str]:
+    """Expand ``--table`` values into the ``schema.table`` names stored in events.
+
+    A qualified name is used as given. A bare name matches that table in every
+    schema that appears in the log or in the search path, so ``--table User``
+    finds ``public.User``.
+    """
+    expanded: list[str] = []
+    bare: list[str] = []
+    for text in names:
+        table_schema, table_name = parse_table_name(text)
+        if table_schema is None:
+            bare.append(table_name)
+        else:
+            expanded.append(f"{table_schema}.{table_name}")
+    if bare:
+        audit = sql.Identifier(schema)
+        rows = connection.execute(sql.SQL(
+            """SELECT DISTINCT e.entity_type FROM {}.events e
+               WHERE pg_catalog.substr(e.entity_type, pg_catalog.strpos(e.entity_type, '.') + 1) = ANY(%s)
+               UNION
+               SELECT n.nspname || '.' || b.name
+               FROM pg_catalog.unnest(%s::text[]) AS b(name), pg_catalog.pg_namespace n
+               WHERE n.nspname = ANY(pg_catalog.current_schemas(false))""").format(audit),
+            (bare, bare)).fetchall()
+        expanded.extend(row[0] for row in rows)
+    return expanded
+
+
+_SELECT = """SELECT id, occurred_at, user_id, ip_address, db_user, action, entity_type, entity_id,
+                    old_values AS old, new_values AS new, details, application_name, transaction_id
+             FROM {audit}.events {where}"""
+
+
+def query_events(connection: psycopg.Connection, schema: str, filters: EventFilter,
+                 limit: int | None = 100) -> list[Event]:
+    """Return the newest matching events first, at most ``limit`` of them."""
+    if limit is not None and limit < 1:
+        raise InvalidArgumentError(_("Invalid --limit {value}: use a positive number.").format(value=limit))
+    require_installed(connection, schema)
+    statement = sql.SQL(_SELECT + " ORDER BY occurred_at DESC, id DESC {limit}").format(
+        audit=sql.Identifier(schema), where=_where(connection, schema, filters),
+        limit=sql.SQL("LIMIT {}").format(limit) if limit else sql.SQL(""))
+    with connection.cursor(row_factory=class_row(Event)) as cursor:
+        cursor.execute(statement)
+        return cursor.fetchall()
+
+
+# Text forms of each column, computed by the server so that CSV and JSON
+# Lines exports carry the same values: timestamps in ISO 8601, JSON as text.
+_EXPORT_TEXT = """SELECT id::text, pg_catalog.to_json(occurred_at) #>> '{{}}', user_id, host(ip_address),
+                         db_user, action, entity_type, entity_id, old_values::text, new_values::text,
+                         details::text, application_name, transaction_id::text
+                  FROM {audit}.events {where} {order} {limit}"""
+
+_EXPORT_JSON = """SELECT pg_catalog.json_build_object(
+                      'id', id, 'occurred_at', occurred_at, 'user_id', user_id,
+                      'ip_address', host(ip_address), 'db_user', db_user, 'action', action,
+                      'entity_type', entity_type, 'entity_id', entity_id, 'old', old_values,
+                      'new', new_values, 'details', details, 'application_name', application_name,
+                      'transaction_id', transaction_id)::text
+                  FROM {audit}.events {where} {order} {limit}"""
+
+
+def _export_statement(connection: psycopg.Connection, schema: str, template: str, filters: EventFilter,
+                      limit: int | None, newest_first: bool) -> sql.Composed:
+    # Values are rendered as literals because COPY takes no query parameters.
+    order = "ORDER BY occurred_at DESC, id DESC" if newest_first else "ORDER BY occurred_at, id"
+    return sql.SQL(template).format(
+        audit=sql.Identifier(schema), where=_where(connection, schema, filters), order=sql.SQL(order),
+        limit=sql.SQL("LIMIT {}").format(limit) if limit else sql.SQL(""))
+
+
+def stream_csv(connection: psycopg.Connection, schema: str, filters: EventFilter,
+               limit: int | None = None, newest_first: bool = False) -> Iterator[bytes]:
+    """Yield the matching events, oldest first unless asked otherwise, as UTF-8 CSV with a header line.
+
+    COPY streams the rows, so memory stays flat whatever the number of events.
+    """
+    require_installed(connection, schema)
+    query = _export_statement(connection, schema, _EXPORT_TEXT, filters, limit, newest_first)
+    header = ",".join(EXPORT_COLUMNS) + "\n"
+    yield header.encode()
+    with connection.cursor() as cursor:
+        with cursor.copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query)) as copy:
+            for chunk in copy:
+                yield bytes(chunk)
+
+
+def stream_jsonl(connection: psycopg.Connection, schema: str, filters: EventFilter,
+                 limit: int | None = None, newest_first: bool = False) -> Iterator[bytes]:
+    """Yield the matching events, oldest first unless asked otherwise, one JSON object per line.
+
+    The rows come through a server-side cursor, so memory stays flat.
+    """
+    require_installed(connection, schema)
+    query = _export_statement(connection, schema, _EXPORT_JSON, filters, limit, newest_first)
+    with connection.transaction():
+        with connection.cursor(name="auditctl_export") as cursor:
+            cursor.itersize = 5000
+            cursor.execute(query)
+            for (line,) in cursor:
+                yield (line + "\n").encode()
+
+
+def count_events(connection: psycopg.Connection, schema: str, filters: EventFilter) -> int:
+    """Count the matching events, for progress bars."""
+    require_installed(connection, schema)
+    statement = sql.SQL("SELECT count(*) FROM {audit}.events {where}").format(
+        audit=sql.Identifier(schema), where=_where(connection, schema, filters))
+    return connection.execute(statement).fetchone()[0]

@@ -1,0 +1,98 @@
+"""The audit schema: versioned tables, shared functions and partitions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+
+from .. import __version__
+from ..errors import NotInstalledError
+from ..i18n import _
+from ..sqltext import quote_ident, quote_literal, render, schema_files
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCHEMA = "audit"
+
+# Monthly partitions kept ready ahead of the current month.
+PARTITIONS_AHEAD = 3
+
+
+@dataclass(frozen=True)
+class SchemaStep:
+    """One SQL script of the schema installation, in the order it runs."""
+
+    name: str
+    sql: str
+
+
+def template_context(connection: psycopg.Connection, schema: str) -> dict[str, object]:
+    """Values shared by all templates, with names already quoted."""
+    return {
+        "schema": quote_ident(schema),
+        "schema_name": schema,
+        "input_is_valid": connection.info.server_version >= 160000,
+    }
+
+
+def applied_versions(connection: psycopg.Connection, schema: str) -> set[int]:
+    """Return the schema versions recorded in the database, empty before the first install."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+                       (f"{quote_ident(schema)}.schema_version",))
+        if not cursor.fetchone()[0]:
+            return set()
+        cursor.execute(f"SELECT version FROM {quote_ident(schema)}.schema_version")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def schema_exists(connection: psycopg.Connection, schema: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s)", (schema,))
+        return cursor.fetchone()[0]
+
+
+def require_installed(connection: psycopg.Connection, schema: str) -> None:
+    """Raise NotInstalledError unless the events table exists in ``schema``."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (f"{quote_ident(schema)}.events",))
+        if not cursor.fetchone()[0]:
+            raise NotInstalledError(
+                _("The audit schema {schema!r} is not installed in this database. "
+                  "Run `auditctl install` first, or pass --schema if it has another name.")
+                .format(schema=schema))
+
+
+def plan_schema(connection: psycopg.Connection, schema: str) -> list[SchemaStep]:
+    """List the scripts that bring the schema up to date, without running them."""
+    context = template_context(connection, schema)
+    done = applied_versions(connection, schema)
+    steps = [SchemaStep("bootstrap", render("bootstrap.sql.j2", **context))]
+    for version, template in schema_files():
+        if version in done:
+            continue
+        body = render(template, **context)
+        record = (f"INSERT INTO {context['schema']}.schema_version (version, tool_version) "
+                  f"VALUES ({version}, {quote_literal(__version__)});\n")
+        steps.append(SchemaStep(template, body + "\n" + record))
+    steps.append(SchemaStep("functions", render("functions.sql.j2", **context)))
+    steps.append(SchemaStep(
+        "partitions", f"SELECT {context['schema']}.create_partitions({PARTITIONS_AHEAD});\n"))
+    return steps
+
+
+def apply_schema(connection: psycopg.Connection, schema: str) -> list[str]:
+    """Create or upgrade the audit schema inside the caller's transaction.
+
+    Returns the names of the steps that ran.
+    """
+    names = []
+    for step in plan_schema(connection, schema):
+        logger.debug("running schema step %s", step.name)
+        connection.execute(step.sql)
+        names.append(step.name)
+        if step.name.startswith("schema/"):
+            logger.info("applied %s to schema %s", step.name, schema)
+    return names

@@ -1,0 +1,112 @@
+"""What is audited, what has drifted, and how big the log is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import psycopg
+
+from ..sqltext import quote_ident
+from .catalog import list_tables
+from .schema import applied_versions, schema_exists
+from .triggers import TRIGGER_NAMES, hash_from_comment, render_trigger
+
+
+class TableState(StrEnum):
+    """Audit state of one table, as ``auditctl status`` reports it."""
+
+    AUDITED = "audited"
+    OUTDATED = "outdated"
+    DISABLED = "disabled"
+    MISSING = "missing"
+    NOT_AUDITED = "not_audited"
+
+
+@dataclass
+class TableStatus:
+    """Audit state and event count of one table."""
+
+    entity_type: str
+    state: TableState
+    has_primary_key: bool | None
+    events: int = 0
+
+
+@dataclass
+class StatusReport:
+    """Everything ``auditctl status`` shows."""
+
+    schema: str
+    installed: bool
+    schema_versions: list[int] = field(default_factory=list)
+    tables: list[TableStatus] = field(default_factory=list)
+    orphaned_functions: list[str] = field(default_factory=list)
+    total_events: int = 0
+    log_bytes: int = 0
+    partitions: int = 0
+
+
+_TRIGGERS_QUERY = """
+SELECT t.tgrelid::bigint, t.tgname, t.tgenabled, p.proname,
+       pg_catalog.obj_description(t.oid, 'pg_trigger')
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
+  AND p.pronamespace = %s::regnamespace
+"""
+
+
+def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
+    """Compare every table's triggers with what the current templates would generate."""
+    if not schema_exists(connection, schema):
+        return StatusReport(schema=schema, installed=False,
+                            tables=[TableStatus(t.entity_type, TableState.NOT_AUDITED, t.has_primary_key)
+                                    for t in list_tables(connection, schema)])
+    audit = quote_ident(schema)
+    report = StatusReport(schema=schema, installed=True,
+                          schema_versions=sorted(applied_versions(connection, schema)))
+    triggers: dict[int, dict[str, tuple[str, str, str | None]]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit))
+        for oid, name, enabled, function, comment in cursor.fetchall():
+            triggers.setdefault(oid, {})[name] = (enabled, function, comment)
+        cursor.execute(f"""SELECT r.table_id::oid::bigint, r.table_id::text, c.oid IS NOT NULL
+                           FROM {audit}.audited_tables r
+                           LEFT JOIN pg_catalog.pg_class c ON c.oid = r.table_id""")
+        registered = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        cursor.execute(f"SELECT entity_type, count(*) FROM {audit}.events GROUP BY entity_type")
+        counts = dict(cursor.fetchall())
+        cursor.execute(
+            """SELECT count(*), COALESCE(sum(pg_catalog.pg_total_relation_size(relid)), 0)
+               FROM pg_catalog.pg_partition_tree(%s::regclass) WHERE isleaf""", (f"{audit}.events",))
+        report.partitions, report.log_bytes = cursor.fetchone()
+        cursor.execute(f"""SELECT p.proname FROM pg_catalog.pg_proc p
+                           WHERE p.pronamespace = %s::regnamespace
+                             AND pg_catalog.obj_description(p.oid, 'pg_proc') LIKE 'auditctl trigger function%%'
+                             AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgfoid = p.oid)
+                           ORDER BY 1""", (audit,))
+        report.orphaned_functions = [row[0] for row in cursor.fetchall()]
+    report.total_events = sum(counts.values())
+
+    seen: set[int] = set()
+    for table in list_tables(connection, schema):
+        seen.add(table.oid)
+        found = triggers.get(table.oid, {})
+        if not found:
+            state = TableState.MISSING if table.oid in registered else TableState.NOT_AUDITED
+        elif len(found) < len(TRIGGER_NAMES):
+            state = TableState.MISSING
+        elif any(enabled == "D" for enabled, _, _ in found.values()):
+            state = TableState.DISABLED
+        else:
+            expected = render_trigger(connection, schema, table).sql_hash
+            hashes = {hash_from_comment(comment) for _, _, comment in found.values()}
+            state = TableState.AUDITED if hashes == {expected} else TableState.OUTDATED
+        report.tables.append(TableStatus(table.entity_type, state, table.has_primary_key,
+                                         counts.get(table.entity_type, 0)))
+    for oid, (name, exists) in registered.items():
+        if oid not in seen:
+            # A registered table that is gone, or moved where auditctl does not look.
+            report.tables.append(TableStatus(name, TableState.MISSING, None, 0))
+    return report

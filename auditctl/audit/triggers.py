@@ -1,0 +1,86 @@
+"""Rendering of the per-table trigger SQL from ``sql/trigger.sql.j2``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from ..sqltext import dollar_quote_tag, quote_ident, quote_literal, render, sha256_hex, truncate_utf8
+from .catalog import Table
+from .schema import template_context
+
+# Bump when sql/trigger.sql.j2 changes in a way that existing triggers must
+# be regenerated for; status then reports them as outdated.
+TEMPLATE_VERSION = 1
+
+# Trigger names are per table, so fixed names cannot collide.
+TRIGGER_NAMES = ("auditctl_row", "auditctl_truncate")
+
+# PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
+MAX_IDENTIFIER_BYTES = 63
+_HASH_SUFFIX_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class TriggerSql:
+    """The generated SQL of one table's trigger function and triggers."""
+
+    table: str
+    function_name: str
+    sql: str
+    sql_hash: str
+    template_version: int = TEMPLATE_VERSION
+
+
+def function_name_for(table: Table) -> str:
+    """Name the table's trigger function: readable prefix plus a hash of the full names.
+
+    The hash keeps names of long or similar tables distinct after the prefix
+    is cut to fit PostgreSQL's 63-byte limit.
+    """
+    suffix = "_" + sha256_hex(f"{table.schema}\x00{table.name}")[:_HASH_SUFFIX_LENGTH]
+    prefix = truncate_utf8(f"{table.schema}_{table.name}", MAX_IDENTIFIER_BYTES - len(suffix))
+    return prefix + suffix
+
+
+def render_trigger(connection: psycopg.Connection, schema: str, table: Table) -> TriggerSql:
+    """Render the trigger SQL of one table as the template version in use would."""
+    function = function_name_for(table)
+    quoted_table = quote_ident(table.schema, table.name)
+    key_columns = [quote_ident(column) for column in table.key_columns]
+
+    def key_expression(record: str) -> str:
+        if len(key_columns) == 1:
+            return f"{record}.{key_columns[0]}::text"
+        values = ", ".join(f"{record}.{column}" for column in key_columns)
+        return f"pg_catalog.jsonb_build_array({values})::text"
+
+    context = template_context(connection, schema)
+    context.update(
+        function=quote_ident(function),
+        table=quoted_table,
+        entity_type=quote_literal(table.entity_type),
+        key_columns=key_columns,
+        key_expression=key_expression,
+        function_comment=quote_literal(
+            f"auditctl trigger function for {table.entity_type} (template {TEMPLATE_VERSION})"),
+    )
+    # Render once to learn the body, then pick a dollar-quote tag absent from it.
+    context["tag"] = "$auditctl$"
+    draft = render("trigger.sql.j2", **context)
+    context["tag"] = dollar_quote_tag(draft.replace("$auditctl$", ""))
+    sql_text = render("trigger.sql.j2", **context)
+    return TriggerSql(table=quoted_table, function_name=function, sql=sql_text, sql_hash=sha256_hex(sql_text))
+
+
+def trigger_comment(trigger: TriggerSql) -> str:
+    """Text stored in COMMENT ON TRIGGER so that status can detect drift."""
+    return f"auditctl template {trigger.template_version} sha256:{trigger.sql_hash}"
+
+
+def hash_from_comment(comment: str | None) -> str | None:
+    """Read the SQL hash back from a trigger comment; None when absent."""
+    if not comment or "sha256:" not in comment:
+        return None
+    return comment.rsplit("sha256:", 1)[1].strip()

@@ -1,0 +1,85 @@
+"""The typer application, global options, logging set-up and error reporting."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import psycopg
+import typer
+
+from ..db import first_line
+from ..errors import AuditctlError
+from ..i18n import _
+from ..render import error_console, print_error
+
+logger = logging.getLogger("auditctl")
+
+app = typer.Typer(
+    name="auditctl",
+    help=_("Audit trail and backups for PostgreSQL."),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+
+_state = {"verbose": 0}
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Log to stderr: warnings on a terminal, INFO lines when run from cron or a pipe."""
+    if quiet:
+        level = logging.ERROR
+    elif verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1 or not error_console.is_terminal:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    if error_console.is_terminal:
+        from rich.logging import RichHandler
+        handler: logging.Handler = RichHandler(console=error_console, show_path=False, show_time=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s auditctl %(levelname)s %(message)s"))
+    root = logging.getLogger("auditctl")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help=_("Log more: -v for each object changed, -vv for each SQL statement; "
+                                                "errors then show a traceback."))] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Log errors only."))] = False,
+) -> None:
+    """Audit trail and backups for PostgreSQL."""
+    _state["verbose"] = verbose
+    configure_logging(verbose, quiet)
+
+
+def main() -> None:
+    """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
+    from . import audit_commands, demo_command, log_commands  # noqa: F401  (registers the commands)
+
+    try:
+        app()
+    except AuditctlError as exc:
+        if _state["verbose"]:
+            logger.exception("command failed")
+        print_error(str(exc))
+        sys.exit(exc.exit_code)
+    except psycopg.Error as exc:
+        if _state["verbose"]:
+            logger.exception("command failed")
+        sqlstate = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
+        print_error(_("Database error: {error}{sqlstate}").format(error=first_line(str(exc)), sqlstate=sqlstate))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print_error(_("Interrupted."))
+        sys.exit(130)

@@ -1,0 +1,85 @@
+"""install, uninstall and status: the triggers of the audited tables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from .. import render
+from ..audit import install as installer
+from ..audit.catalog import list_tables
+from ..audit.schema import DEFAULT_SCHEMA
+from ..audit.status import collect_status
+from ..db import connect
+from ..i18n import _
+from .app import app
+from .options import DsnOption, SchemaOption
+
+TablesArgument = Annotated[list[str] | None, typer.Argument(
+    metavar="[TABLE]...", help=_("Tables as TABLE or SCHEMA.TABLE, written as they are named in the database."),
+    show_default=False)]
+LockTimeoutOption = Annotated[float, typer.Option(
+    "--lock-timeout", min=0.1, metavar="SECONDS",
+    help=_("How long to wait for each table's lock before giving up, in seconds."))]
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command(help=_("Install or upgrade the audit schema and the triggers of the given tables."))
+def install(
+    tables: TablesArgument = None,
+    all_tables: Annotated[bool, typer.Option("--all", help=_(
+        "Audit every ordinary and partitioned table outside the system schemas."))] = False,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", metavar="TABLE", help=_("Leave this table out; may be repeated."))] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=_("Print the SQL instead of running it."))] = False,
+    lock_timeout: LockTimeoutOption = 10.0,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    if not tables and not all_tables and not dry_run:
+        # Installing only the schema is allowed; say so, since no table is audited yet.
+        render.console.print(_("No tables given: installing the audit schema only. "
+                               "Name tables or use --all to audit them."))
+    with connect(dsn) as connection:
+        total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
+        with render.progress(_("Installing triggers"), total) as advance:
+            result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
+                                       dry_run=dry_run, lock_timeout_seconds=lock_timeout,
+                                       progress=lambda label: advance(label, 1))
+    render.print_install(result)
+
+
+@app.command(help=_("Remove audit triggers; the log is kept unless --drop-data is given."))
+def uninstall(
+    tables: TablesArgument = None,
+    all_tables: Annotated[bool, typer.Option("--all", help=_("Remove the triggers of every audited table."))] = False,
+    drop_data: Annotated[bool, typer.Option("--drop-data", help=_(
+        "Also drop the audit schema with the whole log; needs --all."))] = False,
+    lock_timeout: LockTimeoutOption = 10.0,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    with connect(dsn) as connection:
+        result = installer.uninstall(connection, schema, tables or [], use_all=all_tables, drop_data=drop_data,
+                                     lock_timeout_seconds=lock_timeout)
+    render.print_uninstall(result, schema)
+
+
+@app.command(help=_("Show which tables are audited, which triggers are outdated, and the size of the log."))
+def status(
+    output_format: Annotated[OutputFormat, typer.Option("--format", help=_("Output format."))] = OutputFormat.table,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    with connect(dsn) as connection:
+        report = collect_status(connection, schema)
+    if output_format is OutputFormat.json:
+        render.print_json(render.status_to_json(report))
+    else:
+        render.print_status(report)

@@ -1,0 +1,162 @@
+"""query, export and event: reading the log and adding application events."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import render
+from ..audit.events import log_event, parse_details
+from ..audit.query import EventFilter, count_events, query_events, stream_csv, stream_jsonl
+from ..audit.schema import DEFAULT_SCHEMA
+from ..db import connect
+from ..errors import InvalidArgumentError
+from ..i18n import _
+from ..timeparse import parse_when
+from .app import app
+from .options import DsnOption, SchemaOption
+
+UserOption = Annotated[str | None, typer.Option("--user", metavar="ID", help=_("Application user id."))]
+SinceOption = Annotated[str | None, typer.Option(
+    "--since", metavar="WHEN", help=_("Events at or after WHEN: 30m, 12h, 7d, a date or an ISO timestamp."))]
+UntilOption = Annotated[str | None, typer.Option(
+    "--until", metavar="WHEN", help=_("Events before WHEN, in the same forms as --since."))]
+TableOption = Annotated[list[str] | None, typer.Option(
+    "--table", metavar="NAME", help=_("Table as TABLE or SCHEMA.TABLE; may be repeated."))]
+ActionOption = Annotated[list[str] | None, typer.Option(
+    "--action", metavar="ACTION", help=_("INSERT, UPDATE, DELETE, TRUNCATE, LOGIN and so on, in any case; "
+                                         "may be repeated."))]
+EntityIdOption = Annotated[str | None, typer.Option(
+    "--entity-id", metavar="ID", help=_("Primary key value; a composite key as a JSON array, e.g. '[\"a\", 5]'."))]
+
+
+class QueryFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def build_filter(user: str | None, since: str | None, until: str | None, tables: list[str] | None,
+                 actions: list[str] | None, entity_id: str | None) -> EventFilter:
+    """Turn the shared filter options into an EventFilter, checking each value."""
+    return EventFilter(
+        user_id=user,
+        since=parse_when(since, "--since") if since else None,
+        until=parse_when(until, "--until") if until else None,
+        tables=tables or [],
+        actions=actions or [],
+        entity_id=entity_id,
+    )
+
+
+@app.command(help=_("Show audit events, newest first."))
+def query(
+    user: UserOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    table: TableOption = None,
+    action: ActionOption = None,
+    entity_id: EntityIdOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help=_("Show at most this many events."))] = 100,
+    output_format: Annotated[QueryFormat, typer.Option("--format", help=_("Output format."))] = QueryFormat.table,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    filters = build_filter(user, since, until, table, action, entity_id)
+    with connect(dsn) as connection:
+        if output_format is QueryFormat.csv:
+            for chunk in stream_csv(connection, schema, filters, limit=limit, newest_first=True):
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        events = query_events(connection, schema, filters, limit=limit)
+    if output_format is QueryFormat.json:
+        render.print_json([render.event_to_json(event) for event in events])
+    else:
+        render.print_events(events)
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path | None):
+    """Write to a temporary file beside ``path`` and rename it into place on success."""
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    directory = path.resolve().parent
+    if not directory.is_dir():
+        raise InvalidArgumentError(
+            _("Cannot write {path}: folder {folder} does not exist.").format(path=path, folder=directory))
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+        raise
+
+
+@app.command(help=_("Stream every matching event, oldest first, as CSV or JSON Lines."))
+def export(
+    output_format: Annotated[ExportFormat, typer.Option("--format", help=_("Output format."))] = ExportFormat.csv,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help=_("Write to FILE (replaced only when complete) instead of stdout."),
+        dir_okay=False)] = None,
+    user: UserOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    table: TableOption = None,
+    action: ActionOption = None,
+    entity_id: EntityIdOption = None,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    filters = build_filter(user, since, until, table, action, entity_id)
+    stream = stream_csv if output_format is ExportFormat.csv else stream_jsonl
+    with connect(dsn) as connection:
+        # Counting costs a scan, so it is done only when a progress bar will show it.
+        show_bar = output is not None and render.error_console.is_terminal
+        total = count_events(connection, schema, filters) if show_bar else None
+        with _atomic_output(output) as sink, render.progress(_("Exporting events"), total) as advance:
+            for chunk in stream(connection, schema, filters):
+                sink.write(chunk)
+                if show_bar:
+                    advance("", chunk.count(b"\n"))
+
+
+@app.command(help=_("Record an application event such as LOGIN, LOGOUT, LOGIN_FAILED, PASSWORD_CHANGE or EXPORT."))
+def event(
+    action: Annotated[str, typer.Argument(metavar="ACTION", help=_("Event name, an upper-case word."))],
+    user: Annotated[str, typer.Option("--user", metavar="ID", help=_("Application user id."))],
+    entity_type: Annotated[str | None, typer.Option("--entity-type", metavar="TYPE",
+                                                    help=_("What the event is about, e.g. a table."))] = None,
+    entity_id: Annotated[str | None, typer.Option("--entity-id", metavar="ID",
+                                                  help=_("Id of the entity the event is about."))] = None,
+    ip: Annotated[str | None, typer.Option("--ip", metavar="ADDR",
+                                           help=_("Client IP address (IPv4 or IPv6)."))] = None,
+    details: Annotated[str | None, typer.Option("--details", metavar="JSON",
+                                                help=_("Extra fields as a JSON object."))] = None,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    parsed = parse_details(details)
+    with connect(dsn) as connection:
+        event_id = log_event(connection, schema, action, user_id=user, entity_type=entity_type,
+                             entity_id=entity_id, ip_address=ip, details=parsed)
+    render.console.print(_("Event {id} recorded.").format(id=event_id))

@@ -1,0 +1,18 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..i18n import _
+
+DsnOption = Annotated[str | None, typer.Option(
+    "--dsn", metavar="DSN",
+    help=_("Connection string or postgresql:// URL. Defaults to AUDITCTL_DSN, then DATABASE_URL, "
+           "then the PG* variables; keep passwords in those or in ~/.pgpass, not here."))]
+
+SchemaOption = Annotated[str, typer.Option(
+    "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME",
+    help=_("Schema that holds the audit log."))]

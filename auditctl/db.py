@@ -1,0 +1,138 @@
+"""Database connections: where the DSN comes from, and the server checks.
+
+The DSN is taken from ``--dsn``, else ``AUDITCTL_DSN``, else ``DATABASE_URL``,
+else left empty so that libpq reads its ``PG*`` variables and ``~/.pgpass``.
+A password therefore never needs to be on the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import conninfo
+
+from .errors import ConnectionFailedError, InvalidArgumentError, ServerVersionError
+from .i18n import _
+
+logger = logging.getLogger(__name__)
+
+# CREATE OR REPLACE TRIGGER first appeared in PostgreSQL 14.
+MIN_SERVER_VERSION = 140000
+
+# Query parameters that Prisma adds to DATABASE_URL and libpq rejects.
+PRISMA_ONLY_PARAMETERS = frozenset({
+    "schema", "connection_limit", "pool_timeout", "socket_timeout", "pgbouncer",
+    "statement_cache_size", "sslaccept", "sslidentity", "connect_timeout_ms",
+})
+
+
+@dataclass(frozen=True)
+class DsnSource:
+    """A DSN and the place it was read from, for messages."""
+
+    dsn: str
+    origin: str
+
+
+def resolve_dsn(dsn_option: str | None) -> DsnSource:
+    """Pick the DSN from the option or the environment, in documented order."""
+    if dsn_option:
+        source = DsnSource(dsn_option, "--dsn")
+    elif os.environ.get("AUDITCTL_DSN"):
+        source = DsnSource(os.environ["AUDITCTL_DSN"], "AUDITCTL_DSN")
+    elif os.environ.get("DATABASE_URL"):
+        source = DsnSource(os.environ["DATABASE_URL"], "DATABASE_URL")
+    else:
+        source = DsnSource("", "PG* environment variables")
+    return DsnSource(strip_prisma_parameters(source.dsn), source.origin)
+
+
+def strip_prisma_parameters(dsn: str) -> str:
+    """Drop Prisma's own URL parameters (``?schema=public`` and the like).
+
+    libpq refuses unknown URI parameters, and Prisma's DATABASE_URL usually
+    carries some, so the same variable can serve the app and auditctl.
+    """
+    if not dsn.startswith(("postgres://", "postgresql://")):
+        return dsn
+    parts = urlsplit(dsn)
+    if not parts.query:
+        return dsn
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k not in PRISMA_ONLY_PARAMETERS]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+def describe_dsn(dsn: str) -> str:
+    """Describe a DSN for messages and logs, without its password."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return _("an unparsable DSN")
+    shown = {key: params[key] for key in ("host", "port", "dbname", "user") if params.get(key)}
+    return " ".join(f"{key}={value}" for key, value in shown.items()) or _("libpq defaults")
+
+
+def dsn_has_password(dsn: str) -> bool:
+    """Tell whether a DSN carries a password in its text."""
+    try:
+        return bool(conninfo.conninfo_to_dict(dsn).get("password"))
+    except psycopg.ProgrammingError:
+        return False
+
+
+def connect(dsn_option: str | None, *, autocommit: bool = True) -> psycopg.Connection:
+    """Open a connection and check that the server is new enough.
+
+    Connections are in autocommit mode unless asked otherwise; the library
+    opens explicit transactions where it needs them.
+    """
+    source = resolve_dsn(dsn_option)
+    if source.origin == "--dsn" and dsn_has_password(source.dsn):
+        logger.warning("the --dsn value contains a password; prefer AUDITCTL_DSN, PGPASSWORD or ~/.pgpass")
+    try:
+        params = conninfo.conninfo_to_dict(source.dsn)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidArgumentError(
+            _("Invalid DSN from {origin}: {error}. Use a libpq connection string or a postgresql:// URL.")
+            .format(origin=source.origin, error=first_line(str(exc)))) from None
+    params.setdefault("connect_timeout", 10)
+    params.setdefault("application_name", "auditctl")
+    logger.debug("connecting to %s (DSN from %s)", describe_dsn(source.dsn), source.origin)
+    try:
+        connection = psycopg.connect(autocommit=autocommit, **params)
+    except psycopg.OperationalError as exc:
+        raise ConnectionFailedError(
+            _("Could not connect to {target} (DSN from {origin}): {error}. "
+              "Check --dsn, AUDITCTL_DSN, DATABASE_URL or the PG* variables.")
+            .format(target=describe_dsn(source.dsn), origin=source.origin, error=first_line(str(exc)))
+        ) from None
+    check_server_version(connection)
+    return connection
+
+
+def check_server_version(connection: psycopg.Connection) -> None:
+    """Raise ServerVersionError on servers older than MIN_SERVER_VERSION."""
+    version = connection.info.server_version
+    if version < MIN_SERVER_VERSION:
+        connection.close()
+        raise ServerVersionError(
+            _("PostgreSQL {found} is not supported: auditctl needs PostgreSQL 14 or later.")
+            .format(found=format_server_version(version)))
+
+
+def format_server_version(version: int) -> str:
+    """Turn libpq's integer version (160002) into text ("16.2")."""
+    return f"{version // 10000}.{version % 100}"
+
+
+def first_line(text: str) -> str:
+    """Return the first non-empty line of a (server) message, stripped."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return text.strip()

@@ -1,0 +1,41 @@
+"""Errors that auditctl reports to people.
+
+Every message is already translated and says what failed, on which value,
+and what to do next; the CLI prints it as one line and exits non-zero.
+"""
+
+
+class AuditctlError(Exception):
+    """Base class of the errors auditctl reports without a traceback."""
+
+    exit_code = 1
+
+
+class InvalidArgumentError(AuditctlError):
+    """A command-line value or option combination is invalid."""
+
+    exit_code = 2
+
+
+class ConnectionFailedError(AuditctlError):
+    """The database could not be reached or refused the login."""
+
+
+class ServerVersionError(AuditctlError):
+    """The PostgreSQL server is older than auditctl supports."""
+
+
+class TableNotFoundError(AuditctlError):
+    """A table named on the command line does not exist or is ambiguous."""
+
+
+class NotInstalledError(AuditctlError):
+    """The audit schema is missing in the target database."""
+
+
+class DatabaseError(AuditctlError):
+    """A statement failed on the server."""
+
+
+class EmbeddedServerError(AuditctlError):
+    """The embedded PostgreSQL server could not be started."""

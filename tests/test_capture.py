@@ -1,0 +1,172 @@
+"""What the generated triggers record for each kind of change."""
+
+from __future__ import annotations
+
+import psycopg.errors
+import pytest
+
+from auditctl.audit.install import install
+from helpers import as_app_user, events
+
+
+@pytest.fixture
+def shop(db):
+    """A database with a few tables covering key shapes, all audited."""
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE customer (id integer PRIMARY KEY, name text NOT NULL, tags text[], balance numeric);
+            CREATE TABLE stage (product text, stage_no integer, title text, PRIMARY KEY (product, stage_no));
+            CREATE TABLE link (a integer NOT NULL, b text NOT NULL);
+        """)
+        install(connection, "audit", [], use_all=True)
+    return db
+
+
+def test_insert_records_new_row(shop):
+    with shop.connect() as connection:
+        as_app_user(connection, "u-1", "203.0.113.5",
+                    "INSERT INTO customer VALUES (1, 'Анна', ARRAY['vip'], 10.50)")
+        [event] = events(connection)
+    assert event["action"] == "INSERT"
+    assert event["entity_type"] == "public.customer"
+    assert event["entity_id"] == "1"
+    assert event["old_values"] is None
+    assert event["new_values"] == {"id": 1, "name": "Анна", "tags": ["vip"], "balance": 10.50}
+    assert event["user_id"] == "u-1"
+    assert str(event["ip_address"]) == "203.0.113.5"
+    assert event["db_user"] == "postgres"
+
+
+def test_update_records_changed_columns_only(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (1, 'Анна', ARRAY['vip'], 10)")
+        as_app_user(connection, "u-2", None, "UPDATE customer SET name = 'Анна К.', tags = ARRAY['vip', 'new'] WHERE id = 1")
+        event = events(connection)[-1]
+    assert event["action"] == "UPDATE"
+    assert event["old_values"] == {"name": "Анна", "tags": ["vip"]}
+    assert event["new_values"] == {"name": "Анна К.", "tags": ["vip", "new"]}
+
+
+def test_noop_update_records_nothing(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
+        connection.execute("UPDATE customer SET name = name")
+        assert [e["action"] for e in events(connection)] == ["INSERT"]
+
+
+def test_delete_records_old_row(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (7, 'x', NULL, NULL)")
+        connection.execute("DELETE FROM customer WHERE id = 7")
+        event = events(connection)[-1]
+    assert event["action"] == "DELETE"
+    assert event["entity_id"] == "7"
+    assert event["old_values"] == {"id": 7, "name": "x", "tags": None, "balance": None}
+    assert event["new_values"] is None
+
+
+def test_truncate_records_one_event(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer SELECT i, 'n' FROM generate_series(1, 5) i")
+        connection.execute("TRUNCATE customer")
+        truncates = events(connection, where="action = 'TRUNCATE'")
+    assert len(truncates) == 1
+    assert truncates[0]["entity_type"] == "public.customer"
+    assert truncates[0]["entity_id"] is None
+
+
+def test_composite_key_is_json_array(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO stage VALUES ('pr-1', 5, 'Сварка')")
+        [event] = events(connection)
+    assert event["entity_id"] == '["pr-1", 5]'
+
+
+def test_table_without_key_records_whole_row(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO link VALUES (1, 'x')")
+        connection.execute("UPDATE link SET b = 'y'")
+        insert, update = events(connection)
+    assert insert["entity_id"] is None
+    assert update["entity_id"] is None
+    assert update["old_values"] == {"a": 1, "b": "x"}
+    assert update["new_values"] == {"b": "y"}
+
+
+def test_rolled_back_change_leaves_no_event(shop):
+    with shop.connect() as connection:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with connection.transaction():
+                connection.execute("INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
+                connection.execute("SELECT 1 / 0")
+        assert events(connection) == []
+
+
+@pytest.mark.parametrize("raw", ["abc", "300.1.1.1", "10.0.0.1/40", "' OR 1=1 --"],
+                         ids=["word", "octet-range", "prefix-range", "quote"])
+def test_malformed_ip_is_null_with_raw_text(shop, raw):
+    with shop.connect() as connection:
+        as_app_user(connection, "u-1", raw, "INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
+        [event] = events(connection)
+    assert event["ip_address"] is None
+    assert event["details"] == {"ip_address_raw": raw}
+
+
+def test_unset_context_falls_back_to_client_address(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
+        [event] = events(connection)
+    assert event["user_id"] is None
+    # The test cluster is reached over TCP on 127.0.0.1.
+    assert str(event["ip_address"]) == "127.0.0.1"
+    assert event["details"] is None
+
+
+def test_empty_context_is_null(shop):
+    with shop.connect() as connection:
+        as_app_user(connection, "", "", "INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
+        [event] = events(connection)
+    assert event["user_id"] is None
+    assert str(event["ip_address"]) == "127.0.0.1"
+
+
+def test_context_is_per_transaction(shop):
+    with shop.connect() as connection:
+        as_app_user(connection, "u-1", "192.0.2.1", "INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
+        connection.execute("INSERT INTO customer VALUES (2, 'y', NULL, NULL)")
+        first, second = events(connection)
+    assert first["user_id"] == "u-1"
+    assert second["user_id"] is None
+
+
+def test_transaction_and_application_recorded(shop):
+    with shop.connect(application_name="billing-worker") as connection:
+        with connection.transaction():
+            connection.execute("INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
+            connection.execute("INSERT INTO customer VALUES (2, 'y', NULL, NULL)")
+            txid = connection.execute("SELECT txid_current()").fetchone()[0]
+        first, second = events(connection)
+    assert first["transaction_id"] == second["transaction_id"] == txid
+    assert first["application_name"] == "billing-worker"
+
+
+def test_columns_added_and_dropped_after_install(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
+        connection.execute("ALTER TABLE customer ADD COLUMN priority integer NOT NULL DEFAULT 0")
+        connection.execute("ALTER TABLE customer DROP COLUMN tags")
+        connection.execute("UPDATE customer SET priority = 2 WHERE id = 1")
+        connection.execute("INSERT INTO customer VALUES (2, 'y', 3.5, 1)")
+        update, insert = events(connection)[1:]
+    assert update["old_values"] == {"priority": 0}
+    assert update["new_values"] == {"priority": 2}
+    assert insert["new_values"] == {"id": 2, "name": "y", "balance": 3.5, "priority": 1}
+
+
+def test_bulk_update_records_each_row(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer SELECT i, 'n' || i FROM generate_series(1, 50) i")
+        connection.execute("UPDATE customer SET balance = 1 WHERE id <= 40")
+        updates = events(connection, where="action = 'UPDATE'")
+    assert len(updates) == 40
+    assert sorted(int(e["entity_id"]) for e in updates) == list(range(1, 41))
