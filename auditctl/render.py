@@ -21,7 +21,7 @@ from rich.table import Table
 from .audit.install import InstallResult, UninstallResult
 from .audit.query import Event
 from .audit.status import StatusReport, TableState
-from .i18n import _, ngettext
+from .i18n import _
 
 logger = logging.getLogger(__name__)
 
@@ -187,10 +187,9 @@ def print_status(report: StatusReport) -> None:
                       .format(schema=report.schema), markup=False)
         return
     console.print(
-        ngettext("{events:,} event in {partitions} partition, {size} on disk.",
-                 "{events:,} events in {partitions} partitions, {size} on disk.", report.partitions)
-        .format(events=report.total_events, partitions=report.partitions, size=format_bytes(report.log_bytes)),
-        markup=False)
+        _("Events: {events}; partitions: {partitions}; size on disk: {size}.")
+        .format(events=f"{report.total_events:,}", partitions=report.partitions,
+                size=format_bytes(report.log_bytes)), markup=False)
     for name in report.orphaned_functions:
         console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it.")
                       .format(schema=report.schema, name=name), style="yellow", markup=False)

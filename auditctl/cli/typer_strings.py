@@ -1,0 +1,32 @@
+"""Strings that typer translates through the default gettext domain.
+
+Nothing calls this module; it lists typer's own texts so that message
+extraction puts them into the auditctl catalog, which the CLI installs as
+the default domain. typer 0.29 writes its usage errors ("No such option",
+"Invalid value") and "Usage:" without gettext, so those stay in English.
+"""
+
+
+def _(message: str) -> str:
+    return message
+
+
+TYPER_STRINGS = (
+    _("Arguments"),
+    _("Options"),
+    _("Commands"),
+    _("Error"),
+    _("Aborted."),
+    _("Aborted!"),
+    _("Missing command."),
+    _("No such command {name!r}."),
+    _("[default: {}]"),
+    _("[env var: {}]"),
+    _("[required]"),
+    _("(deprecated) "),
+    _("(dynamic)"),
+    _("default: {default}"),
+    _("env var: {var}"),
+    _("required"),
+    _("Try [blue]'{command_path} {help_option}'[/] for help."),
+)
