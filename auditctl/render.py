@@ -39,7 +39,8 @@ _CELL_VALUE_CHARS = 40
 
 def print_error(message: str) -> None:
     """Print one error line to stderr."""
-    error_console.print(_("Error: {message}").format(message=message), style="bold red", markup=False)
+    error_console.print(_("Error: {message}").format(message=message), style="bold red", markup=False,
+                        soft_wrap=True)
 
 
 def format_time(moment: datetime) -> str:

@@ -78,7 +78,7 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
         cursor.execute(f"SELECT entity_type, count(*) FROM {audit}.events GROUP BY entity_type")
         counts = dict(cursor.fetchall())
         cursor.execute(
-            """SELECT count(*), COALESCE(sum(pg_catalog.pg_total_relation_size(relid)), 0)
+            """SELECT count(*), COALESCE(sum(pg_catalog.pg_total_relation_size(relid)), 0)::bigint
                FROM pg_catalog.pg_partition_tree(%s::regclass) WHERE isleaf""", (f"{audit}.events",))
         report.partitions, report.log_bytes = cursor.fetchone()
         cursor.execute(f"""SELECT p.proname FROM pg_catalog.pg_proc p

@@ -56,8 +56,14 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table) ->
         values = ", ".join(f"{record}.{column}" for column in key_columns)
         return f"pg_catalog.jsonb_build_array({values})::text"
 
+    def details_plus(key: str, variable: str) -> str:
+        added = f"pg_catalog.jsonb_build_object({quote_literal(key)}, {variable})"
+        return f"COALESCE(v_details, '{{}}'::jsonb) || {added}" if table.partitioned else added
+
     context = template_context(connection, schema)
     context.update(
+        partitioned=table.partitioned,
+        details_plus=details_plus,
         function=quote_ident(function),
         table=quoted_table,
         entity_type=quote_literal(table.entity_type),

@@ -83,3 +83,9 @@ def main() -> None:
     except KeyboardInterrupt:
         print_error(_("Interrupted."))
         sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line unless --verbose
+        if _state["verbose"]:
+            logger.exception("command failed")
+        print_error(_("Internal error: {error}. Run again with --verbose for a traceback and report it.")
+                    .format(error=f"{type(exc).__name__}: {exc}"))
+        sys.exit(70)

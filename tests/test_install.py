@@ -1,0 +1,294 @@
+"""Installing, repeating, upgrading and removing the audit triggers."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from auditctl.audit.install import install, uninstall
+from auditctl.audit.status import TableState, collect_status
+from auditctl.errors import InvalidArgumentError, TableNotFoundError
+from helpers import events
+
+# Names that need quoting; the last is 63 bytes, PostgreSQL's limit.
+AWKWARD_NAMES = ["User", "order", "user", "with space", 'quo"te', "Заказ", "x" * 63]
+
+
+def _create_awkward_tables(connection: psycopg.Connection) -> None:
+    connection.execute('CREATE SCHEMA "Sales Dept"')
+    for name in AWKWARD_NAMES:
+        quoted = '"' + name.replace('"', '""') + '"'
+        connection.execute(f'CREATE TABLE "Sales Dept".{quoted} ("Id" integer PRIMARY KEY, "createdAt" text)')
+
+
+def test_install_twice_changes_nothing(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE item (id integer PRIMARY KEY, name text)")
+        first = install(connection, "audit", [], use_all=True)
+        second = install(connection, "audit", [], use_all=True)
+        functions = connection.execute(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace").fetchone()[0]
+    assert [t.name for t in first.installed] == ["item"]
+    assert second.installed == []
+    assert [t.name for t in second.unchanged] == ["item"]
+    # create_partitions, log_event and one trigger function.
+    assert functions == 3
+
+
+def test_install_only_named_tables(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
+        install(connection, "audit", ["b"])
+        connection.execute("INSERT INTO a VALUES (1); INSERT INTO b VALUES (1)")
+        assert [e["entity_type"] for e in events(connection)] == ["public.b"]
+
+
+def test_install_exclude(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
+        result = install(connection, "audit", [], use_all=True, exclude=["a"])
+    assert [t.name for t in result.installed] == ["b"]
+
+
+def test_unknown_table_changes_nothing(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        with pytest.raises(TableNotFoundError, match="nosuch"):
+            install(connection, "audit", ["a", "nosuch"])
+        schema = connection.execute("SELECT to_regnamespace('audit')").fetchone()[0]
+    assert schema is None
+
+
+def test_names_and_all_are_exclusive(db):
+    with db.connect() as connection:
+        with pytest.raises(InvalidArgumentError):
+            install(connection, "audit", ["a"], use_all=True)
+
+
+def test_dry_run_executes_nothing(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        result = install(connection, "audit", [], use_all=True, dry_run=True)
+        schema = connection.execute("SELECT to_regnamespace('audit')").fetchone()[0]
+    assert schema is None
+    text = "\n".join(result.statements)
+    assert "CREATE TABLE \"audit\".events" in text
+    assert "CREATE OR REPLACE TRIGGER auditctl_row" in text
+
+
+def test_awkward_names_are_audited(db):
+    with db.connect() as connection:
+        _create_awkward_tables(connection)
+        result = install(connection, "audit", [], use_all=True)
+        for name in AWKWARD_NAMES:
+            quoted = '"' + name.replace('"', '""') + '"'
+            connection.execute(f'INSERT INTO "Sales Dept".{quoted} VALUES (1, \'now\')')
+        recorded = {e["entity_type"] for e in events(connection)}
+        function_names = connection.execute(
+            "SELECT function_name FROM audit.audited_tables").fetchall()
+    assert len(result.installed) == len(AWKWARD_NAMES)
+    assert recorded == {f"Sales Dept.{name}" for name in AWKWARD_NAMES}
+    assert len({row[0] for row in function_names}) == len(AWKWARD_NAMES)
+
+
+def test_long_names_sharing_a_prefix_do_not_collide(db):
+    prefix = "Ж" * 30  # 60 bytes of UTF-8
+    with db.connect() as connection:
+        connection.execute(f'CREATE TABLE "{prefix}a" (id int PRIMARY KEY)')
+        connection.execute(f'CREATE TABLE "{prefix}b" (id int PRIMARY KEY)')
+        install(connection, "audit", [], use_all=True)
+        connection.execute(f'INSERT INTO "{prefix}a" VALUES (1)')
+        connection.execute(f'INSERT INTO "{prefix}b" VALUES (2)')
+        recorded = [(e["entity_type"], e["entity_id"]) for e in events(connection)]
+    assert recorded == [(f"public.{prefix}a", "1"), (f"public.{prefix}b", "2")]
+
+
+def test_custom_schema_name(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        install(connection, "Audit Log", [], use_all=True)
+        connection.execute("INSERT INTO a VALUES (1)")
+        assert len(events(connection, schema="Audit Log")) == 1
+
+
+def test_partitioned_table_audited_as_parent(db):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE pay (id int, paid_on date, amount numeric, PRIMARY KEY (id, paid_on))
+                PARTITION BY RANGE (paid_on);
+            CREATE TABLE pay_2024 PARTITION OF pay FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+            CREATE TABLE pay_2025 PARTITION OF pay FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        """)
+        result = install(connection, "audit", [], use_all=True)
+        connection.execute("INSERT INTO pay VALUES (1, '2024-05-01', 10)")
+        connection.execute("UPDATE pay SET amount = 11 WHERE id = 1")
+        # A partition created after install inherits the trigger.
+        connection.execute("CREATE TABLE pay_2026 PARTITION OF pay FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+        connection.execute("INSERT INTO pay VALUES (2, '2026-02-01', 5)")
+        recorded = [(e["action"], e["entity_type"], e["entity_id"]) for e in events(connection)]
+    assert [t.name for t in result.installed] == ["pay"]
+    assert recorded == [("INSERT", "public.pay", '[1, "2024-05-01"]'),
+                        ("UPDATE", "public.pay", '[1, "2024-05-01"]'),
+                        ("INSERT", "public.pay", '[2, "2026-02-01"]')]
+
+
+def test_search_path_and_shadowing_cannot_subvert_trigger(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+        connection.execute("""
+            CREATE SCHEMA evil;
+            CREATE FUNCTION evil.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"x": 1}'::jsonb $$;
+            CREATE FUNCTION evil.current_setting(text, boolean) RETURNS text LANGUAGE sql AS $$ SELECT 'forged' $$;
+            CREATE TABLE evil.events (id int);
+        """)
+        connection.execute("SET search_path = evil, public")
+        connection.execute("INSERT INTO a VALUES (1)")
+        connection.execute("RESET search_path")
+        [event] = events(connection)
+        evil_rows = connection.execute("SELECT count(*) FROM evil.events").fetchone()[0]
+    assert event["new_values"] == {"id": 1}
+    assert event["user_id"] is None
+    assert evil_rows == 0
+
+
+def test_trigger_functions_are_security_definer_with_fixed_path(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+        rows = connection.execute("""
+            SELECT proname, prosecdef, proconfig FROM pg_proc
+            WHERE pronamespace = 'audit'::regnamespace AND proname <> 'create_partitions'""").fetchall()
+    assert rows
+    for name, definer, config in rows:
+        assert definer, name
+        assert config == ["search_path=pg_catalog, pg_temp"], name
+
+
+def test_app_role_can_write_tables_but_not_the_log(db):
+    with db.connect() as connection:
+        connection.execute(f"""
+            CREATE TABLE a (id int PRIMARY KEY, v text);
+            DROP ROLE IF EXISTS app_{db.name};
+            CREATE ROLE app_{db.name} LOGIN;
+            GRANT ALL ON a TO app_{db.name};
+        """)
+        install(connection, "audit", [], use_all=True)
+    app_dsn = db.server.dsn_for(db.name).replace("user=postgres", f"user=app_{db.name}")
+    try:
+        with psycopg.connect(app_dsn, autocommit=True) as app:
+            app.execute("INSERT INTO a VALUES (1, 'x')")
+            app.execute("UPDATE a SET v = 'y'")
+            app.execute("SELECT audit.log_event('LOGIN', 'u-1')")
+            for statement in ("UPDATE audit.events SET user_id = 'forged'", "DELETE FROM audit.events",
+                              "TRUNCATE audit.events", "INSERT INTO audit.events (action, db_user) VALUES ('X', 'y')",
+                              "SELECT * FROM audit.events"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    app.execute(statement)
+        with db.connect() as connection:
+            recorded = [(e["action"], e["db_user"]) for e in events(connection)]
+        assert recorded == [("INSERT", f"app_{db.name}"), ("UPDATE", f"app_{db.name}"),
+                            ("LOGIN", f"app_{db.name}")]
+    finally:
+        with db.connect() as connection:
+            connection.execute(f"DROP OWNED BY app_{db.name}; DROP ROLE app_{db.name}")
+
+
+def test_uninstall_keeps_log_unless_drop_data(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+        connection.execute("INSERT INTO a VALUES (1)")
+        result = uninstall(connection, "audit", ["a"])
+        connection.execute("INSERT INTO a VALUES (2)")
+        assert result.removed == ["public.a"]
+        assert len(events(connection)) == 1
+        dropped = uninstall(connection, "audit", [], use_all=True, drop_data=True)
+        schema = connection.execute("SELECT to_regnamespace('audit')").fetchone()[0]
+    assert dropped.dropped_schema
+    assert schema is None
+
+
+def test_drop_data_requires_all(db):
+    with db.connect() as connection:
+        with pytest.raises(InvalidArgumentError, match="--all"):
+            uninstall(connection, "audit", ["a"], drop_data=True)
+
+
+def test_status_reports_states(db):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE good (id int PRIMARY KEY); CREATE TABLE off (id int PRIMARY KEY);
+            CREATE TABLE stale (id int PRIMARY KEY); CREATE TABLE gone (id int PRIMARY KEY);
+            CREATE TABLE never (id int);
+        """)
+        install(connection, "audit", ["good", "off", "stale", "gone"])
+        connection.execute("ALTER TABLE off DISABLE TRIGGER auditctl_row")
+        # A new primary key changes the generated SQL, so the trigger is outdated.
+        connection.execute("ALTER TABLE stale DROP CONSTRAINT stale_pkey")
+        connection.execute("DROP TRIGGER auditctl_row ON gone")
+        connection.execute("INSERT INTO good VALUES (1), (2)")
+        report = collect_status(connection, "audit")
+    states = {t.entity_type: t.state for t in report.tables}
+    assert states == {"public.good": TableState.AUDITED, "public.off": TableState.DISABLED,
+                      "public.stale": TableState.OUTDATED, "public.gone": TableState.MISSING,
+                      "public.never": TableState.NOT_AUDITED}
+    assert {t.entity_type: t.events for t in report.tables}["public.good"] == 2
+    assert report.total_events == 2
+    assert report.log_bytes > 0
+
+
+def test_reinstall_fixes_outdated_trigger(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int, code text)")
+        install(connection, "audit", ["a"])
+        connection.execute("ALTER TABLE a ADD PRIMARY KEY (id)")
+        again = install(connection, "audit", ["a"])
+        connection.execute("INSERT INTO a VALUES (5, 'x')")
+        report = collect_status(connection, "audit")
+        [event] = events(connection)
+    assert [t.name for t in again.installed] == ["a"]
+    assert report.tables[0].state is TableState.AUDITED
+    assert event["entity_id"] == "5"
+
+
+def test_partitions_created_ahead_with_default(db):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        names = [row[0] for row in connection.execute("""
+            SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'audit.events'::regclass ORDER BY 1""")]
+    assert "events_default" in names
+    assert len([n for n in names if n.startswith("events_p")]) == 4
+
+
+def test_default_partition_rows_move_into_new_partition(db):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        connection.execute("""INSERT INTO audit.events (occurred_at, action, db_user)
+                              VALUES (now() + interval '6 months', 'FUTURE_EVENT', 'x')""")
+        assert connection.execute("SELECT count(*) FROM audit.events_default").fetchone()[0] == 1
+        created = connection.execute("SELECT audit.create_partitions(8)").fetchone()[0]
+        in_default = connection.execute("SELECT count(*) FROM audit.events_default").fetchone()[0]
+        total = connection.execute("SELECT count(*) FROM audit.events WHERE action = 'FUTURE_EVENT'").fetchone()[0]
+    assert created == 5
+    assert in_default == 0
+    assert total == 1
+
+
+def test_log_event_function(db):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        with connection.transaction():
+            connection.execute("SET LOCAL auditctl.user_id = 'cl-7'")
+            connection.execute("SET LOCAL auditctl.ip_address = '198.51.100.4'")
+            connection.execute("SELECT audit.log_event('login_failed', details => '{\"reason\": \"bad password\"}')")
+        connection.execute("SELECT audit.log_event('EXPORT', 'cl-8', ip_address => 'not-an-ip')")
+        for bad in ("'INSERT'", "'bad action'", "NULL"):
+            with pytest.raises(psycopg.errors.InvalidParameterValue):
+                connection.execute(f"SELECT audit.log_event({bad}, 'u')")
+        first, second = events(connection)
+    assert (first["action"], first["user_id"], str(first["ip_address"])) == ("LOGIN_FAILED", "cl-7", "198.51.100.4")
+    assert first["details"] == {"reason": "bad password"}
+    assert (second["action"], second["ip_address"], second["details"]) == ("EXPORT", None,
+                                                                            {"ip_address_raw": "not-an-ip"})
