@@ -1,0 +1,205 @@
+"""The CLI contract: options, output formats, errors and languages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from auditctl.audit.install import install
+from helpers import as_app_user, events
+
+
+@pytest.fixture
+def audited(db):
+    """A database with one audited table and a few events by two users."""
+    with db.connect() as connection:
+        connection.execute('CREATE TABLE "Order" (id int PRIMARY KEY, note text, total numeric)')
+        install(connection, "audit", [], use_all=True)
+        as_app_user(connection, "alice", "192.0.2.1",
+                    """INSERT INTO "Order" VALUES (1, 'первый', 10)""",
+                    """UPDATE "Order" SET total = 12 WHERE id = 1""")
+        as_app_user(connection, "bob", "192.0.2.2", """DELETE FROM "Order" WHERE id = 1""")
+    return db
+
+
+def test_query_json_contract(audited, cli):
+    result = cli("query", "--format", "json", dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["action"] for r in rows] == ["DELETE", "UPDATE", "INSERT"]
+    assert set(rows[0]) == {"id", "occurred_at", "user_id", "ip_address", "db_user", "action", "entity_type",
+                            "entity_id", "old", "new", "details"}
+    assert rows[1]["old"] == {"total": 10}
+    assert rows[1]["new"] == {"total": 12}
+    assert rows[2]["new"]["note"] == "первый"
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (["--user", "alice"], ["UPDATE", "INSERT"]),
+    (["--action", "delete"], ["DELETE"]),
+    (["--action", "Insert", "--action", "DELETE"], ["DELETE", "INSERT"]),
+    (["--table", "Order"], ["DELETE", "UPDATE", "INSERT"]),
+    (["--table", "public.Order"], ["DELETE", "UPDATE", "INSERT"]),
+    (["--table", "other"], []),
+    (["--entity-id", "1", "--user", "bob"], ["DELETE"]),
+    (["--since", "1h"], ["DELETE", "UPDATE", "INSERT"]),
+    (["--since", "2999-01-01"], []),
+    (["--until", "2000-01-01T00:00:00+00:00"], []),
+    (["--limit", "1"], ["DELETE"]),
+], ids=["user", "action-lower", "actions", "table-bare", "table-qualified", "table-other", "entity", "since-1h",
+        "since-future", "until-past", "limit"])
+def test_query_filters(audited, cli, options, expected):
+    result = cli("query", "--format", "json", *options, dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert [r["action"] for r in json.loads(result.stdout)] == expected
+
+
+def test_query_table_output(audited, cli):
+    result = cli("query", dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert "public.Order" in result.stdout
+    assert "total: 10 → 12" in result.stdout
+    assert "alice" in result.stdout
+
+
+def test_query_csv_newest_first(audited, cli):
+    result = cli("query", "--format", "csv", dsn=audited.dsn)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["action"] for r in rows] == ["DELETE", "UPDATE", "INSERT"]
+
+
+def test_export_jsonl_and_csv_agree(audited, cli, tmp_path):
+    target = tmp_path / "events.jsonl"
+    result = cli("export", "--format", "jsonl", "-o", str(target), dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    as_csv = list(csv.DictReader(io.StringIO(cli("export", dsn=audited.dsn).stdout)))
+    assert [line["action"] for line in lines] == ["INSERT", "UPDATE", "DELETE"]
+    assert [row["id"] for row in as_csv] == [str(line["id"]) for line in lines]
+    assert json.loads(as_csv[0]["new"]) == lines[0]["new"]
+    assert as_csv[0]["occurred_at"] == lines[0]["occurred_at"]
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_export_failure_leaves_no_file(audited, cli, tmp_path):
+    target = tmp_path / "events.csv"
+    result = cli("export", "-o", str(target), "--schema", "nosuch", dsn=audited.dsn)
+    assert result.exit_code != 0
+    # pgserver keeps its own lock folder (runtime-*); the demo's server files must be gone.
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("auditctl-demo-")] == []
+
+
+def test_event_command(audited, cli):
+    result = cli("event", "login", "--user", "alice", "--ip", "2001:db8::1", "--details", '{"method": "sso"}',
+                 dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    with audited.connect() as connection:
+        [event] = events(connection, where="action = 'LOGIN'")
+    assert event["user_id"] == "alice"
+    assert str(event["ip_address"]) == "2001:db8::1"
+    assert event["details"] == {"method": "sso"}
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["query", "--since", "yesterday"], "Invalid --since value 'yesterday'"),
+    (["query", "--until", "2026-13-45"], "Invalid --until value"),
+    (["query", "--since", "1d", "--until", "2d"], "is later than --until"),
+    (["install", "nosuch"], "Table 'nosuch' not found"),
+    (["install", "Order", "--all"], "either table names or --all"),
+    (["uninstall", "--drop-data"], "needs --all"),
+    (["event", "LOGIN", "--user", "u", "--details", "{bad"], "Invalid --details JSON"),
+    (["event", "LOGIN", "--user", "u", "--details", "[1]"], "expected a JSON object"),
+    (["event", "UPDATE", "--user", "u"], "reserved for row changes"),
+    (["event", "log in", "--user", "u"], "Invalid action"),
+    (["event", "LOGIN", "--user", "u", "--ip", "abc"], "Invalid --ip value 'abc'"),
+    (["query", "--schema", "nosuch"], "schema 'nosuch' is not installed"),
+], ids=["since", "until", "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json",
+        "details-array", "reserved-action", "bad-action", "bad-ip", "no-schema"])
+def test_bad_input_one_line_error(audited, cli, args, fragment):
+    with audited.connect() as connection:
+        before = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]
+    result = cli(*args, dsn=audited.dsn)
+    assert result.exit_code != 0
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    with audited.connect() as connection:
+        assert connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] == before
+
+
+def test_connection_error_hides_password(cli):
+    result = cli("status", dsn="postgresql://app:s3cret-pw@127.0.0.1:1/appdb?connect_timeout=2")
+    assert result.exit_code != 0
+    assert "Could not connect to host=127.0.0.1 port=1 dbname=appdb user=app" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dsn_sources_in_order(audited, cli):
+    prisma_url = "postgresql://{user}@127.0.0.1:{port}/{db}?schema=public".format(
+        user="postgres", port=audited.server.admin_dsn.split("port=")[1].split()[0], db=audited.name)
+    from_database_url = cli("status", "--format", "json", env={"DATABASE_URL": prisma_url})
+    assert from_database_url.exit_code == 0, from_database_url.stderr
+    overridden = cli("status", "--format", "json", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/x"},
+                     dsn=audited.dsn)
+    assert overridden.exit_code == 0, overridden.stderr
+    pg_vars = cli("status", "--format", "json",
+                  env={"PGHOST": "127.0.0.1", "PGPORT": prisma_url.split(":")[2].split("/")[0],
+                       "PGDATABASE": audited.name, "PGUSER": "postgres"})
+    assert pg_vars.exit_code == 0, pg_vars.stderr
+    assert json.loads(pg_vars.stdout)["installed"] is True
+
+
+def test_russian_messages(audited, cli):
+    env = {"LANG": "ru_RU.UTF-8"}
+    help_text = cli("--help", env=env).stdout
+    assert "Журнал аудита и резервные копии для PostgreSQL" in help_text
+    assert "Команды" in help_text
+    error = cli("query", "--since", "вчера", env=env, dsn=audited.dsn)
+    assert "Неверное значение --since 'вчера'" in error.stderr
+    table = cli("query", env=env, dsn=audited.dsn).stdout
+    assert "Действие" in table
+
+
+@pytest.mark.parametrize("variable", ["LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"])
+def test_locale_variables_choose_russian(cli, variable):
+    env = {"LANG": "C.UTF-8", variable: "ru_RU.UTF-8"}
+    if variable == "LANGUAGE":
+        env["LANGUAGE"] = "ru"
+    assert "Команды" in cli("--help", env=env).stdout
+
+
+def test_status_and_uninstall_commands(audited, cli):
+    status = cli("status", dsn=audited.dsn)
+    assert status.exit_code == 0, status.stderr
+    assert "public.Order" in status.stdout
+    assert "audited" in status.stdout
+    removed = cli("uninstall", "--all", dsn=audited.dsn)
+    assert removed.exit_code == 0, removed.stderr
+    assert "Audit trigger removed from public.Order" in removed.stdout
+    after = json.loads(cli("status", "--format", "json", dsn=audited.dsn).stdout)
+    assert after["tables"] == [{"table": "public.Order", "state": "not_audited", "has_primary_key": True,
+                                "events": 3}]
+
+
+def test_install_dry_run_prints_sql(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    result = cli("install", "--all", "--dry-run", dsn=db.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert "CREATE OR REPLACE FUNCTION" in result.stdout
+    with db.connect() as connection:
+        assert connection.execute("SELECT to_regnamespace('audit')").fetchone()[0] is None
+
+
+def test_demo_runs_without_a_server(cli, tmp_path):
+    result = cli("demo", env={"TMPDIR": str(tmp_path)})
+    assert result.exit_code == 0, result.stderr
+    assert "librarian-olga" in result.stdout
+    assert "librarian-ben" in result.stdout
+    assert "copies: 2 → 3" in result.stdout
+    # pgserver keeps its own lock folder (runtime-*); the demo's server files must be gone.
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("auditctl-demo-")] == []
