@@ -56,8 +56,11 @@ def _free_port() -> int:
 class Cluster:
     """A running throwaway cluster; ``dsn(dbname)`` connects over TCP to 127.0.0.1."""
 
-    def __init__(self, binaries: ServerBinaries):
+    def __init__(self, binaries: ServerBinaries, *, durable: bool = False):
         self.binaries = binaries
+        # Tests trade durability for speed; benchmarks keep the defaults so
+        # that commit costs are real.
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix=f"auditctl-test-{binaries.label}-"))
         self.datadir = self.root / "data"
         self.port = _free_port()
@@ -77,10 +80,13 @@ class Cluster:
 
     def start(self) -> None:
         self._run([str(self.binaries.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-                   "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"])
+                   "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", *([] if self.durable else ["--no-sync"])])
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=50 "
-                   "-c shared_buffers=128MB")
+                   "-c max_connections=50 ")
+        if self.durable:
+            options += "-c shared_buffers=1GB -c max_wal_size=4GB"
+        else:
+            options += "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c shared_buffers=128MB"
         self._run([str(self.binaries.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log_path),
                    "-o", options, "-w", "-t", "60", "start"])
 

@@ -1,0 +1,171 @@
+"""Measure what auditing costs: single-row UPDATE throughput and one bulk UPDATE.
+
+Prints, from one run, the numbers with and without the auditctl triggers on
+the same table and their ratios, together with the machine and the server
+settings that shape them.
+
+    python bench/bench_triggers.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
+    python bench/bench_triggers.py --dsn "host=..."  # an existing database you may write to
+
+The table has 10 columns; an UPDATE changes one integer column. Single-row
+throughput comes from pgbench (-M prepared) with synchronous_commit on and
+off; the bulk figure is one UPDATE of every row, timed on the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from auditctl.audit.install import install, uninstall  # noqa: E402
+from pgcluster import Cluster, debian_binaries, pgserver_binaries  # noqa: E402
+
+TABLE_SQL = """
+DROP TABLE IF EXISTS bench_item;
+CREATE TABLE bench_item (
+    id          integer PRIMARY KEY,
+    sku         text NOT NULL,
+    title       text NOT NULL,
+    qty         integer NOT NULL,
+    price       numeric(10, 2) NOT NULL,
+    weight_kg   double precision,
+    active      boolean NOT NULL DEFAULT true,
+    tags        text[] NOT NULL DEFAULT '{{}}',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO bench_item (id, sku, title, qty, price, weight_kg, tags)
+SELECT i, 'SKU-' || i, 'Изделие номер ' || i, i % 100, (i % 1000) / 10.0, i / 7.0, ARRAY['a', 'b']
+FROM generate_series(1, {rows}) AS i;
+"""
+
+PGBENCH_SCRIPT = "\\set id random(1, {rows})\nUPDATE bench_item SET qty = qty + 1 WHERE id = :id;\n"
+
+
+def find_pgbench(bindir: Path | None) -> str:
+    if bindir and (bindir / "pgbench").exists():
+        return str(bindir / "pgbench")
+    found = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
+    if not found:
+        sys.exit("pgbench not found: install the PostgreSQL client tools (Debian: postgresql-client)")
+    return str(found)
+
+
+def pgbench_tps(pgbench: str, dsn: str, script: Path, clients: int, seconds: int, sync_commit: str) -> float:
+    env = dict(os.environ, PGOPTIONS=f"-c synchronous_commit={sync_commit}")
+    result = subprocess.run([pgbench, "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
+                             "-T", str(seconds), "-f", str(script), dsn],
+                            capture_output=True, text=True, env=env, check=True)
+    match = re.search(r"tps = ([0-9.]+)", result.stdout)
+    if not match:
+        sys.exit(f"could not read pgbench output:\n{result.stdout}\n{result.stderr}")
+    return float(match.group(1))
+
+
+def bulk_update_seconds(connection: psycopg.Connection) -> float:
+    start = time.perf_counter()
+    with connection.transaction():
+        connection.execute("UPDATE bench_item SET qty = qty + 1")
+    return time.perf_counter() - start
+
+
+def describe(connection: psycopg.Connection) -> list[str]:
+    settings = {name: connection.execute(f"SHOW {name}").fetchone()[0]
+                for name in ("server_version", "shared_buffers", "synchronous_commit", "fsync", "wal_level",
+                             "max_wal_size")}
+    return [f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+            "server: " + ", ".join(f"{key}={value}" for key, value in settings.items())]
+
+
+def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
+    pgbench = find_pgbench(bindir)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        for line in describe(connection):
+            print(line)
+        print(f"table: bench_item, 10 columns, {args.rows:,} rows; pgbench {args.clients} clients, "
+              f"{args.seconds} s per run, best of {args.repeat}")
+        connection.execute(TABLE_SQL.format(rows=int(args.rows)))
+        connection.execute("VACUUM ANALYZE bench_item")
+        install(connection, "audit", [])  # the schema only, so the first audited run pays no set-up
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+            handle.write(PGBENCH_SCRIPT.format(rows=args.rows))
+            script = Path(handle.name)
+
+        results: dict[tuple[str, str], float] = {}
+        for sync_commit in ("on", "off"):
+            for mode in ("plain", "audited") * args.repeat:
+                if mode == "audited":
+                    install(connection, "audit", ["bench_item"])
+                else:
+                    uninstall(connection, "audit", ["bench_item"])
+                tps = pgbench_tps(pgbench, dsn, script, args.clients, args.seconds, sync_commit)
+                key = (mode, sync_commit)
+                results[key] = max(results.get(key, 0.0), tps)
+
+        bulk: dict[str, float] = {}
+        for mode in ("plain", "audited") * args.repeat:
+            if mode == "audited":
+                install(connection, "audit", ["bench_item"])
+            else:
+                uninstall(connection, "audit", ["bench_item"])
+            connection.execute("VACUUM bench_item")
+            seconds = bulk_update_seconds(connection)
+            bulk[mode] = min(bulk.get(mode, float("inf")), seconds)
+        event_bytes = connection.execute(
+            "SELECT pg_total_relation_size('audit.events_default') + coalesce(sum(pg_total_relation_size(relid)), 0)"
+            " FROM pg_partition_tree('audit.events') WHERE isleaf AND relid <> 'audit.events_default'::regclass"
+        ).fetchone()[0]
+        events = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]
+        uninstall(connection, "audit", [], use_all=True, drop_data=True)
+        connection.execute("DROP TABLE bench_item")
+        script.unlink()
+
+    print()
+    print(f"{'measure':<44}{'no audit':>12}{'audited':>12}{'ratio':>9}")
+    for sync_commit in ("on", "off"):
+        plain, audited = results[("plain", sync_commit)], results[("audited", sync_commit)]
+        label = f"single-row UPDATE TPS, synchronous_commit={sync_commit}"
+        print(f"{label:<44}{plain:>12.0f}{audited:>12.0f}{audited / plain:>9.2f}")
+    label = f"one UPDATE of {args.rows:,} rows, seconds"
+    print(f"{label:<44}{bulk['plain']:>12.2f}{bulk['audited']:>12.2f}{bulk['audited'] / bulk['plain']:>8.2f}x")
+    print(f"log size: {event_bytes / max(events, 1):.0f} bytes per event (heap and indexes, {events:,} events)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", help="database to use; default: start a throwaway cluster")
+    parser.add_argument("--rows", type=int, default=100_000, help="rows in the table (default 100000)")
+    parser.add_argument("--clients", type=int, default=4, help="pgbench clients (default 4)")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each pgbench run (default 10)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per measure; the best is kept (default 2)")
+    args = parser.parse_args()
+    if args.dsn:
+        run(args.dsn, None, args)
+        return
+    binaries = (debian_binaries() or [b for b in [pgserver_binaries()] if b])
+    if not binaries:
+        sys.exit("no PostgreSQL server binaries found; pass --dsn")
+    cluster = Cluster(binaries[-1], durable=True)
+    cluster.start()
+    try:
+        run(cluster.dsn(), binaries[-1].bindir, args)
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
