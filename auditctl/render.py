@@ -33,7 +33,7 @@ if not console.is_terminal:
     console = Console(highlight=False, width=_PIPE_WIDTH)
 error_console = Console(stderr=True, highlight=False)
 
-# Longest value shown in a table cell before it is cut with an ellipsis.
+# Maximum length of a value in a table cell; longer values end in an ellipsis.
 _CELL_VALUE_CHARS = 40
 
 
@@ -49,7 +49,7 @@ def format_time(moment: datetime) -> str:
 
 
 def local_utc_offset() -> str:
-    """The local UTC offset, such as ``+03:00``, for the header of time columns."""
+    """Return the local UTC offset, such as ``+03:00``, for the header of time columns."""
     offset = datetime.now().astimezone().strftime("%z")
     return f"{offset[:3]}:{offset[3:]}"
 
@@ -60,11 +60,16 @@ def _short(value: Any) -> str:
 
 
 def summarize_change(event: Event) -> str:
-    """One line per changed column: ``column: old → new``."""
+    """Describe an event's values, one line per column: ``column: old → new`` for an UPDATE."""
     if event.action == "UPDATE" and event.new is not None:
         old = event.old or {}
         return "\n".join(f"{key}: {_short(old.get(key))} → {_short(value)}" for key, value in event.new.items())
-    values = event.new if event.action == "INSERT" else event.old if event.action == "DELETE" else event.details
+    if event.action == "INSERT":
+        values = event.new
+    elif event.action == "DELETE":
+        values = event.old
+    else:
+        values = event.details
     if not values:
         return ""
     return "\n".join(f"{key}: {_short(value)}" for key, value in values.items())
@@ -92,7 +97,7 @@ def print_events(events: list[Event]) -> None:
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
-    """The JSON object of one event, with the keys of the CLI contract."""
+    """Convert one event to a JSON object with the keys of the CLI contract."""
     return {
         "id": event.id,
         "occurred_at": event.occurred_at.isoformat(),
@@ -157,7 +162,7 @@ _STATE_STYLE = {TableState.AUDITED: "green", TableState.OUTDATED: "yellow", Tabl
 
 
 def status_to_json(report: StatusReport) -> dict[str, Any]:
-    """The JSON form of ``auditctl status``."""
+    """Convert the status report to the JSON that ``auditctl status --format json`` prints."""
     return {
         "schema": report.schema,
         "installed": report.installed,
@@ -179,7 +184,10 @@ def print_status(report: StatusReport) -> None:
     table.add_column(_("Primary key"))
     table.add_column(_("Events"), justify="right")
     for item in report.tables:
-        key = "—" if item.has_primary_key is None else _("yes") if item.has_primary_key else _("no")
+        if item.has_primary_key is None:
+            key = "—"
+        else:
+            key = _("yes") if item.has_primary_key else _("no")
         table.add_row(item.entity_type, f"[{_STATE_STYLE[item.state]}]{_state_label(item.state)}[/]", key,
                       f"{item.events:,}")
     console.print(table)

@@ -6,7 +6,7 @@ Which servers the suite runs against:
   ``/usr/lib/postgresql/*/bin`` and the PostgreSQL 16 of the pgserver wheel;
 - ``AUDITCTL_TEST_PG=pg15,pgserver`` picks among those by label;
 - ``AUDITCTL_TEST_DOCKER_IMAGE=postgres:17`` adds a testcontainers server when
-  a Docker engine answers.
+  a Docker engine responds to a ping.
 Every test that takes ``pg`` runs once per server.
 """
 
@@ -226,7 +226,7 @@ class CliResult:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = None,
             input_text: str | None = None) -> CliResult:
-    """Run ``python -m auditctl ARGS`` as a user would, with an English locale unless ``env`` says otherwise."""
+    """Run ``python -m auditctl ARGS`` as a user would, in an English locale unless ``env`` sets another."""
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("AUDITCTL_DSN", "DATABASE_URL", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
     environment.update({"LANG": "C.UTF-8", "COLUMNS": "200"})

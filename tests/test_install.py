@@ -165,7 +165,7 @@ def test_trigger_functions_are_security_definer_with_fixed_path(db):
         assert config == ["search_path=pg_catalog, pg_temp"], name
 
 
-def test_app_role_can_write_tables_but_not_the_log(db):
+def test_app_role_cannot_touch_log(db):
     with db.connect() as connection:
         connection.execute(f"""
             CREATE TABLE a (id int PRIMARY KEY, v text);

@@ -1,4 +1,4 @@
-"""What is audited, what has drifted, and how big the log is."""
+"""Audit status: which tables are audited, which triggers drifted, and the size of the log."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Strings that typer translates through the default gettext domain.
 
-Nothing calls this module; it lists typer's own texts so that message
+Nothing calls this module. It lists typer's own texts so that message
 extraction puts them into the auditctl catalog, which the CLI installs as
 the default domain. typer 0.29 writes its usage errors ("No such option",
 "Invalid value") and "Usage:" without gettext, so those stay in English.
