@@ -20,6 +20,7 @@ from rich.table import Table
 
 from .audit.install import InstallResult, UninstallResult
 from .audit.query import Event
+from .audit.rules import ColumnRule, Rule
 from .audit.status import StatusReport, TableState
 from .i18n import _
 
@@ -126,6 +127,8 @@ def print_install(result: InstallResult) -> None:
         return
     for table in result.installed:
         console.print(_("Audit trigger installed on {table}").format(table=table.entity_type), markup=False)
+    for rule in result.column_rules:
+        console.print(_rule_message(rule), markup=False)
     for table in result.without_primary_key:
         console.print(
             _("Table {table} has no primary key: its events have no entity id and record whole rows.")
@@ -133,6 +136,19 @@ def print_install(result: InstallResult) -> None:
     console.print(
         _("Done: {installed} installed or updated, {unchanged} already up to date.")
         .format(installed=len(result.installed), unchanged=len(result.unchanged)), markup=False)
+
+
+def _rule_message(rule: ColumnRule) -> str:
+    column = f"{rule.table}.{rule.column}"
+    if rule.by_default:
+        return _("Column {column} looks like a secret and is masked; keep its values with --keep-column.").format(
+            column=column)
+    messages = {
+        Rule.EXCLUDE: _("Column {column} is excluded: its values are never stored."),
+        Rule.MASK: _("Column {column} is masked: changes are recorded, values are not."),
+        Rule.HASH: _("Column {column} is hashed: values are stored as HMAC-SHA256."),
+    }
+    return messages[rule.rule].format(column=column)
 
 
 def print_uninstall(result: UninstallResult, schema: str) -> None:

@@ -21,6 +21,9 @@ SELECT c.oid::bigint AS oid,
            FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
            JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
            ORDER BY k.position), '{}') AS key_columns,
+       ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum) AS columns,
        EXISTS (SELECT FROM pg_catalog.pg_depend d
                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                  AND d.deptype = 'e') AS extension_member
@@ -45,6 +48,7 @@ class Table:
     partitioned: bool
     key_columns: tuple[str, ...]
     extension_member: bool
+    columns: tuple[str, ...] = ()
 
     @property
     def entity_type(self) -> str:
@@ -62,16 +66,18 @@ def list_tables(connection: psycopg.Connection, audit_schema: str) -> list[Table
         cursor.execute(_TABLES_QUERY, {"audit_schema": audit_schema})
         return [
             Table(oid=row[0], schema=row[1], name=row[2], partitioned=row[3],
-                  key_columns=tuple(row[4]), extension_member=row[5])
+                  key_columns=tuple(row[4]), columns=tuple(row[5]), extension_member=row[6])
             for row in cursor.fetchall()
         ]
 
 
-def parse_table_name(text: str) -> tuple[str | None, str]:
-    """Split ``schema.table`` into its parts; either part may be double-quoted.
+def split_qualified_name(text: str, max_parts: int) -> list[str]:
+    """Split a dotted name such as ``schema.table`` into its parts.
 
-    Unquoted parts are taken as typed, not folded to lower case, because
-    most people type ``User`` for Prisma's ``"User"``.
+    Any part may be double-quoted, to hold dots or quotes. Unquoted parts are
+    taken as typed, not folded to lower case, because most people type
+    ``User`` for Prisma's ``"User"``. Raises InvalidArgumentError for an
+    empty part, an unbalanced quote or more than ``max_parts`` parts.
     """
     text = text.strip()
     parts: list[str] = []
@@ -81,7 +87,7 @@ def parse_table_name(text: str) -> tuple[str | None, str]:
             match = re.match(r'"((?:[^"]|"")*)"', text[position:])
             if not match:
                 raise InvalidArgumentError(
-                    _("Invalid table name {name!r}: unbalanced double quote.").format(name=text))
+                    _("Invalid name {name!r}: unbalanced double quote.").format(name=text))
             parts.append(match.group(1).replace('""', '"'))
             position += match.end()
         else:
@@ -90,15 +96,25 @@ def parse_table_name(text: str) -> tuple[str | None, str]:
             parts.append(text[position:end])
             position = end
         if position < len(text):
-            if text[position] != "." or len(parts) == 2:
-                raise InvalidArgumentError(
-                    _("Invalid table name {name!r}: use TABLE or SCHEMA.TABLE.").format(name=text))
+            if text[position] != "." or len(parts) == max_parts:
+                raise InvalidArgumentError(_invalid_name_message(text, max_parts))
             position += 1
             if position == len(text):
                 parts.append("")
     if not parts or any(part == "" for part in parts):
-        raise InvalidArgumentError(
-            _("Invalid table name {name!r}: use TABLE or SCHEMA.TABLE.").format(name=text))
+        raise InvalidArgumentError(_invalid_name_message(text, max_parts))
+    return parts
+
+
+def _invalid_name_message(text: str, max_parts: int) -> str:
+    if max_parts == 2:
+        return _("Invalid table name {name!r}: use TABLE or SCHEMA.TABLE.").format(name=text)
+    return _("Invalid column name {name!r}: use TABLE.COLUMN or SCHEMA.TABLE.COLUMN.").format(name=text)
+
+
+def parse_table_name(text: str) -> tuple[str | None, str]:
+    """Split ``schema.table`` or ``table`` into (schema or None, table)."""
+    parts = split_qualified_name(text, 2)
     if len(parts) == 1:
         return None, parts[0]
     return parts[0], parts[1]
@@ -114,23 +130,27 @@ def resolve_tables(names: list[str], tables: list[Table]) -> list[Table]:
     resolved: list[Table] = []
     for text in names:
         schema, name = parse_table_name(text)
-        candidates = [t for t in tables if schema is None or t.schema == schema]
-        matches = [t for t in candidates if t.name == name]
-        if not matches:
-            matches = [t for t in candidates if t.name.lower() == name.lower()
-                       and (schema is None or t.schema == schema)]
-        if not matches and schema is not None:
-            matches = [t for t in tables if t.schema.lower() == schema.lower()
-                       and t.name.lower() == name.lower()]
-        if not matches:
-            raise TableNotFoundError(
-                _("Table {name!r} not found. Run `auditctl status` to list the tables that can be audited.")
-                .format(name=text))
-        if len(matches) > 1:
-            choices = ", ".join(t.entity_type for t in matches)
-            raise TableNotFoundError(
-                _("Table name {name!r} is ambiguous ({choices}); qualify it as SCHEMA.TABLE.")
-                .format(name=text, choices=choices))
-        if matches[0] not in resolved:
-            resolved.append(matches[0])
+        table = resolve_table(schema, name, text, tables)
+        if table not in resolved:
+            resolved.append(table)
     return resolved
+
+
+def resolve_table(schema: str | None, name: str, text: str, tables: list[Table]) -> Table:
+    """Find one table by its parsed name; ``text`` is what the user typed, for messages."""
+    candidates = [t for t in tables if schema is None or t.schema == schema]
+    matches = [t for t in candidates if t.name == name]
+    if not matches:
+        matches = [t for t in candidates if t.name.lower() == name.lower()]
+    if not matches and schema is not None:
+        matches = [t for t in tables if t.schema.lower() == schema.lower() and t.name.lower() == name.lower()]
+    if not matches:
+        raise TableNotFoundError(
+            _("Table {name!r} not found. Run `auditctl status` to list the tables that can be audited.")
+            .format(name=text))
+    if len(matches) > 1:
+        choices = ", ".join(t.entity_type for t in matches)
+        raise TableNotFoundError(
+            _("Table name {name!r} is ambiguous ({choices}); qualify it as SCHEMA.TABLE.")
+            .format(name=text, choices=choices))
+    return matches[0]

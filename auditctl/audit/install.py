@@ -14,6 +14,7 @@ from ..errors import DatabaseError, InvalidArgumentError
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal, sha256_hex
 from .catalog import Table, list_tables, resolve_tables
+from .rules import ColumnRule, Rule, effective_rules, ensure_hash_key, load_rules, parse_column_reference, save_rules
 from .schema import SchemaStep, apply_schema, plan_schema, require_installed, schema_exists
 from .triggers import TRIGGER_NAMES, TriggerSql, hash_from_comment, render_trigger, trigger_comment
 
@@ -33,6 +34,7 @@ class InstallResult:
     installed: list[Table] = field(default_factory=list)
     unchanged: list[Table] = field(default_factory=list)
     without_primary_key: list[Table] = field(default_factory=list)
+    column_rules: list[ColumnRule] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -59,28 +61,41 @@ def choose_tables(all_tables: list[Table], names: list[str], use_all: bool,
 
 
 def install(connection: psycopg.Connection, schema: str, names: list[str], *, use_all: bool = False,
-            exclude: list[str] | None = None, dry_run: bool = False, lock_timeout_seconds: float = 10.0,
+            exclude: list[str] | None = None, column_rules: list[tuple[str, Rule]] | None = None,
+            dry_run: bool = False, lock_timeout_seconds: float = 10.0,
             progress: ProgressCallback | None = None) -> InstallResult:
     """Install or upgrade the audit schema and the triggers of the chosen tables.
 
-    Everything runs in one transaction, so an error leaves the database as it
-    was. Running it again with the same arguments changes nothing.
+    ``column_rules`` pairs ``TABLE.COLUMN`` references with privacy rules;
+    they are stored and apply to every later install. Everything runs in one
+    transaction, so an error leaves the database as it was. Running it again
+    with the same arguments changes nothing.
     """
     result = InstallResult(dry_run=dry_run)
     with connection.transaction():
         _lock(connection, lock_timeout_seconds)
-        tables = choose_tables(list_tables(connection, schema), names, use_all, exclude or [])
+        all_tables = list_tables(connection, schema)
+        tables = choose_tables(all_tables, names, use_all, exclude or [])
+        given_rules = [(*parse_column_reference(reference, all_tables), rule)
+                       for reference, rule in column_rules or []]
         steps: list[SchemaStep] = plan_schema(connection, schema)
         if dry_run:
             result.schema_steps = [step.name for step in steps]
             result.statements.extend(step.sql for step in steps)
         else:
             result.schema_steps = apply_schema(connection, schema)
+            save_rules(connection, schema, given_rules)
+            ensure_hash_key(connection, schema)
+        stored_rules = load_rules(connection, schema)
+        for table, column, rule in given_rules:
+            stored_rules.setdefault((table.schema, table.name), {})[column] = rule
         installed_hashes = {} if dry_run and not schema_exists(connection, schema) \
             else _installed_hashes(connection, schema)
 
         for table in tables:
-            trigger = render_trigger(connection, schema, table)
+            rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}))
+            result.column_rules.extend(rules)
+            trigger = render_trigger(connection, schema, table, rules)
             if not table.has_primary_key:
                 result.without_primary_key.append(table)
             if installed_hashes.get(table.oid) == trigger.sql_hash:

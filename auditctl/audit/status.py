@@ -9,6 +9,7 @@ import psycopg
 
 from ..sqltext import quote_ident
 from .catalog import list_tables
+from .rules import effective_rules, load_rules
 from .schema import applied_versions, schema_exists
 from .triggers import TRIGGER_NAMES, hash_from_comment, render_trigger
 
@@ -89,6 +90,7 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
         report.orphaned_functions = [row[0] for row in cursor.fetchall()]
     report.total_events = sum(counts.values())
 
+    stored_rules = load_rules(connection, schema)
     seen: set[int] = set()
     for table in list_tables(connection, schema):
         seen.add(table.oid)
@@ -100,7 +102,8 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
         elif any(enabled == "D" for enabled, _, _ in found.values()):
             state = TableState.DISABLED
         else:
-            expected = render_trigger(connection, schema, table).sql_hash
+            rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}))
+            expected = render_trigger(connection, schema, table, rules).sql_hash
             hashes = {hash_from_comment(comment) for _, _, comment in found.values()}
             state = TableState.AUDITED if hashes == {expected} else TableState.OUTDATED
         report.tables.append(TableStatus(table.entity_type, state, table.has_primary_key,

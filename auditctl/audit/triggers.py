@@ -8,6 +8,7 @@ import psycopg
 
 from ..sqltext import dollar_quote_tag, quote_ident, quote_literal, render, sha256_hex, truncate_utf8
 from .catalog import Table
+from .rules import MASK_MARKER, ColumnRule, Rule, effective_rules, load_rules
 from .schema import template_context
 
 # Bump when sql/trigger.sql.j2 changes in a way that existing triggers must
@@ -44,9 +45,17 @@ def function_name_for(table: Table) -> str:
     return prefix + suffix
 
 
-def render_trigger(connection: psycopg.Connection, schema: str, table: Table) -> TriggerSql:
-    """Render the trigger SQL of one table as the template version in use would."""
+def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
+                   rules: list[ColumnRule] | None = None) -> TriggerSql:
+    """Render the trigger SQL of one table as the template version in use would.
+
+    ``rules`` are the table's effective column rules; they are read from the
+    audit schema when not given.
+    """
+    if rules is None:
+        rules = effective_rules(table, load_rules(connection, schema).get((table.schema, table.name), {}))
     function = function_name_for(table)
+    by_rule = {rule: [quote_literal(r.column) for r in rules if r.rule is rule] for rule in Rule}
     quoted_table = quote_ident(table.schema, table.name)
     key_columns = [quote_ident(column) for column in table.key_columns]
 
@@ -63,6 +72,10 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table) ->
     context = template_context(connection, schema)
     context.update(
         partitioned=table.partitioned,
+        excluded=f"ARRAY[{', '.join(by_rule[Rule.EXCLUDE])}]::text[]" if by_rule[Rule.EXCLUDE] else "",
+        masked=by_rule[Rule.MASK],
+        hashed=by_rule[Rule.HASH],
+        mask_marker=quote_literal(MASK_MARKER),
         details_plus=details_plus,
         function=quote_ident(function),
         table=quoted_table,

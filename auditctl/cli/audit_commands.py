@@ -10,6 +10,7 @@ import typer
 from .. import render
 from ..audit import install as installer
 from ..audit.catalog import list_tables
+from ..audit.rules import Rule
 from ..audit.schema import DEFAULT_SCHEMA
 from ..audit.status import collect_status
 from ..db import connect
@@ -37,11 +38,27 @@ def install(
         "Audit every ordinary and partitioned table outside the system schemas."))] = False,
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", metavar="TABLE", help=_("Leave this table out; may be repeated."))] = None,
+    exclude_column: Annotated[list[str] | None, typer.Option(
+        "--exclude-column", metavar="TABLE.COLUMN",
+        help=_("Never store this column's values; an UPDATE of only such columns records nothing."))] = None,
+    mask_column: Annotated[list[str] | None, typer.Option(
+        "--mask-column", metavar="TABLE.COLUMN",
+        help=_("Record that this column changed but store a fixed marker instead of its values."))] = None,
+    hash_column: Annotated[list[str] | None, typer.Option(
+        "--hash-column", metavar="TABLE.COLUMN",
+        help=_("Store this column's values as a keyed hash (HMAC-SHA256), so equal values can be matched."))] = None,
+    keep_column: Annotated[list[str] | None, typer.Option(
+        "--keep-column", metavar="TABLE.COLUMN",
+        help=_("Store this column's values as they are, even if its name looks like a secret."))] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=_("Print the SQL instead of running it."))] = False,
     lock_timeout: LockTimeoutOption = 10.0,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    column_rules = ([(ref, Rule.EXCLUDE) for ref in exclude_column or []]
+                    + [(ref, Rule.MASK) for ref in mask_column or []]
+                    + [(ref, Rule.HASH) for ref in hash_column or []]
+                    + [(ref, Rule.KEEP) for ref in keep_column or []])
     if not tables and not all_tables and not dry_run:
         # Installing only the schema is allowed; say so, since no table is audited yet.
         render.console.print(_("No tables given: installing the audit schema only. "
@@ -50,7 +67,7 @@ def install(
         total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
         with render.progress(_("Installing triggers"), total) as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
-                                       dry_run=dry_run, lock_timeout_seconds=lock_timeout,
+                                       column_rules=column_rules, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
                                        progress=lambda label: advance(label, 1))
     render.print_install(result)
 

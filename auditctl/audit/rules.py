@@ -1,0 +1,125 @@
+"""Privacy rules per column: exclude, mask, hash, or keep as is.
+
+Rules given to ``install`` are stored in the audit schema, so a later
+install without flags renders the same triggers. Columns whose names look
+like passwords, tokens or secrets are masked unless a rule says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+import psycopg
+
+from ..errors import InvalidArgumentError
+from ..i18n import _
+from ..sqltext import quote_ident
+from .catalog import Table, resolve_table, split_qualified_name
+
+
+class Rule(StrEnum):
+    """What the triggers store for a column's values."""
+
+    EXCLUDE = "exclude"
+    MASK = "mask"
+    HASH = "hash"
+    KEEP = "keep"
+
+
+# Stored in place of a masked value, so that a change is visible but not the value.
+MASK_MARKER = "[masked]"
+
+# Column names that look like secrets; matched against the lower-cased name.
+SECRET_NAME = re.compile(r"pass(word|wd)|secret|token|api_?key|private_?key|credential|(^|_)pwd($|_)")
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """A rule as it applies to one column of one table."""
+
+    table: str
+    column: str
+    rule: Rule
+    by_default: bool
+
+
+def looks_secret(column: str) -> bool:
+    """Tell whether a column name looks like it holds a password, token or secret."""
+    return bool(SECRET_NAME.search(column.lower()))
+
+
+def parse_column_reference(text: str, tables: list[Table]) -> tuple[Table, str]:
+    """Resolve ``TABLE.COLUMN`` or ``SCHEMA.TABLE.COLUMN`` to a table and an existing column."""
+    parts = split_qualified_name(text, 3)
+    if len(parts) < 2:
+        raise InvalidArgumentError(
+            _("Invalid column name {name!r}: use TABLE.COLUMN or SCHEMA.TABLE.COLUMN.").format(name=text))
+    table_schema = parts[0] if len(parts) == 3 else None
+    table = resolve_table(table_schema, parts[-2], ".".join(parts[:-1]), tables)
+    column = parts[-1]
+    if column not in table.columns:
+        raise InvalidArgumentError(
+            _("Column {column!r} not found in table {table}.").format(column=column, table=table.entity_type))
+    return table, column
+
+
+def load_rules(connection: psycopg.Connection, schema: str) -> dict[tuple[str, str], dict[str, Rule]]:
+    """Read the stored rules, keyed by (schema, table), then column."""
+    exists = connection.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+                                (f"{quote_ident(schema)}.column_rules",)).fetchone()[0]
+    if not exists:
+        return {}
+    rules: dict[tuple[str, str], dict[str, Rule]] = {}
+    rows = connection.execute(
+        f"SELECT table_schema, table_name, column_name, rule FROM {quote_ident(schema)}.column_rules").fetchall()
+    for table_schema, table_name, column_name, rule in rows:
+        rules.setdefault((table_schema, table_name), {})[column_name] = Rule(rule)
+    return rules
+
+
+def save_rules(connection: psycopg.Connection, schema: str, rules: list[tuple[Table, str, Rule]]) -> None:
+    """Store rules given on the command line; a later rule for the same column replaces an earlier one."""
+    for table, column, rule in rules:
+        connection.execute(
+            f"""INSERT INTO {quote_ident(schema)}.column_rules (table_schema, table_name, column_name, rule)
+                VALUES (%s, %s, %s, %s)
+                ON CONFLICT (table_schema, table_name, column_name) DO UPDATE SET rule = EXCLUDED.rule""",
+            (table.schema, table.name, column, rule.value))
+
+
+def effective_rules(table: Table, stored: dict[str, Rule]) -> list[ColumnRule]:
+    """Combine stored rules with default masking of secret-looking columns.
+
+    The result lists every column that is not stored as is, in column order.
+    """
+    result = []
+    for column in table.columns:
+        rule = stored.get(column)
+        if rule is None and looks_secret(column):
+            result.append(ColumnRule(table.entity_type, column, Rule.MASK, by_default=True))
+        elif rule is not None and rule is not Rule.KEEP:
+            result.append(ColumnRule(table.entity_type, column, rule, by_default=False))
+    return result
+
+
+def ensure_hash_key(connection: psycopg.Connection, schema: str) -> None:
+    """Create the HMAC key of hashed columns once; an existing key is never replaced."""
+    key = secrets.token_bytes(32).ljust(64, b"\x00")
+    inner = bytes(byte ^ 0x36 for byte in key)
+    outer = bytes(byte ^ 0x5C for byte in key)
+    connection.execute(
+        f"""INSERT INTO {quote_ident(schema)}.hash_key (inner_pad, outer_pad) VALUES (%s, %s)
+            ON CONFLICT (singleton) DO NOTHING""", (inner, outer))
+
+
+def hmac_hex(inner_pad: bytes, outer_pad: bytes, value: str) -> str:
+    """Compute the stored form of a hashed value from the padded key, as the triggers do.
+
+    Used by tests and by tools that match a known value against the log.
+    """
+    inner = hashlib.sha256(inner_pad + value.encode("utf-8")).digest()
+    return "hmac-sha256:" + hashlib.sha256(outer_pad + inner).hexdigest()
