@@ -42,4 +42,13 @@ def install_as_default_domain() -> None:
     _gettext.textdomain(DOMAIN)
 
 
+def format_number(value: float, decimals: int = 0) -> str:
+    """Format a number with the active language's digit grouping and decimal sign."""
+    text = f"{value:,.{decimals}f}"
+    if language().startswith("ru"):
+        # Russian groups digits with a no-break space and uses a decimal comma.
+        text = text.replace(",", "\u00a0").replace(".", ",")
+    return text
+
+
 _ = gettext

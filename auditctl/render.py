@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -17,20 +18,24 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .audit.install import InstallResult, UninstallResult
 from .audit.query import Event
 from .audit.rules import ColumnRule, Rule
 from .audit.status import StatusReport, TableState
-from .i18n import _
+from .i18n import _, format_number
 
 logger = logging.getLogger(__name__)
 
-# Pipes and files get a wide table instead of rich's default of 80 columns.
+# Pipes and files get a wide table instead of rich's default of 80 columns,
+# unless COLUMNS sets the width.
 _PIPE_WIDTH = 160
+# Below this width, events are shown one block each instead of as a table.
+_MIN_TABLE_WIDTH = 120
 
 console = Console(highlight=False)
-if not console.is_terminal:
+if not console.is_terminal and not os.environ.get("COLUMNS"):
     console = Console(highlight=False, width=_PIPE_WIDTH)
 error_console = Console(stderr=True, highlight=False)
 
@@ -81,6 +86,9 @@ def print_events(events: list[Event]) -> None:
     if not events:
         console.print(_("No events match these filters."))
         return
+    if console.width < _MIN_TABLE_WIDTH:
+        _print_event_blocks(events)
+        return
     table = Table(show_lines=True)
     table.add_column(_("ID"), justify="right", no_wrap=True)
     table.add_column(_("Time (UTC{offset})").format(offset=local_utc_offset()), no_wrap=True)
@@ -89,12 +97,28 @@ def print_events(events: list[Event]) -> None:
     table.add_column(_("Action"), no_wrap=True)
     table.add_column(_("Table"))
     table.add_column(_("Key"))
-    table.add_column(_("Changes"), overflow="fold", ratio=1, min_width=30)
+    table.add_column(_("Changes"), overflow="fold", ratio=1)
     for event in events:
         table.add_row(str(event.id), format_time(event.occurred_at), event.user_id or "—",
                       str(event.ip_address) if event.ip_address else "—", event.action,
                       event.entity_type or "—", event.entity_id or "—", summarize_change(event))
     console.print(table)
+
+
+def _print_event_blocks(events: list[Event]) -> None:
+    """Print each event as a heading line and its changes, for narrow terminals."""
+    for event in events:
+        heading = Text()
+        heading.append(f"#{event.id} ", style="bold")
+        heading.append(f"{format_time(event.occurred_at)}  {event.action}  ", style="bold")
+        heading.append(f"{event.entity_type or '—'} {event.entity_id or ''}".rstrip())
+        console.print(heading)
+        who = _("user {user}, IP {ip}, role {role}").format(
+            user=event.user_id or "—", ip=event.ip_address or "—", role=event.db_user)
+        console.print("  " + who, style="dim", markup=False)
+        for line in summarize_change(event).splitlines():
+            console.print("  " + line, markup=False)
+        console.print()
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -111,6 +135,8 @@ def event_to_json(event: Event) -> dict[str, Any]:
         "old": event.old,
         "new": event.new,
         "details": event.details,
+        "application_name": event.application_name,
+        "transaction_id": event.transaction_id,
     }
 
 
@@ -127,6 +153,12 @@ def print_install(result: InstallResult) -> None:
         return
     for table in result.installed:
         console.print(_("Audit trigger installed on {table}").format(table=table.entity_type), markup=False)
+    for table in result.reenabled:
+        console.print(_("The audit trigger of {table} was disabled and is enabled again.")
+                      .format(table=table.entity_type), style="yellow", markup=False)
+    for name in result.forgotten:
+        console.print(_("Table {table} no longer exists; its trigger function and registry entry were removed.")
+                      .format(table=name), markup=False)
     for rule in result.column_rules:
         console.print(_rule_message(rule), markup=False)
     for table in result.without_primary_key:
@@ -205,7 +237,7 @@ def print_status(report: StatusReport) -> None:
         else:
             key = _("yes") if item.has_primary_key else _("no")
         table.add_row(item.entity_type, f"[{_STATE_STYLE[item.state]}]{_state_label(item.state)}[/]", key,
-                      f"{item.events:,}")
+                      format_number(item.events))
     console.print(table)
     if not report.installed:
         console.print(_("The audit schema {schema} is not installed; run `auditctl install`.")
@@ -213,28 +245,32 @@ def print_status(report: StatusReport) -> None:
         return
     console.print(
         _("Events: {events}; partitions: {partitions}; size on disk: {size}.")
-        .format(events=f"{report.total_events:,}", partitions=report.partitions,
+        .format(events=format_number(report.total_events), partitions=report.partitions,
                 size=format_bytes(report.log_bytes)), markup=False)
     for name in report.orphaned_functions:
-        console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it.")
+        console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it; "
+                        "the next `auditctl install` drops it.")
                       .format(schema=report.schema, name=name), style="yellow", markup=False)
 
 
 def format_bytes(size: int) -> str:
     """Show a byte count with a binary unit (kB means KiB here, as in pg_size_pretty)."""
+    units = (_("B"), _("kB"), _("MB"), _("GB"), _("TB"))
     value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    for index, unit in enumerate(units):
+        if value < 1024 or index == len(units) - 1:
+            return f"{format_number(value, 0 if index == 0 else 1)} {unit}"
         value /= 1024
-    return f"{size} B"
+    return f"{size} {units[0]}"
 
 
 @contextlib.contextmanager
-def progress(description: str, total: int | None) -> Iterator[Callable[[str, int], None]]:
+def progress(description: str, total: int | None, log_label: str) -> Iterator[Callable[[str, int], None]]:
     """Show a progress bar on a terminal, or log plain lines otherwise.
 
-    Yields ``advance(label, amount)``, to be called as work completes.
+    ``description`` is the translated bar title and ``log_label`` the English
+    text of log lines. Yields ``advance(label, amount)``, to be called as
+    work completes.
     """
     if error_console.is_terminal:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -249,10 +285,14 @@ def progress(description: str, total: int | None) -> Iterator[Callable[[str, int
         return
 
     done = 0
+    # About ten lines for the whole run, however many items it has.
+    step = max(1, (total or 0) // 10)
 
     def log_line(label: str, amount: int = 1) -> None:
         nonlocal done
+        before = done
         done += amount
-        logger.info("%s: %s (%d of %s)", description, label, done, total if total is not None else "?")
+        if total is None or done == total or done // step > before // step:
+            logger.info("%s: %d of %s", log_label, done, total if total is not None else "?")
 
     yield log_line

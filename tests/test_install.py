@@ -7,6 +7,7 @@ import pytest
 
 from auditctl.audit.install import install, uninstall
 from auditctl.audit.status import TableState, collect_status
+from auditctl.audit.rules import Rule
 from auditctl.errors import InvalidArgumentError, TableNotFoundError
 from helpers import events
 
@@ -292,3 +293,67 @@ def test_log_event_function(db):
     assert first["details"] == {"reason": "bad password"}
     assert (second["action"], second["ip_address"], second["details"]) == ("EXPORT", None,
                                                                             {"ip_address_raw": "not-an-ip"})
+
+
+def test_dry_run_sql_installs_what_install_would(db, pg):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY, secret_note text)")
+        plan = install(connection, "audit", [], use_all=True, dry_run=True,
+                       column_rules=[("a.secret_note", Rule.EXCLUDE)])
+        for statement in plan.statements:
+            connection.execute(statement)
+        report = collect_status(connection, "audit")
+        again = install(connection, "audit", [], use_all=True)
+        connection.execute("INSERT INTO a VALUES (1, 'x')")
+        [event] = events(connection)
+    assert report.tables[0].state is TableState.AUDITED
+    assert again.installed == []
+    assert event["new_values"] == {"id": 1}
+
+
+def test_install_enables_disabled_trigger(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        install(connection, "audit", ["a"])
+        connection.execute("ALTER TABLE a DISABLE TRIGGER auditctl_row")
+        result = install(connection, "audit", ["a"])
+        connection.execute("INSERT INTO a VALUES (1)")
+        recorded = events(connection)
+    assert [t.name for t in result.reenabled] == ["a"]
+    assert len(recorded) == 1
+
+
+def test_dropped_table_is_named_and_forgotten(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE keep (id int PRIMARY KEY); CREATE TABLE gone (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+        connection.execute("DROP TABLE gone")
+        report = collect_status(connection, "audit")
+        result = install(connection, "audit", ["keep"])
+        after = collect_status(connection, "audit")
+        functions = connection.execute(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace").fetchone()[0]
+    assert {t.entity_type: t.state for t in report.tables}["public.gone"] is TableState.MISSING
+    assert result.forgotten == ["public.gone"]
+    assert [t.entity_type for t in after.tables] == ["public.keep"]
+    assert after.orphaned_functions == []
+    assert functions == 3
+
+
+def test_uninstall_names_dropped_table(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE gone (id int PRIMARY KEY)")
+        install(connection, "audit", ["gone"])
+        connection.execute("DROP TABLE gone")
+        result = uninstall(connection, "audit", ["gone"])
+        report = collect_status(connection, "audit")
+    assert result.removed == ["public.gone"]
+    assert report.tables == []
+
+
+def test_all_skips_other_audit_schemas(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+        second = install(connection, "audit2", [], use_all=True)
+    assert [t.entity_type for t in second.installed] == ["public.a"]

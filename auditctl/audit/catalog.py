@@ -34,6 +34,10 @@ WHERE c.relkind IN ('r', 'p')
   AND NOT c.relispartition
   AND n.nspname <> ALL (ARRAY['pg_catalog', 'information_schema', %(audit_schema)s])
   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+  -- Another auditctl schema (installed with a different --schema) is never audited.
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_class v
+                  WHERE v.relnamespace = n.oid AND v.relname = 'schema_version'
+                    AND pg_catalog.obj_description(v.oid, 'pg_class') LIKE 'auditctl:%%')
 ORDER BY n.nspname, c.relname
 """
 

@@ -32,8 +32,20 @@ def parse_details(text: str | None) -> dict[str, Any] | None:
               "'{{\"reason\": \"manual\"}}'.").format(line=exc.lineno, column=exc.colno, error=exc.msg)) from None
     if not isinstance(value, dict):
         raise InvalidArgumentError(
-            _("Invalid --details value: expected a JSON object, got {kind}.").format(kind=type(value).__name__))
+            _("Invalid --details value: expected a JSON object, got {kind}.").format(kind=_json_kind(value)))
     return value
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return _("an array")
+    if isinstance(value, str):
+        return _("a string")
+    if isinstance(value, bool):
+        return _("a boolean")
+    if value is None:
+        return _("null")
+    return _("a number")
 
 
 def log_event(connection: psycopg.Connection, schema: str, action: str, *, user_id: str | None,

@@ -10,12 +10,12 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..db import first_line
-from ..errors import DatabaseError, InvalidArgumentError
+from ..errors import DatabaseError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
-from ..sqltext import quote_ident, quote_literal, sha256_hex
-from .catalog import Table, list_tables, resolve_tables
-from .rules import ColumnRule, Rule, effective_rules, ensure_hash_key, load_rules, parse_column_reference, save_rules
-from .schema import SchemaStep, apply_schema, plan_schema, require_installed, schema_exists
+from ..sqltext import quote_ident, quote_literal
+from .catalog import Table, list_tables, parse_table_name, resolve_tables
+from .rules import ColumnRule, Rule, effective_rules, load_rules, parse_column_reference, save_rules
+from .schema import apply_schema, plan_schema, require_installed, schema_exists
 from .triggers import TRIGGER_NAMES, TriggerSql, hash_from_comment, render_trigger, trigger_comment
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ class InstallResult:
     schema_steps: list[str] = field(default_factory=list)
     installed: list[Table] = field(default_factory=list)
     unchanged: list[Table] = field(default_factory=list)
+    reenabled: list[Table] = field(default_factory=list)
     without_primary_key: list[Table] = field(default_factory=list)
     column_rules: list[ColumnRule] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -45,6 +47,12 @@ class UninstallResult:
 
     removed: list[str] = field(default_factory=list)
     dropped_schema: bool = False
+
+
+@dataclass(frozen=True)
+class _InstalledTrigger:
+    sql_hash: str | None
+    enabled: bool
 
 
 def choose_tables(all_tables: list[Table], names: list[str], use_all: bool,
@@ -69,7 +77,8 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
     ``column_rules`` pairs ``TABLE.COLUMN`` references with privacy rules;
     they are stored and apply to every later install. Everything runs in one
     transaction, so an error leaves the database as it was. Running it again
-    with the same arguments changes nothing.
+    with the same arguments changes nothing. With ``dry_run`` nothing runs,
+    and ``statements`` holds the SQL that would.
     """
     result = InstallResult(dry_run=dry_run)
     with connection.transaction():
@@ -78,36 +87,45 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         tables = choose_tables(all_tables, names, use_all, exclude or [])
         given_rules = [(*parse_column_reference(reference, all_tables), rule)
                        for reference, rule in column_rules or []]
-        steps: list[SchemaStep] = plan_schema(connection, schema)
+
+        steps = plan_schema(connection, schema)
+        result.schema_steps = [step.name for step in steps]
+        fresh = not schema_exists(connection, schema)
         if dry_run:
-            result.schema_steps = [step.name for step in steps]
             result.statements.extend(step.sql for step in steps)
+            result.statements.extend(_rule_statements(schema, given_rules))
         else:
-            result.schema_steps = apply_schema(connection, schema)
+            apply_schema(connection, schema)
             save_rules(connection, schema, given_rules)
-            ensure_hash_key(connection, schema)
-        stored_rules = load_rules(connection, schema)
+
+        stored_rules = {} if fresh else load_rules(connection, schema)
         for table, column, rule in given_rules:
             stored_rules.setdefault((table.schema, table.name), {})[column] = rule
-        installed_hashes = {} if dry_run and not schema_exists(connection, schema) \
-            else _installed_hashes(connection, schema)
+        current = {} if fresh else _installed_triggers(connection, schema)
+        registered = {} if fresh else _registered_functions(connection, schema)
 
         for table in tables:
             rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}))
             result.column_rules.extend(rules)
-            trigger = render_trigger(connection, schema, table, rules)
             if not table.has_primary_key:
                 result.without_primary_key.append(table)
-            if installed_hashes.get(table.oid) == trigger.sql_hash:
+            trigger = render_trigger(connection, schema, table, rules)
+            found = current.get(table.oid)
+            if found and found.enabled and found.sql_hash == trigger.sql_hash:
                 result.unchanged.append(table)
             else:
                 result.installed.append(table)
+                if found and not found.enabled:
+                    result.reenabled.append(table)
+                statements = _trigger_statements(schema, table, trigger, registered.get(table.oid))
                 if dry_run:
-                    result.statements.append(trigger.sql)
+                    result.statements.extend(statements)
                 else:
-                    _install_trigger(connection, schema, table, trigger)
+                    _run_trigger_statements(connection, table, statements)
             if progress:
                 progress(table.entity_type)
+        if not dry_run:
+            result.forgotten = _forget_dropped_tables(connection, schema)
     return result
 
 
@@ -118,48 +136,73 @@ def _lock(connection: psycopg.Connection, lock_timeout_seconds: float) -> None:
                        (_INSTALL_LOCK_KEY,))
 
 
-def _installed_hashes(connection: psycopg.Connection, schema: str) -> dict[int, str]:
-    """Map table OIDs to the hash in their auditctl_row trigger's comment, for current triggers."""
-    query = """
-        SELECT t.tgrelid::bigint, pg_catalog.obj_description(t.oid, 'pg_trigger')
-        FROM pg_catalog.pg_trigger t
-        JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-        WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
-          AND p.pronamespace = %s::regnamespace
+_TRIGGERS_QUERY = """
+SELECT t.tgrelid::bigint, t.tgenabled, p.proname, pg_catalog.obj_description(t.oid, 'pg_trigger')
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
+  AND p.pronamespace = %s::regnamespace
+"""
+
+
+def _installed_triggers(connection: psycopg.Connection, schema: str) -> dict[int, _InstalledTrigger]:
+    """Map table OIDs to the hash and state of their auditctl triggers.
+
+    The hash is None unless both triggers exist and carry the same one.
     """
-    hashes: dict[int, set[str | None]] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(query, (list(TRIGGER_NAMES), quote_ident(schema)))
-        for oid, comment in cursor.fetchall():
-            hashes.setdefault(oid, set()).add(hash_from_comment(comment))
-    return {oid: next(iter(found)) for oid, found in hashes.items()
-            if len(found) == 1 and None not in found}
+    found: dict[int, list[tuple[str, str | None]]] = {}
+    for oid, enabled, _function, comment in connection.execute(
+            _TRIGGERS_QUERY, (list(TRIGGER_NAMES), quote_ident(schema))).fetchall():
+        found.setdefault(oid, []).append((enabled, hash_from_comment(comment)))
+    result = {}
+    for oid, triggers in found.items():
+        hashes = {sql_hash for _enabled, sql_hash in triggers}
+        consistent = len(triggers) == len(TRIGGER_NAMES) and len(hashes) == 1
+        result[oid] = _InstalledTrigger(sql_hash=hashes.pop() if consistent else None,
+                                        enabled=all(enabled != "D" for enabled, _hash in triggers))
+    return result
 
 
-def _install_trigger(connection: psycopg.Connection, schema: str, table: Table, trigger: TriggerSql) -> None:
+def _registered_functions(connection: psycopg.Connection, schema: str) -> dict[int, str]:
+    rows = connection.execute(
+        f"SELECT table_id::oid::bigint, function_name FROM {quote_ident(schema)}.audited_tables").fetchall()
+    return dict(rows)
+
+
+def _rule_statements(schema: str, rules: list[tuple[Table, str, Rule]]) -> list[str]:
+    return [f"""INSERT INTO {quote_ident(schema)}.column_rules (table_schema, table_name, column_name, rule)
+VALUES ({quote_literal(table.schema)}, {quote_literal(table.name)}, {quote_literal(column)}, {quote_literal(rule.value)})
+ON CONFLICT (table_schema, table_name, column_name) DO UPDATE SET rule = EXCLUDED.rule;"""
+            for table, column, rule in rules]
+
+
+def _trigger_statements(schema: str, table: Table, trigger: TriggerSql, previous_function: str | None) -> list[str]:
+    """List the statements that install one table's trigger and record it in the registry."""
     audit = quote_ident(schema)
+    comment = quote_literal(trigger_comment(trigger))
+    statements = [trigger.sql]
+    for name in TRIGGER_NAMES:
+        statements.append(f"COMMENT ON TRIGGER {quote_ident(name)} ON {trigger.table} IS {comment};")
+        # CREATE OR REPLACE TRIGGER keeps a disabled trigger disabled.
+        statements.append(f"ALTER TABLE {trigger.table} ENABLE TRIGGER {quote_ident(name)};")
+    statements.append(
+        f"""INSERT INTO {audit}.audited_tables (table_id, table_name, function_name, template_version, sql_hash)
+VALUES ({quote_literal(trigger.table)}::regclass, {quote_literal(table.entity_type)}, {quote_literal(trigger.function_name)},
+        {trigger.template_version}, {quote_literal(trigger.sql_hash)})
+ON CONFLICT (table_id) DO UPDATE
+SET table_name = EXCLUDED.table_name, function_name = EXCLUDED.function_name,
+    template_version = EXCLUDED.template_version, sql_hash = EXCLUDED.sql_hash,
+    installed_at = pg_catalog.now(), installed_by = pg_catalog."current_user"();""")
+    if previous_function and previous_function != trigger.function_name:
+        statements.append(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(previous_function)}();")
+    return statements
+
+
+def _run_trigger_statements(connection: psycopg.Connection, table: Table, statements: list[str]) -> None:
     try:
         with connection.transaction():
-            connection.execute(trigger.sql)
-            comment = quote_literal(trigger_comment(trigger))
-            for name in TRIGGER_NAMES:
-                connection.execute(
-                    f"COMMENT ON TRIGGER {quote_ident(name)} ON {trigger.table} IS {comment}")
-            previous = connection.execute(
-                f"SELECT function_name FROM {audit}.audited_tables WHERE table_id = %s::regclass",
-                (table.oid,)).fetchone()
-            connection.execute(
-                f"""INSERT INTO {audit}.audited_tables (table_id, function_name, template_version, sql_hash)
-                    VALUES (%s::regclass, %s, %s, %s)
-                    ON CONFLICT (table_id) DO UPDATE
-                    SET function_name = EXCLUDED.function_name,
-                        template_version = EXCLUDED.template_version,
-                        sql_hash = EXCLUDED.sql_hash,
-                        installed_at = pg_catalog.now(),
-                        installed_by = pg_catalog."current_user"()""",
-                (table.oid, trigger.function_name, trigger.template_version, trigger.sql_hash))
-            if previous and previous[0] != trigger.function_name:
-                connection.execute(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(previous[0])}()")
+            for statement in statements:
+                connection.execute(statement)
     except pg_errors.LockNotAvailable:
         raise DatabaseError(
             _("Could not lock table {table} to add its audit trigger: another transaction holds it. "
@@ -172,9 +215,37 @@ def _install_trigger(connection: psycopg.Connection, schema: str, table: Table, 
     logger.info("installed audit trigger on %s", table.entity_type)
 
 
+def _forget_dropped_tables(connection: psycopg.Connection, schema: str) -> list[str]:
+    """Remove registry rows and trigger functions of tables that no longer exist.
+
+    Also drops auditctl trigger functions that no trigger uses and no
+    registered table names. Returns the names of the dropped tables.
+    """
+    audit = quote_ident(schema)
+    dropped = connection.execute(
+        f"""DELETE FROM {audit}.audited_tables r
+            WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = r.table_id)
+            RETURNING table_name, function_name""").fetchall()
+    orphans = connection.execute(
+        f"""SELECT p.proname FROM pg_catalog.pg_proc p
+            WHERE p.pronamespace = %s::regnamespace
+              AND pg_catalog.obj_description(p.oid, 'pg_proc') LIKE 'auditctl trigger function%%'
+              AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgfoid = p.oid)
+              AND NOT EXISTS (SELECT FROM {audit}.audited_tables r WHERE r.function_name = p.proname)""",
+        (audit,)).fetchall()
+    for function in {row[1] for row in dropped} | {row[0] for row in orphans}:
+        connection.execute(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(function)}()")
+        logger.info("dropped unused trigger function %s.%s", schema, function)
+    return [row[0] for row in dropped]
+
+
 def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, use_all: bool = False,
               drop_data: bool = False, lock_timeout_seconds: float = 10.0) -> UninstallResult:
-    """Remove the triggers of the chosen tables; drop the whole log with ``drop_data``."""
+    """Remove the triggers of the chosen tables; drop the whole log with ``drop_data``.
+
+    A table that was dropped after install can still be named, as
+    ``auditctl status`` shows it, to clear its registry entry.
+    """
     if drop_data and not use_all:
         raise InvalidArgumentError(
             _("--drop-data deletes the whole audit log and needs --all as well."))
@@ -183,23 +254,25 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
     result = UninstallResult()
     with connection.transaction():
         _lock(connection, lock_timeout_seconds)
-        if not schema_exists(connection, schema):
-            if drop_data:
-                return result
+        if drop_data and not schema_exists(connection, schema):
+            return result
         require_installed(connection, schema)
         audit = quote_ident(schema)
-        registered = {row[0]: row[1] for row in connection.execute(
-            f"SELECT table_id::oid::bigint, function_name FROM {audit}.audited_tables").fetchall()}
-        triggered = _trigger_functions(connection, schema)
+        registry = {oid: (name, function) for oid, name, function in connection.execute(
+            f"SELECT table_id::oid::bigint, table_name, function_name FROM {audit}.audited_tables").fetchall()}
+        triggered = {oid: function for oid, _enabled, function, _comment in connection.execute(
+            _TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit)).fetchall()}
         if use_all:
-            targets = sorted(set(registered) | set(triggered))
+            targets = sorted(set(registry) | set(triggered))
         else:
-            tables = resolve_tables(names, list_tables(connection, schema))
-            targets = [t.oid for t in tables]
+            targets = _uninstall_targets(names, list_tables(connection, schema), registry)
         for oid in targets:
-            label = _drop_table_triggers(connection, schema, oid, registered.get(oid), triggered.get(oid))
+            registered_name, registered_function = registry.get(oid, (None, None))
+            label = _drop_table_triggers(connection, schema, oid, registered_name,
+                                         {registered_function, triggered.get(oid)} - {None})
             if label:
                 result.removed.append(label)
+        _forget_dropped_tables(connection, schema)
         if drop_data:
             connection.execute(f"DROP SCHEMA {audit} CASCADE")
             result.dropped_schema = True
@@ -207,28 +280,40 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
     return result
 
 
-def _trigger_functions(connection: psycopg.Connection, schema: str) -> dict[int, str]:
-    """Map OIDs of tables with an auditctl trigger to that trigger's function name."""
-    rows = connection.execute(
-        """SELECT t.tgrelid::bigint, p.proname
-           FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-           WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
-             AND p.pronamespace = %s::regnamespace""",
-        (list(TRIGGER_NAMES), quote_ident(schema))).fetchall()
-    return {oid: function for oid, function in rows}
+def _uninstall_targets(names: list[str], tables: list[Table], registry: dict[int, tuple[str, str]]) -> list[int]:
+    targets = []
+    for text in names:
+        try:
+            [table] = resolve_tables([text], tables)
+            targets.append(table.oid)
+            continue
+        except TableNotFoundError:
+            schema, name = parse_table_name(text)
+        # A dropped table is known only by the name it had when installed.
+        wanted = f"{schema}.{name}" if schema else None
+        matches = [oid for oid, (registered, _function) in registry.items()
+                   if registered == wanted or (schema is None and registered.split(".", 1)[1] == name)]
+        if len(matches) != 1:
+            raise TableNotFoundError(
+                _("Table {name!r} not found. Run `auditctl status` to list the tables that can be audited.")
+                .format(name=text))
+        targets.append(matches[0])
+    return targets
 
 
-def _drop_table_triggers(connection: psycopg.Connection, schema: str, oid: int,
-                         registered_function: str | None, trigger_function: str | None) -> str | None:
+def _drop_table_triggers(connection: psycopg.Connection, schema: str, oid: int, registered_name: str | None,
+                         functions: set[str]) -> str | None:
     audit = quote_ident(schema)
     row = connection.execute(
         """SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s""", (oid,)).fetchone()
-    label = f"{row[0]}.{row[1]}" if row else str(oid)
+    if row is None and registered_name is None:
+        return None
+    label = f"{row[0]}.{row[1]}" if row else registered_name
     if row:
-        table = quote_ident(row[0], row[1])
-        if trigger_function is None and registered_function is None:
+        if not functions:
             return None
+        table = quote_ident(row[0], row[1])
         try:
             for name in TRIGGER_NAMES:
                 connection.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)} ON {table}")
@@ -236,7 +321,7 @@ def _drop_table_triggers(connection: psycopg.Connection, schema: str, oid: int,
             raise DatabaseError(
                 _("Could not lock table {table} to remove its audit trigger: another transaction holds it. "
                   "Retry when long transactions have finished.").format(table=label)) from None
-    for function in {registered_function, trigger_function} - {None}:
+    for function in functions:
         connection.execute(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(function)}()")
     connection.execute(f"DELETE FROM {audit}.audited_tables WHERE table_id::oid = %s", (oid,))
     logger.info("removed audit trigger from %s", label)

@@ -12,13 +12,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, TableNotFoundError
 from ..i18n import _
-from .catalog import parse_table_name
+from .catalog import list_tables, parse_table_name, resolve_table
 from .schema import require_installed
 
-# Columns of CSV exports, in order; the JSON keys of `query --format json`
-# are the first eleven of these.
+# Columns of CSV exports, in order, and the keys of JSON output.
 EXPORT_COLUMNS = ("id", "occurred_at", "user_id", "ip_address", "db_user", "action", "entity_type",
                   "entity_id", "old", "new", "details", "application_name", "transaction_id")
 
@@ -84,30 +83,37 @@ def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) ->
 def entity_types_for(connection: psycopg.Connection, schema: str, names: list[str]) -> list[str]:
     """Expand ``--table`` values into the ``schema.table`` names stored in events.
 
-    A qualified name is used as given. A bare name matches that table in every
-    schema that appears in the log or in the search path, so ``--table User``
-    finds ``public.User``.
+    Names resolve as ``install`` resolves them: against the tables of the
+    database first, then, for tables dropped since, against the names in the
+    log. A name found in neither is an error, not an empty result.
     """
+    tables = list_tables(connection, schema)
+    logged: list[str] | None = None
     expanded: list[str] = []
-    bare: list[str] = []
     for text in names:
         table_schema, table_name = parse_table_name(text)
-        if table_schema is None:
-            bare.append(table_name)
-        else:
-            expanded.append(f"{table_schema}.{table_name}")
-    if bare:
-        audit = sql.Identifier(schema)
-        rows = connection.execute(sql.SQL(
-            """SELECT DISTINCT e.entity_type FROM {}.events e
-               WHERE pg_catalog.substr(e.entity_type, pg_catalog.strpos(e.entity_type, '.') + 1) = ANY(%s)
-               UNION
-               SELECT n.nspname || '.' || b.name
-               FROM pg_catalog.unnest(%s::text[]) AS b(name), pg_catalog.pg_namespace n
-               WHERE n.nspname = ANY(pg_catalog.current_schemas(false))""").format(audit),
-            (bare, bare)).fetchall()
-        expanded.extend(row[0] for row in rows)
+        try:
+            expanded.append(resolve_table(table_schema, table_name, text, tables).entity_type)
+            continue
+        except TableNotFoundError:
+            pass
+        if logged is None:
+            logged = [row[0] for row in connection.execute(
+                sql.SQL("SELECT DISTINCT entity_type FROM {}.events WHERE entity_type IS NOT NULL").format(
+                    sql.Identifier(schema))).fetchall()]
+        matches = [entity for entity in logged if _entity_matches(entity, table_schema, table_name)]
+        if not matches:
+            raise TableNotFoundError(
+                _("Table {name!r} not found in the database or in the audit log.").format(name=text))
+        expanded.extend(matches)
     return expanded
+
+
+def _entity_matches(entity_type: str, table_schema: str | None, table_name: str) -> bool:
+    entity_schema, _dot, entity_name = entity_type.partition(".")
+    if table_schema is not None and entity_schema.lower() != table_schema.lower():
+        return False
+    return entity_name.lower() == table_name.lower()
 
 
 _SELECT = """SELECT id, occurred_at, user_id, ip_address, db_user, action, entity_type, entity_id,

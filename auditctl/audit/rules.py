@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -104,16 +103,6 @@ def effective_rules(table: Table, stored: dict[str, Rule]) -> list[ColumnRule]:
         elif rule is not None and rule is not Rule.KEEP:
             result.append(ColumnRule(table.entity_type, column, rule, by_default=False))
     return result
-
-
-def ensure_hash_key(connection: psycopg.Connection, schema: str) -> None:
-    """Create the HMAC key of hashed columns once; an existing key is never replaced."""
-    key = secrets.token_bytes(32).ljust(64, b"\x00")
-    inner = bytes(byte ^ 0x36 for byte in key)
-    outer = bytes(byte ^ 0x5C for byte in key)
-    connection.execute(
-        f"""INSERT INTO {quote_ident(schema)}.hash_key (inner_pad, outer_pad) VALUES (%s, %s)
-            ON CONFLICT (singleton) DO NOTHING""", (inner, outer))
 
 
 def hmac_hex(inner_pad: bytes, outer_pad: bytes, value: str) -> str:

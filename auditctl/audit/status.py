@@ -72,7 +72,7 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
         cursor.execute(_TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit))
         for oid, name, enabled, function, comment in cursor.fetchall():
             triggers.setdefault(oid, {})[name] = (enabled, function, comment)
-        cursor.execute(f"""SELECT r.table_id::oid::bigint, r.table_id::text, c.oid IS NOT NULL
+        cursor.execute(f"""SELECT r.table_id::oid::bigint, r.table_name, c.oid IS NOT NULL
                            FROM {audit}.audited_tables r
                            LEFT JOIN pg_catalog.pg_class c ON c.oid = r.table_id""")
         registered = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}

@@ -63,12 +63,31 @@ def main_options(
     configure_logging(verbose, quiet)
 
 
+_GLOBAL_FLAGS = frozenset({"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"})
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move -v and -q to the front, so they work after the command name too.
+
+    click accepts a group's options only before the subcommand; people type
+    ``auditctl status -v`` all the same. Arguments after ``--`` stay put.
+    """
+    if "--" in args:
+        cut = args.index("--")
+        head, tail = args[:cut], args[cut:]
+    else:
+        head, tail = args, []
+    flags = [arg for arg in head if arg in _GLOBAL_FLAGS]
+    rest = [arg for arg in head if arg not in _GLOBAL_FLAGS]
+    return flags + rest + tail
+
+
 def main() -> None:
     """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
     from . import audit_commands, demo_command, log_commands  # noqa: F401  (registers the commands)
 
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="auditctl")
     except AuditctlError as exc:
         if _state["verbose"]:
             logger.exception("command failed")

@@ -19,7 +19,7 @@ from .app import app
 from .options import DsnOption, SchemaOption
 
 TablesArgument = Annotated[list[str] | None, typer.Argument(
-    metavar="[TABLE]...", help=_("Tables as TABLE or SCHEMA.TABLE, written as they are named in the database."),
+    metavar="TABLE", help=_("Tables as TABLE or SCHEMA.TABLE, written as they are named in the database."),
     show_default=False)]
 LockTimeoutOption = Annotated[float, typer.Option(
     "--lock-timeout", min=0.1, metavar="SECONDS",
@@ -65,7 +65,7 @@ def install(
                                "Name tables or use --all to audit them."))
     with connect(dsn) as connection:
         total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
-        with render.progress(_("Installing triggers"), total) as advance:
+        with render.progress(_("Installing triggers"), total, "installing triggers") as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
                                        column_rules=column_rules, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
                                        progress=lambda label: advance(label, 1))

@@ -133,11 +133,14 @@ def export(
         # Counting costs a scan, so it is done only when a progress bar will show it.
         show_bar = output is not None and render.error_console.is_terminal
         total = count_events(connection, schema, filters) if show_bar else None
-        with _atomic_output(output) as sink, render.progress(_("Exporting events"), total) as advance:
+        with _atomic_output(output) as sink, render.progress(_("Exporting events"), total,
+                                                             "exporting events") as advance:
             for chunk in stream(connection, schema, filters):
                 sink.write(chunk)
                 if show_bar:
                     advance("", chunk.count(b"\n"))
+    if output is not None:
+        render.error_console.print(_("Events written to {path}.").format(path=output), markup=False)
 
 
 @app.command(help=_("Record an application event such as LOGIN, LOGOUT, LOGIN_FAILED, PASSWORD_CHANGE or EXPORT."))
