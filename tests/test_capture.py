@@ -170,3 +170,69 @@ def test_bulk_update_records_each_row(shop):
         updates = events(connection, where="action = 'UPDATE'")
     assert len(updates) == 40
     assert sorted(int(e["entity_id"]) for e in updates) == list(range(1, 41))
+
+
+def test_multi_row_insert_and_delete_one_event_each(shop):
+    with shop.connect() as connection:
+        as_app_user(connection, "u-5", "192.0.2.9",
+                    "INSERT INTO stage SELECT 'p' || i, i, 'step' FROM generate_series(1, 25) i",
+                    "DELETE FROM stage WHERE stage_no > 20")
+        recorded = events(connection)
+    inserts = [e for e in recorded if e["action"] == "INSERT"]
+    deletes = [e for e in recorded if e["action"] == "DELETE"]
+    assert len(inserts) == 25
+    assert len(deletes) == 5
+    assert {e["entity_id"] for e in deletes} == {f'["p{i}", {i}]' for i in range(21, 26)}
+    assert all(e["user_id"] == "u-5" and str(e["ip_address"]) == "192.0.2.9" for e in recorded)
+    assert deletes[0]["old_values"]["title"] == "step"
+
+
+def test_copy_is_captured(shop):
+    with shop.connect() as connection:
+        with connection.cursor().copy("COPY customer (id, name) FROM STDIN") as copy:
+            copy.write_row((1, "Ольга"))
+            copy.write_row((2, "Пётр"))
+        recorded = events(connection)
+    assert [(e["action"], e["entity_id"]) for e in recorded] == [("INSERT", "1"), ("INSERT", "2")]
+
+
+def test_upsert_records_insert_and_update(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (1, 'a', NULL, NULL)")
+        connection.execute("""INSERT INTO customer VALUES (1, 'b', NULL, NULL), (2, 'c', NULL, NULL)
+                              ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name""")
+        recorded = [(e["action"], e["entity_id"], e["new_values"]) for e in events(connection)]
+    assert recorded[0] == ("INSERT", "1", {"id": 1, "name": "a", "tags": None, "balance": None})
+    assert ("UPDATE", "1", {"name": "b"}) in recorded
+    assert ("INSERT", "2", {"id": 2, "name": "c", "tags": None, "balance": None}) in recorded
+    assert len(recorded) == 3
+
+
+def test_merge_is_captured(shop, pg):
+    if pg.version < 150000:
+        pytest.skip("MERGE needs PostgreSQL 15")
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (1, 'a', NULL, NULL), (2, 'b', NULL, NULL)")
+        connection.execute("""
+            MERGE INTO customer c
+            USING (VALUES (1, 'A'), (2, NULL), (3, 'C')) AS s(id, name) ON c.id = s.id
+            WHEN MATCHED AND s.name IS NULL THEN DELETE
+            WHEN MATCHED THEN UPDATE SET name = s.name
+            WHEN NOT MATCHED THEN INSERT (id, name) VALUES (s.id, s.name)""")
+        recorded = sorted((e["action"], e["entity_id"]) for e in events(connection)[2:])
+    assert recorded == [("DELETE", "2"), ("INSERT", "3"), ("UPDATE", "1")]
+
+
+def test_inheritance_tables_use_row_triggers(db):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE animal (id int PRIMARY KEY, name text);
+            CREATE TABLE dog (good boolean) INHERITS (animal);
+        """)
+        install(connection, "audit", ["animal", "dog"])
+        connection.execute("INSERT INTO animal VALUES (1, 'cat')")
+        connection.execute("INSERT INTO dog VALUES (2, 'rex', true)")
+        connection.execute("DELETE FROM animal")
+        recorded = [(e["action"], e["entity_type"], e["entity_id"]) for e in events(connection)]
+    assert recorded == [("INSERT", "public.animal", "1"), ("INSERT", "public.dog", None),
+                        ("DELETE", "public.animal", "1"), ("DELETE", "public.dog", None)]

@@ -24,6 +24,8 @@ SELECT c.oid::bigint AS oid,
        ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum) AS columns,
+       c.relkind = 'r' AND EXISTS (SELECT FROM pg_catalog.pg_inherits h
+                                   WHERE h.inhrelid = c.oid OR h.inhparent = c.oid) AS inheritance,
        EXISTS (SELECT FROM pg_catalog.pg_depend d
                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                  AND d.deptype = 'e') AS extension_member
@@ -53,6 +55,7 @@ class Table:
     key_columns: tuple[str, ...]
     extension_member: bool
     columns: tuple[str, ...] = ()
+    inheritance: bool = False
 
     @property
     def entity_type(self) -> str:
@@ -70,7 +73,7 @@ def list_tables(connection: psycopg.Connection, audit_schema: str) -> list[Table
         cursor.execute(_TABLES_QUERY, {"audit_schema": audit_schema})
         return [
             Table(oid=row[0], schema=row[1], name=row[2], partitioned=row[3],
-                  key_columns=tuple(row[4]), columns=tuple(row[5]), extension_member=row[6])
+                  key_columns=tuple(row[4]), columns=tuple(row[5]), inheritance=row[6], extension_member=row[7])
             for row in cursor.fetchall()
         ]
 

@@ -51,6 +51,7 @@ class UninstallResult:
 
 @dataclass(frozen=True)
 class _InstalledTrigger:
+    names: frozenset[str]
     sql_hash: str | None
     enabled: bool
 
@@ -111,7 +112,8 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 result.without_primary_key.append(table)
             trigger = render_trigger(connection, schema, table, rules)
             found = current.get(table.oid)
-            if found and found.enabled and found.sql_hash == trigger.sql_hash:
+            if (found and found.enabled and found.sql_hash == trigger.sql_hash
+                    and found.names == frozenset(trigger.trigger_names)):
                 result.unchanged.append(table)
             else:
                 result.installed.append(table)
@@ -137,7 +139,7 @@ def _lock(connection: psycopg.Connection, lock_timeout_seconds: float) -> None:
 
 
 _TRIGGERS_QUERY = """
-SELECT t.tgrelid::bigint, t.tgenabled, p.proname, pg_catalog.obj_description(t.oid, 'pg_trigger')
+SELECT t.tgrelid::bigint, t.tgname, t.tgenabled, p.proname, pg_catalog.obj_description(t.oid, 'pg_trigger')
 FROM pg_catalog.pg_trigger t
 JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
 WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
@@ -148,18 +150,18 @@ WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
 def _installed_triggers(connection: psycopg.Connection, schema: str) -> dict[int, _InstalledTrigger]:
     """Map table OIDs to the hash and state of their auditctl triggers.
 
-    The hash is None unless both triggers exist and carry the same one.
+    The hash is None unless all the table's triggers carry the same one.
     """
-    found: dict[int, list[tuple[str, str | None]]] = {}
-    for oid, enabled, _function, comment in connection.execute(
+    found: dict[int, list[tuple[str, str, str | None]]] = {}
+    for oid, name, enabled, _function, comment in connection.execute(
             _TRIGGERS_QUERY, (list(TRIGGER_NAMES), quote_ident(schema))).fetchall():
-        found.setdefault(oid, []).append((enabled, hash_from_comment(comment)))
+        found.setdefault(oid, []).append((name, enabled, hash_from_comment(comment)))
     result = {}
     for oid, triggers in found.items():
-        hashes = {sql_hash for _enabled, sql_hash in triggers}
-        consistent = len(triggers) == len(TRIGGER_NAMES) and len(hashes) == 1
-        result[oid] = _InstalledTrigger(sql_hash=hashes.pop() if consistent else None,
-                                        enabled=all(enabled != "D" for enabled, _hash in triggers))
+        hashes = {sql_hash for _name, _enabled, sql_hash in triggers}
+        result[oid] = _InstalledTrigger(names=frozenset(name for name, _enabled, _hash in triggers),
+                                        sql_hash=hashes.pop() if len(hashes) == 1 else None,
+                                        enabled=all(enabled != "D" for _name, enabled, _hash in triggers))
     return result
 
 
@@ -182,6 +184,10 @@ def _trigger_statements(schema: str, table: Table, trigger: TriggerSql, previous
     comment = quote_literal(trigger_comment(trigger))
     statements = [trigger.sql]
     for name in TRIGGER_NAMES:
+        if name not in trigger.trigger_names:
+            # Left over from another trigger layout of an earlier template.
+            statements.append(f"DROP TRIGGER IF EXISTS {quote_ident(name)} ON {trigger.table};")
+    for name in trigger.trigger_names:
         statements.append(f"COMMENT ON TRIGGER {quote_ident(name)} ON {trigger.table} IS {comment};")
         # CREATE OR REPLACE TRIGGER keeps a disabled trigger disabled.
         statements.append(f"ALTER TABLE {trigger.table} ENABLE TRIGGER {quote_ident(name)};")
@@ -260,7 +266,7 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
         audit = quote_ident(schema)
         registry = {oid: (name, function) for oid, name, function in connection.execute(
             f"SELECT table_id::oid::bigint, table_name, function_name FROM {audit}.audited_tables").fetchall()}
-        triggered = {oid: function for oid, _enabled, function, _comment in connection.execute(
+        triggered = {oid: function for oid, _name, _enabled, function, _comment in connection.execute(
             _TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit)).fetchall()}
         if use_all:
             targets = sorted(set(registry) | set(triggered))

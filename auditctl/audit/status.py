@@ -97,15 +97,18 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
         found = triggers.get(table.oid, {})
         if not found:
             state = TableState.MISSING if table.oid in registered else TableState.NOT_AUDITED
-        elif len(found) < len(TRIGGER_NAMES):
-            state = TableState.MISSING
         elif any(enabled == "D" for enabled, _, _ in found.values()):
             state = TableState.DISABLED
         else:
             rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}))
-            expected = render_trigger(connection, schema, table, rules).sql_hash
+            expected = render_trigger(connection, schema, table, rules)
             hashes = {hash_from_comment(comment) for _, _, comment in found.values()}
-            state = TableState.AUDITED if hashes == {expected} else TableState.OUTDATED
+            if not set(expected.trigger_names) <= set(found):
+                state = TableState.MISSING
+            elif hashes == {expected.sql_hash} and set(found) == set(expected.trigger_names):
+                state = TableState.AUDITED
+            else:
+                state = TableState.OUTDATED
         report.tables.append(TableStatus(table.entity_type, state, table.has_primary_key,
                                          counts.get(table.entity_type, 0)))
     for oid, (name, exists) in registered.items():

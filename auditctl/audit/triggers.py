@@ -15,8 +15,12 @@ from .schema import template_context
 # be regenerated for; status then reports them as outdated.
 TEMPLATE_VERSION = 1
 
-# Trigger names are per table, so fixed names cannot collide.
-TRIGGER_NAMES = ("auditctl_row", "auditctl_truncate")
+# Trigger names are per table, so fixed names cannot collide between tables.
+# NOTE: a second audit schema (install with another --schema) on the same
+# table takes these triggers over instead of adding its own.
+TRIGGER_NAMES = ("auditctl_row", "auditctl_insert", "auditctl_delete", "auditctl_truncate")
+ROW_LAYOUT = ("auditctl_row", "auditctl_truncate")
+SET_BASED_LAYOUT = TRIGGER_NAMES
 
 # PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
 MAX_IDENTIFIER_BYTES = 63
@@ -31,6 +35,7 @@ class TriggerSql:
     function_name: str
     sql: str
     sql_hash: str
+    trigger_names: tuple[str, ...] = ROW_LAYOUT
     template_version: int = TEMPLATE_VERSION
 
 
@@ -55,6 +60,9 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
     if rules is None:
         rules = effective_rules(table, load_rules(connection, schema).get((table.schema, table.name), {}))
     function = function_name_for(table)
+    # Transition tables are not allowed in inheritance trees, and a row moved
+    # between partitions reaches only row-level INSERT and DELETE triggers.
+    set_based = not table.partitioned and not table.inheritance
     by_rule = {rule: [quote_literal(r.column) for r in rules if r.rule is rule] for rule in Rule}
     quoted_table = quote_ident(table.schema, table.name)
     key_columns = [quote_ident(column) for column in table.key_columns]
@@ -65,18 +73,14 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         values = ", ".join(f"{record}.{column}" for column in key_columns)
         return f"pg_catalog.jsonb_build_array({values})::text"
 
-    def details_plus(key: str, variable: str) -> str:
-        added = f"pg_catalog.jsonb_build_object({quote_literal(key)}, {variable})"
-        return f"COALESCE(v_details, '{{}}'::jsonb) || {added}" if table.partitioned else added
-
     context = template_context(connection, schema)
     context.update(
         partitioned=table.partitioned,
-        excluded=f"ARRAY[{', '.join(by_rule[Rule.EXCLUDE])}]::text[]" if by_rule[Rule.EXCLUDE] else "",
+        set_based=set_based,
+        excluded=f" - ARRAY[{', '.join(by_rule[Rule.EXCLUDE])}]::text[]" if by_rule[Rule.EXCLUDE] else "",
         masked=by_rule[Rule.MASK],
         hashed=by_rule[Rule.HASH],
         mask_marker=quote_literal(MASK_MARKER),
-        details_plus=details_plus,
         function=quote_ident(function),
         table=quoted_table,
         entity_type=quote_literal(table.entity_type),
@@ -90,7 +94,8 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
     draft = render("trigger.sql.j2", **context)
     context["tag"] = dollar_quote_tag(draft.replace("$auditctl$", ""))
     sql_text = render("trigger.sql.j2", **context)
-    return TriggerSql(table=quoted_table, function_name=function, sql=sql_text, sql_hash=sha256_hex(sql_text))
+    return TriggerSql(table=quoted_table, function_name=function, sql=sql_text, sql_hash=sha256_hex(sql_text),
+                      trigger_names=SET_BASED_LAYOUT if set_based else ROW_LAYOUT)
 
 
 def trigger_comment(trigger: TriggerSql) -> str:
