@@ -49,3 +49,26 @@ def make_app(dsn: str, **overrides):
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def seed_busy_month(connection: psycopg.Connection) -> None:
+    """Add a month of invoice changes by four more users, spread over the days, for paging and the chart."""
+    connection.execute("CREATE TABLE invoice (id integer PRIMARY KEY, status text NOT NULL, amount numeric)")
+    install(connection, "audit", ["invoice"])
+    users = ["carol", "dmitry", "erin", "farid"]
+    for number in range(1, 49):
+        user = users[number % len(users)]
+        address = f"10.20.{number % 3}.{number % 50 + 1}"
+        if number <= 12:
+            as_app_user(connection, user, address,
+                        f"INSERT INTO invoice VALUES ({number}, 'draft', {number * 125})")
+        else:
+            status = ["sent", "paid", "overdue", "void"][number % 4]
+            as_app_user(connection, user, address,
+                        f"UPDATE invoice SET status = '{status}', amount = amount + {number} "
+                        f"WHERE id = {number % 12 + 1}")
+    # Spread the invoice events over the last four weeks, a few per day.
+    connection.execute("""
+        UPDATE audit.events SET occurred_at = occurred_at - (id % 28) * interval '1 day'
+                                                          - (id % 9) * interval '47 minutes'
+        WHERE entity_type = 'public.invoice'""")

@@ -59,7 +59,7 @@ def serve(
     session_hours: Annotated[float, typer.Option(
         "--session-hours", min=0.1, max=720, help=_("Hours until a login expires."))] = 8.0,
     page_size: Annotated[int, typer.Option(
-        "--page-size", min=5, max=500, help=_("Events shown per page."))] = 50,
+        "--page-size", min=1, max=500, help=_("Events shown per page."))] = 50,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
