@@ -28,7 +28,7 @@ _context_translation: ContextVar[_gettext.NullTranslations | None] = ContextVar(
 
 @cache
 def translation_for(language: str) -> _gettext.NullTranslations:
-    """Load the catalog of one language, whatever the environment says."""
+    """Load the catalog of one language, regardless of the environment variables."""
     return _gettext.translation(DOMAIN, LOCALE_DIR, languages=[language], fallback=True)
 
 

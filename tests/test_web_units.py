@@ -55,7 +55,7 @@ def test_session_from_other_process_is_invalid():
     assert SessionSigner(lifetime_seconds=60).check(value, now=1001).state is SessionState.INVALID
 
 
-def test_limiter_blocks_after_max_failures_until_window_passes():
+def test_limiter_blocks_until_window_passes():
     limiter = LoginLimiter(max_failures=3, window_seconds=100)
     for moment in (0, 10, 20):
         assert limiter.retry_after("198.51.100.1", now=moment) is None
@@ -65,7 +65,7 @@ def test_limiter_blocks_after_max_failures_until_window_passes():
     assert limiter.retry_after("198.51.100.1", now=101) is None
 
 
-def test_limiter_forgets_oldest_addresses_beyond_capacity():
+def test_limiter_forgets_oldest_addresses():
     limiter = LoginLimiter(max_failures=1, window_seconds=100, max_addresses=2)
     for address in ("a", "b", "c"):
         limiter.record_failure(address, now=0)

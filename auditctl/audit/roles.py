@@ -20,10 +20,10 @@ VIEWER_TABLES = ("events", "audited_tables", "schema_version")
 def viewer_grants(schema: str, role: str) -> list[sql.Composed]:
     """Return the GRANT statements that let ``role`` read the audit schema and nothing more.
 
-    The role gets USAGE on the schema and SELECT on its tables. It can still
-    call the schema's ``log_event()`` function, as every role can, which is
-    how the web page records LOGIN and EXPORT events; it gets no INSERT,
-    UPDATE or DELETE on any table.
+    The role gets USAGE on the schema and SELECT on its tables, but no
+    INSERT, UPDATE or DELETE on any table. Like every role, it can call the
+    schema's ``log_event()`` function, which the web page uses to record
+    LOGIN and EXPORT events.
     """
     audit = sql.Identifier(schema)
     grantee = sql.Identifier(role)

@@ -25,8 +25,8 @@ MIN_TOKEN_LENGTH = 16
 def load_token(token_file: Path | None, environ: dict[str, str] | None = None) -> str:
     """Read the access token from ``token_file``, else from AUDITCTL_WEB_TOKEN.
 
-    The file must belong to the current user and be readable by nobody else
-    (mode 0600 or stricter), like an SSH key.
+    The file must belong to the current user and be readable by that user
+    only (mode 0600 or stricter), like an SSH key.
     """
     environ = os.environ if environ is None else environ
     if token_file is not None:
@@ -60,15 +60,15 @@ def load_token(token_file: Path | None, environ: dict[str, str] | None = None) -
     return token
 
 
-def tokens_match(given: str, expected: str) -> bool:
+def tokens_match(candidate: str, expected: str) -> bool:
     """Compare two tokens in constant time.
 
     Both sides are hashed first, so the time taken does not reveal the
     expected token's length either.
     """
-    given_digest = hashlib.sha256(given.encode("utf-8")).digest()
+    candidate_digest = hashlib.sha256(candidate.encode("utf-8")).digest()
     expected_digest = hashlib.sha256(expected.encode("utf-8")).digest()
-    return hmac.compare_digest(given_digest, expected_digest)
+    return hmac.compare_digest(candidate_digest, expected_digest)
 
 
 class SessionState(enum.Enum):

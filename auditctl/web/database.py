@@ -19,10 +19,10 @@ logger = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def read_only_connection(dsn: str | None) -> Iterator[psycopg.Connection]:
-    """Open a connection whose transactions are read-only unless one asks otherwise.
+    """Open a connection whose transactions are read-only unless a transaction sets READ WRITE.
 
-    The viewer role should not be able to write the log anyway; this guards
-    against a page being served with a role that can.
+    The viewer role cannot write the log anyway. This also protects the log
+    when the page runs as a role that can.
     """
     connection = connect(dsn)
     try:

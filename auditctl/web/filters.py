@@ -19,7 +19,7 @@ from ..i18n import _
 PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7),
            "30d": timedelta(days=30)}
 
-# Longest value accepted in a text field, and most actions in one filter.
+# Maximum length of a text field's value, and maximum number of actions in one filter.
 MAX_VALUE_LENGTH = 500
 MAX_ACTIONS = 32
 # Page numbers are only shown, never used to skip rows, but still bounded.
@@ -32,7 +32,7 @@ _PAGE = re.compile(r"^[0-9]{1,7}$")
 
 
 class FilterError(ValueError):
-    """A URL parameter is invalid; the message is translated and says how to fix it."""
+    """An invalid URL parameter, with a translated message that explains how to fix it."""
 
     def __init__(self, message: str, status_code: int = 400):
         super().__init__(message)
@@ -74,7 +74,7 @@ class FilterForm:
 
 @dataclass
 class PageRequest:
-    """Which page the viewer asked for: a cursor from a previous page and the shown page number."""
+    """The requested page: a cursor from a previous page, and the page number to show."""
 
     older_than: int | None = None
     newer_than: int | None = None

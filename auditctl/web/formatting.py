@@ -14,7 +14,7 @@ from babel.numbers import format_decimal
 from ..audit.browse import DayCount
 from ..audit.query import Event
 
-# Longest value shown in the results table before it is cut with an ellipsis.
+# Maximum length of a value in the results table before it is cut with an ellipsis.
 SUMMARY_VALUE_CHARS = 60
 # Columns of a change shown in the results table; the event page shows all.
 SUMMARY_COLUMNS = 4

@@ -1,4 +1,4 @@
-"""Who is viewing: the token login form, proxy-checked users, sessions and the events they leave."""
+"""Viewer identity: the token login form, proxy-checked users, sessions and the events they record."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ async def authenticate(request: Request) -> str:
     """Return the logged-in user id and store it in ``request.state.user``, or raise LoginRequired.
 
     In token mode the signed session cookie names the user. In proxy mode the
-    reverse proxy has checked the password and names the user in a header;
-    the first request of each proxy user records a LOGIN and gets a session
+    reverse proxy has checked the password and names the user in a header.
+    The first request of each proxy user records a LOGIN and gets a session
     cookie, so that later requests do not record it again.
     """
     config = request.app.state.config
@@ -90,7 +90,7 @@ async def _record_login(request: Request, user: str, via: str) -> None:
         await run_in_threadpool(record_event, config.dsn, config.schema, "LOGIN", user_id=user,
                                 client=address, details={"via": via})
     except AuditctlError as exc:
-        logger.error("login of %s from %s refused because it could not be recorded: %s", user, address, exc)
+        logger.error("login of %s from %s rejected because recording it failed: %s", user, address, exc)
         raise WebError(503, _("Login not recorded"),
                        _("The login could not be written to the audit log, so it was refused: {error}")
                        .format(error=exc)) from None

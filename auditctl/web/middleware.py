@@ -65,9 +65,9 @@ def _cookies(scope: Scope) -> dict[str, str]:
     return {}
 
 
-def _header(scope: Scope, wanted: bytes) -> str:
+def _header(scope: Scope, header_name: bytes) -> str:
     for name, value in scope.get("headers", []):
-        if name == wanted:
+        if name == header_name:
             return value.decode("latin-1")
     return ""
 

@@ -67,7 +67,7 @@ def _load_list(config, filters: EventFilter, page: PageRequest, time_zone) -> tu
 
 
 async def events_page(request: Request) -> Response:
-    """The main view: filter bar, dashboard strip and one page of events."""
+    """Render the main view: filter bar, dashboard strip and one page of events."""
     await authenticate(request)
     config = request.app.state.config
     filters, form = _filters(request)
@@ -109,7 +109,7 @@ def history_query(event) -> str | None:
 
 
 async def event_page(request: Request) -> Response:
-    """One event with its old and new values side by side."""
+    """Render one event with its old and new values side by side."""
     await authenticate(request)
     text = request.path_params["event_id"]
     if not text.isascii() or not text.isdigit() or len(text) > 19 or not 1 <= int(text) <= browse.MAX_EVENT_ID:
@@ -153,7 +153,7 @@ def _check_export(config, filters: EventFilter) -> None:
 
 
 async def export(request: Request) -> Response:
-    """Stream every event of the current filter as CSV or JSON Lines, oldest first, and record EXPORT."""
+    """Record an EXPORT event, then stream every event of the current filter as CSV or JSON Lines, oldest first."""
     user = await authenticate(request)
     config = request.app.state.config
     export_format = request.query_params.get("format", "csv")
@@ -167,7 +167,7 @@ async def export(request: Request) -> Response:
                                 client=client_address(request),
                                 details={"format": export_format, "filter": _filter_details(filters), "via": "web"})
     except AuditctlError as exc:
-        logger.error("export by %s refused because it could not be recorded: %s", user, exc)
+        logger.error("export by %s rejected because recording it failed: %s", user, exc)
         raise WebError(503, _("Export not recorded"),
                        _("The export could not be written to the audit log, so it was refused: {error}")
                        .format(error=exc)) from None
@@ -180,7 +180,7 @@ async def export(request: Request) -> Response:
 
 
 async def preferences_page(request: Request) -> Response:
-    """A form to choose the language and time zone, for viewers without JavaScript."""
+    """Render the form that sets the language and time zone, for viewers without JavaScript."""
     zones = sorted(zone for zone in available_timezones() if "/" in zone or zone == "UTC")
     return render(request, "preferences.html", {
         "zones": zones, "languages": LANGUAGES, "next": safe_next(request.query_params.get("next"))})

@@ -1,4 +1,5 @@
-// Progressive enhancement only: the page works the same with JavaScript off.
+// Progressive enhancement only: without JavaScript the page works the same
+// but shows times in UTC until the viewer picks a time zone.
 (function () {
   "use strict";
 
