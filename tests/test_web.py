@@ -397,9 +397,9 @@ def test_dashboard_has_thirty_days_and_top_lists(client):
     html = client.get("/").text
     assert len(re.findall(r'<rect class="bar"', html)) == 30
     assert re.search(r'<svg class="chart"', html)
-    top_users = re.search(r"<h2>Top users</h2>(.*?)</ol>", html, re.S).group(1)
+    top_users = re.search(r"<h2>Top users.*?</h2>(.*?)</ol>", html, re.S).group(1)
     assert "alice" in top_users
-    top_tables = re.search(r"<h2>Top tables</h2>(.*?)</ol>", html, re.S).group(1)
+    top_tables = re.search(r"<h2>Top tables.*?</h2>(.*?)</ol>", html, re.S).group(1)
     assert "public.customer" in top_tables
 
 
@@ -481,3 +481,18 @@ def test_russian_page_formats_dates_and_errors(client):
     assert re.search(r"\d{1,2} [а-я]{3}\.? \d{4}", html), "dates are not in Russian format"
     assert error.status_code == 400
     assert "Неверная дата" in error_message(error.text)
+
+
+def test_top_lists_default_to_chart_days(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as connection:
+        move_events_back(connection, "bob", days=40)
+    start = (utc_now() - timedelta(days=60)).strftime("%Y-%m-%d")
+    with new_client(fresh_db) as client:
+        log_in(client)
+        recent = client.get("/").text
+        everything = client.get(f"/?from={start}").text
+    recent_users = re.search(r"<h2>Top users.*?</h2>(.*?)</ol>", recent, re.S).group(1)
+    all_users = re.search(r"<h2>Top users.*?</h2>(.*?)</ol>", everything, re.S).group(1)
+    assert "bob" not in recent_users
+    assert "· 30 days" in recent
+    assert "bob" in all_users

@@ -6,7 +6,7 @@ The web page calls these; they share the filters and WHERE clause of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -16,7 +16,7 @@ from psycopg.rows import class_row
 
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
-from .query import SELECT_EVENTS, Event, EventFilter, where_clause
+from .query import SELECT_EVENTS, Event, EventFilter, entity_types_for, where_clause
 from .schema import require_installed
 
 # Largest id a cursor may name: events.id is a bigint.
@@ -165,6 +165,30 @@ def top_values(connection: psycopg.Connection, schema: str, filters: EventFilter
     ).format(column=sql.Identifier(column), audit=sql.Identifier(schema),
              where=where_clause(connection, schema, filters), limit=limit)
     return [TopValue(value, count) for value, count in connection.execute(statement).fetchall()]
+
+
+def quote_entity_type(entity_type: str) -> str:
+    """Quote a stored ``schema.table`` name so that ``--table`` parsing reads it back exactly.
+
+    The schema is the part before the first dot, as entity_types_for() splits it.
+    """
+    schema, _dot, table = entity_type.partition(".")
+    return '"{}"."{}"'.format(schema.replace('"', '""'), table.replace('"', '""'))
+
+
+def resolve_tables(connection: psycopg.Connection, schema: str, filters: EventFilter) -> EventFilter:
+    """Return a copy of ``filters`` whose table names are already expanded to quoted ``schema.table`` names.
+
+    Expanding a bare name scans the log for the schemas it appears in, so a
+    page that runs several queries with one filter expands it once. A name
+    that matches nothing is kept, so that the filter still matches no event.
+    """
+    if not filters.tables:
+        return filters
+    expanded = entity_types_for(connection, schema, filters.tables)
+    if not expanded:
+        return filters
+    return replace(filters, tables=[quote_entity_type(name) for name in expanded])
 
 
 def action_exists(connection: psycopg.Connection, schema: str, action: str) -> bool:

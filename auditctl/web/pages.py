@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, time, timezone
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -37,6 +37,8 @@ class Dashboard:
     chart: formatting.Chart
     top_users: list[browse.TopValue]
     top_tables: list[browse.TopValue]
+    # True when the top lists cover the chart's 30 days because the filter has no start.
+    top_window: bool
 
 
 def _filters(request: Request) -> tuple[EventFilter, FilterForm]:
@@ -54,16 +56,34 @@ def _check_actions(connection, schema: str, actions: list[str]) -> None:
                            .format(action=action, known=", ".join(browse.KNOWN_ACTIONS)))
 
 
-def _load_list(config, filters: EventFilter, page: PageRequest, time_zone) -> tuple[browse.Page, list[dict], Any]:
+@dataclass
+class ListData:
+    """What the main view shows, read in one connection."""
+
+    page: browse.Page
+    days: list[browse.DayCount]
+    top_users: list[browse.TopValue]
+    top_tables: list[browse.TopValue]
+    top_window: bool
+    entity_types: list[str]
+
+
+def _load_list(config, filters: EventFilter, page: PageRequest, time_zone: ZoneInfo) -> ListData:
     with read_only_connection(config.dsn) as connection:
         _check_actions(connection, config.schema, filters.actions)
+        filters = browse.resolve_tables(connection, config.schema, filters)
         result = browse.browse_events(connection, config.schema, filters, size=config.page_size,
                                       older_than=page.older_than, newer_than=page.newer_than)
         days = browse.daily_counts(connection, config.schema, filters, time_zone)
-        top_users = browse.top_values(connection, config.schema, filters, "user_id", TOP_COUNT)
-        top_tables = browse.top_values(connection, config.schema, filters, "entity_type", TOP_COUNT)
+        # Counting users and tables over the whole log would scan all of it on
+        # every page view, so a filter without a start counts the chart's days.
+        top_filter = filters
+        if filters.since is None:
+            top_filter = replace(filters, since=datetime.combine(days[0].day, time.min, tzinfo=time_zone))
+        top_users = browse.top_values(connection, config.schema, top_filter, "user_id", TOP_COUNT)
+        top_tables = browse.top_values(connection, config.schema, top_filter, "entity_type", TOP_COUNT)
         entity_types = browse.audited_entity_types(connection, config.schema)
-    return result, entity_types, (days, top_users, top_tables)
+    return ListData(result, days, top_users, top_tables, filters.since is None, entity_types)
 
 
 async def events_page(request: Request) -> Response:
@@ -75,9 +95,10 @@ async def events_page(request: Request) -> Response:
         page = parse_page(request.query_params)
     except FilterError as exc:
         raise WebError(exc.status_code, _("Invalid page"), str(exc)) from None
-    result, entity_types, (days, top_users, top_tables) = await run_in_threadpool(
-        _load_list, config, filters, page, request.state.time_zone)
-    dashboard = Dashboard(formatting.bar_chart(days, request.state.language), top_users, top_tables)
+    data = await run_in_threadpool(_load_list, config, filters, page, request.state.time_zone)
+    result = data.page
+    dashboard = Dashboard(formatting.bar_chart(data.days, request.state.language), data.top_users,
+                          data.top_tables, data.top_window)
     rows = [(event, *formatting.summary(event)) for event in result.events]
     older = form.query(before=result.older_than, page=page.number + 1) if result.older_than else None
     newer = None
@@ -85,7 +106,7 @@ async def events_page(request: Request) -> Response:
         newer = form.query(after=result.newer_than, page=page.number - 1) if page.number > 2 else form.query()
     response = render(request, "events.html", {
         "form": form, "rows": rows, "page_number": page.number, "older_query": older, "newer_query": newer,
-        "dashboard": dashboard, "entity_types": entity_types, "known_actions": browse.KNOWN_ACTIONS,
+        "dashboard": dashboard, "entity_types": data.entity_types, "known_actions": browse.KNOWN_ACTIONS,
         "periods": list(PERIODS), "filter_query": form.query(), "event_query": request.url.query,
     })
     return apply_session(request, response)
@@ -100,9 +121,7 @@ def history_query(event) -> str | None:
     """Return the URL query that lists every event of this event's record, or None for events of no record."""
     if not event.entity_type:
         return None
-    schema, _dot, table = event.entity_type.partition(".")
-    quoted = '"{}"."{}"'.format(schema.replace('"', '""'), table.replace('"', '""'))
-    pairs = [("table", quoted)]
+    pairs = [("table", browse.quote_entity_type(event.entity_type))]
     if event.entity_id is not None:
         pairs.append(("entity", event.entity_id))
     return urlencode(pairs)
