@@ -193,6 +193,8 @@ def test_switch_to_russian(page, site):
     assert page.locator("h1", has_text="События").is_visible()
     assert page.locator("button.primary").inner_text() == "Применить"
     assert "г." in page.locator("td.time a").first.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-main-ru.png"), full_page=True)
     page.click("a[lang=en]")
     page.wait_for_load_state()
     assert page.get_attribute("html", "lang") == "en"
