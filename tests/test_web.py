@@ -496,3 +496,21 @@ def test_top_lists_default_to_chart_days(fresh_db):
     assert "bob" not in recent_users
     assert "· 30 days" in recent
     assert "bob" in all_users
+
+
+def test_action_list_offers_application_actions(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as connection:
+        connection.execute("SELECT audit.log_event('INVOICE_SENT', 'carol')")
+    with new_client(fresh_db) as client:
+        log_in(client)
+        html = client.get("/").text
+        filtered = client.get("/?action=invoice_sent")
+    assert 'value="INVOICE_SENT"' in html
+    assert filtered.status_code == 200
+    assert len(shown_event_ids(filtered.text)) == 1
+
+
+def test_login_form_skips_when_logged_in(client):
+    response = client.get("/login?next=/%3Fuser%3Dbob")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/?user=bob"

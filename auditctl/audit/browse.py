@@ -202,6 +202,15 @@ def action_exists(connection: psycopg.Connection, schema: str, action: str) -> b
     return connection.execute(statement, (action,)).fetchone()[0]
 
 
+def recent_actions(connection: psycopg.Connection, schema: str, since: datetime) -> list[str]:
+    """Return the actions of the events since ``since`` that are not in KNOWN_ACTIONS, sorted."""
+    require_installed(connection, schema)
+    statement = sql.SQL(
+        "SELECT DISTINCT action FROM {}.events WHERE occurred_at >= %s AND NOT action = ANY(%s) ORDER BY 1"
+    ).format(sql.Identifier(schema))
+    return [row[0] for row in connection.execute(statement, (since, list(KNOWN_ACTIONS))).fetchall()]
+
+
 def audited_entity_types(connection: psycopg.Connection, schema: str) -> list[str]:
     """Return the ``schema.table`` names of the tables that have audit triggers, sorted."""
     require_installed(connection, schema)

@@ -37,6 +37,8 @@ def format_day(moment: datetime, language: str) -> str:
 
 def value_text(value: Any) -> str:
     """Show a JSON value: strings as they are, everything else as compact JSON."""
+    # NOTE: psycopg loads JSON numbers as float, so a stored 99.50 shows as 99.5;
+    # the exports keep the stored text.
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)

@@ -111,9 +111,13 @@ def login_required_response(request: Request, exc: LoginRequired) -> Response:
 
 
 async def login_form(request: Request) -> Response:
+    next_path = safe_next(request.query_params.get("next"))
     if request.app.state.config.auth == "proxy":
-        return RedirectResponse("/", status_code=303)
-    return render(request, "login.html", {"error": None, "next": safe_next(request.query_params.get("next"))})
+        return RedirectResponse(next_path, status_code=303)
+    session = request.app.state.signer.check(request.cookies.get(SESSION_COOKIE))
+    if session.state is SessionState.VALID:
+        return RedirectResponse(next_path, status_code=303)
+    return render(request, "login.html", {"error": None, "next": next_path})
 
 
 async def _record_failure(request: Request, reason: str) -> None:

@@ -66,6 +66,8 @@ class ListData:
     top_tables: list[browse.TopValue]
     top_window: bool
     entity_types: list[str]
+    # Actions of the application's own seen in the chart's days, for the action list.
+    other_actions: list[str]
 
 
 def _load_list(config, filters: EventFilter, page: PageRequest, time_zone: ZoneInfo) -> ListData:
@@ -77,13 +79,13 @@ def _load_list(config, filters: EventFilter, page: PageRequest, time_zone: ZoneI
         days = browse.daily_counts(connection, config.schema, filters, time_zone)
         # Counting users and tables over the whole log would scan all of it on
         # every page view, so a filter without a start counts the chart's days.
-        top_filter = filters
-        if filters.since is None:
-            top_filter = replace(filters, since=datetime.combine(days[0].day, time.min, tzinfo=time_zone))
+        window_start = datetime.combine(days[0].day, time.min, tzinfo=time_zone)
+        top_filter = filters if filters.since is not None else replace(filters, since=window_start)
         top_users = browse.top_values(connection, config.schema, top_filter, "user_id", TOP_COUNT)
         top_tables = browse.top_values(connection, config.schema, top_filter, "entity_type", TOP_COUNT)
         entity_types = browse.audited_entity_types(connection, config.schema)
-    return ListData(result, days, top_users, top_tables, filters.since is None, entity_types)
+        other_actions = browse.recent_actions(connection, config.schema, window_start)
+    return ListData(result, days, top_users, top_tables, filters.since is None, entity_types, other_actions)
 
 
 async def events_page(request: Request) -> Response:
@@ -106,7 +108,7 @@ async def events_page(request: Request) -> Response:
         newer = form.query(after=result.newer_than, page=page.number - 1) if page.number > 2 else form.query()
     response = render(request, "events.html", {
         "form": form, "rows": rows, "page_number": page.number, "older_query": older, "newer_query": newer,
-        "dashboard": dashboard, "entity_types": data.entity_types, "known_actions": browse.KNOWN_ACTIONS,
+        "dashboard": dashboard, "entity_types": data.entity_types, "known_actions": [*browse.KNOWN_ACTIONS, *data.other_actions],
         "periods": list(PERIODS), "filter_query": form.query(), "event_query": request.url.query,
     })
     return apply_session(request, response)
