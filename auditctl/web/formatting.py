@@ -16,7 +16,7 @@ from ..audit.query import Event
 
 # Maximum length of a value in the results table before it is cut with an ellipsis.
 SUMMARY_VALUE_CHARS = 60
-# Columns of a change shown in the results table; the event page shows all.
+# Columns of a change shown in the results table. The event page shows all of them.
 SUMMARY_COLUMNS = 4
 
 

@@ -18,12 +18,12 @@ from .rendering import WebError, render
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "__Host-auditctl_session"
-# Largest token accepted in the login form; real tokens are far shorter.
+# Maximum size of one part of a multipart login form, in bytes. Real tokens are far shorter.
 MAX_TOKEN_FORM_LENGTH = 4096
 
 
 class LoginRequired(Exception):
-    """The request has no valid session; the handler shows or redirects to the login form."""
+    """The request has no valid session, so the handler shows or redirects to the login form."""
 
     def __init__(self, state: SessionState | None):
         super().__init__(state)
@@ -130,7 +130,7 @@ async def _record_failure(request: Request, reason: str) -> None:
 
 
 async def login_submit(request: Request) -> Response:
-    """Check the token; record LOGIN or LOGIN_FAILED; set the session cookie on success."""
+    """Check the token, record LOGIN or LOGIN_FAILED, and set the session cookie on success."""
     config = request.app.state.config
     limiter = request.app.state.limiter
     address = client_address(request) or "unknown"
