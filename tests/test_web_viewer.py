@@ -7,10 +7,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import psycopg
 import psycopg.errors
 import pytest
@@ -146,13 +146,14 @@ def test_serve_listens_on_loopback_only(db):
     process = start_server(db.dsn, port)
     try:
         wait_for_port(process, port)
-        response = httpx.get(f"http://127.0.0.1:{port}/login", timeout=10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as response:
+            status, headers = response.status, response.headers
         listening = subprocess.run(["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True)
     finally:
         stop_server(process)
-    assert response.status_code == 200
-    assert "content-security-policy" in response.headers
-    assert "server" not in response.headers
+    assert status == 200
+    assert "content-security-policy" in headers
+    assert "server" not in headers
     if listening.returncode == 0:
         addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.stdout.splitlines()}
         assert addresses == {"127.0.0.1"}
