@@ -514,3 +514,15 @@ def test_login_form_skips_when_logged_in(client):
     response = client.get("/login?next=/%3Fuser%3Dbob")
     assert response.status_code == 303
     assert response.headers["location"] == "/?user=bob"
+
+
+def test_export_has_no_row_limit(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as connection:
+        connection.execute("INSERT INTO customer SELECT i, 'bulk ' || i FROM generate_series(100, 5099) i")
+    with new_client(fresh_db, page_size=10) as client:
+        log_in(client)
+        with client.stream("GET", "/export?format=csv&table=customer&q=bulk") as response:
+            chunks = list(response.iter_bytes())
+    rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode("utf-8"))))
+    assert len(rows) == 5000
+    assert sorted(int(row["entity_id"]) for row in rows) == list(range(100, 5100))

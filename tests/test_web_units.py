@@ -203,3 +203,12 @@ def test_bar_chart_of_empty_log_has_flat_bars():
     chart = bar_chart([DayCount(date(2026, 12, 1), 0)], "en")
     assert chart.bars[0].height == 0
     assert chart.maximum == 0
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("192.0.2.1", False), ("audit.example.com", False),
+], ids=["ipv4", "ipv4-range", "ipv6", "name", "any", "address", "host-name"])
+def test_loopback_detection_for_warning(host, expected):
+    from auditctl.cli.serve_command import _is_loopback
+    assert _is_loopback(host) is expected

@@ -116,6 +116,5 @@ class ViewerMiddleware:
         state = scope.setdefault("state", {})
         state["language"] = language
         state["time_zone"] = viewer_time_zone(cookies.get(TIME_ZONE_COOKIE))
-        state["time_zone_known"] = TIME_ZONE_COOKIE in cookies
         with use_language(language):
             await self.app(scope, receive, send)

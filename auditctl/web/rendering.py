@@ -57,7 +57,6 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
     page = {
         "language": language,
         "time_zone": time_zone.key,
-        "time_zone_known": request.state.time_zone_known,
         "current_path": current,
         "user": getattr(request.state, "user", None),
         "auth": request.app.state.config.auth,
