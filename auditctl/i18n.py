@@ -3,31 +3,66 @@
 English is the source language; the Russian catalog lives in
 ``auditctl/locale/ru/LC_MESSAGES/auditctl.mo``. The language comes from the
 environment variables LANGUAGE, LC_ALL, LC_MESSAGES and LANG, in the order
-gettext reads them.
+gettext reads them, unless ``use_language()`` picked one for the current
+context: the web page does that for each request, so that the library's
+messages come out in the viewer's language.
 """
 
+import contextlib
 import gettext as _gettext
+from collections.abc import Iterator
+from contextvars import ContextVar
+from functools import cache
 from pathlib import Path
 
 DOMAIN = "auditctl"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 
+# Languages with a catalog, English (the source text) first.
+LANGUAGES = ("en", "ru")
+
 _translation = _gettext.translation(DOMAIN, LOCALE_DIR, fallback=True)
+_context_translation: ContextVar[_gettext.NullTranslations | None] = ContextVar(
+    "auditctl_translation", default=None)
+
+
+@cache
+def translation_for(language: str) -> _gettext.NullTranslations:
+    """Load the catalog of one language, regardless of the environment variables."""
+    return _gettext.translation(DOMAIN, LOCALE_DIR, languages=[language], fallback=True)
+
+
+@contextlib.contextmanager
+def use_language(language: str) -> Iterator[None]:
+    """Translate into ``language`` inside this block, in this context only.
+
+    Threads started with a copy of the context (as Starlette's thread pool
+    does) see the same language; other threads keep theirs.
+    """
+    token = _context_translation.set(translation_for(language))
+    try:
+        yield
+    finally:
+        _context_translation.reset(token)
+
+
+def _active() -> _gettext.NullTranslations:
+    return _context_translation.get() or _translation
 
 
 def gettext(message: str) -> str:
-    """Translate one message into the language chosen by the environment."""
-    return _translation.gettext(message)
+    """Translate one message into the language of the context, else of the environment."""
+    return _active().gettext(message)
 
 
 def ngettext(singular: str, plural: str, count: int) -> str:
     """Translate a message whose form depends on a count."""
-    return _translation.ngettext(singular, plural, count)
+    return _active().ngettext(singular, plural, count)
 
 
 def language() -> str:
     """Return the language code of the active catalog, "en" for the source text."""
-    info = _translation.info()
+    info = _active().info()
     return info.get("language", "en") if info else "en"
 
 

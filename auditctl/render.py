@@ -183,6 +183,15 @@ def _rule_message(rule: ColumnRule) -> str:
     return messages[rule.rule].format(column=column)
 
 
+def print_viewer_grants(role: str, statements: list[str], dry_run: bool) -> None:
+    """Report the grants of ``install --viewer-role``, or print their SQL on a dry run."""
+    if dry_run:
+        for statement in statements:
+            sys.stdout.write(statement + "\n")
+        return
+    console.print(_("Role {role} can now read the audit log.").format(role=role), markup=False)
+
+
 def print_uninstall(result: UninstallResult, schema: str) -> None:
     """Report what uninstall removed."""
     for label in result.removed:

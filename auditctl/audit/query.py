@@ -32,6 +32,8 @@ class EventFilter:
     tables: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     entity_id: str | None = None
+    # Case-insensitive text searched in the old values, new values and details.
+    text: str | None = None
 
     def __post_init__(self) -> None:
         self.actions = [action.strip().upper() for action in self.actions if action.strip()]
@@ -75,9 +77,23 @@ def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) ->
             entity_types_for(connection, schema, filters.tables)))
     if filters.entity_id is not None:
         conditions.append(sql.SQL("entity_id = {}").format(filters.entity_id))
+    if filters.text:
+        # strpos() rather than LIKE, so that % and _ in the text match themselves.
+        conditions.append(sql.SQL(
+            "pg_catalog.strpos(pg_catalog.lower(pg_catalog.concat_ws(' ', old_values::text, new_values::text,"
+            " details::text)), pg_catalog.lower({})) > 0").format(filters.text))
     if not conditions:
         return sql.SQL("")
     return sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions)
+
+
+def where_clause(connection: psycopg.Connection, schema: str, filters: EventFilter) -> sql.Composable:
+    """Return the WHERE clause of ``filters`` with values as literals, or an empty clause.
+
+    The statements that embed it run without query parameters, since a
+    literal containing ``%`` would otherwise be read as a placeholder.
+    """
+    return _where(connection, schema, filters)
 
 
 def entity_types_for(connection: psycopg.Connection, schema: str, names: list[str]) -> list[str]:
@@ -119,6 +135,8 @@ def _entity_matches(entity_type: str, table_schema: str | None, table_name: str)
 _SELECT = """SELECT id, occurred_at, user_id, ip_address, db_user, action, entity_type, entity_id,
                     old_values AS old, new_values AS new, details, application_name, transaction_id
              FROM {audit}.events {where}"""
+# The statement above for other modules: format it with ``audit`` and ``where``.
+SELECT_EVENTS = _SELECT
 
 
 def query_events(connection: psycopg.Connection, schema: str, filters: EventFilter,
@@ -151,23 +169,46 @@ _EXPORT_JSON = """SELECT pg_catalog.json_build_object(
                   FROM {audit}.events {where} {order} {limit}"""
 
 
+# The columns of _EXPORT_TEXT with every text cell that a spreadsheet would
+# read as a formula (one starting with =, +, -, @, a tab or a carriage return)
+# prefixed with an apostrophe, as OWASP's "CSV Injection" page recommends.
+# JSON values start with "{" and ids and times with a digit, so only the
+# columns below need it.
+_EXPORT_TEXT_FORMULA_SAFE = """SELECT id::text, pg_catalog.to_json(occurred_at) #>> '{{}}', {user_id},
+                                      host(ip_address), {db_user}, {action}, {entity_type}, {entity_id},
+                                      old_values::text, new_values::text, details::text, {application_name},
+                                      transaction_id::text
+                               FROM {audit}.events {where} {order} {limit}"""
+
+_FORMULA_SAFE_COLUMNS = ("user_id", "db_user", "action", "entity_type", "entity_id", "application_name")
+_FORMULA_SAFE_CELL = r"""CASE WHEN {column} ~ '^[-=+@\t\r]' THEN '''' || {column} ELSE {column} END"""
+
+
 def _export_statement(connection: psycopg.Connection, schema: str, template: str, filters: EventFilter,
-                      limit: int | None, newest_first: bool) -> sql.Composed:
+                      limit: int | None, newest_first: bool, **columns: sql.Composable) -> sql.Composed:
     # Values are rendered as literals because COPY takes no query parameters.
     order = "ORDER BY occurred_at DESC, id DESC" if newest_first else "ORDER BY occurred_at, id"
-    return sql.SQL(template).format(
+    return sql.SQL(template).format(**columns,
         audit=sql.Identifier(schema), where=_where(connection, schema, filters), order=sql.SQL(order),
         limit=sql.SQL("LIMIT {}").format(limit) if limit else sql.SQL(""))
 
 
 def stream_csv(connection: psycopg.Connection, schema: str, filters: EventFilter,
-               limit: int | None = None, newest_first: bool = False) -> Iterator[bytes]:
+               limit: int | None = None, newest_first: bool = False, formula_safe: bool = False) -> Iterator[bytes]:
     """Yield the matching events, oldest first unless asked otherwise, as UTF-8 CSV with a header line.
 
     COPY streams the rows, so memory stays flat whatever the number of events.
+    With ``formula_safe``, text cells that a spreadsheet would run as a
+    formula get a leading apostrophe.
     """
     require_installed(connection, schema)
-    query = _export_statement(connection, schema, _EXPORT_TEXT, filters, limit, newest_first)
+    if formula_safe:
+        columns = {name: sql.SQL(_FORMULA_SAFE_CELL).format(column=sql.Identifier(name))
+                   for name in _FORMULA_SAFE_COLUMNS}
+        query = _export_statement(connection, schema, _EXPORT_TEXT_FORMULA_SAFE, filters, limit, newest_first,
+                                  **columns)
+    else:
+        query = _export_statement(connection, schema, _EXPORT_TEXT, filters, limit, newest_first)
     header = ",".join(EXPORT_COLUMNS) + "\n"
     yield header.encode()
     with connection.cursor() as cursor:

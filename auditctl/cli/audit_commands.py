@@ -10,6 +10,7 @@ import typer
 from .. import render
 from ..audit import install as installer
 from ..audit.catalog import list_tables
+from ..audit.roles import grant_viewer, require_role
 from ..audit.rules import Rule
 from ..audit.schema import DEFAULT_SCHEMA
 from ..audit.status import collect_status
@@ -52,6 +53,9 @@ def install(
         help=_("Store this column's values as they are, even if its name looks like a secret."))] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=_("Print the SQL instead of running it."))] = False,
     lock_timeout: LockTimeoutOption = 10.0,
+    viewer_role: Annotated[str | None, typer.Option(
+        "--viewer-role", metavar="ROLE",
+        help=_("Also let this existing role read the audit log (for `auditctl serve`) without changing it."))] = None,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
@@ -59,17 +63,22 @@ def install(
                     + [(ref, Rule.MASK) for ref in mask_column or []]
                     + [(ref, Rule.HASH) for ref in hash_column or []]
                     + [(ref, Rule.KEEP) for ref in keep_column or []])
-    if not tables and not all_tables and not dry_run:
+    if not tables and not all_tables and not dry_run and not viewer_role:
         # Installing only the schema is allowed; say so, since no table is audited yet.
         render.console.print(_("No tables given: installing the audit schema only. "
                                "Name tables or use --all to audit them."))
     with connect(dsn) as connection:
+        if viewer_role and not dry_run:
+            require_role(connection, viewer_role)
         total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
         with render.progress(_("Installing triggers"), total, "installing triggers") as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
                                        column_rules=column_rules, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
                                        progress=lambda label: advance(label, 1))
+        grants = grant_viewer(connection, schema, viewer_role, dry_run=dry_run) if viewer_role else []
     render.print_install(result)
+    if viewer_role:
+        render.print_viewer_grants(viewer_role, grants, dry_run)
 
 
 @app.command(help=_("Remove audit triggers; the log is kept unless --drop-data is given."))

@@ -1,0 +1,67 @@
+"""Database roles that read the audit log without being able to change it."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg import sql
+
+from ..errors import InvalidArgumentError
+from ..i18n import _
+from .schema import require_installed
+
+logger = logging.getLogger(__name__)
+
+# Tables a viewer reads: the log, the list of audited tables and the schema version.
+VIEWER_TABLES = ("events", "audited_tables", "schema_version")
+
+
+def viewer_grants(schema: str, role: str) -> list[sql.Composed]:
+    """Return the GRANT statements that let ``role`` read the audit schema and nothing more.
+
+    The role gets USAGE on the schema and SELECT on its tables, but no
+    INSERT, UPDATE or DELETE on any table. Like every role, it can call the
+    schema's ``log_event()`` function, which the web page uses to record
+    LOGIN and EXPORT events.
+    """
+    audit = sql.Identifier(schema)
+    grantee = sql.Identifier(role)
+    statements = [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(audit, grantee)]
+    statements.extend(sql.SQL("GRANT SELECT ON {}.{} TO {}").format(audit, sql.Identifier(table), grantee)
+                      for table in VIEWER_TABLES)
+    return statements
+
+
+def require_role(connection: psycopg.Connection, role: str) -> None:
+    """Raise InvalidArgumentError unless ``role`` exists.
+
+    auditctl does not create the role, since a login role needs a password
+    that only its owner should choose.
+    """
+    exists = connection.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %s)",
+                                (role,)).fetchone()[0]
+    if not exists:
+        raise InvalidArgumentError(
+            _("Role {role!r} does not exist. Create it first, for example with "
+              "CREATE ROLE {quoted} LOGIN PASSWORD '...', then run install --viewer-role again.")
+            .format(role=role, quoted=sql.Identifier(role).as_string(connection)))
+
+
+def grant_viewer(connection: psycopg.Connection, schema: str, role: str, *, dry_run: bool = False) -> list[str]:
+    """Grant ``role`` read access to the audit log; return the statements as text.
+
+    Granting twice changes nothing. With ``dry_run`` the statements are only
+    returned. Raises InvalidArgumentError when the role does not exist.
+    """
+    statements = viewer_grants(schema, role)
+    texts = [statement.as_string(connection) + ";" for statement in statements]
+    if dry_run:
+        return texts
+    require_role(connection, role)
+    require_installed(connection, schema)
+    with connection.transaction():
+        for statement in statements:
+            connection.execute(statement)
+    logger.info("granted read access to schema %s to role %s", schema, role)
+    return texts
