@@ -236,3 +236,27 @@ def test_inheritance_tables_use_row_triggers(db):
         recorded = [(e["action"], e["entity_type"], e["entity_id"]) for e in events(connection)]
     assert recorded == [("INSERT", "public.animal", "1"), ("INSERT", "public.dog", None),
                         ("DELETE", "public.animal", "1"), ("DELETE", "public.dog", None)]
+
+
+def test_dropped_key_column_never_fails_writes(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE t (id int PRIMARY KEY, code text, n int)")
+        install(connection, "audit", ["t"])
+        connection.execute("INSERT INTO t VALUES (1, 'a', 1)")
+        connection.execute("ALTER TABLE t DROP COLUMN id")
+        connection.execute("INSERT INTO t VALUES ('b', 2)")
+        connection.execute("UPDATE t SET n = 3 WHERE code = 'b'")
+        connection.execute("DELETE FROM t WHERE code = 'a'")
+        recorded = [(e["action"], e["entity_id"]) for e in events(connection)]
+    assert recorded == [("INSERT", "1"), ("INSERT", None), ("UPDATE", None), ("DELETE", None)]
+
+
+@pytest.mark.parametrize("column", ["n", "o", "r", "s", "raw", "j", "auditctl_row"])
+def test_column_named_like_alias(db, column):
+    with db.connect() as connection:
+        connection.execute(f'CREATE TABLE t (id int PRIMARY KEY, "{column}" int)')
+        install(connection, "audit", ["t"])
+        connection.execute("INSERT INTO t VALUES (1, 5)")
+        connection.execute("DELETE FROM t")
+        recorded = [(e["action"], e["entity_id"], e["new_values"] or e["old_values"]) for e in events(connection)]
+    assert recorded == [("INSERT", "1", {"id": 1, column: 5}), ("DELETE", "1", {"id": 1, column: 5})]

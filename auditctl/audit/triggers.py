@@ -66,11 +66,14 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
     by_rule = {rule: [quote_literal(r.column) for r in rules if r.rule is rule] for rule in Rule}
     quoted_table = quote_ident(table.schema, table.name)
     key_columns = [quote_ident(column) for column in table.key_columns]
+    key_literals = [quote_literal(column) for column in table.key_columns]
 
-    def key_expression(record: str) -> str:
+    def key_expression(row: str) -> str:
+        # Read the key from the row's JSON, not from NEW."column": a dropped
+        # key column then yields NULL instead of failing the application's write.
         if len(key_columns) == 1:
-            return f"{record}.{key_columns[0]}::text"
-        values = ", ".join(f"{record}.{column}" for column in key_columns)
+            return f"({row}) ->> {key_literals[0]}"
+        values = ", ".join(f"({row}) -> {literal}" for literal in key_literals)
         return f"pg_catalog.jsonb_build_array({values})::text"
 
     context = template_context(connection, schema)
