@@ -161,6 +161,10 @@ def print_install(result: InstallResult) -> None:
                       .format(table=name), markup=False)
     for rule in result.column_rules:
         console.print(_rule_message(rule), markup=False)
+    if not result.ddl_capture:
+        console.print(_("This role may not create event triggers, so schema changes and tampering with the audit "
+                        "triggers are not recorded; row changes are. A superuser can add DDL capture with "
+                        "`auditctl install`."), style="yellow", markup=False)
     for table in result.without_primary_key:
         console.print(
             _("Table {table} has no primary key: its events have no entity id and record whole rows.")
@@ -181,6 +185,20 @@ def _rule_message(rule: ColumnRule) -> str:
         Rule.HASH: _("Column {column} is hashed: values are stored as HMAC-SHA256."),
     }
     return messages[rule.rule].format(column=column)
+
+
+def print_app_grants(role: str, statements: list[str], problems: list[str], dry_run: bool) -> None:
+    """Report the grants of ``install --app-role``, or print their SQL on a dry run."""
+    if dry_run:
+        for statement in statements:
+            sys.stdout.write(statement + "\n")
+        return
+    console.print(_("Role {role} can write audited tables and call log_event(); it has no direct access to "
+                    "the log. Statements run:").format(role=role), markup=False)
+    for statement in statements:
+        console.print("  " + statement, markup=False)
+    for problem in problems:
+        console.print(problem, style="yellow", markup=False)
 
 
 def print_viewer_grants(role: str, statements: list[str], dry_run: bool) -> None:
@@ -227,6 +245,7 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
         "total_events": report.total_events,
         "log_bytes": report.log_bytes,
         "partitions": report.partitions,
+        "ddl_capture": report.ddl_capture,
         "orphaned_functions": report.orphaned_functions,
         "tables": [{"table": t.entity_type, "state": t.state.value, "has_primary_key": t.has_primary_key,
                     "events": t.events} for t in report.tables],
@@ -256,6 +275,13 @@ def print_status(report: StatusReport) -> None:
         _("Events: {events}; partitions: {partitions}; size on disk: {size}.")
         .format(events=format_number(report.total_events), partitions=report.partitions,
                 size=format_bytes(report.log_bytes)), markup=False)
+    if report.ddl_capture:
+        console.print(_("DDL capture: on (schema changes, GRANT and REVOKE, and disabled or dropped audit triggers "
+                        "are recorded)."), markup=False)
+    else:
+        console.print(_("DDL capture: off. Event triggers need a superuser: run `auditctl install` once as one "
+                        "to record schema changes and tampering with the audit triggers."),
+                      style="yellow", markup=False)
     for name in report.orphaned_functions:
         console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it; "
                         "the next `auditctl install` drops it.")

@@ -8,11 +8,20 @@ import psycopg
 from psycopg.rows import dict_row
 
 
+# Events that auditctl records about itself and about schema changes.
+SYSTEM_ACTIONS = "action IN ('DDL', 'PERMISSION_CHANGE') OR action LIKE 'AUDIT\\_%'"
+
+
 def events(connection: psycopg.Connection, schema: str = "audit", where: str = "true",
-           params: tuple = ()) -> list[dict[str, Any]]:
-    """All events matching a condition, oldest first, as dicts."""
+           params: tuple = (), system: bool = False) -> list[dict[str, Any]]:
+    """Events matching a condition, oldest first, as dicts.
+
+    Row changes and application events only, unless ``system`` asks for
+    auditctl's own events and DDL events too.
+    """
+    scope = "true" if system else f"NOT ({SYSTEM_ACTIONS})"
     with connection.cursor(row_factory=dict_row) as cursor:
-        cursor.execute(f'SELECT * FROM "{schema}".events WHERE {where} ORDER BY id', params)
+        cursor.execute(f'SELECT * FROM "{schema}".events WHERE ({where}) AND {scope} ORDER BY id', params or None)
         return cursor.fetchall()
 
 

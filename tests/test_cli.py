@@ -29,7 +29,8 @@ def test_query_json_contract(audited, cli):
     result = cli("query", "--format", "json", dsn=audited.dsn)
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["action"] for r in rows] == ["DELETE", "UPDATE", "INSERT"]
+    # The oldest event is auditctl's own record of the install.
+    assert [r["action"] for r in rows] == ["DELETE", "UPDATE", "INSERT", "AUDIT_INSTALL"]
     assert set(rows[0]) >= {"id", "occurred_at", "user_id", "ip_address", "db_user", "action", "entity_type",
                             "entity_id", "old", "new", "details"}
     assert set(rows[0]) - {"id", "occurred_at", "user_id", "ip_address", "db_user", "action", "entity_type",
@@ -47,7 +48,7 @@ def test_query_json_contract(audited, cli):
     (["--table", "public.Order"], ["DELETE", "UPDATE", "INSERT"]),
     (["--table", "order"], ["DELETE", "UPDATE", "INSERT"]),
     (["--entity-id", "1", "--user", "bob"], ["DELETE"]),
-    (["--since", "1h"], ["DELETE", "UPDATE", "INSERT"]),
+    (["--since", "1h"], ["DELETE", "UPDATE", "INSERT", "AUDIT_INSTALL"]),
     (["--since", "2999-01-01"], []),
     (["--until", "2000-01-01T00:00:00+00:00"], []),
     (["--limit", "1"], ["DELETE"]),
@@ -70,7 +71,7 @@ def test_query_table_output(audited, cli):
 def test_query_csv_newest_first(audited, cli):
     result = cli("query", "--format", "csv", dsn=audited.dsn)
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [r["action"] for r in rows] == ["DELETE", "UPDATE", "INSERT"]
+    assert [r["action"] for r in rows] == ["DELETE", "UPDATE", "INSERT", "AUDIT_INSTALL"]
 
 
 def test_export_jsonl_and_csv_agree(audited, cli, tmp_path):
@@ -79,10 +80,11 @@ def test_export_jsonl_and_csv_agree(audited, cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     as_csv = list(csv.DictReader(io.StringIO(cli("export", dsn=audited.dsn).stdout)))
-    assert [line["action"] for line in lines] == ["INSERT", "UPDATE", "DELETE"]
+    assert [line["action"] for line in lines] == ["AUDIT_INSTALL", "INSERT", "UPDATE", "DELETE"]
     assert [row["id"] for row in as_csv] == [str(line["id"]) for line in lines]
-    assert json.loads(as_csv[0]["new"]) == lines[0]["new"]
-    assert as_csv[0]["occurred_at"] == lines[0]["occurred_at"]
+    assert json.loads(as_csv[1]["new"]) == lines[1]["new"]
+    assert json.loads(as_csv[0]["details"]) == lines[0]["details"]
+    assert as_csv[1]["occurred_at"] == lines[1]["occurred_at"]
     assert list(tmp_path.iterdir()) == [target]
 
 
@@ -240,5 +242,5 @@ def test_export_reports_written_file(audited, cli, tmp_path):
 def test_russian_numbers_and_units(audited, cli):
     result = cli("status", env={"LANG": "ru_RU.UTF-8", "COLUMNS": "200"}, dsn=audited.dsn)
     assert result.exit_code == 0, result.stderr
-    assert "Событий: 3;" in result.stdout
+    assert "Событий: 4;" in result.stdout
     assert "КБ" in result.stdout or "МБ" in result.stdout

@@ -32,8 +32,8 @@ def test_install_twice_changes_nothing(db):
     assert [t.name for t in first.installed] == ["item"]
     assert second.installed == []
     assert [t.name for t in second.unchanged] == ["item"]
-    # create_partitions, log_event and one trigger function.
-    assert functions == 3
+    # create_partitions, log_event, capture_ddl, capture_drop and one trigger function.
+    assert functions == 5
 
 
 def test_install_only_named_tables(db):
@@ -235,7 +235,10 @@ def test_status_reports_states(db):
                       "public.stale": TableState.OUTDATED, "public.gone": TableState.MISSING,
                       "public.never": TableState.NOT_AUDITED}
     assert {t.entity_type: t.events for t in report.tables}["public.good"] == 2
-    assert report.total_events == 2
+    with db.connect() as connection:
+        system = [e["action"] for e in events(connection, system=True) if e["entity_type"] is None]
+    assert system == ["AUDIT_INSTALL", "AUDIT_TRIGGER_DISABLED", "DDL", "DDL", "AUDIT_TRIGGER_DROPPED"]
+    assert report.total_events == 2 + len(system)
     assert report.log_bytes > 0
 
 
@@ -337,7 +340,7 @@ def test_dropped_table_is_named_and_forgotten(db):
     assert result.forgotten == ["public.gone"]
     assert [t.entity_type for t in after.tables] == ["public.keep"]
     assert after.orphaned_functions == []
-    assert functions == 3
+    assert functions == 5
 
 
 def test_uninstall_names_dropped_table(db):
@@ -357,3 +360,31 @@ def test_all_skips_other_audit_schemas(db):
         install(connection, "audit", [], use_all=True)
         second = install(connection, "audit2", [], use_all=True)
     assert [t.entity_type for t in second.installed] == ["public.a"]
+
+
+def test_app_role_grants(db, cli):
+    role = f"app2_{db.name}"
+    with db.connect() as connection:
+        connection.execute(f"CREATE TABLE a (id int PRIMARY KEY); CREATE ROLE {role} LOGIN; GRANT ALL ON a TO {role}")
+        install(connection, "audit", [], use_all=True)
+        connection.execute(f"GRANT INSERT, UPDATE, DELETE ON audit.events TO {role}")
+    try:
+        result = cli("install", "--app-role", role, dsn=db.dsn)
+        again = cli("install", "--app-role", role, dsn=db.dsn)
+        with psycopg.connect(db.dsn.replace("user=postgres", f"user={role}"), autocommit=True) as app:
+            app.execute("INSERT INTO a VALUES (1)")
+            app.execute("SELECT audit.log_event('LOGIN', 'u-1')")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("DELETE FROM audit.events")
+        missing = cli("install", "--app-role", "no_such_role", dsn=db.dsn)
+        superuser = cli("install", "--app-role", "postgres", dsn=db.dsn)
+    finally:
+        with db.connect() as connection:
+            connection.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+    assert result.exit_code == 0, result.stderr
+    assert f"Role {role} can write audited tables" in " ".join(result.stdout.split())
+    assert "REVOKE ALL ON" in result.stdout
+    assert again.exit_code == 0
+    assert missing.exit_code != 0
+    assert "Role 'no_such_role' does not exist" in missing.stderr
+    assert "postgres is a superuser" in " ".join(superuser.stdout.split())

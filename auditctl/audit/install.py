@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
 
 from ..db import first_line
 from ..errors import DatabaseError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
+from .ddl import can_create_event_triggers, drop_statements, render_ddl_capture
 from .rules import ColumnRule, Rule, effective_rules, load_rules, parse_column_reference, save_rules
 from .schema import apply_schema, plan_schema, require_installed, schema_exists
 from .triggers import TRIGGER_NAMES, TriggerSql, hash_from_comment, render_trigger, trigger_comment
@@ -38,6 +40,7 @@ class InstallResult:
     column_rules: list[ColumnRule] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
+    ddl_capture: bool = False
     dry_run: bool = False
 
 
@@ -92,12 +95,20 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         steps = plan_schema(connection, schema)
         result.schema_steps = [step.name for step in steps]
         fresh = not schema_exists(connection, schema)
+        result.ddl_capture = can_create_event_triggers(connection)
+        ddl_sql = render_ddl_capture(connection, schema) if result.ddl_capture else None
         if dry_run:
             result.statements.extend(step.sql for step in steps)
             result.statements.extend(_rule_statements(schema, given_rules))
+            if ddl_sql:
+                result.statements.append(ddl_sql)
         else:
             apply_schema(connection, schema)
             save_rules(connection, schema, given_rules)
+            if ddl_sql:
+                connection.execute(ddl_sql)
+            else:
+                logger.warning("role %s may not create event triggers: DDL capture is off", connection.info.user)
 
         stored_rules = {} if fresh else load_rules(connection, schema)
         for table, column, rule in given_rules:
@@ -128,12 +139,25 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 progress(table.entity_type)
         if not dry_run:
             result.forgotten = _forget_dropped_tables(connection, schema)
+            _record(connection, schema, "AUDIT_INSTALL", {
+                "installed": [t.entity_type for t in result.installed],
+                "unchanged": len(result.unchanged),
+                "schema_steps": [name for name in result.schema_steps if name.startswith("schema/")],
+                "ddl_capture": result.ddl_capture,
+            })
     return result
+
+
+def _record(connection: psycopg.Connection, schema: str, action: str, details: dict) -> None:
+    """Record one of auditctl's own changes in the log, in the caller's transaction."""
+    connection.execute(f"SELECT {quote_ident(schema)}.log_event(%s, details => %s)", (action, Jsonb(details)))
 
 
 def _lock(connection: psycopg.Connection, lock_timeout_seconds: float) -> None:
     connection.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)",
                        (f"{int(lock_timeout_seconds * 1000)}ms",))
+    # The DDL below is auditctl's own; the event triggers leave it to _record().
+    connection.execute("SELECT pg_catalog.set_config('auditctl.internal', 'on', true)")
     connection.execute("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(%s))",
                        (_INSTALL_LOCK_KEY,))
 
@@ -280,9 +304,13 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
                 result.removed.append(label)
         _forget_dropped_tables(connection, schema)
         if drop_data:
+            for statement in drop_statements(schema):
+                connection.execute(statement)
             connection.execute(f"DROP SCHEMA {audit} CASCADE")
             result.dropped_schema = True
             logger.info("dropped schema %s and the audit log in it", schema)
+        else:
+            _record(connection, schema, "AUDIT_UNINSTALL", {"removed": result.removed})
     return result
 
 

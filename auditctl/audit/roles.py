@@ -13,8 +13,11 @@ from .schema import require_installed
 
 logger = logging.getLogger(__name__)
 
-# Tables a viewer reads: the log, the list of audited tables and the schema version.
-VIEWER_TABLES = ("events", "audited_tables", "schema_version")
+# Tables a viewer reads: the log, the list of audited tables, the schema
+# version and the column rules. Never the hash key.
+VIEWER_TABLES = ("events", "audited_tables", "schema_version", "column_rules")
+# Every table of the audit schema, from which an application role loses write access.
+AUDIT_TABLES = ("events", "audited_tables", "schema_version", "column_rules", "hash_key")
 
 
 def viewer_grants(schema: str, role: str) -> list[sql.Composed]:
@@ -44,7 +47,7 @@ def require_role(connection: psycopg.Connection, role: str) -> None:
     if not exists:
         raise InvalidArgumentError(
             _("Role {role!r} does not exist. Create it first, for example with "
-              "CREATE ROLE {quoted} LOGIN PASSWORD '...', then run install --viewer-role again.")
+              "CREATE ROLE {quoted} LOGIN PASSWORD '...', then run install again.")
             .format(role=role, quoted=sql.Identifier(role).as_string(connection)))
 
 
@@ -64,4 +67,56 @@ def grant_viewer(connection: psycopg.Connection, schema: str, role: str, *, dry_
         for statement in statements:
             connection.execute(statement)
     logger.info("granted read access to schema %s to role %s", schema, role)
+    return texts
+
+
+def app_grants(schema: str, role: str) -> list[sql.Composed]:
+    """Return the statements that let ``role`` write audited tables but never the log itself.
+
+    The role may use the audit schema and call ``log_event()``; every direct
+    privilege on the audit tables is revoked, so its only way into the log is
+    through the triggers and that function.
+    """
+    audit = sql.Identifier(schema)
+    grantee = sql.Identifier(role)
+    statements = [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(audit, grantee),
+                  sql.SQL("GRANT EXECUTE ON FUNCTION {}.log_event(text, text, text, text, text, jsonb) TO {}")
+                  .format(audit, grantee)]
+    statements.extend(sql.SQL("REVOKE ALL ON {}.{} FROM {}").format(audit, sql.Identifier(table), grantee)
+                      for table in AUDIT_TABLES)
+    return statements
+
+
+def app_role_problems(connection: psycopg.Connection, schema: str, role: str) -> list[str]:
+    """List why ``role`` could still change the log despite the grants: superuser or owner."""
+    row = connection.execute(
+        """SELECT r.rolsuper, pg_catalog.pg_has_role(r.oid, n.nspowner, 'USAGE')
+           FROM pg_catalog.pg_roles r, pg_catalog.pg_namespace n
+           WHERE r.rolname = %s AND n.nspname = %s""", (role, schema)).fetchone()
+    if row is None:
+        return []
+    problems = []
+    if row[0]:
+        problems.append(_("{role} is a superuser and can change the log whatever the grants.").format(role=role))
+    elif row[1]:
+        problems.append(_("{role} owns the audit schema, or is a member of its owner, and can change the log; "
+                          "install auditctl as a separate role.").format(role=role))
+    return problems
+
+
+def grant_app(connection: psycopg.Connection, schema: str, role: str, *, dry_run: bool = False) -> list[str]:
+    """Set up ``role`` as an application role; return the statements as text.
+
+    Raises InvalidArgumentError when the role does not exist.
+    """
+    statements = app_grants(schema, role)
+    texts = [statement.as_string(connection) + ";" for statement in statements]
+    if dry_run:
+        return texts
+    require_role(connection, role)
+    require_installed(connection, schema)
+    with connection.transaction():
+        for statement in statements:
+            connection.execute(statement)
+    logger.info("set up role %s as an application role of schema %s", role, schema)
     return texts

@@ -9,6 +9,7 @@ import psycopg
 
 from ..sqltext import quote_ident
 from .catalog import list_tables
+from .ddl import ddl_capture_enabled
 from .rules import effective_rules, load_rules
 from .schema import applied_versions, schema_exists
 from .triggers import TRIGGER_NAMES, hash_from_comment, render_trigger
@@ -46,6 +47,7 @@ class StatusReport:
     total_events: int = 0
     log_bytes: int = 0
     partitions: int = 0
+    ddl_capture: bool = False
 
 
 _TRIGGERS_QUERY = """
@@ -89,6 +91,7 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
                            ORDER BY 1""", (audit,))
         report.orphaned_functions = [row[0] for row in cursor.fetchall()]
     report.total_events = sum(counts.values())
+    report.ddl_capture = ddl_capture_enabled(connection, schema)
 
     stored_rules = load_rules(connection, schema)
     seen: set[int] = set()

@@ -10,7 +10,7 @@ import typer
 from .. import render
 from ..audit import install as installer
 from ..audit.catalog import list_tables
-from ..audit.roles import grant_viewer, require_role
+from ..audit.roles import app_role_problems, grant_app, grant_viewer, require_role
 from ..audit.rules import Rule
 from ..audit.schema import DEFAULT_SCHEMA
 from ..audit.status import collect_status
@@ -53,6 +53,10 @@ def install(
         help=_("Store this column's values as they are, even if its name looks like a secret."))] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=_("Print the SQL instead of running it."))] = False,
     lock_timeout: LockTimeoutOption = 10.0,
+    app_role: Annotated[str | None, typer.Option(
+        "--app-role", metavar="ROLE",
+        help=_("Let this existing application role write audited tables and call log_event(), "
+               "with no direct access to the log."))] = None,
     viewer_role: Annotated[str | None, typer.Option(
         "--viewer-role", metavar="ROLE",
         help=_("Also let this existing role read the audit log (for `auditctl serve`) without changing it."))] = None,
@@ -63,22 +67,27 @@ def install(
                     + [(ref, Rule.MASK) for ref in mask_column or []]
                     + [(ref, Rule.HASH) for ref in hash_column or []]
                     + [(ref, Rule.KEEP) for ref in keep_column or []])
-    if not tables and not all_tables and not dry_run and not viewer_role:
+    if not tables and not all_tables and not dry_run and not viewer_role and not app_role:
         # Installing only the schema is allowed; say so, since no table is audited yet.
         render.console.print(_("No tables given: installing the audit schema only. "
                                "Name tables or use --all to audit them."))
     with connect(dsn) as connection:
-        if viewer_role and not dry_run:
-            require_role(connection, viewer_role)
+        for role in (viewer_role, app_role):
+            if role and not dry_run:
+                require_role(connection, role)
         total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
         with render.progress(_("Installing triggers"), total, "installing triggers") as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
                                        column_rules=column_rules, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
                                        progress=lambda label: advance(label, 1))
         grants = grant_viewer(connection, schema, viewer_role, dry_run=dry_run) if viewer_role else []
+        app_statements = grant_app(connection, schema, app_role, dry_run=dry_run) if app_role else []
+        app_problems = app_role_problems(connection, schema, app_role) if app_role else []
     render.print_install(result)
     if viewer_role:
         render.print_viewer_grants(viewer_role, grants, dry_run)
+    if app_role:
+        render.print_app_grants(app_role, app_statements, app_problems, dry_run)
 
 
 @app.command(help=_("Remove audit triggers; the log is kept unless --drop-data is given."))

@@ -1,0 +1,139 @@
+"""Schema changes, permission changes and tampering recorded by event triggers."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from auditctl.audit.install import install, uninstall
+from auditctl.audit.status import collect_status
+from helpers import events
+
+
+def _system(connection, where="true"):
+    return events(connection, where=f"({where}) AND action <> 'AUDIT_INSTALL'", system=True)
+
+
+@pytest.fixture
+def captured(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE item (id int PRIMARY KEY, name text)")
+        install(connection, "audit", [], use_all=True)
+    return db
+
+
+def test_ddl_recorded_with_context(captured):
+    with captured.connect() as connection:
+        with connection.transaction():
+            connection.execute("SET LOCAL auditctl.user_id = 'dba-1'")
+            connection.execute("ALTER TABLE item ADD COLUMN price numeric")
+        connection.execute("CREATE INDEX item_name_idx ON item (name)")
+        alter, index = _system(connection)
+    assert alter["action"] == "DDL"
+    assert alter["user_id"] == "dba-1"
+    assert alter["details"]["command_tag"] == "ALTER TABLE"
+    assert alter["details"]["objects"][0]["identity"] == "public.item"
+    assert "ADD COLUMN price" in alter["details"]["statement"]
+    assert index["details"]["command_tag"] == "CREATE INDEX"
+
+
+def test_grant_recorded_as_permission_change(captured):
+    with captured.connect() as connection:
+        connection.execute("GRANT SELECT ON item TO PUBLIC")
+        connection.execute("REVOKE SELECT ON item FROM PUBLIC")
+        recorded = [(e["action"], e["details"]["command_tag"]) for e in _system(connection)]
+    assert recorded == [("PERMISSION_CHANGE", "GRANT"), ("PERMISSION_CHANGE", "REVOKE")]
+
+
+def test_drop_table_recorded(captured):
+    with captured.connect() as connection:
+        connection.execute("CREATE TABLE scratch (id int)")
+        connection.execute("DROP TABLE scratch")
+        drop = _system(connection)[-1]
+    assert drop["details"]["command_tag"] == "DROP TABLE"
+    assert {"type": "table", "identity": "public.scratch", "schema": "public"} in drop["details"]["objects"]
+
+
+def test_tampering_with_audit_triggers_recorded(captured):
+    with captured.connect() as connection:
+        connection.execute("ALTER TABLE item DISABLE TRIGGER auditctl_row")
+        connection.execute("DROP TRIGGER auditctl_insert ON item")
+        recorded = [e["action"] for e in _system(connection)]
+    assert recorded == ["AUDIT_TRIGGER_DISABLED", "AUDIT_TRIGGER_DROPPED"]
+
+
+def test_migration_named_in_ddl_event(captured):
+    with captured.connect() as connection:
+        connection.execute("""CREATE TABLE "_prisma_migrations" (id text PRIMARY KEY, migration_name text)""")
+        install(connection, "audit", ["_prisma_migrations"])
+        with connection.transaction():
+            connection.execute("""INSERT INTO "_prisma_migrations" VALUES ('m1', '20261201000000_add_priority')""")
+            connection.execute("ALTER TABLE item ADD COLUMN priority int NOT NULL DEFAULT 0")
+        ddl = _system(connection, "details->>'command_tag' = 'ALTER TABLE'")[-1]
+    assert ddl["details"]["migration"]["ledger"] == "public._prisma_migrations"
+    assert ddl["details"]["migration"]["row"]["migration_name"] == "20261201000000_add_priority"
+
+
+def test_rolled_back_migration_leaves_no_event(captured):
+    with captured.connect() as connection:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with connection.transaction():
+                connection.execute("ALTER TABLE item ADD COLUMN doomed int")
+                connection.execute("SELECT 1 / 0")
+        assert _system(connection) == []
+
+
+def test_own_changes_not_recorded_as_ddl(captured):
+    with captured.connect() as connection:
+        connection.execute("CREATE TABLE other (id int PRIMARY KEY)")
+        before = len(_system(connection))
+        install(connection, "audit", ["other"])
+        uninstall(connection, "audit", ["other"])
+        recorded = [e["action"] for e in events(connection, system=True)][-2:]
+        after = len(_system(connection))
+    assert recorded == ["AUDIT_INSTALL", "AUDIT_UNINSTALL"]
+    assert after == before + 1  # only the AUDIT_UNINSTALL record
+
+
+def test_drop_data_removes_event_triggers(captured):
+    with captured.connect() as connection:
+        uninstall(connection, "audit", [], use_all=True, drop_data=True)
+        connection.execute("CREATE TABLE after_drop (id int)")
+        left = connection.execute("SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'auditctl%'").fetchone()[0]
+    assert left == 0
+
+
+def test_status_reports_ddl_capture(captured):
+    with captured.connect() as connection:
+        assert collect_status(connection, "audit").ddl_capture is True
+        connection.execute("ALTER EVENT TRIGGER auditctl_ddl DISABLE")
+        assert collect_status(connection, "audit").ddl_capture is False
+
+
+def test_non_superuser_install_skips_ddl_capture(db, cli):
+    owner = f"owner_{db.name}"
+    with db.connect() as connection:
+        connection.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER")
+        connection.execute(f"GRANT CREATE ON DATABASE {db.name} TO {owner}")
+        connection.execute(f"GRANT CREATE ON SCHEMA public TO {owner}")
+    owner_dsn = db.dsn.replace("user=postgres", f"user={owner}")
+    try:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE note (id int PRIMARY KEY, body text)")
+            result = install(connection, "audit", [], use_all=True)
+            connection.execute("INSERT INTO note VALUES (1, 'x')")
+            connection.execute("ALTER TABLE note ADD COLUMN extra int")
+            report = collect_status(connection, "audit")
+            recorded = [e["action"] for e in events(connection, system=True)]
+        printed = cli("install", "--all", dsn=owner_dsn)
+        status = cli("status", dsn=owner_dsn)
+    finally:
+        with db.connect() as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS audit CASCADE; DROP TABLE IF EXISTS note")
+            connection.execute(f"DROP OWNED BY {owner}; DROP ROLE {owner}")
+    assert result.ddl_capture is False
+    assert report.ddl_capture is False
+    assert recorded == ["AUDIT_INSTALL", "INSERT"]
+    assert printed.exit_code == 0, printed.stderr
+    assert "may not create event triggers" in " ".join(printed.stdout.split())
+    assert "DDL capture: off" in status.stdout
