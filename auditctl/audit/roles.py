@@ -57,7 +57,15 @@ def grant_viewer(connection: psycopg.Connection, schema: str, role: str, *, dry_
     Granting twice changes nothing. With ``dry_run`` the statements are only
     returned. Raises InvalidArgumentError when the role does not exist.
     """
-    statements = viewer_grants(schema, role)
+    texts = _apply(connection, schema, role, viewer_grants(schema, role), dry_run)
+    if not dry_run:
+        logger.info("granted read access to schema %s to role %s", schema, role)
+    return texts
+
+
+def _apply(connection: psycopg.Connection, schema: str, role: str, statements: list[sql.Composed],
+           dry_run: bool) -> list[str]:
+    """Run grant statements in one transaction, after checking the role and schema; return them as text."""
     texts = [statement.as_string(connection) + ";" for statement in statements]
     if dry_run:
         return texts
@@ -66,7 +74,6 @@ def grant_viewer(connection: psycopg.Connection, schema: str, role: str, *, dry_
     with connection.transaction():
         for statement in statements:
             connection.execute(statement)
-    logger.info("granted read access to schema %s to role %s", schema, role)
     return texts
 
 
@@ -109,14 +116,7 @@ def grant_app(connection: psycopg.Connection, schema: str, role: str, *, dry_run
 
     Raises InvalidArgumentError when the role does not exist.
     """
-    statements = app_grants(schema, role)
-    texts = [statement.as_string(connection) + ";" for statement in statements]
-    if dry_run:
-        return texts
-    require_role(connection, role)
-    require_installed(connection, schema)
-    with connection.transaction():
-        for statement in statements:
-            connection.execute(statement)
-    logger.info("set up role %s as an application role of schema %s", role, schema)
+    texts = _apply(connection, schema, role, app_grants(schema, role), dry_run)
+    if not dry_run:
+        logger.info("set up role %s as an application role of schema %s", role, schema)
     return texts
