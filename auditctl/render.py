@@ -246,6 +246,8 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
         "log_bytes": report.log_bytes,
         "partitions": report.partitions,
         "ddl_capture": report.ddl_capture,
+        "auto_audit": ({"schemas": list(report.auto_audit.schemas), "exclude": list(report.auto_audit.exclude)}
+                       if report.auto_audit else None),
         "orphaned_functions": report.orphaned_functions,
         "tables": [{"table": t.entity_type, "state": t.state.value, "has_primary_key": t.has_primary_key,
                     "events": t.events} for t in report.tables],
@@ -282,6 +284,10 @@ def print_status(report: StatusReport) -> None:
         console.print(_("DDL capture: off. Event triggers need a superuser: run `auditctl install` once as one "
                         "to record schema changes and tampering with the audit triggers."),
                       style="yellow", markup=False)
+    if report.auto_audit:
+        console.print(_("New tables in {schemas} are audited on creation, except names like {exclude}.")
+                      .format(schemas=", ".join(report.auto_audit.schemas),
+                              exclude=", ".join(report.auto_audit.exclude) or "—"), markup=False)
     for name in report.orphaned_functions:
         console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it; "
                         "the next `auditctl install` drops it.")

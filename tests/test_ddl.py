@@ -7,11 +7,13 @@ import pytest
 
 from auditctl.audit.install import install, uninstall
 from auditctl.audit.status import collect_status
-from helpers import events
+from helpers import SYSTEM_ACTIONS, events
 
 
 def _system(connection, where="true"):
-    return events(connection, where=f"({where}) AND action <> 'AUDIT_INSTALL'", system=True)
+    """DDL, permission and tampering events, without the install records."""
+    return events(connection, where=f"({where}) AND ({SYSTEM_ACTIONS}) AND action <> 'AUDIT_INSTALL'",
+                  system=True)
 
 
 @pytest.fixture
@@ -137,3 +139,43 @@ def test_non_superuser_install_skips_ddl_capture(db, cli):
     assert printed.exit_code == 0, printed.stderr
     assert "may not create event triggers" in " ".join(printed.stdout.split())
     assert "DDL capture: off" in status.stdout
+
+
+def test_new_tables_audited_by_policy(captured, cli):
+    result = cli("install", "--auto-audit", "--auto-schema", "public", "--auto-exclude", "tmp\\_%", dsn=captured.dsn)
+    assert result.exit_code == 0, result.stderr
+    with captured.connect() as connection:
+        connection.execute("CREATE SCHEMA other")
+        connection.execute('CREATE TABLE "Invoice" (id int PRIMARY KEY, "apiToken" text, total int)')
+        connection.execute("CREATE TABLE line (invoice int, no int, PRIMARY KEY (invoice, no))")
+        connection.execute("CREATE TABLE tmp_scratch (id int PRIMARY KEY)")
+        connection.execute("CREATE TABLE other.elsewhere (id int PRIMARY KEY)")
+        with connection.transaction():
+            connection.execute("SET LOCAL auditctl.user_id = 'u-9'")
+            connection.execute("""INSERT INTO "Invoice" VALUES (1, 'secret', 10)""")
+            connection.execute("""UPDATE "Invoice" SET total = 11""")
+            connection.execute("INSERT INTO line VALUES (1, 2)")
+            connection.execute("INSERT INTO tmp_scratch VALUES (1)")
+            connection.execute("INSERT INTO other.elsewhere VALUES (1)")
+        recorded = [(e["action"], e["entity_type"], e["entity_id"], e["user_id"]) for e in events(connection)]
+        [insert] = events(connection, where="entity_type = 'public.Invoice' AND action = 'INSERT'")
+        report = collect_status(connection, "audit")
+        ddl_tags = [e["details"]["command_tag"] for e in _system(connection)]
+    assert recorded == [("INSERT", "public.Invoice", "1", "u-9"), ("UPDATE", "public.Invoice", "1", "u-9"),
+                        ("INSERT", "public.line", "[1, 2]", "u-9")]
+    assert insert["new_values"]["apiToken"] == "[masked]"
+    assert "CREATE TRIGGER" not in ddl_tags
+    states = {t.entity_type: t.state.value for t in report.tables}
+    assert states["public.Invoice"] == "outdated"
+    assert states["public.tmp_scratch"] == "not_audited"
+    assert report.auto_audit.exclude == ("tmp\\_%",)
+
+    again = cli("install", "Invoice", dsn=captured.dsn)
+    assert again.exit_code == 0, again.stderr
+    with captured.connect() as connection:
+        assert {t.entity_type: t.state.value for t in collect_status(connection, "audit").tables}[
+            "public.Invoice"] == "audited"
+        assert cli("install", "--no-auto-audit", dsn=captured.dsn).exit_code == 0
+        connection.execute("CREATE TABLE later (id int PRIMARY KEY)")
+        connection.execute("INSERT INTO later VALUES (1)")
+        assert events(connection, where="entity_type = 'public.later'") == []

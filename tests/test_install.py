@@ -32,8 +32,8 @@ def test_install_twice_changes_nothing(db):
     assert [t.name for t in first.installed] == ["item"]
     assert second.installed == []
     assert [t.name for t in second.unchanged] == ["item"]
-    # create_partitions, log_event, capture_ddl, capture_drop and one trigger function.
-    assert functions == 5
+    # create_partitions, log_event, four for DDL capture and one trigger function.
+    assert functions == 7
 
 
 def test_install_only_named_tables(db):
@@ -340,7 +340,7 @@ def test_dropped_table_is_named_and_forgotten(db):
     assert result.forgotten == ["public.gone"]
     assert [t.entity_type for t in after.tables] == ["public.keep"]
     assert after.orphaned_functions == []
-    assert functions == 5
+    assert functions == 7
 
 
 def test_uninstall_names_dropped_table(db):

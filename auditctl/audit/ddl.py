@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import psycopg
 
-from ..sqltext import quote_ident, render, sha256_hex
+from ..sqltext import quote_ident, quote_literal, render, sha256_hex
+from .rules import MASK_MARKER, SECRET_NAME
 from .schema import DEFAULT_SCHEMA, template_context
 
 
@@ -20,12 +24,48 @@ def can_create_event_triggers(connection: psycopg.Connection) -> bool:
         "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]
 
 
+# Trigger function of tables audited on creation, until install generates their own.
+GENERIC_FUNCTION = "capture_generic"
+
+
 def render_ddl_capture(connection: psycopg.Connection, schema: str) -> str:
     """Render the SQL that (re)creates the capture functions and event triggers."""
     end_trigger, drop_trigger = event_trigger_names(schema)
     context = template_context(connection, schema)
-    context.update(end_trigger=quote_ident(end_trigger), drop_trigger=quote_ident(drop_trigger))
-    return render("ddl.sql.j2", **context)
+    context.update(end_trigger=quote_ident(end_trigger), drop_trigger=quote_ident(drop_trigger),
+                   secret_pattern=quote_literal(SECRET_NAME.pattern), mask_marker=quote_literal(MASK_MARKER))
+    return render("generic_trigger.sql.j2", **context) + "\n" + render("ddl.sql.j2", **context)
+
+
+@dataclass(frozen=True)
+class AutoAuditPolicy:
+    """Which tables created after install are audited at once: by schema, minus LIKE patterns."""
+
+    schemas: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+
+def policy_statement(schema: str, policy: AutoAuditPolicy | None) -> str:
+    """Return the statement that stores the policy, or removes it for None."""
+    audit = quote_ident(schema)
+    if policy is None:
+        return f"DELETE FROM {audit}.settings WHERE name = 'auto_audit';"
+    value = quote_literal(json.dumps({"schemas": list(policy.schemas), "exclude": list(policy.exclude)}))
+    return (f"INSERT INTO {audit}.settings (name, value) VALUES ('auto_audit', {value}::jsonb)\n"
+            f"ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = pg_catalog.now();")
+
+
+def load_policy(connection: psycopg.Connection, schema: str) -> AutoAuditPolicy | None:
+    """Read the stored auto_audit policy; None when new tables are not audited automatically."""
+    exists = connection.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+                                (f"{quote_ident(schema)}.settings",)).fetchone()[0]
+    if not exists:
+        return None
+    row = connection.execute(
+        f"SELECT value FROM {quote_ident(schema)}.settings WHERE name = 'auto_audit'").fetchone()
+    if row is None:
+        return None
+    return AutoAuditPolicy(schemas=tuple(row[0].get("schemas", [])), exclude=tuple(row[0].get("exclude", [])))
 
 
 def drop_statements(schema: str) -> list[str]:

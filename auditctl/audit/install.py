@@ -15,7 +15,8 @@ from ..errors import DatabaseError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
-from .ddl import can_create_event_triggers, drop_statements, render_ddl_capture
+from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, can_create_event_triggers, drop_statements, policy_statement,
+                  render_ddl_capture)
 from .rules import ColumnRule, Rule, effective_rules, load_rules, parse_column_reference, save_rules
 from .schema import apply_schema, plan_schema, require_installed, schema_exists
 from .triggers import TRIGGER_NAMES, TriggerSql, hash_from_comment, render_trigger, trigger_comment
@@ -74,12 +75,15 @@ def choose_tables(all_tables: list[Table], names: list[str], use_all: bool,
 
 def install(connection: psycopg.Connection, schema: str, names: list[str], *, use_all: bool = False,
             exclude: list[str] | None = None, column_rules: list[tuple[str, Rule]] | None = None,
-            dry_run: bool = False, lock_timeout_seconds: float = 10.0,
+            auto_audit: AutoAuditPolicy | None | bool = True, dry_run: bool = False,
+            lock_timeout_seconds: float = 10.0,
             progress: ProgressCallback | None = None) -> InstallResult:
     """Install or upgrade the audit schema and the triggers of the chosen tables.
 
     ``column_rules`` pairs ``TABLE.COLUMN`` references with privacy rules;
-    they are stored and apply to every later install. Everything runs in one
+    they are stored and apply to every later install. ``auto_audit`` sets the
+    policy for tables created later: a policy, None to turn it off, or True
+    to keep what is stored. Everything runs in one
     transaction, so an error leaves the database as it was. Running it again
     with the same arguments changes nothing. With ``dry_run`` nothing runs,
     and ``statements`` holds the SQL that would.
@@ -97,16 +101,21 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         fresh = not schema_exists(connection, schema)
         result.ddl_capture = can_create_event_triggers(connection)
         ddl_sql = render_ddl_capture(connection, schema) if result.ddl_capture else None
+        policy_sql = None if auto_audit is True else policy_statement(schema, auto_audit)
+        if auto_audit not in (True, None) and not result.ddl_capture:
+            raise InvalidArgumentError(
+                _("Auditing new tables automatically needs event triggers, which only a superuser may create; "
+                  "run install as one, or leave out --auto-audit."))
         if dry_run:
             result.statements.extend(step.sql for step in steps)
             result.statements.extend(_rule_statements(schema, given_rules))
-            if ddl_sql:
-                result.statements.append(ddl_sql)
+            result.statements.extend(sql for sql in (ddl_sql, policy_sql) if sql)
         else:
             apply_schema(connection, schema)
             save_rules(connection, schema, given_rules)
-            if ddl_sql:
-                connection.execute(ddl_sql)
+            for statement in (ddl_sql, policy_sql):
+                if statement:
+                    connection.execute(statement)
             else:
                 logger.warning("role %s may not create event triggers: DDL capture is off", connection.info.user)
 
@@ -355,7 +364,7 @@ def _drop_table_triggers(connection: psycopg.Connection, schema: str, oid: int, 
             raise DatabaseError(
                 _("Could not lock table {table} to remove its audit trigger: another transaction holds it. "
                   "Retry when long transactions have finished.").format(table=label)) from None
-    for function in functions:
+    for function in functions - {GENERIC_FUNCTION}:
         connection.execute(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(function)}()")
     connection.execute(f"DELETE FROM {audit}.audited_tables WHERE table_id::oid = %s", (oid,))
     logger.info("removed audit trigger from %s", label)

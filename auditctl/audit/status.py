@@ -9,7 +9,7 @@ import psycopg
 
 from ..sqltext import quote_ident
 from .catalog import list_tables
-from .ddl import ddl_capture_enabled
+from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, load_policy
 from .rules import effective_rules, load_rules
 from .schema import applied_versions, schema_exists
 from .triggers import TRIGGER_NAMES, hash_from_comment, render_trigger
@@ -48,6 +48,7 @@ class StatusReport:
     log_bytes: int = 0
     partitions: int = 0
     ddl_capture: bool = False
+    auto_audit: AutoAuditPolicy | None = None
 
 
 _TRIGGERS_QUERY = """
@@ -92,6 +93,7 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
         report.orphaned_functions = [row[0] for row in cursor.fetchall()]
     report.total_events = sum(counts.values())
     report.ddl_capture = ddl_capture_enabled(connection, schema)
+    report.auto_audit = load_policy(connection, schema)
 
     stored_rules = load_rules(connection, schema)
     seen: set[int] = set()
@@ -102,6 +104,9 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
             state = TableState.MISSING if table.oid in registered else TableState.NOT_AUDITED
         elif any(enabled == "D" for enabled, _, _ in found.values()):
             state = TableState.DISABLED
+        elif any(function == GENERIC_FUNCTION for _, function, _ in found.values()):
+            # Audited on creation by the interim function; install generates its own.
+            state = TableState.OUTDATED
         else:
             rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}))
             expected = render_trigger(connection, schema, table, rules)

@@ -11,6 +11,7 @@ from .. import render
 from ..audit import install as installer
 from ..audit.catalog import list_tables
 from ..audit.roles import app_role_problems, grant_app, grant_viewer, require_role
+from ..audit.ddl import AutoAuditPolicy
 from ..audit.rules import Rule
 from ..audit.schema import DEFAULT_SCHEMA
 from ..audit.status import collect_status
@@ -53,6 +54,17 @@ def install(
         help=_("Store this column's values as they are, even if its name looks like a secret."))] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=_("Print the SQL instead of running it."))] = False,
     lock_timeout: LockTimeoutOption = 10.0,
+    auto_audit: Annotated[bool | None, typer.Option(
+        "--auto-audit/--no-auto-audit",
+        help=_("Audit tables created later as soon as they are created (needs a superuser), or stop doing so. "
+               "Kept from the last install when not given."))] = None,
+    auto_schema: Annotated[list[str] | None, typer.Option(
+        "--auto-schema", metavar="SCHEMA",
+        help=_("Schema whose new tables --auto-audit covers; may be repeated. Default: public."))] = None,
+    auto_exclude: Annotated[list[str] | None, typer.Option(
+        "--auto-exclude", metavar="PATTERN",
+        help=_("LIKE pattern of new table names that --auto-audit leaves out, such as 'tmp_%'; may be repeated."))
+    ] = None,
     app_role: Annotated[str | None, typer.Option(
         "--app-role", metavar="ROLE",
         help=_("Let this existing application role write audited tables and call log_event(), "
@@ -67,7 +79,14 @@ def install(
                     + [(ref, Rule.MASK) for ref in mask_column or []]
                     + [(ref, Rule.HASH) for ref in hash_column or []]
                     + [(ref, Rule.KEEP) for ref in keep_column or []])
-    if not tables and not all_tables and not dry_run and not viewer_role and not app_role:
+    if auto_audit:
+        policy: AutoAuditPolicy | None | bool = AutoAuditPolicy(tuple(auto_schema or ["public"]),
+                                                                tuple(auto_exclude or []))
+    elif auto_audit is False:
+        policy = None
+    else:
+        policy = True
+    if not tables and not all_tables and not dry_run and not viewer_role and not app_role and auto_audit is None:
         # Installing only the schema is allowed; say so, since no table is audited yet.
         render.console.print(_("No tables given: installing the audit schema only. "
                                "Name tables or use --all to audit them."))
@@ -78,7 +97,7 @@ def install(
         total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
         with render.progress(_("Installing triggers"), total, "installing triggers") as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
-                                       column_rules=column_rules, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
+                                       column_rules=column_rules, auto_audit=policy, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
                                        progress=lambda label: advance(label, 1))
         grants = grant_viewer(connection, schema, viewer_role, dry_run=dry_run) if viewer_role else []
         app_statements = grant_app(connection, schema, app_role, dry_run=dry_run) if app_role else []
