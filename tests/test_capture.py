@@ -260,3 +260,50 @@ def test_column_named_like_alias(db, column):
         connection.execute("DELETE FROM t")
         recorded = [(e["action"], e["entity_id"], e["new_values"] or e["old_values"]) for e in events(connection)]
     assert recorded == [("INSERT", "1", {"id": 1, column: 5}), ("DELETE", "1", {"id": 1, column: 5})]
+
+
+def test_sixty_column_table(db):
+    columns = ", ".join(f"c{i} int" for i in range(1, 60))
+    with db.connect() as connection:
+        connection.execute(f"CREATE TABLE wide (id int PRIMARY KEY, {columns})")
+        install(connection, "audit", ["wide"])
+        connection.execute("INSERT INTO wide (id, c1, c59) VALUES (1, 1, 59)")
+        connection.execute("UPDATE wide SET c30 = 30, c59 = 60")
+        insert, update = events(connection)
+    assert len(insert["new_values"]) == 60
+    assert insert["new_values"]["c59"] == 59
+    assert update["old_values"] == {"c30": None, "c59": 59}
+    assert update["new_values"] == {"c30": 30, "c59": 60}
+
+
+def test_generated_column_added_after_install(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE price (id int PRIMARY KEY, net numeric, rate numeric)")
+        install(connection, "audit", ["price"])
+        connection.execute("ALTER TABLE price ADD COLUMN gross numeric GENERATED ALWAYS AS (net * (1 + rate)) STORED")
+        connection.execute("INSERT INTO price (id, net, rate) VALUES (1, 100, 0.2)")
+        connection.execute("UPDATE price SET rate = 0.1")
+        insert, update = events(connection)
+    assert insert["new_values"]["gross"] == 120
+    assert update["new_values"] == {"rate": 0.1, "gross": 110}
+
+
+def test_jsonb_array_and_hstore_updates(db, pg):
+    with db.connect() as connection:
+        has_hstore = connection.execute(
+            "SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'hstore')").fetchone()[0]
+        if not has_hstore:
+            pytest.skip("this server has no hstore extension")
+        connection.execute("CREATE EXTENSION hstore")
+        connection.execute("CREATE TABLE doc (id int PRIMARY KEY, meta jsonb, tags text[], attrs hstore)")
+        install(connection, "audit", ["doc"])
+        connection.execute("""INSERT INTO doc VALUES (1, '{"a": 1, "b": [1, 2]}', '{x,y}', 'k=>v')""")
+        connection.execute("""UPDATE doc SET meta = jsonb_set(meta, '{b,1}', '3'), tags = tags || 'z'::text,
+                              attrs = attrs || 'k2=>v2'""")
+        connection.execute("UPDATE doc SET meta = meta")
+        update = events(connection)[-1]
+    assert update["action"] == "UPDATE"
+    assert update["old_values"]["meta"] == {"a": 1, "b": [1, 2]}
+    assert update["new_values"]["meta"] == {"a": 1, "b": [1, 3]}
+    assert update["new_values"]["tags"] == ["x", "y", "z"]
+    assert update["new_values"]["attrs"] == {"k": "v", "k2": "v2"}
