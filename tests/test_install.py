@@ -32,8 +32,8 @@ def test_install_twice_changes_nothing(db):
     assert [t.name for t in first.installed] == ["item"]
     assert second.installed == []
     assert [t.name for t in second.unchanged] == ["item"]
-    # create_partitions, log_event, four for DDL capture and one trigger function.
-    assert functions == 7
+    # create_partitions, log_event, summarize_large_values, four for DDL capture, one trigger function.
+    assert functions == 8
 
 
 def test_install_only_named_tables(db):
@@ -154,12 +154,15 @@ def test_search_path_and_shadowing_cannot_subvert_trigger(db):
 
 
 def test_trigger_functions_are_security_definer_with_fixed_path(db):
+    # create_partitions runs as the installing role; summarize_large_values is
+    # a pure helper that only definer functions call. Both fix search_path too.
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         install(connection, "audit", [], use_all=True)
         rows = connection.execute("""
             SELECT proname, prosecdef, proconfig FROM pg_proc
-            WHERE pronamespace = 'audit'::regnamespace AND proname <> 'create_partitions'""").fetchall()
+            WHERE pronamespace = 'audit'::regnamespace
+              AND proname NOT IN ('create_partitions', 'summarize_large_values')""").fetchall()
     assert rows
     for name, definer, config in rows:
         assert definer, name
@@ -340,7 +343,7 @@ def test_dropped_table_is_named_and_forgotten(db):
     assert result.forgotten == ["public.gone"]
     assert [t.entity_type for t in after.tables] == ["public.keep"]
     assert after.orphaned_functions == []
-    assert functions == 7
+    assert functions == 8
 
 
 def test_uninstall_names_dropped_table(db):

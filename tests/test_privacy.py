@@ -132,3 +132,32 @@ def test_install_cli_reports_masked_columns(accounts, cli):
     assert "Column public.account.passwordHash looks like a secret and is masked" in text
     assert "Column public.account.phone is hashed" in text
     assert "Column public.account.seen_at is excluded" in text
+
+
+def test_large_values_stored_as_size_and_hash(db):
+    big = "Ж" * 5000  # 10,000 bytes of UTF-8
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE file (id int PRIMARY KEY, name text, body text, blob bytea, kept bytea)")
+        install(connection, "audit", ["file"], column_rules=[("file.kept", Rule.KEEP)])
+        connection.execute("INSERT INTO file VALUES (1, 'a.txt', %s, '\\x0102ff', '\\x0a')", (big,))
+        with connection.transaction():
+            connection.execute("INSERT INTO file VALUES (2, 'b.txt', 'short', NULL, NULL)")
+            connection.execute("UPDATE file SET body = body || '!' WHERE id = 1")
+        insert, _second, update = events(connection)
+    assert insert["new_values"]["name"] == "a.txt"
+    assert insert["new_values"]["body"] == {"bytes": 10000, "sha256": hashlib.sha256(big.encode()).hexdigest()}
+    assert insert["new_values"]["blob"] == {"bytes": 3, "sha256": hashlib.sha256(b"\x01\x02\xff").hexdigest()}
+    assert insert["new_values"]["kept"] == "\\x0a"
+    assert update["old_values"]["body"]["bytes"] == 10000
+    assert update["new_values"]["body"]["bytes"] == 10001
+
+
+def test_max_value_bytes_zero_keeps_text(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE note (id int PRIMARY KEY, body text)")
+    result = cli("install", "note", "--max-value-bytes", "0", dsn=db.dsn)
+    assert result.exit_code == 0, result.stderr
+    with db.connect() as connection:
+        connection.execute("INSERT INTO note VALUES (1, repeat('x', 20000))")
+        [event] = events(connection)
+    assert len(event["new_values"]["body"]) == 20000

@@ -24,6 +24,10 @@ SELECT c.oid::bigint AS oid,
        ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum) AS columns,
+       ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND pg_catalog.format_type(a.atttypid, NULL) = 'bytea'
+             ORDER BY a.attnum) AS bytea_columns,
        c.relkind = 'r' AND EXISTS (SELECT FROM pg_catalog.pg_inherits h
                                    WHERE h.inhrelid = c.oid OR h.inhparent = c.oid) AS inheritance,
        EXISTS (SELECT FROM pg_catalog.pg_depend d
@@ -55,6 +59,7 @@ class Table:
     key_columns: tuple[str, ...]
     extension_member: bool
     columns: tuple[str, ...] = ()
+    bytea_columns: tuple[str, ...] = ()
     inheritance: bool = False
 
     @property
@@ -73,7 +78,8 @@ def list_tables(connection: psycopg.Connection, audit_schema: str) -> list[Table
         cursor.execute(_TABLES_QUERY, {"audit_schema": audit_schema})
         return [
             Table(oid=row[0], schema=row[1], name=row[2], partitioned=row[3],
-                  key_columns=tuple(row[4]), columns=tuple(row[5]), inheritance=row[6], extension_member=row[7])
+                  key_columns=tuple(row[4]), columns=tuple(row[5]), bytea_columns=tuple(row[6]),
+                  inheritance=row[7], extension_member=row[8])
             for row in cursor.fetchall()
         ]
 

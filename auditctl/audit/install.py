@@ -19,7 +19,8 @@ from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, can_create_event_triggers, 
                   render_ddl_capture)
 from .rules import ColumnRule, Rule, effective_rules, load_rules, parse_column_reference, save_rules
 from .schema import apply_schema, plan_schema, require_installed, schema_exists
-from .triggers import TRIGGER_NAMES, TriggerSql, hash_from_comment, render_trigger, trigger_comment
+from .triggers import (DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES, TriggerSql, hash_from_comment, load_max_value_bytes,
+                       render_trigger, trigger_comment)
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def choose_tables(all_tables: list[Table], names: list[str], use_all: bool,
 
 def install(connection: psycopg.Connection, schema: str, names: list[str], *, use_all: bool = False,
             exclude: list[str] | None = None, column_rules: list[tuple[str, Rule]] | None = None,
-            auto_audit: AutoAuditPolicy | None | bool = True, dry_run: bool = False,
+            auto_audit: AutoAuditPolicy | None | bool = True, max_value_bytes: int | None = None,
+            dry_run: bool = False,
             lock_timeout_seconds: float = 10.0,
             progress: ProgressCallback | None = None) -> InstallResult:
     """Install or upgrade the audit schema and the triggers of the chosen tables.
@@ -83,7 +85,8 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
     ``column_rules`` pairs ``TABLE.COLUMN`` references with privacy rules;
     they are stored and apply to every later install. ``auto_audit`` sets the
     policy for tables created later: a policy, None to turn it off, or True
-    to keep what is stored. Everything runs in one
+    to keep what is stored. ``max_value_bytes`` sets the size above which
+    text is stored as size and hash (0: never); None keeps what is stored. Everything runs in one
     transaction, so an error leaves the database as it was. Running it again
     with the same arguments changes nothing. With ``dry_run`` nothing runs,
     and ``statements`` holds the SQL that would.
@@ -102,6 +105,13 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         result.ddl_capture = can_create_event_triggers(connection)
         ddl_sql = render_ddl_capture(connection, schema) if result.ddl_capture else None
         policy_sql = None if auto_audit is True else policy_statement(schema, auto_audit)
+        if max_value_bytes is not None and max_value_bytes < 0:
+            raise InvalidArgumentError(
+                _("Invalid --max-value-bytes {value}: use 0 or a positive number of bytes.").format(
+                    value=max_value_bytes))
+        size_sql = None if max_value_bytes is None else (
+            f"INSERT INTO {quote_ident(schema)}.settings (name, value) VALUES ('max_value_bytes', '{int(max_value_bytes)}')\n"
+            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = pg_catalog.now();")
         if auto_audit not in (True, None) and not result.ddl_capture:
             raise InvalidArgumentError(
                 _("Auditing new tables automatically needs event triggers, which only a superuser may create; "
@@ -109,11 +119,11 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         if dry_run:
             result.statements.extend(step.sql for step in steps)
             result.statements.extend(_rule_statements(schema, given_rules))
-            result.statements.extend(sql for sql in (ddl_sql, policy_sql) if sql)
+            result.statements.extend(sql for sql in (ddl_sql, policy_sql, size_sql) if sql)
         else:
             apply_schema(connection, schema)
             save_rules(connection, schema, given_rules)
-            for statement in (ddl_sql, policy_sql):
+            for statement in (ddl_sql, policy_sql, size_sql):
                 if statement:
                     connection.execute(statement)
             else:
@@ -125,12 +135,15 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         current = {} if fresh else _installed_triggers(connection, schema)
         registered = {} if fresh else _registered_functions(connection, schema)
 
+        size_limit = max_value_bytes if max_value_bytes is not None else (
+            DEFAULT_MAX_VALUE_BYTES if fresh else load_max_value_bytes(connection, schema))
         for table in tables:
             rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}))
             result.column_rules.extend(rules)
             if not table.has_primary_key:
                 result.without_primary_key.append(table)
-            trigger = render_trigger(connection, schema, table, rules)
+            trigger = render_trigger(connection, schema, table, rules, size_limit,
+                                     stored_rules.get((table.schema, table.name), {}))
             found = current.get(table.oid)
             if (found and found.enabled and found.sql_hash == trigger.sql_hash
                     and found.names == frozenset(trigger.trigger_names)):

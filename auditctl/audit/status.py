@@ -12,7 +12,7 @@ from .catalog import list_tables
 from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, load_policy
 from .rules import effective_rules, load_rules
 from .schema import applied_versions, schema_exists
-from .triggers import TRIGGER_NAMES, hash_from_comment, render_trigger
+from .triggers import TRIGGER_NAMES, hash_from_comment, load_max_value_bytes, render_trigger
 
 
 class TableState(StrEnum):
@@ -96,6 +96,7 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
     report.auto_audit = load_policy(connection, schema)
 
     stored_rules = load_rules(connection, schema)
+    size_limit = load_max_value_bytes(connection, schema)
     seen: set[int] = set()
     for table in list_tables(connection, schema):
         seen.add(table.oid)
@@ -108,8 +109,8 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
             # Audited on creation by the interim function; install generates its own.
             state = TableState.OUTDATED
         else:
-            rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}))
-            expected = render_trigger(connection, schema, table, rules)
+            stored = stored_rules.get((table.schema, table.name), {})
+            expected = render_trigger(connection, schema, table, effective_rules(table, stored), size_limit, stored)
             hashes = {hash_from_comment(comment) for _, _, comment in found.values()}
             if not set(expected.trigger_names) <= set(found):
                 state = TableState.MISSING

@@ -51,14 +51,23 @@ def function_name_for(table: Table) -> str:
 
 
 def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
-                   rules: list[ColumnRule] | None = None) -> TriggerSql:
+                   rules: list[ColumnRule] | None = None, max_value_bytes: int | None = None,
+                   stored: dict[str, Rule] | None = None) -> TriggerSql:
     """Render the trigger SQL of one table as the template version in use would.
 
-    ``rules`` are the table's effective column rules; they are read from the
-    audit schema when not given.
+    ``rules`` are the table's effective column rules, ``stored`` the rules
+    kept in the audit schema for it, and ``max_value_bytes`` the size above
+    which text is stored as size and hash; each is read from the audit
+    schema when not given.
     """
+    if stored is None:
+        stored = load_rules(connection, schema).get((table.schema, table.name), {})
     if rules is None:
-        rules = effective_rules(table, load_rules(connection, schema).get((table.schema, table.name), {}))
+        rules = effective_rules(table, stored)
+    if max_value_bytes is None:
+        max_value_bytes = load_max_value_bytes(connection, schema)
+    exempt = sorted({r.column for r in rules} | {column for column, rule in stored.items() if rule is Rule.KEEP})
+    summarized_bytea = [column for column in table.bytea_columns if column not in exempt]
     function = function_name_for(table)
     # Transition tables are not allowed in inheritance trees, and a row moved
     # between partitions reaches only row-level INSERT and DELETE triggers.
@@ -84,6 +93,9 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         masked=by_rule[Rule.MASK],
         hashed=by_rule[Rule.HASH],
         mask_marker=quote_literal(MASK_MARKER),
+        bytea_columns=_text_array(summarized_bytea) if summarized_bytea else "",
+        exempt=_text_array(exempt),
+        max_value_bytes=int(max_value_bytes),
         function=quote_ident(function),
         table=quoted_table,
         entity_type=quote_literal(table.entity_type),
@@ -99,6 +111,25 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
     sql_text = render("trigger.sql.j2", **context)
     return TriggerSql(table=quoted_table, function_name=function, sql=sql_text, sql_hash=sha256_hex(sql_text),
                       trigger_names=SET_BASED_LAYOUT if set_based else ROW_LAYOUT)
+
+
+def _text_array(values: list[str]) -> str:
+    return f"ARRAY[{', '.join(quote_literal(value) for value in values)}]::text[]" if values else "'{}'::text[]"
+
+
+# Default size above which a text value is stored as its size and SHA-256.
+DEFAULT_MAX_VALUE_BYTES = 8192
+
+
+def load_max_value_bytes(connection: psycopg.Connection, schema: str) -> int:
+    """Read the max_value_bytes setting, or the default before it is set."""
+    exists = connection.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+                                (f"{quote_ident(schema)}.settings",)).fetchone()[0]
+    if not exists:
+        return DEFAULT_MAX_VALUE_BYTES
+    row = connection.execute(
+        f"SELECT value FROM {quote_ident(schema)}.settings WHERE name = 'max_value_bytes'").fetchone()
+    return int(row[0]) if row else DEFAULT_MAX_VALUE_BYTES
 
 
 def trigger_comment(trigger: TriggerSql) -> str:

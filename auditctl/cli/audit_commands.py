@@ -65,6 +65,10 @@ def install(
         "--auto-exclude", metavar="PATTERN",
         help=_("LIKE pattern of new table names that --auto-audit leaves out, such as 'tmp_%'; may be repeated."))
     ] = None,
+    max_value_bytes: Annotated[int | None, typer.Option(
+        "--max-value-bytes", metavar="BYTES",
+        help=_("Store text longer than this many bytes as its size and SHA-256, as bytea values always are; "
+               "0 keeps every text value whole. Default 8192, kept from the last install."))] = None,
     app_role: Annotated[str | None, typer.Option(
         "--app-role", metavar="ROLE",
         help=_("Let this existing application role write audited tables and call log_event(), "
@@ -97,7 +101,8 @@ def install(
         total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
         with render.progress(_("Installing triggers"), total, "installing triggers") as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
-                                       column_rules=column_rules, auto_audit=policy, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
+                                       column_rules=column_rules, auto_audit=policy,
+                                       max_value_bytes=max_value_bytes, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
                                        progress=lambda label: advance(label, 1))
         grants = grant_viewer(connection, schema, viewer_role, dry_run=dry_run) if viewer_role else []
         app_statements = grant_app(connection, schema, app_role, dry_run=dry_run) if app_role else []
