@@ -59,6 +59,8 @@ class BackupLockedError(BackupError):
 class DeliveryError(BackupError):
     """Mail or storage delivery failed; the backup file itself is kept."""
 
+    exit_code = 3
+
 
 class ConfigError(InvalidArgumentError):
     """The configuration file is missing, unreadable or holds an invalid value."""

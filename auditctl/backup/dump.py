@@ -209,6 +209,15 @@ def fsync_tree(folder: Path) -> None:
     fsync_folder(folder)
 
 
+def unused_stem(folder: Path, stem: str, extension: str) -> str:
+    """Add ``-2``, ``-3``… to a name already taken by a run that started in the same second."""
+    candidate, number = stem, 1
+    while (folder / (candidate + extension)).exists() or (folder / f".{candidate}{extension}.partial").exists():
+        number += 1
+        candidate = f"{stem}-{number}"
+    return candidate
+
+
 def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None = None) -> BackupResult:
     """Dump the database, check the archive, rename it into place and write its checksum and manifest."""
     validate_options(options)
@@ -221,12 +230,10 @@ def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None =
 
     started = utc_now()
     extension = ".dump" + (AGE_EXTENSION if options.encryption else "") if options.dump_format == "custom" else ".dir"
-    stem = backup_name(server.database, started, "")
+    stem = unused_stem(options.folder, backup_name(server.database, started, ""), extension)
     final = options.folder / (stem + extension)
     globals_path = options.folder / (stem + ".globals.sql" + (AGE_EXTENSION if options.encryption else ""))
     temporary = options.folder / f".{final.name}.partial"
-    if final.exists():
-        raise BackupError(_("{path} already exists; wait a second and run again.").format(path=final))
     logger.info("dumping database %s with %s into %s", server.database, pg_dump.path, final)
 
     args = [str(pg_dump.path), f"--format={options.dump_format}", f"--dbname={child.conninfo}"]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from ..errors import BackupError, ConfigError, InvalidArgumentError
 from ..i18n import _
-from .dump import BackupResult, _open_exclusive, _removed_on_failure
+from .dump import BackupResult, _open_exclusive, _removed_on_failure, unused_stem
 from .encryption import AGE_EXTENSION, Encryption
 from .manifest import Manifest, backup_name, fsync_folder, utc_now, write_sidecars
 from .streams import HashingWriter, copy_stream
@@ -122,7 +122,8 @@ def backup_from_url(source: UrlSource, folder: Path, encryption: Encryption | No
             _("Backup folder {folder} does not exist; create it or set another with --dir.").format(folder=folder))
     started = utc_now()
     body = fetch_body(source)
-    final = folder / backup_name(source.name, started, ".json" + (AGE_EXTENSION if encryption else ""))
+    extension = ".json" + (AGE_EXTENSION if encryption else "")
+    final = folder / (unused_stem(folder, backup_name(source.name, started, ""), extension) + extension)
     temporary = folder / f".{final.name}.partial"
     with _removed_on_failure(temporary, final):
         with _open_exclusive(temporary) as handle:

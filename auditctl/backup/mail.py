@@ -59,7 +59,8 @@ def build_message(settings: MailSettings, report: MailReport) -> EmailMessage:
     message["To"] = ", ".join(settings.to)
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = make_msgid(domain=settings.sender.rpartition("@")[2] or None)
-    message.set_content(report.body)
+    # quoted-printable keeps the message 7-bit, for relays without 8BITMIME.
+    message.set_content(report.body, cte="quoted-printable")
     if report.attachment is not None:
         # NOTE: the attachment is read into memory; attachment_fits() caps it at max_attachment_mb.
         message.add_attachment(report.attachment.read_bytes(), maintype="application", subtype="octet-stream",
