@@ -168,6 +168,8 @@ class HttpEndpoint:
     content_type: str = "application/json"
     declared_length: int | None = None
     requests: list[dict[str, str]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -178,6 +180,9 @@ def http_endpoint() -> Iterator[HttpEndpoint]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's naming)
             endpoint.requests.append(dict(self.headers))
+            endpoint.paths.append(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            endpoint.bodies.append(self.rfile.read(length) if length else b"")
             self.send_response(endpoint.status)
             self.send_header("Content-Type", endpoint.content_type)
             length = endpoint.declared_length if endpoint.declared_length is not None else len(endpoint.body)

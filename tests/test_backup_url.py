@@ -81,3 +81,37 @@ def test_missing_header_variable_is_config_error(http_endpoint, tmp_path):
     assert result.exit_code == 2
     assert "NOT_SET_X" in result.stderr
     assert saved(tmp_path) == []
+
+
+def test_heartbeat_and_metrics_on_success_then_failure(http_endpoint, tmp_path, pg):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    metrics = tmp_path / "auditctl.prom"
+    base = http_endpoint.url.rsplit("/api/", 1)[0]
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup]\ndir = "{folder}"\n\n[backup.monitoring]\nheartbeat_url = "{base}/ping/abc"\n'
+                      f'metrics_file = "{metrics}"\n')
+    database = pg.create_database()
+    try:
+        ok = run_cli("backup", "--config", str(config), dsn=pg.dsn_for(database))
+        assert ok.exit_code == 0, ok.stderr
+        assert http_endpoint.paths == ["/ping/abc/start", "/ping/abc"]
+        text = metrics.read_text()
+        assert f'auditctl_backup_last_success{{database="{database}"}} 1' in text
+        success_line = [line for line in text.splitlines()
+                        if line.startswith("auditctl_backup_last_success_timestamp_seconds{")][0]
+
+        http_endpoint.paths.clear()
+        old_tools = tmp_path / "bin"
+        old_tools.mkdir()
+        (old_tools / "pg_dump").write_text('#!/bin/sh\necho "pg_dump (PostgreSQL) 9.6.24"\n')
+        (old_tools / "pg_dump").chmod(0o755)
+        failed = run_cli("backup", "--config", str(config), "--pg-bindir", str(old_tools), dsn=pg.dsn_for(database))
+        assert failed.exit_code == 1
+        assert http_endpoint.paths == ["/ping/abc/start", "/ping/abc/fail"]
+        assert b"older than the server" in http_endpoint.bodies[-1]
+    finally:
+        pg.drop_database(database)
+    text = metrics.read_text()
+    assert f'auditctl_backup_last_success{{database="{database}"}} 0' in text
+    assert success_line in text

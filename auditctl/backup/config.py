@@ -79,6 +79,8 @@ class BackupSettings:
     header_file: Path | None = None
     url_timeout_seconds: float = 300.0
     max_body_bytes: int = 512 * MEBIBYTE
+    heartbeat_url: str | None = None
+    metrics_file: Path | None = None
     mail: MailSettings | None = None
     storage: StorageSettings | None = None
     config_path: Path | None = None
@@ -96,6 +98,7 @@ _ENCRYPTION_KEYS = {"recipients": ("recipients", list), "recipients_file": ("rec
                     "identity_file": ("identity_file", Path)}
 _SOURCE_KEYS = {"url": ("from_url", str), "header_env": ("header_env", str), "header_file": ("header_file", Path),
                 "timeout_seconds": ("url_timeout_seconds", float), "max_body_mb": ("max_body_bytes", "mb")}
+_MONITORING_KEYS = {"heartbeat_url": ("heartbeat_url", str), "metrics_file": ("metrics_file", Path)}
 _MAIL_KEYS = {
     "to": ("to", list), "from": ("sender", str), "transport": ("transport", str), "host": ("host", str),
     "port": ("port", int), "security": ("security", str), "username": ("username", str),
@@ -184,7 +187,8 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
     base = path.resolve().parent if path is not None else Path.cwd()
     values: dict[str, Any] = {"config_path": path}
     for table, keys in (("backup", _BACKUP_KEYS), ("backup.rotation", _ROTATION_KEYS),
-                        ("backup.encryption", _ENCRYPTION_KEYS), ("backup.source", _SOURCE_KEYS)):
+                        ("backup.encryption", _ENCRYPTION_KEYS), ("backup.source", _SOURCE_KEYS),
+                        ("backup.monitoring", _MONITORING_KEYS)):
         values.update(_read_table(data, table, keys, base))
     mail = _read_table(data, "mail", _MAIL_KEYS, base)
     storage = _read_table(data, "storage", _STORAGE_KEYS, base)

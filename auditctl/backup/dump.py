@@ -114,12 +114,16 @@ def validate_options(options: DumpOptions) -> None:
         raise InvalidArgumentError(_("--jobs above 1 needs --format directory (pg_dump dumps in parallel only there)."))
     if options.compress is not None and not 0 <= options.compress <= 9:
         raise InvalidArgumentError(_("Invalid compression level {value}: use 0 to 9.").format(value=options.compress))
-    if not options.folder.is_dir():
+    require_folder(options.folder)
+
+
+def require_folder(folder: Path) -> None:
+    """Raise InvalidArgumentError unless ``folder`` exists and this user can write to it."""
+    if not folder.is_dir():
         raise InvalidArgumentError(
-            _("Backup folder {folder} does not exist; create it or set another with --dir.").format(
-                folder=options.folder))
-    if not os.access(options.folder, os.W_OK):
-        raise InvalidArgumentError(_("Backup folder {folder} is not writable.").format(folder=options.folder))
+            _("Backup folder {folder} does not exist; create it or set another with --dir.").format(folder=folder))
+    if not os.access(folder, os.W_OK):
+        raise InvalidArgumentError(_("Backup folder {folder} is not writable.").format(folder=folder))
 
 
 @contextlib.contextmanager

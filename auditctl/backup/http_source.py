@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from ..errors import BackupError, ConfigError, InvalidArgumentError
 from ..i18n import _
-from .dump import BackupResult, _open_exclusive, _removed_on_failure, unused_stem
+from .dump import BackupResult, _open_exclusive, _removed_on_failure, require_folder, unused_stem
 from .encryption import AGE_EXTENSION, Encryption
 from .manifest import Manifest, backup_name, fsync_folder, utc_now, write_sidecars
 from .streams import HashingWriter, copy_stream
@@ -117,9 +117,7 @@ def backup_from_url(source: UrlSource, folder: Path, encryption: Encryption | No
     parse as complete JSON before anything is written, and with encryption on
     the plaintext must not touch the disk.
     """
-    if not folder.is_dir():
-        raise InvalidArgumentError(
-            _("Backup folder {folder} does not exist; create it or set another with --dir.").format(folder=folder))
+    require_folder(folder)
     started = utc_now()
     body = fetch_body(source)
     extension = ".json" + (AGE_EXTENSION if encryption else "")

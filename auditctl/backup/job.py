@@ -20,9 +20,9 @@ from psycopg import conninfo
 from ..db import describe_dsn, resolve_dsn
 from ..errors import AuditctlError, DeliveryError
 from ..i18n import _
-from . import events
+from . import events, monitoring
 from .config import BackupSettings
-from .dump import BackupResult, DumpOptions, dump_database
+from .dump import BackupResult, DumpOptions, dump_database, require_folder
 from .encryption import Encryption, load_encryption
 from .http_source import UrlSource, backup_from_url
 from .lock import backup_lock
@@ -67,18 +67,31 @@ class _TailHandler(logging.Handler):
 def run_job(settings: BackupSettings, on_bytes: Callable[[int], None] | None = None) -> JobReport:
     """Run the whole nightly job under the folder's lock; BackupLockedError escapes before anything is done."""
     encryption = load_encryption(list(settings.recipients), settings.recipients_file)
+    require_folder(settings.folder)
     with backup_lock(settings.folder):
         report = JobReport(started=time.monotonic())
         tail = _TailHandler(settings.mail.log_lines if settings.mail else 40)
         package_logger = logging.getLogger("auditctl")
         package_logger.addHandler(tail)
         try:
+            monitoring.ping_heartbeat(settings.heartbeat_url, "start")
             _run_locked(settings, encryption, report, on_bytes)
             if settings.mail is not None:
                 _send_report(settings, report, "\n".join(tail.lines))
         finally:
             package_logger.removeHandler(tail)
+        _report_to_monitoring(settings, report)
     return report
+
+
+def _report_to_monitoring(settings: BackupSettings, report: JobReport) -> None:
+    success = report.result is not None
+    problem = str(report.error) if report.error else "; ".join(report.delivery_errors)
+    monitoring.ping_heartbeat(settings.heartbeat_url, "success" if success and not problem else "fail", problem)
+    monitoring.write_metrics(settings.metrics_file, monitoring.RunMetrics(
+        database=report.result.database if success else database_label(settings), success=success,
+        finished_at=time.time(), duration_seconds=report.duration_seconds,
+        size_bytes=report.result.size if success else None))
 
 
 def _run_locked(settings: BackupSettings, encryption: Encryption | None, report: JobReport,
