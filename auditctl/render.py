@@ -15,12 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .audit.install import InstallResult, UninstallResult
 from .audit.query import Event
 from .audit.status import StatusReport, TableState
+from .backup.doctor import DoctorReport
 from .backup.job import JobReport, format_size
 from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
@@ -315,3 +317,25 @@ def print_verify_report(report: VerifyReport) -> None:
 def print_restore_result(result: RestoreResult) -> None:
     console.print(_("Restored {path} into database {database}.").format(path=result.path.name,
                                                                        database=result.database), markup=False, soft_wrap=True)
+
+
+def print_line(text: str) -> None:
+    """Print text as it is, for output that other programs read (such as a crontab line)."""
+    sys.stdout.write(text + "\n")
+
+
+def print_cron_installed(line: str) -> None:
+    console.print(_("Installed in the crontab of this user:"), markup=False)
+    print_line(line)
+
+
+def print_doctor(report: DoctorReport) -> None:
+    """Print one row per check: passed or failed, and the detail or fix."""
+    table = Table()
+    table.add_column(_("Check"))
+    table.add_column(_("Result"))
+    table.add_column(_("Detail"), overflow="fold")
+    for check in report.checks:
+        result = f"[green]{_('ok')}[/]" if check.ok else f"[red]{_('failed')}[/]"
+        table.add_row(check.name, result, escape(check.detail))
+    console.print(table)

@@ -101,7 +101,7 @@ def _start_smtp(certificate: Certificate, implicit_tls: bool) -> tuple[SmtpServe
         ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == SMTP_USER
               and auth_data.password.decode() == SMTP_PASSWORD)
         server.logins.append((auth_data.login.decode() if isinstance(auth_data, LoginPassword) else "?", ok))
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificate.cert_path, certificate.key_path)

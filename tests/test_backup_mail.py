@@ -264,3 +264,17 @@ def test_secrets_never_in_output_or_log(filled, folder, tmp_path, smtp_starttls,
     smtp_starttls.wait_for(1)
     assert SMTP_PASSWORD not in smtp_starttls.messages[0].as_string()
     assert os.environ.get("AUDITCTL_TEST_SMTP_PASSWORD") is None
+
+
+def test_wrong_smtp_password_keeps_backup(filled, folder, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls))
+    environment = mail_env(loopback_certificate, AUDITCTL_TEST_SMTP_PASSWORD="not-the-password")
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+
+    assert result.exit_code == 3
+    assert f"SMTP login to localhost:{smtp_starttls.port} as {SMTP_USER} failed: 535" in result.stderr
+    assert "not-the-password" not in result.stdout + result.stderr
+    assert len(list(folder.glob("*.dump"))) == 1
+    # smtplib tries each mechanism the server offers (PLAIN, then LOGIN).
+    assert {login for login in smtp_starttls.logins} == {(SMTP_USER, False)}

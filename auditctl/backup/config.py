@@ -88,7 +88,7 @@ class BackupSettings:
 
 # TOML key -> (settings field, expected type) for each table.
 _BACKUP_KEYS = {
-    "dir": ("folder", Path), "format": ("dump_format", str), "jobs": ("jobs", int),
+    "dir": ("folder", Path), "dsn": ("dsn", str), "format": ("dump_format", str), "jobs": ("jobs", int),
     "compress": ("compress", int), "globals": ("with_globals", bool), "pg_bindir": ("pg_bindir", Path),
     "audit_schema": ("audit_schema", str),
 }

@@ -23,7 +23,7 @@ class UploadResult:
     expires_seconds: int
 
 
-def _client(settings: StorageSettings):
+def make_client(settings: StorageSettings):
     import boto3
     from botocore.config import Config
 
@@ -42,7 +42,7 @@ def upload_backup(settings: StorageSettings, path: Path) -> UploadResult:
     from botocore.exceptions import BotoCoreError, ClientError
 
     key = f"{settings.prefix.strip('/')}/{path.name}" if settings.prefix.strip("/") else path.name
-    client = _client(settings)
+    client = make_client(settings)
     try:
         client.upload_file(str(path), settings.bucket, key)
         url = client.generate_presigned_url("get_object", Params={"Bucket": settings.bucket, "Key": key},

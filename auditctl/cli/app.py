@@ -65,7 +65,7 @@ def main_options(
 
 def main() -> None:
     """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
-    from . import audit_commands, backup_commands, demo_command, log_commands  # noqa: F401  (registers the commands)
+    from . import audit_commands, backup_commands, cron_commands, demo_command, log_commands  # noqa: F401  (registers the commands)
 
     try:
         app()
