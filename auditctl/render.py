@@ -310,7 +310,7 @@ def print_verify_report(report: VerifyReport) -> None:
     console.print(_("{path}: checks passed: {checks}.").format(path=report.path, checks=", ".join(report.checks)),
                   markup=False, soft_wrap=True)
     if report.manifest.encrypted and len(report.checks) == 1:
-        console.print(_("The backup is encrypted; pass --identity to decrypt it and check its contents too."),
+        console.print(_("The backup is encrypted; pass --identity or --passphrase-file to decrypt it and check its contents too."),
                       style="yellow", markup=False, soft_wrap=True)
 
 

@@ -228,6 +228,48 @@ def test_encrypted_backup_decrypts_with_age_identity(filled, tmp_path):
         filled.server.drop_database(target)
 
 
+def test_passphrase_encrypted_backup_decrypts_with_rage(filled, tmp_path):
+    passphrase = "p@ss:w/rd%&'\"x Пароль"
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text(passphrase + "\n")
+    passphrase_file.chmod(0o600)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+
+    result = run_cli("backup", "--dir", str(folder), "--passphrase-file", str(passphrase_file), dsn=filled.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    encrypted = only_backup(folder, ".dump.age")
+    assert pyrage.passphrase.decrypt(encrypted.read_bytes(), passphrase).startswith(b"PGDMP")
+    checked = run_cli("backup", "verify", str(encrypted), "--passphrase-file", str(passphrase_file))
+    assert checked.exit_code == 0, checked.stderr
+    assert "decrypt+pg_restore --list" in checked.stdout
+    target = filled.server.create_database()
+    try:
+        restored = run_cli("backup", "restore", str(encrypted), "--target-dsn", filled.server.dsn_for(target),
+                           "--passphrase-file", str(passphrase_file))
+        assert restored.exit_code == 0, restored.stderr
+        with psycopg.connect(filled.server.dsn_for(target)) as connection:
+            assert connection.execute("SELECT count(*) FROM invoice").fetchone()[0] == 50
+    finally:
+        filled.server.drop_database(target)
+    assert passphrase not in result.stdout + result.stderr + checked.stdout + checked.stderr
+
+
+def test_passphrase_file_readable_by_others_is_rejected(filled, tmp_path):
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text("secret")
+    passphrase_file.chmod(0o644)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+
+    result = run_cli("backup", "--dir", str(folder), "--passphrase-file", str(passphrase_file), dsn=filled.dsn)
+
+    assert result.exit_code == 2
+    assert "chmod 600" in result.stderr
+    assert backup_files(folder) == []
+
+
 def test_directory_format_with_jobs_and_globals(filled, tmp_path):
     result = run_cli("backup", "--dir", str(tmp_path), "--format", "directory", "--jobs", "2", "--globals",
                      dsn=filled.dsn)

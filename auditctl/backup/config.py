@@ -74,6 +74,7 @@ class BackupSettings:
     recipients: tuple[str, ...] = ()
     recipients_file: Path | None = None
     identity_file: Path | None = None
+    passphrase_file: Path | None = None
     from_url: str | None = None
     header_env: str | None = None
     header_file: Path | None = None
@@ -95,7 +96,7 @@ _BACKUP_KEYS = {
 _ROTATION_KEYS = {"keep_last": ("keep_last", int), "keep_daily": ("keep_daily", int),
                   "keep_weekly": ("keep_weekly", int), "keep_monthly": ("keep_monthly", int)}
 _ENCRYPTION_KEYS = {"recipients": ("recipients", list), "recipients_file": ("recipients_file", Path),
-                    "identity_file": ("identity_file", Path)}
+                    "identity_file": ("identity_file", Path), "passphrase_file": ("passphrase_file", Path)}
 _SOURCE_KEYS = {"url": ("from_url", str), "header_env": ("header_env", str), "header_file": ("header_file", Path),
                 "timeout_seconds": ("url_timeout_seconds", float), "max_body_mb": ("max_body_bytes", "mb")}
 _MONITORING_KEYS = {"heartbeat_url": ("heartbeat_url", str), "metrics_file": ("metrics_file", Path)}

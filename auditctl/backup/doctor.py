@@ -109,11 +109,14 @@ def _check_folder(settings: BackupSettings, report: DoctorReport) -> None:
 
 def _check_encryption(settings: BackupSettings, report: DoctorReport) -> None:
     try:
-        encryption = load_encryption(list(settings.recipients), settings.recipients_file)
+        encryption = load_encryption(list(settings.recipients), settings.recipients_file, settings.passphrase_file)
     except AuditctlError as exc:
         report.checks.append(Check(_("encryption"), False, str(exc)))
         return
-    if encryption is not None:
+    if encryption is not None and encryption.passphrase_file is not None:
+        report.checks.append(Check(_("encryption"), True, _("age passphrase from {path}").format(
+            path=encryption.passphrase_file)))
+    elif encryption is not None:
         report.checks.append(Check(_("encryption"), True, _("{count} age recipients").format(
             count=len(encryption.recipients))))
 

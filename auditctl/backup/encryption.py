@@ -19,6 +19,7 @@ from pyrage import ssh, x25519
 
 from ..errors import BackupError, ConfigError
 from ..i18n import _
+from .age_passphrase import decrypt_with_passphrase, encrypt_with_passphrase
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +28,62 @@ AGE_EXTENSION = ".age"
 
 @dataclass(frozen=True)
 class Encryption:
-    """The age recipients a backup is encrypted to (``age1…`` keys or SSH public keys)."""
+    """The age recipients (``age1…`` keys or SSH public keys) or the passphrase file a backup is encrypted with."""
 
-    recipients: tuple[str, ...]
+    recipients: tuple[str, ...] = ()
+    passphrase_file: Path | None = None
 
     def encrypt(self, reader: BinaryIO, writer: BinaryIO) -> None:
         """Encrypt everything ``reader`` yields into ``writer``."""
+        if self.passphrase_file is not None:
+            encrypt_with_passphrase(reader, writer, read_passphrase(self.passphrase_file))
+            return
         try:
             pyrage.encrypt_io(reader, writer, [parse_recipient(text) for text in self.recipients])
         except pyrage.EncryptError as exc:
             raise BackupError(_("Encryption failed: {error}").format(error=exc)) from None
+
+
+@dataclass(frozen=True)
+class Decryption:
+    """The secret that opens encrypted backups: an identity file or a passphrase file."""
+
+    identity_file: Path | None = None
+    passphrase_file: Path | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.identity_file is not None or self.passphrase_file is not None
+
+    def decrypt(self, reader: BinaryIO, writer: BinaryIO) -> None:
+        """Decrypt an age stream from ``reader`` into ``writer``."""
+        if self.passphrase_file is not None:
+            decrypt_with_passphrase(reader, writer, read_passphrase(self.passphrase_file))
+        elif self.identity_file is not None:
+            decrypt(reader, writer, load_identities(self.identity_file))
+        else:
+            raise BackupError(_("The backup is encrypted; pass --identity or --passphrase-file."))
+
+
+def _require_private(path: Path, kind: str) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(_("Cannot read {kind} {path}: {error}").format(kind=kind, path=path,
+                                                                        error=exc.strerror)) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(_("{kind} {path} is readable by other users; run `chmod 600 {path}`.").format(
+            kind=kind.capitalize(), path=path))
+
+
+def read_passphrase(path: Path) -> bytes:
+    """Read a passphrase file (mode 0600); one trailing newline is not part of the passphrase."""
+    _require_private(path, _("passphrase file"))
+    data = path.read_bytes()
+    passphrase = data[:-1] if data.endswith(b"\n") else data
+    if not passphrase:
+        raise ConfigError(_("Passphrase file {path} is empty.").format(path=path))
+    return passphrase
 
 
 def parse_recipient(text: str):
@@ -60,11 +107,18 @@ def read_key_lines(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def load_encryption(recipients: list[str], recipients_file: Path | None) -> Encryption | None:
-    """Build the encryption settings, or None when no recipient is configured."""
+def load_encryption(recipients: list[str], recipients_file: Path | None,
+                    passphrase_file: Path | None = None) -> Encryption | None:
+    """Build the encryption settings, or None when neither recipients nor a passphrase file are set."""
     keys = list(recipients)
     if recipients_file is not None:
         keys += read_key_lines(recipients_file)
+    if passphrase_file is not None:
+        if keys:
+            raise ConfigError(_("Use either age recipients or a passphrase file, not both: the age format allows "
+                                "a passphrase only as the sole recipient."))
+        read_passphrase(passphrase_file)
+        return Encryption(passphrase_file=passphrase_file)
     if not keys:
         return None
     for key in keys:
@@ -74,10 +128,7 @@ def load_encryption(recipients: list[str], recipients_file: Path | None) -> Encr
 
 def load_identities(path: Path) -> list:
     """Read an age identity file (``AGE-SECRET-KEY-1…`` lines); it must not be readable by others."""
-    mode = path.stat().st_mode if path.exists() else 0
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            _("Identity file {path} is readable by other users; run `chmod 600 {path}`.").format(path=path))
+    _require_private(path, _("identity file"))
     identities = []
     for line in read_key_lines(path):
         try:

@@ -66,7 +66,7 @@ class _TailHandler(logging.Handler):
 
 def run_job(settings: BackupSettings, on_bytes: Callable[[int], None] | None = None) -> JobReport:
     """Run the whole nightly job under the folder's lock; BackupLockedError escapes before anything is done."""
-    encryption = load_encryption(list(settings.recipients), settings.recipients_file)
+    encryption = load_encryption(list(settings.recipients), settings.recipients_file, settings.passphrase_file)
     require_folder(settings.folder)
     with backup_lock(settings.folder):
         report = JobReport(started=time.monotonic())

@@ -13,7 +13,7 @@ from ..db import connect
 from ..errors import BackupError
 from ..i18n import _
 from .dump import child_connection
-from .encryption import PipeWriter, decrypt, load_identities
+from .encryption import Decryption, PipeWriter
 from .manifest import Manifest, require_manifest
 from .pgtools import find_tool
 from .streams import StderrCollector
@@ -40,7 +40,7 @@ def count_user_relations(connection: psycopg.Connection) -> int:
     return connection.execute(_USER_OBJECTS).fetchone()[0]
 
 
-def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, identity_file: Path | None = None,
+def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decryption: Decryption | None = None,
                    pg_bindir: Path | None = None) -> RestoreResult:
     """Check the checksum, then restore ``path`` into ``target_dsn``.
 
@@ -51,8 +51,10 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, identity
     if manifest.source != "pg_dump":
         raise BackupError(_("{path} is a JSON backup from --from-url; pg_restore cannot restore it.")
                           .format(path=path))
-    if manifest.encrypted and identity_file is None:
-        raise BackupError(_("{path} is encrypted; pass --identity with the age private key.").format(path=path))
+    decryption = decryption or Decryption()
+    if manifest.encrypted and not decryption.available:
+        raise BackupError(_("{path} is encrypted; pass --identity with the age private key or --passphrase-file.")
+                          .format(path=path))
     verify_checksum(path, manifest)
     with connect(target_dsn) as connection:
         database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
@@ -70,7 +72,7 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, identity
         args += ["--clean", "--if-exists"]
     logger.info("restoring %s into database %s", path, database)
     if manifest.encrypted:
-        _restore_encrypted(args, child.environment, path, identity_file)
+        _restore_encrypted(args, child.environment, path, decryption)
     else:
         result = subprocess.run([*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env=child.environment, check=False)
@@ -82,14 +84,13 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, identity
     return RestoreResult(path, manifest, database, clean)
 
 
-def _restore_encrypted(args: list[str], environment: dict[str, str], path: Path, identity_file: Path) -> None:
-    identities = load_identities(identity_file)
+def _restore_encrypted(args: list[str], environment: dict[str, str], path: Path, decryption: Decryption) -> None:
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env=environment)
     try:
         errors = StderrCollector(process, lambda line: logger.warning("pg_restore: %s", line))
         with path.open("rb") as source:
-            decrypt(source, PipeWriter(process.stdin), identities)
+            decryption.decrypt(source, PipeWriter(process.stdin))
         try:
             process.stdin.close()
         except BrokenPipeError:

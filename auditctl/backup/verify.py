@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from ..errors import BackupError, InvalidArgumentError
 from ..i18n import _
-from .encryption import PipeWriter, decrypt, load_identities
+from .encryption import Decryption, PipeWriter
 from .manifest import Manifest, require_manifest, sha256_of_file, sha256_of_tree
 from .pgtools import find_tool
 from .streams import StderrCollector
@@ -53,8 +54,9 @@ def archive_major(manifest: Manifest) -> int:
     return int((manifest.server_version or "0").split(".")[0])
 
 
-def verify_backup(path: Path, identity_file: Path | None = None, pg_bindir: Path | None = None) -> VerifyReport:
-    """Check the checksum, then decrypt (with ``identity_file``) and list the archive with pg_restore."""
+def verify_backup(path: Path, decryption: Decryption | None = None, pg_bindir: Path | None = None) -> VerifyReport:
+    """Check the checksum, then decrypt (when ``decryption`` has a key) and list the archive with pg_restore."""
+    decryption = decryption or Decryption()
     manifest = require_manifest(path)
     report = VerifyReport(path, manifest)
     verify_checksum(path, manifest)
@@ -62,9 +64,9 @@ def verify_backup(path: Path, identity_file: Path | None = None, pg_bindir: Path
 
     if manifest.source == "url":
         if manifest.encrypted:
-            if identity_file is None:
+            if not decryption.available:
                 return report
-            body = decrypt_to_bytes(path, identity_file)
+            body = decrypt_to_bytes(path, decryption)
         else:
             body = path.read_bytes()
         try:
@@ -83,14 +85,14 @@ def verify_backup(path: Path, identity_file: Path | None = None, pg_bindir: Path
                 path=path, error=result.stderr.decode("utf-8", "replace").strip()))
         report.checks.append("pg_restore --list")
         return report
-    if identity_file is None:
+    if not decryption.available:
         return report
     process = subprocess.Popen([str(pg_restore.path), "--list"], stdin=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         errors = StderrCollector(process, lambda line: logger.warning("pg_restore: %s", line))
         with path.open("rb") as source:
-            decrypt(source, PipeWriter(process.stdin), load_identities(identity_file))
+            decryption.decrypt(source, PipeWriter(process.stdin))
         try:
             process.stdin.close()
         except BrokenPipeError:
@@ -106,12 +108,11 @@ def verify_backup(path: Path, identity_file: Path | None = None, pg_bindir: Path
     return report
 
 
-def decrypt_to_bytes(path: Path, identity_file: Path) -> bytes:
+def decrypt_to_bytes(path: Path, decryption: Decryption) -> bytes:
     """Decrypt a small backup (a JSON body from --from-url) into memory."""
-    import io
     buffer = io.BytesIO()
     with path.open("rb") as source:
-        decrypt(source, buffer, load_identities(identity_file))
+        decryption.decrypt(source, buffer)
     return buffer.getvalue()
 
 

@@ -10,6 +10,7 @@ import typer
 from .. import render
 from ..backup import events
 from ..backup.config import BackupSettings, find_config, load_settings
+from ..backup.encryption import Decryption
 from ..backup.job import run_job
 from ..backup.manifest import find_backups
 from ..backup.restore import restore_backup
@@ -33,6 +34,9 @@ DirOption = Annotated[Path | None, typer.Option(
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", metavar="FILE",
     help=_("age identity file (AGE-SECRET-KEY-1…) to decrypt encrypted backups (config: identity_file)."))]
+PassphraseOption = Annotated[Path | None, typer.Option(
+    "--passphrase-file", metavar="FILE",
+    help=_("File (mode 0600) holding the age passphrase to encrypt or decrypt with (config: passphrase_file)."))]
 PgBindirOption = Annotated[Path | None, typer.Option(
     "--pg-bindir", metavar="FOLDER",
     help=_("Use pg_dump, pg_restore and pg_dumpall from this folder only (config: pg_bindir)."))]
@@ -45,6 +49,13 @@ def _typed(**values: Any) -> dict[str, Any]:
 
 def _settings(config: Path | None, **flags: Any) -> BackupSettings:
     return load_settings(find_config(config), _typed(**flags))
+
+
+def _decryption(settings: BackupSettings) -> Decryption:
+    """The identity file wins over the passphrase file when both are set, as only one can match a backup."""
+    if settings.identity_file is not None:
+        return Decryption(identity_file=settings.identity_file)
+    return Decryption(passphrase_file=settings.passphrase_file)
 
 
 @backup_app.callback()
@@ -67,6 +78,7 @@ def backup(
         "--recipient", metavar="KEY", help=_("Encrypt to this age public key (age1…); may be repeated."))] = None,
     recipients_file: Annotated[Path | None, typer.Option(
         "--recipients-file", metavar="FILE", help=_("Encrypt to the age public keys listed in FILE."))] = None,
+    passphrase_file: PassphraseOption = None,
     keep_last: Annotated[int | None, typer.Option("--keep-last", min=0, help=_(
         "Keep the newest N backups of this database."))] = None,
     keep_daily: Annotated[int | None, typer.Option("--keep-daily", min=0, help=_(
@@ -93,7 +105,7 @@ def backup(
     settings = _settings(
         config, folder=folder, dsn=dsn, dump_format=dump_format, jobs=jobs, compress=compress,
         with_globals=with_globals, pg_bindir=pg_bindir, recipients=tuple(recipient) if recipient else None,
-        recipients_file=recipients_file, keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
+        recipients_file=recipients_file, passphrase_file=passphrase_file, keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
         keep_monthly=keep_monthly, from_url=from_url, header_env=header_env, header_file=header_file,
         **{"mail.to": tuple(mail_to) if mail_to else None})
     with render.byte_progress(_("Writing backup")) as advance:
@@ -122,11 +134,12 @@ def verify(
     file: Annotated[Path, typer.Argument(metavar="FILE", help=_("Backup file or directory-format folder."))],
     config: ConfigOption = None,
     identity: IdentityOption = None,
+    passphrase_file: PassphraseOption = None,
     pg_bindir: PgBindirOption = None,
 ) -> None:
     require_file(file)
-    settings = _settings(config, identity_file=identity, pg_bindir=pg_bindir)
-    render.print_verify_report(verify_backup(file, settings.identity_file, settings.pg_bindir))
+    settings = _settings(config, identity_file=identity, passphrase_file=passphrase_file, pg_bindir=pg_bindir)
+    render.print_verify_report(verify_backup(file, _decryption(settings), settings.pg_bindir))
 
 
 @backup_app.command(help=_("Restore a backup into a database; it must be empty unless --clean is given."))
@@ -139,13 +152,14 @@ def restore(
         "Drop the backup's objects in the target before re-creating them."))] = False,
     config: ConfigOption = None,
     identity: IdentityOption = None,
+    passphrase_file: PassphraseOption = None,
     pg_bindir: PgBindirOption = None,
 ) -> None:
     require_file(file)
     if not target_dsn:
         raise BackupError(_("Missing --target-dsn: name the database to restore into."))
-    settings = _settings(config, identity_file=identity, pg_bindir=pg_bindir)
-    result = restore_backup(file, target_dsn, clean=clean, identity_file=settings.identity_file,
+    settings = _settings(config, identity_file=identity, passphrase_file=passphrase_file, pg_bindir=pg_bindir)
+    result = restore_backup(file, target_dsn, clean=clean, decryption=_decryption(settings),
                             pg_bindir=settings.pg_bindir)
     events.record_backup_event(target_dsn, events.BACKUP_RESTORE,
                                {"file": file.name, "sha256": result.manifest.sha256 or None,
