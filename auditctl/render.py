@@ -335,7 +335,8 @@ def print_doctor(report: DoctorReport) -> None:
     table.add_column(_("Check"))
     table.add_column(_("Result"))
     table.add_column(_("Detail"), overflow="fold")
+    passed, failed = _("ok"), _("failed")
     for check in report.checks:
-        result = f"[green]{_('ok')}[/]" if check.ok else f"[red]{_('failed')}[/]"
+        result = f"[green]{passed}[/]" if check.ok else f"[red]{failed}[/]"
         table.add_row(check.name, result, escape(check.detail))
     console.print(table)

@@ -99,8 +99,9 @@ def test_cyrillic_database_name_in_subject_and_file_name(pg, tmp_path, smtp_tls,
         assert result.exit_code == 0, result.stderr
         smtp_tls.wait_for(1)
         [message] = smtp_tls.messages
-        assert name in str(message["Subject"])
+        assert str(message["Subject"]).startswith(f"[auditctl] Резервная копия {name} создана (")
         assert message.as_bytes().isascii()
+        assert "Результат: копия создана и проверена" in message.get_body(("plain",)).get_content()
         [attachment] = list(message.iter_attachments())
         assert attachment.get_filename().startswith(name + "_")
     finally:

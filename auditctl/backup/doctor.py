@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..db import connect
 from ..errors import AuditctlError
-from ..i18n import _
+from ..i18n import _, ngettext
 from .config import BackupSettings
 from .encryption import load_encryption
 from .mail import read_password
@@ -98,13 +98,15 @@ def _check_folder(settings: BackupSettings, report: DoctorReport) -> None:
     free = shutil.disk_usage(folder).free
     backups = find_backups(folder)
     needed = backups[-1].manifest.size * _FREE_SPACE_FACTOR if backups else 0
-    detail = _("{folder}: {free} MiB free").format(folder=folder, free=free // (1024 * 1024))
+    free_mib = free // (1024 * 1024)
     if free < needed:
-        report.checks.append(Check(_("disk space"), False, detail + _("; the last backup needs about {need} MiB. "
-                                                                      "Free space or rotate harder.").format(
-            need=needed // (1024 * 1024))))
+        report.checks.append(Check(_("disk space"), False, _(
+            "{folder}: {free} MiB free, but the next backup needs about {need} MiB (twice the last one). "
+            "Free some space or keep fewer backups.").format(folder=folder, free=free_mib,
+                                                             need=needed // (1024 * 1024))))
     else:
-        report.checks.append(Check(_("backup folder"), True, detail))
+        report.checks.append(Check(_("backup folder"), True, _("{folder}: {free} MiB free").format(
+            folder=folder, free=free_mib)))
 
 
 def _check_encryption(settings: BackupSettings, report: DoctorReport) -> None:
@@ -117,8 +119,9 @@ def _check_encryption(settings: BackupSettings, report: DoctorReport) -> None:
         report.checks.append(Check(_("encryption"), True, _("age passphrase from {path}").format(
             path=encryption.passphrase_file)))
     elif encryption is not None:
-        report.checks.append(Check(_("encryption"), True, _("{count} age recipients").format(
-            count=len(encryption.recipients))))
+        count = len(encryption.recipients)
+        report.checks.append(Check(_("encryption"), True, ngettext(
+            "{count} age recipient", "{count} age recipients", count).format(count=count)))
 
 
 def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:

@@ -65,20 +65,19 @@ class Decryption:
             raise BackupError(_("The backup is encrypted; pass --identity or --passphrase-file."))
 
 
-def _require_private(path: Path, kind: str) -> None:
+def _require_private(path: Path) -> None:
+    """Raise ConfigError unless ``path`` can be read and only its owner may read it."""
     try:
         mode = path.stat().st_mode
     except OSError as exc:
-        raise ConfigError(_("Cannot read {kind} {path}: {error}").format(kind=kind, path=path,
-                                                                        error=exc.strerror)) from None
+        raise ConfigError(_("Cannot read {path}: {error}").format(path=path, error=exc.strerror)) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(_("{kind} {path} is readable by other users; run `chmod 600 {path}`.").format(
-            kind=kind.capitalize(), path=path))
+        raise ConfigError(_("File {path} is readable by other users; run `chmod 600 {path}`.").format(path=path))
 
 
 def read_passphrase(path: Path) -> bytes:
     """Read a passphrase file (mode 0600); one trailing newline is not part of the passphrase."""
-    _require_private(path, _("passphrase file"))
+    _require_private(path)
     data = path.read_bytes()
     passphrase = data[:-1] if data.endswith(b"\n") else data
     if not passphrase:
@@ -128,7 +127,7 @@ def load_encryption(recipients: list[str], recipients_file: Path | None,
 
 def load_identities(path: Path) -> list:
     """Read an age identity file (``AGE-SECRET-KEY-1…`` lines); it must not be readable by others."""
-    _require_private(path, _("identity file"))
+    _require_private(path)
     identities = []
     for line in read_key_lines(path):
         try:

@@ -19,7 +19,7 @@ from psycopg import conninfo
 
 from ..db import describe_dsn, resolve_dsn
 from ..errors import AuditctlError, DeliveryError
-from ..i18n import _
+from ..i18n import _, ngettext
 from . import events, monitoring
 from .config import BackupSettings
 from .dump import BackupResult, DumpOptions, dump_database, require_folder
@@ -175,7 +175,9 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
     else:
         lines.append(_("The backup is too large to attach; it is on the server at the path above."))
     if report.rotation is not None and report.rotation.deleted:
-        lines.append(_("Rotation deleted {count} old backups.").format(count=len(report.rotation.deleted)))
+        count = len(report.rotation.deleted)
+        lines.append(ngettext("Rotation deleted {count} old backup.", "Rotation deleted {count} old backups.",
+                              count).format(count=count))
     subject = _("[auditctl] Backup of {database} succeeded ({size})").format(database=result.database,
                                                                             size=size_text)
     return MailReport(subject, "\n".join(lines) + "\n", attachment)
