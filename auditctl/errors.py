@@ -63,4 +63,4 @@ class DeliveryError(BackupError):
 
 
 class ConfigError(InvalidArgumentError):
-    """The configuration file is missing, unreadable or holds an invalid value."""
+    """The configuration file is missing, unreadable or contains an invalid value."""

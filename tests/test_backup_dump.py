@@ -364,7 +364,7 @@ def test_second_run_exits_75_while_locked(filled, tmp_path):
     assert backup_files(tmp_path) == []
 
 
-def test_overlapping_cli_runs_one_waits_out(filled, tmp_path):
+def test_overlapping_cli_runs_second_exits_75(filled, tmp_path):
     slow = tmp_path / "bin"
     slow.mkdir()
     real = Path(pg_tool(filled.server, "pg_dump"))

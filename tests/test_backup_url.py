@@ -57,7 +57,7 @@ def test_json_backup_encrypted_decrypts(http_endpoint, tmp_path):
 
 
 @pytest.mark.parametrize(("status", "content_type", "body", "declared", "message"), [
-    (500, "application/json", b'{"error": "boom"}', None, "answered HTTP 500"),
+    (500, "application/json", b'{"error": "boom"}', None, "returned HTTP 500"),
     (200, "text/html", b"<html><body>502 Bad Gateway</body></html>", None, "is not complete JSON"),
     (200, "application/json", b'{"users": [{"id": 1}, {"id"', None, "is not complete JSON"),
     (200, "application/json", b'{"users": []', 4096, "is truncated"),

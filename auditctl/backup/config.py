@@ -144,7 +144,11 @@ def _convert(table: str, key: str, value: Any, kind: Any, base: Path) -> Any:
     if kind in (float, "mb", "hours"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise invalid(_("a number above 0"))
-        return int(value * MEBIBYTE) if kind == "mb" else int(value * 3600) if kind == "hours" else float(value)
+        if kind == "mb":
+            return int(value * MEBIBYTE)
+        if kind == "hours":
+            return int(value * 3600)
+        return float(value)
     if kind is list:
         if isinstance(value, str):
             value = [value]

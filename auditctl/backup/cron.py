@@ -75,8 +75,8 @@ def install_entry(entry: CronEntry) -> str:
     current = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
     # crontab -l exits 1 with "no crontab for USER" when there is none yet.
     lines = current.stdout.splitlines() if current.returncode == 0 else []
-    kept = [line for line in lines if not line.rstrip().endswith(MARKER)]
-    text = "\n".join([*kept, entry.line]) + "\n"
+    other_lines = [line for line in lines if not line.rstrip().endswith(MARKER)]
+    text = "\n".join([*other_lines, entry.line]) + "\n"
     result = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise InvalidArgumentError(_("crontab rejected the new entry: {error}").format(

@@ -34,7 +34,7 @@ FORMATS = ("custom", "directory")
 
 @dataclass(frozen=True)
 class DumpOptions:
-    """What to dump and how; built by the CLI from flags and the config file."""
+    """Settings of one dump, built by the CLI from flags and the config file."""
 
     folder: Path
     dsn: str | None = None
@@ -233,7 +233,10 @@ def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None =
     child = child_connection(options.dsn)
 
     started = utc_now()
-    extension = ".dump" + (AGE_EXTENSION if options.encryption else "") if options.dump_format == "custom" else ".dir"
+    if options.dump_format == "directory":
+        extension = ".dir"
+    else:
+        extension = ".dump" + (AGE_EXTENSION if options.encryption else "")
     stem = unused_stem(options.folder, backup_name(server.database, started, ""), extension)
     final = options.folder / (stem + extension)
     globals_path = options.folder / (stem + ".globals.sql" + (AGE_EXTENSION if options.encryption else ""))

@@ -134,10 +134,10 @@ def load_identities(path: Path) -> list:
             identities.append(x25519.Identity.from_str(line))
         except pyrage.IdentityError:
             raise ConfigError(
-                _("Identity file {path} holds a line that is not an AGE-SECRET-KEY-1… key.").format(path=path)
+                _("Identity file {path} contains a line that is not an AGE-SECRET-KEY-1… key.").format(path=path)
             ) from None
     if not identities:
-        raise ConfigError(_("Identity file {path} holds no key.").format(path=path))
+        raise ConfigError(_("Identity file {path} contains no key.").format(path=path))
     return identities
 
 

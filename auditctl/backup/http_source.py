@@ -1,7 +1,7 @@
 """Backups taken from an application's own HTTP endpoint that returns the data as JSON.
 
 The response must be a 2xx with a body that is complete (as long as its
-Content-Length says) and parses as JSON; anything else is a failed backup.
+Content-Length header states) and parses as JSON; anything else is a failed backup.
 """
 
 from __future__ import annotations
@@ -79,34 +79,38 @@ def fetch_body(source: UrlSource) -> bytes:
     header = read_header(source)
     if header is not None:
         request.add_header(*header)
-    shown = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+    display_url = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
     try:
         with urllib.request.urlopen(request, timeout=source.timeout_seconds) as response:
             status = response.status
             expected = response.headers.get("Content-Length")
             body = response.read(source.max_body_bytes + 1)
     except urllib.error.HTTPError as exc:
-        raise BackupError(_("{url} answered HTTP {status} {reason}; no backup was saved.").format(
-            url=shown, status=exc.code, reason=exc.reason)) from None
+        raise BackupError(_("{url} returned HTTP {status} {reason}; no backup was saved.").format(
+            url=display_url, status=exc.code, reason=exc.reason)) from None
     except http.client.IncompleteRead as exc:
         raise BackupError(_("The response of {url} is truncated: {got} bytes, then the connection closed.").format(
-            url=shown, got=len(exc.partial))) from None
+            url=display_url, got=len(exc.partial))) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise BackupError(_("Request to {url} failed: {error}").format(url=shown, error=reason)) from None
+        raise BackupError(_("Request to {url} failed: {error}").format(url=display_url, error=reason)) from None
+
     if not 200 <= status < 300:
-        raise BackupError(_("{url} answered HTTP {status}; no backup was saved.").format(url=shown, status=status))
+        raise BackupError(_("{url} returned HTTP {status}; no backup was saved.").format(url=display_url, status=status))
     if len(body) > source.max_body_bytes:
         raise BackupError(_("The response of {url} is larger than max_body_mb; raise it in [backup.source].")
-                          .format(url=shown))
+                          .format(url=display_url))
+
     if expected is not None and expected.isdigit() and int(expected) != len(body):
         raise BackupError(_("The response of {url} is truncated: {got} of {expected} bytes.").format(
-            url=shown, got=len(body), expected=expected))
+            url=display_url, got=len(body), expected=expected))
+
     try:
         json.loads(body)
     except ValueError as exc:
         raise BackupError(_("The response of {url} is not complete JSON ({error}); no backup was saved.").format(
-            url=shown, error=exc)) from None
+            url=display_url, error=exc)) from None
     return body
 
 

@@ -137,7 +137,7 @@ def _send_report(settings: BackupSettings, report: JobReport, log_tail: str) -> 
             message = build_message(mail, success_report(settings, report))
         send_message(mail, message)
         report.mail_sent = True
-    except AuditctlError as exc:
+    except (AuditctlError, OSError) as exc:
         logger.error("report mail not sent: %s", exc)
         report.delivery_errors.append(str(exc))
 

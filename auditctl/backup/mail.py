@@ -33,7 +33,7 @@ _DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 
 @dataclass(frozen=True)
 class MailReport:
-    """What the report says; every text is already translated."""
+    """The subject, body and attachment of a report mail; every text is already translated."""
 
     subject: str
     body: str

@@ -44,7 +44,7 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
                    pg_bindir: Path | None = None) -> RestoreResult:
     """Check the checksum, then restore ``path`` into ``target_dsn``.
 
-    A target that already holds tables, views or sequences is rejected unless
+    A target that already contains tables, views or sequences is rejected unless
     ``clean`` is set, which drops the archive's objects before re-creating them.
     """
     manifest = require_manifest(path)

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class UploadResult:
-    """Where the file went and a time-limited link to download it."""
+    """The object key of an uploaded backup and a time-limited link to download it."""
 
     key: str
     url: str

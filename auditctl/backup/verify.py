@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class VerifyReport:
-    """What ``backup verify`` checked, in order; it raises at the first failed check."""
+    """The checks ``backup verify`` passed, in order; a failed check raises instead."""
 
     path: Path
     manifest: Manifest

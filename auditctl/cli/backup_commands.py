@@ -30,7 +30,7 @@ ConfigOption = Annotated[Path | None, typer.Option(
     help=_("TOML settings file. Defaults to ./auditctl.toml, then ~/.config/auditctl/config.toml."))]
 DirOption = Annotated[Path | None, typer.Option(
     "--dir", metavar="FOLDER", envvar="AUDITCTL_BACKUP_DIR",
-    help=_("Folder that holds the backups (config key: dir). Defaults to the current folder."))]
+    help=_("Folder for the backups (config key: dir). Defaults to the current folder."))]
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", metavar="FILE",
     help=_("age identity file (AGE-SECRET-KEY-1…) to decrypt encrypted backups (config: identity_file)."))]
@@ -52,7 +52,7 @@ def _settings(config: Path | None, **flags: Any) -> BackupSettings:
 
 
 def _decryption(settings: BackupSettings) -> Decryption:
-    """The identity file wins over the passphrase file when both are set, as only one can match a backup."""
+    """Pick the identity file over the passphrase file when both are set, because only one can match a backup."""
     if settings.identity_file is not None:
         return Decryption(identity_file=settings.identity_file)
     return Decryption(passphrase_file=settings.passphrase_file)

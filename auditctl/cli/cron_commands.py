@@ -21,7 +21,7 @@ app.add_typer(cron_app, name="cron")
 
 
 class DoctorFailed(AuditctlError):
-    """At least one doctor check failed; the table above says which and what to fix."""
+    """At least one doctor check failed; the table above shows which and what to fix."""
 
 
 @cron_app.command(help=_("Write the crontab entry of the nightly backup, or print it with --print."))
