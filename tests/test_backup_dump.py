@@ -19,7 +19,7 @@ from pyrage import x25519
 from auditctl.audit.install import install
 from auditctl.backup.lock import backup_lock
 from auditctl.backup.pgtools import find_tool
-from backup_fixtures import read_json, sample_rows
+from backup_fixtures import SMTP_PASSWORD, SMTP_USER, read_json, sample_rows
 from conftest import run_cli
 from helpers import events
 
@@ -316,27 +316,57 @@ def failing_pg_dump(pg, folder: Path) -> Path:
     return folder
 
 
-def test_pg_dump_failing_midway_leaves_nothing(filled, tmp_path):
+def mail_config(folder: Path, smtp, tmp_path: Path) -> Path:
+    """A config that mails reports through the loopback STARTTLS server and keeps one backup."""
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f"""
+[backup]
+dir = "{folder}"
+
+[backup.rotation]
+keep_last = 1
+
+[mail]
+to = ["ops@example.test"]
+from = "backup@example.test"
+host = "localhost"
+port = {smtp.port}
+security = "starttls"
+username = "{SMTP_USER}"
+password_env = "TEST_SMTP_PASSWORD"
+""")
+    return config
+
+
+def test_pg_dump_failing_midway_leaves_nothing(filled, tmp_path, smtp_starttls, loopback_certificate):
     with filled.connect() as connection:
         install(connection, "audit", [], use_all=True)
-    bindir = failing_pg_dump(filled.server, tmp_path / "bin")
     folder = tmp_path / "backups"
     folder.mkdir()
+    assert run_cli("backup", "--dir", str(folder), dsn=filled.dsn).exit_code == 0
     (folder / "notes.txt").write_text("keep me")
+    before = backup_files(folder)
+    bindir = failing_pg_dump(filled.server, tmp_path / "bin")
+    config = mail_config(folder, smtp_starttls, tmp_path)
+    environment = {"SSL_CERT_FILE": str(loopback_certificate.cert_path), "TEST_SMTP_PASSWORD": SMTP_PASSWORD}
 
-    result = run_cli("backup", "--dir", str(folder), "--pg-bindir", str(bindir), "--keep-last", "1",
-                     dsn=filled.dsn)
+    result = run_cli("backup", "--config", str(config), "--pg-bindir", str(bindir), dsn=filled.dsn,
+                     env=environment)
 
     assert result.exit_code == 1
     assert "pg_dump failed with exit code 1" in result.stderr
     assert "pg_dump: pg_dump: error: connection to server lost" in result.stderr
-    assert backup_files(folder) == ["notes.txt"]
+    assert backup_files(folder) == before
     with filled.connect() as connection:
         [event] = events(connection, where="action = 'BACKUP_FAILED'")
     assert "connection to server lost" in event["details"]["error"]
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    assert message["Subject"] == f"[auditctl] Backup of {filled.name} FAILED"
+    assert "connection to server lost" in message.get_body(("plain",)).get_content()
 
 
-def test_full_disk_removes_partial_file(filled, tmp_path):
+def test_full_disk_removes_partial_file(filled, tmp_path, smtp_starttls, loopback_certificate):
     with filled.connect() as connection:
         connection.execute("CREATE TABLE blob (data text)")
         connection.execute("INSERT INTO blob SELECT md5(g::text) || repeat(md5(random()::text), 40) "
@@ -348,10 +378,21 @@ def test_full_disk_removes_partial_file(filled, tmp_path):
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
-        result = run_cli("backup", "--dir", str(folder), "--compress", "0", dsn=filled.dsn)
-        assert result.exit_code == 1
+        (folder / "notes.txt").write_text("keep me")
+        config = mail_config(folder, smtp_starttls, tmp_path)
+        environment = {"SSL_CERT_FILE": str(loopback_certificate.cert_path), "TEST_SMTP_PASSWORD": SMTP_PASSWORD}
+
+        result = run_cli("backup", "--config", str(config), "--compress", "0", dsn=filled.dsn, env=environment)
+
+        assert result.exit_code == 1, result.stderr
         assert "No space left on device" in result.stderr
-        assert backup_files(folder) == []
+        assert error_lines(result) == 1
+        assert "Traceback" not in result.stderr
+        assert backup_files(folder) == ["notes.txt"], result.stderr
+        smtp_starttls.wait_for(1)
+        assert len(smtp_starttls.messages) == 1, result.stderr
+        [message] = smtp_starttls.messages
+        assert "No space left on device" in message.get_body(("plain",)).get_content()
     finally:
         subprocess.run(["umount", str(folder)], check=True)
 

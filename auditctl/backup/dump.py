@@ -128,18 +128,28 @@ def require_folder(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _removed_on_failure(*paths: Path) -> Iterator[None]:
-    """Delete ``paths`` (files or folders) if the block raises."""
+    """Delete ``paths`` (files or folders) if the block raises; an OSError (such as a full disk) becomes BackupError."""
     try:
         yield
+    except OSError as exc:
+        _remove(paths)
+        raise BackupError(_("Could not write the backup in {folder}: {error}").format(
+            folder=paths[0].parent, error=exc.strerror or exc)) from None
     except BaseException:
-        for path in paths:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
-            logger.info("removed partial file %s", path)
+        _remove(paths)
         raise
+
+
+def _remove(paths: tuple[Path, ...]) -> None:
+    for path in paths:
+        if not path.exists() and not path.is_symlink():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        logger.info("removed partial file %s", path)
 
 
 def _open_exclusive(path: Path):

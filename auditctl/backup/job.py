@@ -117,7 +117,11 @@ def _run_locked(settings: BackupSettings, encryption: Encryption | None, report:
 
     result = report.result
     policy = RotationPolicy(settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly)
-    report.rotation = rotate(find_backups(settings.folder, result.database), policy, utc_now())
+    try:
+        report.rotation = rotate(find_backups(settings.folder, result.database), policy, utc_now())
+    except OSError as exc:
+        # The new backup is complete; a file that cannot be deleted must not turn the run into a failure.
+        logger.warning("rotation stopped: could not delete %s: %s", exc.filename, exc.strerror)
     if not settings.from_url:
         report.event_id = events.record_backup_event(
             settings.dsn, events.BACKUP_CREATE,
