@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,27 @@ def test_verify_of_missing_file_is_one_line():
     result = run_cli("backup", "verify", "/nonexistent/app_20261204T020000Z.dump")
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: Backup /nonexistent/app_20261204T020000Z.dump does not exist."
+
+
+def test_connection_error_names_config_file_as_dsn_origin(pg, tmp_path):
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup]\ndir = "{tmp_path}"\ndsn = "{pg.dsn_for("no_such_database")}"\n')
+
+    result = run_cli("backup", "--config", str(config))
+
+    assert result.exit_code == 1
+    assert f"(DSN from {config})" in result.stderr
+
+
+def test_restore_error_names_target_dsn(pg, tmp_path):
+    dump = tmp_path / "x.dump"
+    dump.write_bytes(b"PGDMP")
+    manifest = {"kind": "auditctl-backup", "database": "x", "file": "x.dump", "format": "custom", "size": 5,
+                "sha256": hashlib.sha256(b"PGDMP").hexdigest(), "started_at": "2026-12-04T02:00:00+00:00",
+                "finished_at": "2026-12-04T02:00:01+00:00", "encrypted": False}
+    (tmp_path / "x.dump.json").write_text(json.dumps(manifest))
+
+    result = run_cli("backup", "restore", str(dump), "--target-dsn", pg.dsn_for("no_such_database"))
+
+    assert result.exit_code == 1
+    assert "(DSN from --target-dsn)" in result.stderr

@@ -61,6 +61,7 @@ class BackupSettings:
 
     folder: Path = Path(".")
     dsn: str | None = None
+    dsn_origin: str = "--dsn"
     dump_format: str = "custom"
     jobs: int = 1
     compress: int | None = None
@@ -208,6 +209,8 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
         if not storage.get("bucket"):
             raise ConfigError(_("[storage] needs `bucket`."))
         values["storage"] = StorageSettings(**storage)
+    if "dsn" in values and "dsn" not in overrides:
+        values["dsn_origin"] = str(path)
     settings = BackupSettings(**values)
     plain = {key: value for key, value in overrides.items() if not key.startswith("mail.")}
     valid = {item.name for item in fields(BackupSettings)}

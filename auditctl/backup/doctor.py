@@ -64,7 +64,7 @@ def _check_connection(settings: BackupSettings, report: DoctorReport) -> int | N
             url=settings.from_url)))
         return None
     try:
-        with connect(settings.dsn) as connection:
+        with connect(settings.dsn, option_origin=settings.dsn_origin) as connection:
             version = connection.info.server_version
             database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
     except AuditctlError as exc:

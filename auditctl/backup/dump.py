@@ -38,6 +38,7 @@ class DumpOptions:
 
     folder: Path
     dsn: str | None = None
+    dsn_origin: str = "--dsn"
     dump_format: str = "custom"
     jobs: int = 1
     compress: int | None = None
@@ -97,8 +98,8 @@ class ServerInfo:
     version: int
 
 
-def describe_server(dsn: str | None) -> ServerInfo:
-    with connect(dsn) as connection:
+def describe_server(dsn: str | None, dsn_origin: str = "--dsn") -> ServerInfo:
+    with connect(dsn, option_origin=dsn_origin) as connection:
         database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
         return ServerInfo(database, connection.info.server_version)
 
@@ -235,7 +236,7 @@ def unused_stem(folder: Path, stem: str, extension: str) -> str:
 def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None = None) -> BackupResult:
     """Dump the database, check the archive, rename it into place and write its checksum and manifest."""
     validate_options(options)
-    server = describe_server(options.dsn)
+    server = describe_server(options.dsn, options.dsn_origin)
     server_major = server.version // 10000
     pg_dump = find_tool("pg_dump", server_major, options.pg_bindir)
     pg_restore = find_tool("pg_restore", server_major, options.pg_bindir)

@@ -20,7 +20,7 @@ BACKUP_RESTORE = "BACKUP_RESTORE"
 
 
 def record_backup_event(dsn: str | None, action: str, details: dict[str, Any],
-                        schema: str = DEFAULT_SCHEMA) -> int | None:
+                        schema: str = DEFAULT_SCHEMA, dsn_origin: str = "--dsn") -> int | None:
     """Write one backup event through ``log_event``; return its id, or None when it was not recorded.
 
     A database without the audit schema, or one that cannot be reached (a
@@ -28,7 +28,7 @@ def record_backup_event(dsn: str | None, action: str, details: dict[str, Any],
     is a record of the run, never a reason to fail it.
     """
     try:
-        with connect(dsn) as connection:
+        with connect(dsn, option_origin=dsn_origin) as connection:
             event_id = log_event(connection, schema, action, user_id=None, entity_type=None, details=details)
     except NotInstalledError:
         logger.debug("audit schema %s not installed; %s not recorded", schema, action)

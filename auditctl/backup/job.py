@@ -102,7 +102,8 @@ def _run_locked(settings: BackupSettings, encryption: Encryption | None, report:
                                settings.url_timeout_seconds, settings.max_body_bytes)
             report.result = backup_from_url(source, settings.folder, encryption)
         else:
-            options = DumpOptions(folder=settings.folder, dsn=settings.dsn, dump_format=settings.dump_format,
+            options = DumpOptions(folder=settings.folder, dsn=settings.dsn, dsn_origin=settings.dsn_origin,
+                                  dump_format=settings.dump_format,
                                   jobs=settings.jobs, compress=settings.compress, with_globals=settings.with_globals,
                                   encryption=encryption, pg_bindir=settings.pg_bindir)
             report.result = dump_database(options, on_bytes)
@@ -112,7 +113,7 @@ def _run_locked(settings: BackupSettings, encryption: Encryption | None, report:
         if not settings.from_url:
             report.event_id = events.record_backup_event(
                 settings.dsn, events.BACKUP_FAILED, {"error": str(exc), "folder": str(settings.folder)},
-                settings.audit_schema)
+                settings.audit_schema, settings.dsn_origin)
         return
 
     result = report.result
@@ -128,7 +129,7 @@ def _run_locked(settings: BackupSettings, encryption: Encryption | None, report:
             {"file": result.path.name, "size": result.size, "sha256": result.manifest.sha256 or None,
              "format": result.manifest.format, "encrypted": result.manifest.encrypted,
              "duration_seconds": round(result.duration_seconds, 3)},
-            settings.audit_schema)
+            settings.audit_schema, settings.dsn_origin)
 
 
 def _send_report(settings: BackupSettings, report: JobReport, log_tail: str) -> None:

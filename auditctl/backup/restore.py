@@ -56,7 +56,7 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
         raise BackupError(_("{path} is encrypted; pass --identity with the age private key or --passphrase-file.")
                           .format(path=path))
     verify_checksum(path, manifest)
-    with connect(target_dsn) as connection:
+    with connect(target_dsn, option_origin="--target-dsn") as connection:
         database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
         relations = count_user_relations(connection)
         target_major = connection.info.server_version // 10000

@@ -164,5 +164,5 @@ def restore(
     events.record_backup_event(target_dsn, events.BACKUP_RESTORE,
                                {"file": file.name, "sha256": result.manifest.sha256 or None,
                                 "source_database": result.manifest.database, "clean": clean},
-                               settings.audit_schema)
+                               settings.audit_schema, "--target-dsn")
     render.print_restore_result(result)
