@@ -285,6 +285,14 @@ def test_directory_format_with_jobs_and_globals(filled, tmp_path):
     checked = subprocess.run(["sha256sum", "-c", "-"], input=sidecar, cwd=tmp_path, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert run_cli("backup", "verify", str(folder)).exit_code == 0
+    target = filled.server.create_database()
+    try:
+        restored = run_cli("backup", "restore", str(folder), "--target-dsn", filled.server.dsn_for(target))
+        assert restored.exit_code == 0, restored.stderr
+        with psycopg.connect(filled.server.dsn_for(target)) as connection:
+            assert connection.execute("SELECT count(*) FROM invoice").fetchone()[0] == 50
+    finally:
+        filled.server.drop_database(target)
 
 
 def test_older_pg_dump_is_rejected_before_dumping(filled, tmp_path):

@@ -281,3 +281,19 @@ def test_wrong_smtp_password_keeps_backup(filled, folder, smtp_starttls, loopbac
     assert len(list(folder.glob("*.dump"))) == 1
     # smtplib tries each mechanism the server offers (PLAIN, then LOGIN).
     assert {login for login in smtp_starttls.logins} == {(SMTP_USER, False)}
+
+
+def test_directory_format_mail_names_folder(filled, folder, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls))
+
+    result = run_cli("backup", "--config", str(config), "--format", "directory", dsn=filled.dsn,
+                     env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 0, result.stderr
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    [dump] = folder.glob("*.dir")
+    body = message.get_body(("plain",)).get_content()
+    assert "directory-format folder" in body
+    assert str(dump) in body
+    assert list(message.iter_attachments()) == []

@@ -177,6 +177,9 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
         except DeliveryError as exc:
             report.delivery_errors.append(str(exc))
             lines.append(_("The backup is too large to attach and the upload failed: {error}").format(error=exc))
+    elif not is_file:
+        lines.append(_("The backup is a directory-format folder, which cannot be attached or uploaded; "
+                       "it is on the server at the path above."))
     else:
         lines.append(_("The backup is too large to attach; it is on the server at the path above."))
     if report.rotation is not None and report.rotation.deleted:
