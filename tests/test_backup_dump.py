@@ -6,8 +6,10 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import psycopg
@@ -228,6 +230,26 @@ def test_encrypted_backup_decrypts_with_age_identity(filled, tmp_path):
         filled.server.drop_database(target)
 
 
+def test_encrypted_backup_decrypts_with_age_cli(filled, tmp_path):
+    if shutil.which("age") is None or shutil.which("age-keygen") is None:
+        pytest.skip("the age command-line tool is not installed (Debian package age)")
+    key_file = tmp_path / "key.txt"
+    generated = subprocess.run(["age-keygen", "-o", str(key_file)], capture_output=True, text=True, check=True)
+    public_key = generated.stderr.split("Public key: ")[1].strip()
+    folder = tmp_path / "backups"
+    folder.mkdir()
+
+    result = run_cli("backup", "--dir", str(folder), "--recipient", public_key, dsn=filled.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    encrypted = only_backup(folder, ".dump.age")
+    decrypted = subprocess.run(["age", "-d", "-i", str(key_file), str(encrypted)], capture_output=True, check=True)
+    assert decrypted.stdout.startswith(b"PGDMP")
+    listing = subprocess.run([newest_pg_restore(filled.server), "--list"], input=decrypted.stdout,
+                             capture_output=True, check=True)
+    assert b"TABLE public invoice" in listing.stdout
+
+
 def test_passphrase_encrypted_backup_decrypts_with_rage(filled, tmp_path):
     passphrase = "p@ss:w/rd%&'\"x Пароль"
     passphrase_file = tmp_path / "passphrase"
@@ -254,6 +276,30 @@ def test_passphrase_encrypted_backup_decrypts_with_rage(filled, tmp_path):
     finally:
         filled.server.drop_database(target)
     assert passphrase not in result.stdout + result.stderr + checked.stdout + checked.stderr
+
+
+def test_passphrase_backup_decrypts_with_age_cli(filled, tmp_path):
+    if shutil.which("age") is None or shutil.which("script") is None:
+        pytest.skip("needs the age command-line tool (Debian package age) and script (util-linux)")
+    passphrase = "p@ss:w/rd%&'\"x"
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text(passphrase)
+    passphrase_file.chmod(0o600)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    assert run_cli("backup", "--dir", str(folder), "--passphrase-file", str(passphrase_file),
+                   dsn=filled.dsn).exit_code == 0
+    encrypted = only_backup(folder, ".dump.age")
+    plaintext = tmp_path / "plain.dump"
+
+    # age reads a passphrase only from a terminal, so script(1) gives it one and types the passphrase.
+    typist = subprocess.Popen(["script", "-qec", f"age -d -o {plaintext} {encrypted}", "/dev/null"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1)
+    typist.communicate((passphrase + "\n").encode(), timeout=60)
+
+    assert typist.returncode == 0
+    assert plaintext.read_bytes().startswith(b"PGDMP")
 
 
 def test_passphrase_file_readable_by_others_is_rejected(filled, tmp_path):
