@@ -38,10 +38,14 @@ class DsnSource:
     origin: str
 
 
-def resolve_dsn(dsn_option: str | None) -> DsnSource:
-    """Pick the DSN from the option or the environment, in documented order."""
+def resolve_dsn(dsn_option: str | None, option_origin: str = "--dsn") -> DsnSource:
+    """Pick the DSN from the option or the environment, in documented order.
+
+    ``option_origin`` names where ``dsn_option`` came from, for messages
+    (another flag such as ``--target-dsn``, or a config file).
+    """
     if dsn_option:
-        source = DsnSource(dsn_option, "--dsn")
+        source = DsnSource(dsn_option, option_origin)
     elif os.environ.get("AUDITCTL_DSN"):
         source = DsnSource(os.environ["AUDITCTL_DSN"], "AUDITCTL_DSN")
     elif os.environ.get("DATABASE_URL"):
@@ -85,15 +89,16 @@ def dsn_has_password(dsn: str) -> bool:
         return False
 
 
-def connect(dsn_option: str | None, *, autocommit: bool = True) -> psycopg.Connection:
+def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: str = "--dsn") -> psycopg.Connection:
     """Open a connection and check that the server is new enough.
 
     Connections are in autocommit mode unless asked otherwise; the library
     opens explicit transactions where it needs them.
     """
-    source = resolve_dsn(dsn_option)
-    if source.origin == "--dsn" and dsn_has_password(source.dsn):
-        logger.warning("the --dsn value contains a password; prefer AUDITCTL_DSN, PGPASSWORD or ~/.pgpass")
+    source = resolve_dsn(dsn_option, option_origin)
+    if dsn_option and dsn_has_password(source.dsn):
+        logger.warning("the DSN from %s contains a password; prefer AUDITCTL_DSN, PGPASSWORD or ~/.pgpass",
+                       source.origin)
     try:
         params = conninfo.conninfo_to_dict(source.dsn)
     except psycopg.ProgrammingError as exc:

@@ -39,3 +39,28 @@ class DatabaseError(AuditctlError):
 
 class EmbeddedServerError(AuditctlError):
     """The embedded PostgreSQL server could not be started."""
+
+
+class BackupError(AuditctlError):
+    """A backup, verification or restore failed; no partial file is left under a final name."""
+
+
+class PgToolNotFoundError(BackupError):
+    """No pg_dump, pg_restore or pg_dumpall of a suitable major version was found."""
+
+
+class BackupLockedError(BackupError):
+    """Another backup run holds the lock of the backup folder."""
+
+    # EX_TEMPFAIL from sysexits.h: cron wrappers can tell "try later" from a failure.
+    exit_code = 75
+
+
+class DeliveryError(BackupError):
+    """Mail or storage delivery failed; the backup file itself is kept."""
+
+    exit_code = 3
+
+
+class ConfigError(InvalidArgumentError):
+    """The configuration file is missing, unreadable or contains an invalid value."""

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +25,11 @@ from .audit.install import InstallResult, UninstallResult
 from .audit.query import Event
 from .audit.rules import ColumnRule, Rule
 from .audit.status import StatusReport, TableState
+from .backup.doctor import DoctorReport
+from .backup.job import JobReport, format_size
+from .backup.manifest import BackupEntry
+from .backup.restore import RestoreResult
+from .backup.verify import VerifyReport
 from .i18n import _, format_number
 
 logger = logging.getLogger(__name__)
@@ -337,3 +343,105 @@ def progress(description: str, total: int | None, log_label: str) -> Iterator[Ca
             logger.info("%s: %d of %s", log_label, done, total if total is not None else "?")
 
     yield log_line
+
+
+# Under cron, log one progress line per this many bytes written.
+_PROGRESS_LOG_STEP = 256 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def byte_progress(description: str) -> Iterator[Callable[[int], None]]:
+    """Show bytes written on a terminal, or log a line every 256 MiB otherwise.
+
+    Yields ``advance(amount)``.
+    """
+    if error_console.is_terminal:
+        from rich.progress import DownloadColumn, TransferSpeedColumn
+        columns = [TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=error_console, transient=True) as bar:
+            task = bar.add_task(description, total=None)
+            yield lambda amount: bar.update(task, advance=amount)
+        return
+    written = 0
+    next_report = _PROGRESS_LOG_STEP
+
+    def log_progress(amount: int) -> None:
+        nonlocal written, next_report
+        written += amount
+        if written >= next_report:
+            logger.info("%s: %s written", description, format_size(written))
+            next_report += _PROGRESS_LOG_STEP
+
+    yield log_progress
+
+
+def print_backup_report(report: JobReport) -> None:
+    """Report one backup run: the file, rotation and delivery."""
+    if report.result is not None:
+        result = report.result
+        console.print(_("Backup of {database} written to {path} ({size}, {seconds:.1f} s), verified.").format(
+            database=result.database, path=result.path, size=format_size(result.size),
+            seconds=result.duration_seconds), markup=False, soft_wrap=True)
+    if report.rotation is not None and report.rotation.deleted:
+        for path in report.rotation.deleted:
+            console.print(_("Rotation deleted {path}").format(path=path.name), markup=False, soft_wrap=True)
+    if report.upload is not None:
+        console.print(_("Uploaded to storage as {key}.").format(key=report.upload.key), markup=False, soft_wrap=True)
+    if report.mail_sent:
+        console.print(_("Report mail sent."))
+
+
+def print_backup_list(entries: list[BackupEntry]) -> None:
+    """Print the backups auditctl made, oldest first."""
+    if not entries:
+        console.print(_("No backups made by auditctl in this folder."))
+        return
+    table = Table()
+    table.add_column(_("File"))
+    table.add_column(_("Database"))
+    table.add_column(_("Started (UTC{offset})").format(offset=local_utc_offset()), no_wrap=True)
+    table.add_column(_("Size"), justify="right")
+    table.add_column(_("Format"))
+    table.add_column(_("Encrypted"))
+    for entry in entries:
+        manifest = entry.manifest
+        table.add_row(entry.path.name, manifest.database, format_time(manifest.started), format_size(manifest.size),
+                      manifest.format, _("yes") if manifest.encrypted else _("no"))
+    console.print(table)
+
+
+def print_verify_report(report: VerifyReport) -> None:
+    """Say which checks passed and which were not possible."""
+    console.print(_("{path}: checks passed: {checks}.").format(path=report.path, checks=", ".join(report.checks)),
+                  markup=False, soft_wrap=True)
+    if report.manifest.encrypted and len(report.checks) == 1:
+        console.print(_("The backup is encrypted; pass --identity or --passphrase-file to decrypt it and check its contents too."),
+                      style="yellow", markup=False, soft_wrap=True)
+
+
+def print_restore_result(result: RestoreResult) -> None:
+    console.print(_("Restored {path} into database {database}.").format(path=result.path.name,
+                                                                       database=result.database), markup=False, soft_wrap=True)
+
+
+def print_line(text: str) -> None:
+    """Print text as it is, for output that other programs read (such as a crontab line)."""
+    sys.stdout.write(text + "\n")
+
+
+def print_cron_installed(line: str) -> None:
+    console.print(_("Installed in the crontab of this user:"), markup=False)
+    print_line(line)
+
+
+def print_doctor(report: DoctorReport) -> None:
+    """Print one row per check: passed or failed, and the detail or fix."""
+    table = Table()
+    table.add_column(_("Check"))
+    table.add_column(_("Result"))
+    table.add_column(_("Detail"), overflow="fold")
+    passed, failed = _("ok"), _("failed")
+    for check in report.checks:
+        result = f"[green]{passed}[/]" if check.ok else f"[red]{failed}[/]"
+        table.add_row(check.name, result, escape(check.detail))
+    console.print(table)

@@ -26,6 +26,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from pgcluster import Cluster, ServerBinaries, debian_binaries, pgserver_binaries  # noqa: E402
 
+pytest_plugins = ["backup_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("AUDITCTL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 

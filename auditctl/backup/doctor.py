@@ -1,0 +1,164 @@
+"""``auditctl doctor``: the checks a nightly backup depends on, each with what to fix."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+
+from ..db import connect
+from ..errors import AuditctlError
+from ..i18n import _, ngettext
+from .config import BackupSettings
+from .encryption import load_encryption
+from .mail import read_password
+from .manifest import find_backups
+from .pgtools import find_tool
+
+logger = logging.getLogger(__name__)
+
+# Free space wanted beyond the newest backup's size, as a multiple of it.
+_FREE_SPACE_FACTOR = 2
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: its name, whether it passed, and a detail or the fix."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+def run_checks(settings: BackupSettings) -> DoctorReport:
+    """Run every check that applies to these settings; a failed check never stops the others."""
+    report = DoctorReport()
+    report.checks.append(Check(_("config file"), True, str(settings.config_path or _("none; defaults and flags"))))
+    server_major = _check_connection(settings, report)
+    if server_major is not None:
+        _check_tools(settings, server_major, report)
+    _check_folder(settings, report)
+    _check_encryption(settings, report)
+    if settings.mail is not None and settings.mail.transport == "smtp":
+        _check_smtp(settings, report)
+    if settings.storage is not None:
+        _check_storage(settings, report)
+    return report
+
+
+def _check_connection(settings: BackupSettings, report: DoctorReport) -> int | None:
+    if settings.from_url:
+        report.checks.append(Check(_("database"), True, _("not used: backups come from {url}").format(
+            url=settings.from_url)))
+        return None
+    try:
+        with connect(settings.dsn, option_origin=settings.dsn_origin) as connection:
+            version = connection.info.server_version
+            database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+    except AuditctlError as exc:
+        report.checks.append(Check(_("database"), False, str(exc)))
+        return None
+    report.checks.append(Check(_("database"), True, _("{database} on PostgreSQL {major}").format(
+        database=database, major=version // 10000)))
+    return version // 10000
+
+
+def _check_tools(settings: BackupSettings, server_major: int, report: DoctorReport) -> None:
+    names = ["pg_dump", "pg_restore"] + (["pg_dumpall"] if settings.with_globals else [])
+    for name in names:
+        try:
+            tool = find_tool(name, server_major, settings.pg_bindir)
+            report.checks.append(Check(name, True, f"{tool.path} ({tool.version_text})"))
+        except AuditctlError as exc:
+            report.checks.append(Check(name, False, str(exc)))
+
+
+def _check_folder(settings: BackupSettings, report: DoctorReport) -> None:
+    folder = settings.folder
+    if not folder.is_dir():
+        report.checks.append(Check(_("backup folder"), False, _("{folder} does not exist; create it.").format(
+            folder=folder)))
+        return
+    if not os.access(folder, os.W_OK):
+        report.checks.append(Check(_("backup folder"), False, _("{folder} is not writable by this user.").format(
+            folder=folder)))
+        return
+    free = shutil.disk_usage(folder).free
+    backups = find_backups(folder)
+    needed = backups[-1].manifest.size * _FREE_SPACE_FACTOR if backups else 0
+    free_mib = free // (1024 * 1024)
+    if free < needed:
+        report.checks.append(Check(_("disk space"), False, _(
+            "{folder}: {free} MiB free, but the next backup needs about {need} MiB (twice the last one). "
+            "Free some space or keep fewer backups.").format(folder=folder, free=free_mib,
+                                                             need=needed // (1024 * 1024))))
+    else:
+        report.checks.append(Check(_("backup folder"), True, _("{folder}: {free} MiB free").format(
+            folder=folder, free=free_mib)))
+
+
+def _check_encryption(settings: BackupSettings, report: DoctorReport) -> None:
+    try:
+        encryption = load_encryption(list(settings.recipients), settings.recipients_file, settings.passphrase_file)
+    except AuditctlError as exc:
+        report.checks.append(Check(_("encryption"), False, str(exc)))
+        return
+    if encryption is not None and encryption.passphrase_file is not None:
+        report.checks.append(Check(_("encryption"), True, _("age passphrase from {path}").format(
+            path=encryption.passphrase_file)))
+    elif encryption is not None:
+        count = len(encryption.recipients)
+        report.checks.append(Check(_("encryption"), True, ngettext(
+            "{count} age recipient", "{count} age recipients", count).format(count=count)))
+
+
+def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:
+    """Connect, negotiate TLS and log in, without sending anything."""
+    mail = settings.mail
+    port = mail.port or {"tls": 465, "starttls": 587}.get(mail.security, 25)
+    try:
+        password = read_password(mail)
+        context = ssl.create_default_context()
+        if mail.security == "tls":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(mail.host, port, timeout=mail.timeout_seconds, context=context)
+        else:
+            client = smtplib.SMTP(mail.host, port, timeout=mail.timeout_seconds)
+        with client:
+            if mail.security == "starttls":
+                client.starttls(context=context)
+                client.ehlo()
+            if password is not None:
+                if mail.security == "none" and not mail.allow_plaintext_auth:
+                    raise smtplib.SMTPException(_("login skipped: the connection is not encrypted"))
+                client.login(mail.username, password)
+    except (AuditctlError, smtplib.SMTPException, OSError) as exc:
+        report.checks.append(Check(_("SMTP"), False, _("{host}:{port}: {error}").format(
+            host=mail.host, port=port, error=exc)))
+        return
+    report.checks.append(Check(_("SMTP"), True, _("{host}:{port}, login accepted").format(host=mail.host, port=port)))
+
+
+def _check_storage(settings: BackupSettings, report: DoctorReport) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .storage import make_client
+    storage = settings.storage
+    try:
+        make_client(storage).head_bucket(Bucket=storage.bucket)
+    except (AuditctlError, BotoCoreError, ClientError) as exc:
+        report.checks.append(Check(_("storage"), False, _("bucket {bucket}: {error}").format(
+            bucket=storage.bucket, error=exc)))
+        return
+    report.checks.append(Check(_("storage"), True, _("bucket {bucket} is reachable").format(bucket=storage.bucket)))

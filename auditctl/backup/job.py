@@ -1,0 +1,229 @@
+"""One ``auditctl backup`` run: lock, dump (or fetch), rotate, record the event and mail the report.
+
+The order matters: rotation runs only after a verified backup, and mail and
+audit events never decide whether the backup itself is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo
+
+from ..db import describe_dsn, resolve_dsn
+from ..errors import AuditctlError, DeliveryError
+from ..i18n import _, ngettext
+from . import events, monitoring
+from .config import BackupSettings
+from .dump import BackupResult, DumpOptions, dump_database, require_folder
+from .encryption import Encryption, load_encryption
+from .http_source import UrlSource, backup_from_url
+from .lock import backup_lock
+from .mail import MailReport, attachment_fits, build_message, send_message
+from .manifest import find_backups, utc_now
+from .rotation import RotationPolicy, RotationResult, rotate
+from .storage import UploadResult, upload_backup
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobReport:
+    """The outcome of a run: the backup or the error, and what happened around it."""
+
+    started: float
+    result: BackupResult | None = None
+    error: AuditctlError | None = None
+    rotation: RotationResult | None = None
+    upload: UploadResult | None = None
+    mail_sent: bool = False
+    delivery_errors: list[str] = field(default_factory=list)
+    event_id: int | None = None
+
+    @property
+    def duration_seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+class _TailHandler(logging.Handler):
+    """Keeps the last log lines of the run for the failure mail."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=size)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def run_job(settings: BackupSettings, on_bytes: Callable[[int], None] | None = None) -> JobReport:
+    """Run the whole nightly job under the folder's lock; BackupLockedError escapes before anything is done."""
+    encryption = load_encryption(list(settings.recipients), settings.recipients_file, settings.passphrase_file)
+    require_folder(settings.folder)
+    with backup_lock(settings.folder):
+        report = JobReport(started=time.monotonic())
+        tail = _TailHandler(settings.mail.log_lines if settings.mail else 40)
+        package_logger = logging.getLogger("auditctl")
+        package_logger.addHandler(tail)
+        try:
+            monitoring.ping_heartbeat(settings.heartbeat_url, "start")
+            _run_locked(settings, encryption, report, on_bytes)
+            if settings.mail is not None:
+                _send_report(settings, report, "\n".join(tail.lines))
+        finally:
+            package_logger.removeHandler(tail)
+        _report_to_monitoring(settings, report)
+    return report
+
+
+def _report_to_monitoring(settings: BackupSettings, report: JobReport) -> None:
+    success = report.result is not None
+    problem = str(report.error) if report.error else "; ".join(report.delivery_errors)
+    monitoring.ping_heartbeat(settings.heartbeat_url, "success" if success and not problem else "fail", problem)
+    monitoring.write_metrics(settings.metrics_file, monitoring.RunMetrics(
+        database=report.result.database if success else database_label(settings), success=success,
+        finished_at=time.time(), duration_seconds=report.duration_seconds,
+        size_bytes=report.result.size if success else None))
+
+
+def _run_locked(settings: BackupSettings, encryption: Encryption | None, report: JobReport,
+                on_bytes: Callable[[int], None] | None) -> None:
+    try:
+        if settings.from_url:
+            source = UrlSource(settings.from_url, settings.header_env, settings.header_file,
+                               settings.url_timeout_seconds, settings.max_body_bytes)
+            report.result = backup_from_url(source, settings.folder, encryption)
+        else:
+            options = DumpOptions(folder=settings.folder, dsn=settings.dsn, dsn_origin=settings.dsn_origin,
+                                  dump_format=settings.dump_format,
+                                  jobs=settings.jobs, compress=settings.compress, with_globals=settings.with_globals,
+                                  encryption=encryption, pg_bindir=settings.pg_bindir)
+            report.result = dump_database(options, on_bytes)
+    except AuditctlError as exc:
+        report.error = exc
+        logger.error("backup failed: %s", exc)
+        if not settings.from_url:
+            report.event_id = events.record_backup_event(
+                settings.dsn, events.BACKUP_FAILED, {"error": str(exc), "folder": str(settings.folder)},
+                settings.audit_schema, settings.dsn_origin)
+        return
+
+    result = report.result
+    policy = RotationPolicy(settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly)
+    try:
+        report.rotation = rotate(find_backups(settings.folder, result.database), policy, utc_now())
+    except OSError as exc:
+        # The new backup is complete; a file that cannot be deleted must not turn the run into a failure.
+        logger.warning("rotation stopped: could not delete %s: %s", exc.filename, exc.strerror)
+    if not settings.from_url:
+        report.event_id = events.record_backup_event(
+            settings.dsn, events.BACKUP_CREATE,
+            {"file": result.path.name, "size": result.size, "sha256": result.manifest.sha256 or None,
+             "format": result.manifest.format, "encrypted": result.manifest.encrypted,
+             "duration_seconds": round(result.duration_seconds, 3)},
+            settings.audit_schema, settings.dsn_origin)
+
+
+def _send_report(settings: BackupSettings, report: JobReport, log_tail: str) -> None:
+    """Attach, upload or point to the file, then send; a failure is recorded, never raised."""
+    mail = settings.mail
+    try:
+        if report.result is None:
+            message = build_message(mail, failure_report(settings, report, log_tail))
+        else:
+            message = build_message(mail, success_report(settings, report))
+        send_message(mail, message)
+        report.mail_sent = True
+    except (AuditctlError, OSError) as exc:
+        logger.error("report mail not sent: %s", exc)
+        report.delivery_errors.append(str(exc))
+
+
+def _where(report: JobReport) -> str:
+    return str(report.result.path.resolve())
+
+
+def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
+    """Decide attachment, link or path, and word the success mail."""
+    result = report.result
+    mail = settings.mail
+    size_text = format_size(result.size)
+    lines = [
+        _("Database: {database}").format(database=result.database),
+        _("Result: backup succeeded and was verified"),
+        _("Size: {size}").format(size=size_text),
+        _("Duration: {seconds:.1f} s").format(seconds=result.duration_seconds),
+        _("File on the server: {path}").format(path=_where(report)),
+        "sha256: " + (result.manifest.sha256 or _("per file, see the .sha256 file")),
+    ]
+    attachment: Path | None = None
+    is_file = result.path.is_file()
+    if is_file and attachment_fits(result.size, mail.max_attachment_bytes):
+        attachment = result.path
+        lines.append(_("The backup is attached."))
+    elif is_file and settings.storage is not None:
+        try:
+            report.upload = upload_backup(settings.storage, result.path)
+            lines.append(_("The backup is too large to attach; download it within {hours} hours from:\n{url}")
+                         .format(hours=report.upload.expires_seconds // 3600, url=report.upload.url))
+        except DeliveryError as exc:
+            report.delivery_errors.append(str(exc))
+            lines.append(_("The backup is too large to attach and the upload failed: {error}").format(error=exc))
+    elif not is_file:
+        lines.append(_("The backup is a directory-format folder, which cannot be attached or uploaded; "
+                       "it is on the server at the path above."))
+    else:
+        lines.append(_("The backup is too large to attach; it is on the server at the path above."))
+    if report.rotation is not None and report.rotation.deleted:
+        count = len(report.rotation.deleted)
+        lines.append(ngettext("Rotation deleted {count} old backup.", "Rotation deleted {count} old backups.",
+                              count).format(count=count))
+    subject = _("[auditctl] Backup of {database} succeeded ({size})").format(database=result.database,
+                                                                            size=size_text)
+    return MailReport(subject, "\n".join(lines) + "\n", attachment)
+
+
+def failure_report(settings: BackupSettings, report: JobReport, log_tail: str) -> MailReport:
+    """Word the failure mail: the error and the tail of the log."""
+    database = database_label(settings)
+    lines = [
+        _("Database: {database}").format(database=database),
+        _("Result: BACKUP FAILED"),
+        _("Error: {error}").format(error=report.error),
+        _("Duration: {seconds:.1f} s").format(seconds=report.duration_seconds),
+        _("Backup folder: {folder}").format(folder=settings.folder.resolve()),
+        "",
+        _("Last log lines:"),
+        log_tail or _("(none)"),
+    ]
+    subject = _("[auditctl] Backup of {database} FAILED").format(database=database)
+    return MailReport(subject, "\n".join(lines) + "\n")
+
+
+def database_label(settings: BackupSettings) -> str:
+    """Name the database of a run that may have failed before connecting: from the DSN, PGDATABASE or the URL."""
+    if settings.from_url:
+        return UrlSource(settings.from_url).name
+    text = resolve_dsn(settings.dsn).dsn
+    try:
+        params = conninfo.conninfo_to_dict(text) if text else {}
+    except psycopg.ProgrammingError:
+        params = {}
+    return params.get("dbname") or os.environ.get("PGDATABASE") or describe_dsn(text)
+
+
+def format_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

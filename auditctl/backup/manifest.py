@@ -1,0 +1,186 @@
+"""Backup file names, the sha256 sidecar and the JSON manifest beside each backup.
+
+A backup ``NAME`` (a file, or a folder for the directory format) has
+``NAME.sha256`` in ``sha256sum`` format and ``NAME.json``, the manifest.
+Only a manifest written by auditctl, naming the database, marks a file as
+ours: rotation and ``backup list`` look at nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import __version__
+from ..errors import BackupError
+from ..i18n import _
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_KIND = "auditctl-backup"
+MANIFEST_VERSION = 1
+_UNSAFE = re.compile(r"[^\w.-]+")
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class Manifest:
+    """What ``NAME.json`` records about one backup."""
+
+    database: str
+    file: str
+    format: str
+    size: int
+    sha256: str
+    started_at: str
+    finished_at: str
+    encrypted: bool
+    source: str = "pg_dump"
+    server_version: str | None = None
+    pg_dump_version: str | None = None
+    globals_file: str | None = None
+    globals_sha256: str | None = None
+    tool_version: str = __version__
+    kind: str = MANIFEST_KIND
+    manifest_version: int = MANIFEST_VERSION
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def started(self) -> datetime:
+        return datetime.fromisoformat(self.started_at)
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    """A backup found in a folder: its path and its manifest."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def manifest_path(self) -> Path:
+        return manifest_path(self.path)
+
+
+def file_stem(database: str) -> str:
+    """Turn a database name into a file-name part: letters (any script), digits, ``.``, ``-`` and ``_``."""
+    normalized = unicodedata.normalize("NFC", database)
+    return _UNSAFE.sub("_", normalized).strip("._") or "db"
+
+
+def backup_name(database: str, started: datetime, extension: str) -> str:
+    """Name a backup after its database and UTC start time, e.g. ``app_20261204T020000Z.dump``."""
+    return f"{file_stem(database)}_{started.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}{extension}"
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def manifest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def sha256_of_file(path: Path) -> str:
+    """Hash a file in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_of_tree(folder: Path) -> dict[str, str]:
+    """Hash each file of a directory-format dump, keyed by its path relative to ``folder``."""
+    return {str(path.relative_to(folder)): sha256_of_file(path)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write a small file under a temporary name, fsync it and rename it into place."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_sidecars(path: Path, manifest: Manifest) -> None:
+    """Write ``NAME.sha256`` (``sha256sum -c`` reads it) and ``NAME.json``."""
+    if manifest.files:
+        lines = "".join(f"{digest}  {path.name}/{name}\n" for name, digest in manifest.files.items())
+    else:
+        lines = f"{manifest.sha256}  {path.name}\n"
+    if manifest.globals_file and manifest.globals_sha256:
+        lines += f"{manifest.globals_sha256}  {manifest.globals_file}\n"
+    write_durably(sidecar_path(path), lines.encode())
+    text = json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n"
+    write_durably(manifest_path(path), text.encode())
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """Read the manifest of backup ``path``; None when it is missing or not written by auditctl."""
+    try:
+        data = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
+        return None
+    known = set(Manifest.__dataclass_fields__)
+    try:
+        return Manifest(**{key: value for key, value in data.items() if key in known})
+    except TypeError:
+        return None
+
+
+def require_manifest(path: Path) -> Manifest:
+    """Read the manifest of ``path`` or raise BackupError naming the missing file."""
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise BackupError(
+            _("{path} has no auditctl manifest ({manifest} is missing or invalid); only backups made by "
+              "auditctl can be checked.").format(path=path, manifest=manifest_path(path)))
+    return manifest
+
+
+def find_backups(folder: Path, database: str | None = None) -> list[BackupEntry]:
+    """List the backups in ``folder`` that auditctl made, oldest first, optionally of one database only."""
+    entries = []
+    if not folder.is_dir():
+        return entries
+    for candidate in folder.glob("*.json"):
+        if candidate.name.startswith("."):
+            continue
+        path = candidate.with_name(candidate.name[: -len(".json")])
+        manifest = read_manifest(path)
+        if manifest is None or manifest.file != path.name or not path.exists():
+            continue
+        if database is not None and manifest.database != database:
+            continue
+        entries.append(BackupEntry(path, manifest))
+    entries.sort(key=lambda entry: (entry.manifest.started, entry.path.name))
+    return entries

@@ -1,0 +1,108 @@
+"""Which old backups to delete: keep the last N and daily, weekly and monthly slots.
+
+Rotation only ever sees backups that auditctl made for one database (see
+``manifest.find_backups``), and it never deletes the newest one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .manifest import BackupEntry, manifest_path, sidecar_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """How many backups to keep; 0 turns a rule off, all zero keeps everything."""
+
+    keep_last: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly))
+
+
+@dataclass
+class RotationResult:
+    kept: list[Path] = field(default_factory=list)
+    deleted: list[Path] = field(default_factory=list)
+
+
+def _period_keys(now: datetime, count: int, step: str) -> list[tuple]:
+    """The calendar periods (UTC) counted back from ``now``: days, ISO weeks or months."""
+    keys: list[tuple] = []
+    day = now.date()
+    if step == "day":
+        return [(day - timedelta(days=offset),) for offset in range(count)]
+    if step == "week":
+        return [tuple((day - timedelta(weeks=offset)).isocalendar()[:2]) for offset in range(count)]
+    year, month = day.year, day.month
+    for _offset in range(count):
+        keys.append((year, month))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return keys
+
+
+def _key_of(moment: datetime, step: str) -> tuple:
+    day = moment.astimezone(timezone.utc).date()
+    if step == "day":
+        return (day,)
+    if step == "week":
+        return tuple(day.isocalendar()[:2])
+    return (day.year, day.month)
+
+
+def plan_rotation(backups: list[BackupEntry], policy: RotationPolicy, now: datetime) -> RotationResult:
+    """Split ``backups`` (one database, any order) into kept and to be deleted.
+
+    A slot rule keeps the newest backup in each of the last N calendar days,
+    ISO weeks or months, counting the current one. The newest backup is always
+    kept, even when every slot has passed, so that a run of failed nights never
+    leaves the folder empty.
+    """
+    ordered = sorted(backups, key=lambda entry: entry.manifest.started, reverse=True)
+    if not policy.enabled or not ordered:
+        return RotationResult(kept=[entry.path for entry in ordered])
+    keep: set[Path] = {ordered[0].path}
+    keep.update(entry.path for entry in ordered[: policy.keep_last])
+    for count, step in ((policy.keep_daily, "day"), (policy.keep_weekly, "week"), (policy.keep_monthly, "month")):
+        wanted = set(_period_keys(now, count, step))
+        filled: set[tuple] = set()
+        for entry in ordered:
+            key = _key_of(entry.manifest.started, step)
+            if key in wanted and key not in filled:
+                filled.add(key)
+                keep.add(entry.path)
+    return RotationResult(kept=[entry.path for entry in ordered if entry.path in keep],
+                          deleted=[entry.path for entry in ordered if entry.path not in keep])
+
+
+def delete_backup(entry_path: Path, globals_file: str | None) -> None:
+    """Delete a backup, its checksum, its manifest (last, so a half-deleted backup stays listed) and its globals."""
+    if entry_path.is_dir():
+        shutil.rmtree(entry_path)
+    else:
+        entry_path.unlink(missing_ok=True)
+    if globals_file:
+        (entry_path.parent / globals_file).unlink(missing_ok=True)
+    sidecar_path(entry_path).unlink(missing_ok=True)
+    manifest_path(entry_path).unlink(missing_ok=True)
+    logger.info("rotation deleted %s", entry_path)
+
+
+def rotate(backups: list[BackupEntry], policy: RotationPolicy, now: datetime) -> RotationResult:
+    """Delete the backups that ``plan_rotation`` does not keep."""
+    result = plan_rotation(backups, policy, now)
+    globals_of = {entry.path: entry.manifest.globals_file for entry in backups}
+    for path in result.deleted:
+        delete_backup(path, globals_of.get(path))
+    return result

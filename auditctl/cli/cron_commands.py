@@ -1,0 +1,52 @@
+"""cron install and doctor: running the backup unattended."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import render
+from ..backup.config import find_config, load_settings
+from ..backup.cron import build_entry, install_entry
+from ..backup.doctor import run_checks
+from ..errors import AuditctlError, InvalidArgumentError
+from ..i18n import _
+from .app import app
+from .backup_commands import ConfigOption
+
+cron_app = typer.Typer(help=_("Schedule the nightly backup with cron."), no_args_is_help=True)
+app.add_typer(cron_app, name="cron")
+
+
+class DoctorFailed(AuditctlError):
+    """At least one doctor check failed; the table above shows which and what to fix."""
+
+
+@cron_app.command(help=_("Write the crontab entry of the nightly backup, or print it with --print."))
+def install(
+    schedule: Annotated[str, typer.Option("--schedule", metavar="CRON",
+                                          help=_("Five cron fields, e.g. \"0 2 * * *\" for 02:00 every night."))],
+    config: ConfigOption = None,
+    log_file: Annotated[Path, typer.Option("--log-file", metavar="FILE",
+                                           help=_("File that collects the job's output."))] = Path("auditctl-backup.log"),
+    print_only: Annotated[bool, typer.Option("--print", help=_("Print the entry instead of installing it."))] = False,
+) -> None:
+    path = find_config(config)
+    if path is None:
+        raise InvalidArgumentError(_("No config file found; pass --config (see auditctl.example.toml)."))
+    entry = build_entry(schedule, path, log_file, Path.cwd())
+    if print_only:
+        render.print_line(entry.line)
+        return
+    install_entry(entry)
+    render.print_cron_installed(entry.line)
+
+
+@app.command(help=_("Check what a nightly backup needs: connection, pg_dump, folder, disk space, SMTP and storage."))
+def doctor(config: ConfigOption = None) -> None:
+    report = run_checks(load_settings(find_config(config), {}))
+    render.print_doctor(report)
+    if not report.ok:
+        raise DoctorFailed(_("Some checks failed; fix them before the next scheduled run."))

@@ -1,0 +1,105 @@
+"""Backup settings: the example file, precedence of typed flags, and bad input on the command line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from auditctl.backup.config import load_settings
+from auditctl.errors import ConfigError
+from conftest import REPO_ROOT, run_cli
+
+EXAMPLE = REPO_ROOT / "auditctl.example.toml"
+
+
+def test_example_config_is_valid_and_complete():
+    settings = load_settings(EXAMPLE, {})
+    assert settings.folder == Path("/var/backups/auditctl")
+    assert (settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly) == (3, 7, 4, 6)
+    assert settings.mail.to == ("ops@example.com", "lead@example.com")
+    assert settings.mail.max_attachment_bytes == 20 * 1024 * 1024
+    assert settings.storage.link_expires_seconds == 72 * 3600
+    assert settings.recipients[0].startswith("age1")
+
+
+def test_typed_flags_override_config_and_defaults_do_not(tmp_path):
+    config = tmp_path / "auditctl.toml"
+    config.write_text('[backup]\ndir = "dumps"\ncompress = 3\n[backup.rotation]\nkeep_last = 5\n')
+
+    from_file = load_settings(config, {})
+    typed = load_settings(config, {"keep_last": 2, "folder": Path("/srv/other")})
+
+    assert from_file.folder == tmp_path / "dumps"
+    assert from_file.keep_last == 5
+    assert typed.keep_last == 2
+    assert typed.folder == Path("/srv/other")
+    assert typed.compress == 3
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[backup]\njobs = "four"\n', "Invalid value for jobs in [backup]"),
+    ('[backup]\ndirectory = "/tmp"\n', "Unknown key directory in [backup]"),
+    ("[backup\n", "Invalid TOML"),
+    ('[mail]\nto = ["a@example.test"]\n', "[mail] needs both"),
+], ids=["wrong-type", "unknown-key", "bad-toml", "mail-without-from"])
+def test_invalid_config_is_rejected(tmp_path, text, message):
+    config = tmp_path / "auditctl.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_settings(config, {})
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--config", "/nonexistent/auditctl.toml"], "Config file /nonexistent/auditctl.toml does not exist"),
+    (["--dir", "/nonexistent/backups"], "Backup folder /nonexistent/backups does not exist"),
+    (["--jobs", "2"], "--jobs above 1 needs --format directory"),
+    (["--format", "tar"], "Invalid dump format 'tar'"),
+    (["--recipient", "age1notakey"], "Invalid age recipient"),
+    (["--from-url", "ftp://127.0.0.1/x"], "Invalid --from-url"),
+], ids=["missing-config", "missing-dir", "jobs-without-directory", "bad-format", "bad-recipient", "bad-url"])
+def test_bad_input_gives_one_line_and_leaves_nothing(db, tmp_path, args, message):
+    before = sorted(tmp_path.iterdir())
+    folder_args = [] if "--dir" in args or "--config" in args else ["--dir", str(tmp_path)]
+
+    result = run_cli("backup", *folder_args, *args, dsn=db.dsn)
+
+    assert result.exit_code == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1
+    assert message in errors[0]
+    assert "Traceback" not in result.stderr
+    after = sorted(path for path in tmp_path.iterdir() if path.name != ".auditctl-backup.lock")
+    assert after == before
+
+
+def test_verify_of_missing_file_is_one_line():
+    result = run_cli("backup", "verify", "/nonexistent/app_20261204T020000Z.dump")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: Backup /nonexistent/app_20261204T020000Z.dump does not exist."
+
+
+def test_connection_error_names_config_file_as_dsn_origin(pg, tmp_path):
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup]\ndir = "{tmp_path}"\ndsn = "{pg.dsn_for("no_such_database")}"\n')
+
+    result = run_cli("backup", "--config", str(config))
+
+    assert result.exit_code == 1
+    assert f"(DSN from {config})" in result.stderr
+
+
+def test_restore_error_names_target_dsn(pg, tmp_path):
+    dump = tmp_path / "x.dump"
+    dump.write_bytes(b"PGDMP")
+    manifest = {"kind": "auditctl-backup", "database": "x", "file": "x.dump", "format": "custom", "size": 5,
+                "sha256": hashlib.sha256(b"PGDMP").hexdigest(), "started_at": "2026-12-04T02:00:00+00:00",
+                "finished_at": "2026-12-04T02:00:01+00:00", "encrypted": False}
+    (tmp_path / "x.dump.json").write_text(json.dumps(manifest))
+
+    result = run_cli("backup", "restore", str(dump), "--target-dsn", pg.dsn_for("no_such_database"))
+
+    assert result.exit_code == 1
+    assert "(DSN from --target-dsn)" in result.stderr

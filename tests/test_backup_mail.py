@@ -1,0 +1,299 @@
+"""The report mail over real SMTP (STARTTLS and implicit TLS, with AUTH) and real S3 for large files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from auditctl.backup.mail import MESSAGE_OVERHEAD_BYTES, encoded_size
+from backup_fixtures import SMTP_PASSWORD, SMTP_USER, sample_rows
+from conftest import run_cli
+
+
+def write_config(folder: Path, mail: dict, storage: dict | None = None, extra: str = "") -> Path:
+    """Write an auditctl.toml with a [mail] (and optional [storage]) table."""
+    def toml_value(value):
+        return json.dumps(value, ensure_ascii=False) if not isinstance(value, bool) else str(value).lower()
+
+    lines = ["[backup]", f"dir = {toml_value(str(folder))}", extra, "", "[mail]"]
+    lines += [f"{key} = {toml_value(value)}" for key, value in mail.items()]
+    if storage:
+        lines += ["", "[storage]"] + [f"{key} = {toml_value(value)}" for key, value in storage.items()]
+    path = folder.parent / "auditctl.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def smtp_mail(server, **overrides) -> dict:
+    settings = {"to": ["ops@example.test", "lead@example.test"], "from": "backup@example.test",
+                "host": "localhost", "port": server.port, "security": "starttls", "username": SMTP_USER,
+                "password_env": "AUDITCTL_TEST_SMTP_PASSWORD"}
+    settings.update(overrides)
+    return settings
+
+
+def mail_env(certificate, **extra) -> dict[str, str]:
+    """Trust the test's self-signed certificate the standard OpenSSL way, and pass the password."""
+    return {"SSL_CERT_FILE": str(certificate.cert_path), "AUDITCTL_TEST_SMTP_PASSWORD": SMTP_PASSWORD, **extra}
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    path = tmp_path / "backups"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def filled(db):
+    with db.connect() as connection:
+        sample_rows(connection)
+    return db
+
+
+def test_success_mail_over_starttls_with_attachment(filled, folder, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls))
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 0, result.stderr
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    assert smtp_starttls.envelopes == [["ops@example.test", "lead@example.test"]]
+    assert smtp_starttls.logins == [(SMTP_USER, True)]
+    assert message["Subject"].startswith(f"[auditctl] Backup of {filled.name} succeeded")
+    [dump] = folder.glob("*.dump")
+    body = message.get_body(("plain",)).get_content()
+    assert f"Database: {filled.name}" in body
+    assert str(dump) in body
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == dump.name
+    assert attachment.get_content() == dump.read_bytes()
+
+
+def test_cyrillic_database_name_in_subject_and_file_name(pg, tmp_path, smtp_tls, loopback_certificate):
+    name = "бухгалтерия"
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(pg.dsn_for(name), autocommit=True) as connection:
+            sample_rows(connection)
+        backups = tmp_path / "backups"
+        backups.mkdir()
+        password_file = tmp_path / "smtp-password"
+        password_file.write_text(SMTP_PASSWORD + "\n")
+        password_file.chmod(0o600)
+        mail = smtp_mail(smtp_tls, security="tls", password_env=None, password_file=str(password_file))
+        del mail["password_env"]
+        config = write_config(backups, mail)
+
+        result = run_cli("backup", "--config", str(config), dsn=pg.dsn_for(name),
+                         env={"SSL_CERT_FILE": str(loopback_certificate.cert_path), "LANG": "ru_RU.UTF-8"})
+
+        assert result.exit_code == 0, result.stderr
+        smtp_tls.wait_for(1)
+        [message] = smtp_tls.messages
+        assert str(message["Subject"]).startswith(f"[auditctl] Резервная копия {name} создана (")
+        assert message.as_bytes().isascii()
+        assert "Результат: копия создана и проверена" in message.get_body(("plain",)).get_content()
+        [attachment] = list(message.iter_attachments())
+        assert attachment.get_filename().startswith(name + "_")
+    finally:
+        with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_message_headers_are_ascii_on_the_wire(filled, folder, smtp_starttls, loopback_certificate):
+    from auditctl.backup.config import MailSettings
+    from auditctl.backup.mail import MailReport, build_message
+
+    attachment = folder / "бухгалтерия_20261204T020000Z.dump"
+    attachment.write_bytes(b"PGDMP")
+    settings = MailSettings(to=("ops@example.test",), sender="backup@example.test")
+    wire = build_message(settings, MailReport("Резервная копия бухгалтерия", "тело\n", attachment)).as_bytes()
+    assert wire.isascii()
+    assert b"=?utf-8?" in wire
+    assert b"filename*0*=utf-8''%D0%B1" in wire  # RFC 2231, split into continuations
+
+
+def test_password_file_readable_by_others_is_rejected(filled, folder, tmp_path, smtp_tls, loopback_certificate):
+    password_file = tmp_path / "smtp-password"
+    password_file.write_text(SMTP_PASSWORD)
+    password_file.chmod(0o644)
+    mail = smtp_mail(smtp_tls, security="tls", password_file=str(password_file))
+    del mail["password_env"]
+    config = write_config(folder, mail)
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn,
+                     env={"SSL_CERT_FILE": str(loopback_certificate.cert_path)})
+
+    assert result.exit_code == 3
+    assert "chmod 600" in result.stderr
+    assert len(list(folder.glob("*.dump"))) == 1
+    assert smtp_tls.messages == []
+
+
+def test_plaintext_auth_is_refused_and_backup_kept(filled, folder, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls, security="none"))
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 3
+    assert "Refusing to send the SMTP password over an unencrypted connection" in result.stderr
+    assert len(list(folder.glob("*.dump"))) == 1
+    assert smtp_starttls.logins == []
+
+
+def test_unreachable_smtp_keeps_backup_and_fails_run(filled, folder, loopback_certificate):
+    from backup_fixtures import free_port
+    config = write_config(folder, {"to": ["ops@example.test"], "from": "backup@example.test", "host": "127.0.0.1",
+                                   "port": free_port(), "security": "tls", "timeout_seconds": 5})
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn)
+
+    assert result.exit_code == 3
+    assert "Sending mail through 127.0.0.1" in result.stderr
+    assert len(list(folder.glob("*.dump"))) == 1
+
+
+def test_failure_mail_has_error_and_log_tail(pg, folder, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls))
+
+    result = run_cli("backup", "--config", str(config), dsn=pg.dsn_for("no_such_database"),
+                     env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 1
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    assert message["Subject"] == "[auditctl] Backup of no_such_database FAILED"
+    body = message.get_body(("plain",)).get_content()
+    assert "Result: BACKUP FAILED" in body
+    assert 'database "no_such_database" does not exist' in body
+    assert "Last log lines:" in body
+    assert "ERROR backup failed" in body
+    assert list(message.iter_attachments()) == []
+    assert [path.name for path in folder.iterdir() if not path.name.startswith(".")] == []
+
+
+def dump_size(folder: Path) -> int:
+    [dump] = folder.glob("*.dump")
+    return dump.stat().st_size
+
+
+@pytest.mark.parametrize("margin", [0, -1], ids=["just-under-limit", "just-over-limit"])
+def test_attachment_limit_counts_base64(filled, folder, smtp_starttls, loopback_certificate, s3_server, margin):
+    # A first run measures the size of this database's dump; the limit is then set
+    # around it. pg_dump of the same data gives the same size.
+    assert run_cli("backup", "--dir", str(folder), dsn=filled.dsn).exit_code == 0
+    size = dump_size(folder)
+    for path in folder.iterdir():
+        path.unlink()
+    limit = encoded_size(size) + MESSAGE_OVERHEAD_BYTES + margin
+    storage = {"bucket": s3_server.bucket, "endpoint_url": s3_server.endpoint_url, "prefix": "nightly",
+               "link_expires_hours": 2}
+    config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=limit / 1024 / 1024), storage)
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn,
+                     env=mail_env(loopback_certificate, **s3_server.environment))
+
+    assert result.exit_code == 0, result.stderr
+    assert dump_size(folder) == size
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    [dump] = folder.glob("*.dump")
+    attachments = list(message.iter_attachments())
+    body = message.get_body(("plain",)).get_content()
+    if margin == 0:
+        assert len(attachments) == 1
+        assert len(message.as_bytes()) <= limit
+    else:
+        assert attachments == []
+        [url] = [line for line in body.splitlines() if line.startswith("http://127.0.0.1")]
+        assert "nightly/" + dump.name in url
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == dump.read_bytes()
+
+
+def test_too_large_without_storage_names_path(filled, folder, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001))
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 0, result.stderr
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    [dump] = folder.glob("*.dump")
+    body = message.get_body(("plain",)).get_content()
+    assert "too large to attach" in body
+    assert str(dump) in body
+    assert list(message.iter_attachments()) == []
+
+
+def test_sendmail_transport_gets_message_on_stdin(filled, folder, tmp_path):
+    captured = tmp_path / "sendmail.eml"
+    arguments = tmp_path / "sendmail.args"
+    fake = tmp_path / "sendmail"
+    fake.write_text(f'#!/bin/sh\necho "$@" > "{arguments}"\ncat > "{captured}"\n')
+    fake.chmod(0o755)
+    config = write_config(folder, {"to": ["ops@example.test", "lead@example.test"], "from": "backup@example.test",
+                                   "transport": "sendmail", "sendmail_command": str(fake)})
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert arguments.read_text().split() == ["-i", "--", "ops@example.test", "lead@example.test"]
+    assert b"Subject: [auditctl] Backup of" in captured.read_bytes()
+
+
+def test_secrets_never_in_output_or_log(filled, folder, tmp_path, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls))
+
+    result = run_cli("-vv", "backup", "--config", str(config), dsn=filled.dsn, env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "DEBUG" in output
+    assert SMTP_PASSWORD not in output
+    # AUTH PLAIN sends base64("\0user\0password"); that form must not leak either.
+    plain_auth = base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode()
+    assert plain_auth not in output
+    smtp_starttls.wait_for(1)
+    assert SMTP_PASSWORD not in smtp_starttls.messages[0].as_string()
+    assert smtp_starttls.logins == [(SMTP_USER, True)]
+
+
+def test_wrong_smtp_password_keeps_backup(filled, folder, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls))
+    environment = mail_env(loopback_certificate, AUDITCTL_TEST_SMTP_PASSWORD="not-the-password")
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+
+    assert result.exit_code == 3
+    assert f"SMTP login to localhost:{smtp_starttls.port} as {SMTP_USER} failed: 535" in result.stderr
+    assert "not-the-password" not in result.stdout + result.stderr
+    assert len(list(folder.glob("*.dump"))) == 1
+    # smtplib tries each mechanism the server offers (PLAIN, then LOGIN).
+    assert {login for login in smtp_starttls.logins} == {(SMTP_USER, False)}
+
+
+def test_directory_format_mail_names_folder(filled, folder, smtp_starttls, loopback_certificate):
+    config = write_config(folder, smtp_mail(smtp_starttls))
+
+    result = run_cli("backup", "--config", str(config), "--format", "directory", dsn=filled.dsn,
+                     env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 0, result.stderr
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    [dump] = folder.glob("*.dir")
+    body = message.get_body(("plain",)).get_content()
+    assert "directory-format folder" in body
+    assert str(dump) in body
+    assert list(message.iter_attachments()) == []

@@ -1,0 +1,152 @@
+"""Rotation: which backups are kept, and that only auditctl's own files of one database are touched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from auditctl.backup.manifest import BackupEntry, Manifest
+from auditctl.backup.rotation import RotationPolicy, plan_rotation
+from backup_fixtures import sample_rows
+from conftest import run_cli
+
+NOW = datetime(2026, 12, 4, 3, 0, tzinfo=timezone.utc)
+
+
+def entry(started: datetime) -> BackupEntry:
+    name = f"app_{started:%Y%m%dT%H%M%SZ}.dump"
+    manifest = Manifest(database="app", file=name, format="custom", size=1, sha256="0" * 64,
+                        started_at=started.isoformat(), finished_at=started.isoformat(), encrypted=False)
+    return BackupEntry(Path("/backups") / name, manifest)
+
+
+def nightly(days: int, end: datetime = NOW) -> list[BackupEntry]:
+    """One backup at 02:00 for each of ``days`` nights up to ``end``, oldest first."""
+    return [entry(end.replace(hour=2) - timedelta(days=offset)) for offset in reversed(range(days))]
+
+
+def kept_days(result) -> list[str]:
+    return sorted(path.name[4:12] for path in result.kept)
+
+
+@pytest.mark.parametrize(("policy", "expected_count"), [
+    (RotationPolicy(), 60),
+    (RotationPolicy(keep_last=5), 5),
+    (RotationPolicy(keep_daily=7), 7),
+    # 2026-12-04 is a Friday: the ISO weeks add the Sundays Nov 22 and Nov 15.
+    (RotationPolicy(keep_daily=7, keep_weekly=4), 7 + 2),
+    # The months add Oct 31; the 60 nights start on Oct 6, so there is no September.
+    (RotationPolicy(keep_daily=7, keep_weekly=4, keep_monthly=6), 7 + 2 + 1),
+], ids=["no-policy-keeps-all", "last-5", "daily-7", "daily-7-weekly-4", "daily-weekly-monthly"])
+def test_plan_keeps_slots(policy, expected_count):
+    result = plan_rotation(nightly(60), policy, NOW)
+    assert len(result.kept) == expected_count
+    assert len(result.kept) + len(result.deleted) == 60
+    assert "20261204" in kept_days(result)
+
+
+def test_plan_weekly_keeps_newest_of_each_iso_week():
+    result = plan_rotation(nightly(60), RotationPolicy(keep_weekly=4), NOW)
+    assert kept_days(result) == ["20261115", "20261122", "20261129", "20261204"]
+
+
+def test_plan_monthly_keeps_newest_of_each_month():
+    result = plan_rotation(nightly(60), RotationPolicy(keep_monthly=3), NOW)
+    assert kept_days(result) == ["20261031", "20261130", "20261204"]
+
+
+def test_plan_after_ten_failed_nights_keeps_newest_good_backup():
+    last_good = NOW - timedelta(days=10)
+    backups = nightly(20, end=last_good)
+    result = plan_rotation(backups, RotationPolicy(keep_daily=7), NOW)
+    assert [path.name for path in result.kept] == [backups[-1].path.name]
+    assert len(result.deleted) == 19
+
+
+def test_plan_keep_last_zero_with_slots_never_empties():
+    result = plan_rotation(nightly(3, end=NOW - timedelta(days=400)), RotationPolicy(keep_monthly=1), NOW)
+    assert len(result.kept) == 1
+
+
+def age_backup(folder: Path, dump: Path, days: int) -> Path:
+    """Copy a real backup and its sidecars as if it had been made ``days`` earlier."""
+    manifest = json.loads((folder / (dump.name + ".json")).read_text())
+    started = datetime.fromisoformat(manifest["started_at"]) - timedelta(days=days)
+    database_part = dump.name.rsplit("_", 1)[0]
+    name = f"{database_part}_{started:%Y%m%dT%H%M%SZ}.dump"
+    shutil.copy(dump, folder / name)
+    shutil.copy(folder / (dump.name + ".sha256"), folder / (name + ".sha256"))
+    manifest.update(file=name, started_at=started.isoformat(), finished_at=started.isoformat())
+    (folder / (name + ".json")).write_text(json.dumps(manifest))
+    return folder / name
+
+
+def make_database(pg, name: str) -> str:
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(pg.dsn_for(name), autocommit=True) as connection:
+        sample_rows(connection, rows=5)
+    return pg.dsn_for(name)
+
+
+def drop_database(pg, name: str) -> None:
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_rotation_touches_only_this_databases_backups(pg, tmp_path):
+    app_dsn = make_database(pg, "app")
+    staging_dsn = make_database(pg, "app-staging")
+    try:
+        assert run_cli("backup", "--dir", str(tmp_path), dsn=staging_dsn).exit_code == 0
+        assert run_cli("backup", "--dir", str(tmp_path), dsn=app_dsn).exit_code == 0
+        [staging_dump] = tmp_path.glob("app-staging_*.dump")
+        [app_dump] = [path for path in tmp_path.glob("app_*.dump")]
+        old_staging = [age_backup(tmp_path, staging_dump, days) for days in (3, 9, 40)]
+        old_app = [age_backup(tmp_path, app_dump, days) for days in (3, 9, 40)]
+        (tmp_path / "notes.txt").write_text("not a backup")
+        (tmp_path / "app_20200101T000000Z.dump").write_bytes(b"a stranger's file without a manifest")
+
+        result = run_cli("backup", "--dir", str(tmp_path), "--keep-last", "2", dsn=app_dsn)
+
+        assert result.exit_code == 0, result.stderr
+        remaining_app = sorted(path.name for path in tmp_path.glob("app_2*.dump"))
+        assert app_dump.name in remaining_app
+        assert len(remaining_app) == 3  # two kept by --keep-last 2, plus the stranger's file
+        assert "app_20200101T000000Z.dump" in remaining_app
+        for path in old_app:
+            assert not path.exists()
+            assert not path.with_name(path.name + ".json").exists()
+            assert not path.with_name(path.name + ".sha256").exists()
+        for path in [staging_dump, *old_staging]:
+            assert path.exists()
+            assert path.with_name(path.name + ".json").exists()
+        assert (tmp_path / "notes.txt").read_text() == "not a backup"
+    finally:
+        drop_database(pg, "app")
+        drop_database(pg, "app-staging")
+
+
+def test_failed_run_rotates_nothing(pg, tmp_path):
+    app_dsn = make_database(pg, "app")
+    try:
+        assert run_cli("backup", "--dir", str(tmp_path), dsn=app_dsn).exit_code == 0
+        [dump] = tmp_path.glob("app_*.dump")
+        for days in range(1, 11):
+            age_backup(tmp_path, dump, days)
+        before = sorted(path.name for path in tmp_path.iterdir())
+        broken = app_dsn.replace("dbname=app", "dbname=app_missing")
+
+        result = run_cli("backup", "--dir", str(tmp_path), "--keep-last", "1", dsn=broken)
+
+        assert result.exit_code == 1
+        assert sorted(path.name for path in tmp_path.iterdir()) == before
+    finally:
+        drop_database(pg, "app")

@@ -1,0 +1,117 @@
+"""auditctl backup --from-url against a real HTTP endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyrage
+import pytest
+from pyrage import x25519
+
+from backup_fixtures import read_json
+from conftest import run_cli
+
+BODY = json.dumps({"users": [{"id": 1, "name": "Анна"}], "exported_at": "2026-12-04T02:00:00Z"},
+                  ensure_ascii=False).encode()
+
+
+def saved(folder):
+    return sorted(path.name for path in folder.iterdir() if not path.name.startswith("."))
+
+
+def test_json_backup_is_saved_with_manifest(http_endpoint, tmp_path):
+    http_endpoint.body = BODY
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--header-env", "APP_TOKEN",
+                     env={"APP_TOKEN": "Authorization: Bearer s3cr3t-token"})
+
+    assert result.exit_code == 0, result.stderr
+    [backup] = tmp_path.glob("127.0.0.1_*Z.json")
+    assert backup.read_bytes() == BODY
+    manifest = read_json(tmp_path / (backup.name + ".json"))
+    assert manifest["source"] == "url"
+    assert manifest["sha256"] == hashlib.sha256(BODY).hexdigest()
+    assert http_endpoint.requests[0]["Authorization"] == "Bearer s3cr3t-token"
+    assert "s3cr3t-token" not in result.stdout + result.stderr
+    assert run_cli("backup", "verify", str(backup)).exit_code == 0
+
+
+def test_json_backup_encrypted_decrypts(http_endpoint, tmp_path):
+    http_endpoint.body = BODY
+    identity = x25519.Identity.generate()
+    header_file = tmp_path / "header"
+    header_file.write_text("Authorization: Bearer from-file\n")
+    header_file.chmod(0o600)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+
+    result = run_cli("backup", "--dir", str(folder), "--from-url", http_endpoint.url, "--header-file",
+                     str(header_file), "--recipient", str(identity.to_public()))
+
+    assert result.exit_code == 0, result.stderr
+    [backup] = folder.glob("*.json.age")
+    assert pyrage.decrypt(backup.read_bytes(), [identity]) == BODY
+    assert saved(folder) == sorted([backup.name, backup.name + ".json", backup.name + ".sha256"])
+    assert http_endpoint.requests[0]["Authorization"] == "Bearer from-file"
+
+
+@pytest.mark.parametrize(("status", "content_type", "body", "declared", "message"), [
+    (500, "application/json", b'{"error": "boom"}', None, "returned HTTP 500"),
+    (200, "text/html", b"<html><body>502 Bad Gateway</body></html>", None, "is not complete JSON"),
+    (200, "application/json", b'{"users": [{"id": 1}, {"id"', None, "is not complete JSON"),
+    (200, "application/json", b'{"users": []', 4096, "is truncated"),
+], ids=["http-500", "html-error-page", "truncated-json", "short-body"])
+def test_bad_response_fails_and_leaves_nothing(http_endpoint, tmp_path, status, content_type, body, declared,
+                                               message):
+    http_endpoint.status = status
+    http_endpoint.content_type = content_type
+    http_endpoint.body = body
+    http_endpoint.declared_length = declared
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--keep-last", "1")
+
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert saved(tmp_path) == []
+
+
+def test_missing_header_variable_is_config_error(http_endpoint, tmp_path):
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--header-env", "NOT_SET_X")
+    assert result.exit_code == 2
+    assert "NOT_SET_X" in result.stderr
+    assert saved(tmp_path) == []
+
+
+def test_heartbeat_and_metrics_on_success_then_failure(http_endpoint, tmp_path, pg):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    metrics = tmp_path / "auditctl.prom"
+    base = http_endpoint.url.rsplit("/api/", 1)[0]
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup]\ndir = "{folder}"\n\n[backup.monitoring]\nheartbeat_url = "{base}/ping/abc"\n'
+                      f'metrics_file = "{metrics}"\n')
+    database = pg.create_database()
+    try:
+        ok = run_cli("backup", "--config", str(config), dsn=pg.dsn_for(database))
+        assert ok.exit_code == 0, ok.stderr
+        assert http_endpoint.paths == ["/ping/abc/start", "/ping/abc"]
+        text = metrics.read_text()
+        assert f'auditctl_backup_last_success{{database="{database}"}} 1' in text
+        success_line = [line for line in text.splitlines()
+                        if line.startswith("auditctl_backup_last_success_timestamp_seconds{")][0]
+
+        http_endpoint.paths.clear()
+        old_tools = tmp_path / "bin"
+        old_tools.mkdir()
+        (old_tools / "pg_dump").write_text('#!/bin/sh\necho "pg_dump (PostgreSQL) 9.6.24"\n')
+        (old_tools / "pg_dump").chmod(0o755)
+        failed = run_cli("backup", "--config", str(config), "--pg-bindir", str(old_tools), dsn=pg.dsn_for(database))
+        assert failed.exit_code == 1
+        assert http_endpoint.paths == ["/ping/abc/start", "/ping/abc/fail"]
+        assert b"older than the server" in http_endpoint.bodies[-1]
+    finally:
+        pg.drop_database(database)
+    text = metrics.read_text()
+    assert f'auditctl_backup_last_success{{database="{database}"}} 0' in text
+    assert success_line in text
