@@ -1,0 +1,74 @@
+"""The life of one record: its events, oldest first, with each field's change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from .query import Event
+from .records import RecordKey, record_events, resolve_record
+
+# Marks a field that had no value on one side: before an INSERT, after a DELETE.
+ABSENT: Any = None
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One column of one event: its value before and after."""
+
+    column: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of the record, with the fields it changed."""
+
+    event: Event
+    changes: list[FieldChange]
+
+
+@dataclass(frozen=True)
+class RecordHistory:
+    """Every event of one record, oldest first."""
+
+    record: RecordKey
+    entries: list[HistoryEntry]
+
+    @property
+    def exists_now(self) -> bool | None:
+        """Whether the last row event left the row in place; None without row events."""
+        for entry in reversed(self.entries):
+            if entry.event.action in ("INSERT", "UPDATE"):
+                return True
+            if entry.event.action == "DELETE":
+                return False
+        return None
+
+
+def field_changes(event: Event) -> list[FieldChange]:
+    """List the fields an event changed: every column for INSERT and DELETE, the changed ones for UPDATE."""
+    if event.action == "INSERT":
+        return [FieldChange(column, ABSENT, value) for column, value in (event.new or {}).items()]
+    if event.action == "DELETE":
+        return [FieldChange(column, value, ABSENT) for column, value in (event.old or {}).items()]
+    if event.action == "UPDATE":
+        old = event.old or {}
+        return [FieldChange(column, old.get(column), value) for column, value in (event.new or {}).items()]
+    return []
+
+
+def record_history(connection: psycopg.Connection, schema: str, table_name: str,
+                   key_values: list[str]) -> RecordHistory:
+    """Return the history of the record of ``table_name`` whose primary key is ``key_values``.
+
+    ``key_values`` are the ID arguments of ``auditctl history``: one value
+    per key column, or one JSON array. Events of tables dropped since are
+    found by name as well.
+    """
+    record = resolve_record(connection, schema, table_name, key_values)
+    entries = [HistoryEntry(event, field_changes(event)) for event in record_events(connection, schema, record)]
+    return RecordHistory(record, entries)
