@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -106,8 +107,7 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
         with connection.transaction():
             # The row changes of the revert are recorded by the triggers under this user.
             connection.execute("SELECT pg_catalog.set_config('auditctl.user_id', %s, true)", (user_id or "",))
-            for event in events:
-                step, conflict = _revert_one(connection, tables[event.entity_type], event)
+            for step, conflict in _apply_in_order(connection, tables, events):
                 if conflict:
                     conflicts.append(conflict)
                 else:
@@ -129,6 +129,43 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
         logger.info("reverted event %s on %s %s (%s)%s", step.event_id, step.entity_type, step.entity_id,
                     step.statement, " (dry run, rolled back)" if dry_run else "")
     return result
+
+
+def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
+                    events: list[Event]) -> list[tuple[RevertStep | None, str | None]]:
+    """Revert events newest first, postponing those that a foreign key rejects for now.
+
+    A cascade delete records the parent's DELETE before its children's, so
+    reversed log order would re-insert a child before its parent. Each event
+    runs in a savepoint; one that violates a foreign key is retried after the
+    others, and so are the older events of the same row, which keeps each
+    row's own changes in reverse order. The loop ends when a pass makes no
+    progress, and then the last foreign key error is raised.
+    """
+    outcomes: list[tuple[RevertStep | None, str | None]] = []
+    pending = events
+    while pending:
+        postponed: list[Event] = []
+        blocked_rows: set[tuple[str, str]] = set()
+        last_error: psycopg.errors.ForeignKeyViolation | None = None
+        for event in pending:
+            row = (event.entity_type, event.entity_id)
+            if row in blocked_rows:
+                postponed.append(event)
+                continue
+            try:
+                with connection.transaction():
+                    outcome = _revert_one(connection, tables[event.entity_type], event)
+            except psycopg.errors.ForeignKeyViolation as exc:
+                last_error = exc
+                postponed.append(event)
+                blocked_rows.add(row)
+                continue
+            outcomes.append(outcome)
+        if len(postponed) == len(pending):
+            raise last_error
+        pending = postponed
+    return outcomes
 
 
 def _check_revertible(event: Event, tables: dict[str, Table], rules: dict) -> None:
