@@ -195,3 +195,48 @@ def test_revert_refuses_unrevertible_events(shop, case):
         event_id = events(connection)[-1]["id"]
         with pytest.raises(RevertRefusedError, match=expected):
             revert_event(connection, "audit", event_id, user_id=None)
+
+
+def test_revert_cli_event_and_dry_run(shop, cli):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer (name) VALUES ('a')")
+        connection.execute("UPDATE customer SET name = 'b' WHERE id = 1")
+        update_id = events(connection)[-1]["id"]
+    dry = cli("revert", str(update_id), "--dry-run", dsn=shop.dsn)
+    assert dry.exit_code == 0, dry.stderr
+    assert "Dry run: 1 event(s) can be reverted" in dry.stdout
+    with shop.connect() as connection:
+        assert _row(connection, "customer", "id = 1")["name"] == "b"
+    done = cli("revert", str(update_id), "--user", "admin", dsn=shop.dsn)
+    assert done.exit_code == 0, done.stderr
+    assert f"Event {update_id}: public.customer 1 restored (name)." in done.stdout
+    with shop.connect() as connection:
+        assert _row(connection, "customer", "id = 1")["name"] == "a"
+    again = cli("revert", str(update_id), dsn=shop.dsn)
+    assert again.exit_code == 1
+    assert "column name is now \"a\", the event set \"b\"" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_revert_cli_transaction(shop, cli):
+    with shop.connect() as connection:
+        as_app_user(connection, "u", None, "INSERT INTO customer (id, name) VALUES (1, 'a'), (2, 'b')")
+        transaction_id = events(connection)[-1]["transaction_id"]
+    result = cli("revert", "--transaction", str(transaction_id), dsn=shop.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert "Reverted 2 event(s)" in result.stdout
+    with shop.connect() as connection:
+        assert connection.execute("SELECT count(*) FROM customer").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "Give either EVENT_ID or --transaction TXID"),
+    (["1", "--transaction", "5"], "Give either EVENT_ID or --transaction TXID"),
+    (["999999"], "Event 999999 is not in the audit log"),
+    (["--transaction", "424242"], "Transaction 424242 has no events"),
+    (["abc"], "Invalid value"),
+], ids=["neither", "both", "unknown-event", "unknown-transaction", "not-a-number"])
+def test_revert_cli_bad_input_one_line(shop, cli, args, message):
+    result = cli("revert", *args, dsn=shop.dsn)
+    assert result.exit_code != 0
+    assert message in result.stderr
