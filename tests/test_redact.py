@@ -103,4 +103,4 @@ def test_redact_cli(app, cli):
     assert "Redacted 2 event(s)" in result.stdout
     result = cli("redact", dsn=app.dsn)
     assert result.exit_code == 2
-    assert "Give either --user ID or --entity TABLE ID" in result.stderr
+    assert "Give exactly one of --user ID and --entity TABLE ID" in result.stderr

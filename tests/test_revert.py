@@ -230,8 +230,8 @@ def test_revert_cli_transaction(shop, cli):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ([], "Give either EVENT_ID or --transaction TXID"),
-    (["1", "--transaction", "5"], "Give either EVENT_ID or --transaction TXID"),
+    ([], "Give exactly one of EVENT_ID and --transaction TXID"),
+    (["1", "--transaction", "5"], "Give exactly one of EVENT_ID and --transaction TXID"),
     (["999999"], "Event 999999 is not in the audit log"),
     (["--transaction", "424242"], "Transaction 424242 has no events"),
     (["abc"], "Invalid value"),

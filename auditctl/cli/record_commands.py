@@ -57,7 +57,7 @@ def revert(
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
     if (event_id is None) == (transaction is None):
-        raise InvalidArgumentError(_("Give either EVENT_ID or --transaction TXID, not both and not neither."))
+        raise InvalidArgumentError(_("Give exactly one of EVENT_ID and --transaction TXID."))
     with connect(dsn) as connection:
         if transaction is not None:
             result = revert_transaction(connection, schema, transaction, user_id=user, dry_run=dry_run)
@@ -82,7 +82,7 @@ def redact(
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
     if (user is None) == (entity is None):
-        raise InvalidArgumentError(_("Give either --user ID or --entity TABLE ID, not both and not neither."))
+        raise InvalidArgumentError(_("Give exactly one of --user ID and --entity TABLE ID."))
     with connect(dsn) as connection:
         if user is not None:
             result = redact_user(connection, schema, user, actor=actor, dry_run=dry_run)
