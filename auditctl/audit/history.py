@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 
 from .query import Event
-from .records import RecordKey, record_events, resolve_record
+from .records import RecordKey, find_current_table, record_events, resolve_record
+from .schema import require_installed
 
 # Marks a field that had no value on one side: before an INSERT, after a DELETE.
 ABSENT: Any = None
@@ -72,3 +73,17 @@ def record_history(connection: psycopg.Connection, schema: str, table_name: str,
     record = resolve_record(connection, schema, table_name, key_values)
     entries = [HistoryEntry(event, field_changes(event)) for event in record_events(connection, schema, record)]
     return RecordHistory(record, entries)
+
+
+# Most events one history page lists; the oldest are kept, so a record's
+# creation always shows.
+MAX_HISTORY_EVENTS = 1000
+
+
+def entity_history(connection: psycopg.Connection, schema: str, entity_type: str, entity_id: str,
+                   limit: int = MAX_HISTORY_EVENTS) -> RecordHistory:
+    """Return the history of a record named exactly as events store it, as the web page links to it."""
+    require_installed(connection, schema)
+    record = RecordKey(entity_type, entity_id, find_current_table(connection, schema, entity_type))
+    events = record_events(connection, schema, record)[:limit]
+    return RecordHistory(record, [HistoryEntry(event, field_changes(event)) for event in events])
