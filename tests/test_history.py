@@ -91,7 +91,7 @@ def test_history_after_drop_and_recreate(shop):
         assert [entry.event.action for entry in dropped.entries] == ["INSERT", "UPDATE"]
         connection.execute("""CREATE TABLE "Work Stage" ("productId" text, "stageNo" integer, title text,
                                                          PRIMARY KEY ("productId", "stageNo"))""")
-        # NOTE: install() registers the new table before it forgets the dropped
+        # NOTE: install() registers the new table before it removes the dropped
         # one of the same name, and their trigger function names collide, so
         # a first install of another table clears the stale registry row.
         install(connection, "audit", ["link"])

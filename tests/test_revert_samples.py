@@ -12,7 +12,7 @@ from helpers import events
 
 pytestmark = pytest.mark.shared_data
 
-# The transaction of workload.sql that soft-deletes Project 7 and deletes
+# The sample app's transaction that soft-deletes Project 7 and deletes
 # Project 8, which cascades to its products and their work stages.
 _CASCADE = """
 BEGIN;
@@ -38,8 +38,8 @@ def _cascade_transaction(connection) -> int:
 
 def test_revert_prisma_cascade_delete(prisma_app):
     with prisma_app.connect() as connection:
-        # The permissions table has no primary key, so its rows could not be
-        # put back safely; it stays unaudited here, as a test of the rest.
+        # The permissions table has no primary key, so revert rejects its
+        # rows. It stays unaudited here, so that the rest can be tested.
         install(connection, "audit", [], use_all=True, exclude=['"_ProjectToUser"'])
         before = connection.execute(_SNAPSHOT).fetchone()[0]
         assert len(before["products"]) == 10

@@ -2,7 +2,7 @@
 
 This is the only code path that changes rows already in the audit log. It
 runs as the owner of the audit schema, and it records a REDACT event that
-says how many events it rewrote but not whose data they held.
+counts the events it rewrote but does not name whose data they held.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def redact_user(connection: psycopg.Connection, schema: str, user_id: str, *, ac
     """Erase one application user from the log.
 
     Events the user made lose their user id (replaced by the marker), IP
-    address and raw IP text; values in any event that equal the user id,
+    address and raw IP text. Values in any event that equal the user id,
     such as an ``ownerId`` column, are replaced by the marker too.
     """
     require_installed(connection, schema)

@@ -42,7 +42,7 @@ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 
 @dataclass(frozen=True)
 class RevertStep:
-    """What reverting one event does: the statement kind and the columns it writes or checks."""
+    """One reverted event: the statement that undid it and the columns it wrote or checked."""
 
     event_id: int
     action: str
@@ -137,10 +137,10 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
 
     A cascade delete records the parent's DELETE before its children's, so
     reversed log order would re-insert a child before its parent. Each event
-    runs in a savepoint; one that violates a foreign key is retried after the
-    others, and so are the older events of the same row, which keeps each
-    row's own changes in reverse order. The loop ends when a pass makes no
-    progress, and then the last foreign key error is raised.
+    runs in a savepoint. An event that violates a foreign key is retried
+    after the others, and so are the older events of the same row, so each
+    row's own changes still run in reverse order. When a pass makes no
+    progress, the last foreign key error is raised.
     """
     outcomes: list[tuple[RevertStep | None, str | None]] = []
     pending = events
