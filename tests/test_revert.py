@@ -154,6 +154,18 @@ def test_revert_transaction_conflict_applies_nothing(shop):
     assert names == ["a2", "b3"]
 
 
+def test_revert_transaction_reports_each_row_once(shop):
+    with shop.connect() as connection:
+        as_app_user(connection, "u", None, "INSERT INTO customer (id, name) VALUES (1, 'a')",
+                    "UPDATE customer SET name = 'b' WHERE id = 1")
+        transaction_id = events(connection)[-1]["transaction_id"]
+        connection.execute("UPDATE customer SET name = 'c' WHERE id = 1")
+        with pytest.raises(RevertConflictError) as caught:
+            revert_transaction(connection, "audit", transaction_id, user_id=None)
+    assert str(caught.value).count("public.customer 1") == 1
+    assert "column name is now \"c\", the event set \"b\"" in str(caught.value)
+
+
 def test_revert_composite_key_with_quoted_names(shop):
     with shop.connect() as connection:
         connection.execute("""INSERT INTO "Work Stage" VALUES ('pr00000010', 5, 'Сварка')""")

@@ -143,6 +143,8 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
     progress, the last foreign key error is raised.
     """
     outcomes: list[tuple[RevertStep | None, str | None]] = []
+    # Rows with a conflict: their older events would only report it again.
+    conflicted_rows: set[tuple[str, str]] = set()
     pending = events
     while pending:
         postponed: list[Event] = []
@@ -150,6 +152,8 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
         last_error: psycopg.errors.ForeignKeyViolation | None = None
         for event in pending:
             row = (event.entity_type, event.entity_id)
+            if row in conflicted_rows:
+                continue
             if row in blocked_rows:
                 postponed.append(event)
                 continue
@@ -161,6 +165,8 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
                 postponed.append(event)
                 blocked_rows.add(row)
                 continue
+            if outcome[1] is not None:
+                conflicted_rows.add(row)
             outcomes.append(outcome)
         if len(postponed) == len(pending):
             raise last_error
