@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from auditctl.audit.install import install
@@ -94,3 +96,19 @@ def test_revert_pagila_types_round_trip(pagila):
         revert_event(connection, "audit", events(connection)[-1]["id"], user_id=None)
         stored = connection.execute("SELECT picture FROM staff WHERE staff_id = 1").fetchone()[0]
     assert bytes(stored) == picture
+
+
+def test_revert_pagila_partitioned_payment(pagila, cli):
+    with pagila.connect() as connection:
+        install(connection, "audit", ["payment"])
+        payment_id, payment_date, amount = connection.execute(
+            "SELECT payment_id, payment_date, amount FROM payment ORDER BY payment_id LIMIT 1").fetchone()
+        connection.execute("UPDATE payment SET amount = amount + 100 WHERE payment_id = %s", (payment_id,))
+        update = events(connection)[-1]
+        assert update["details"]["partition"].startswith("payment_p")
+        revert_event(connection, "audit", update["id"], user_id=None)
+        restored = connection.execute("SELECT amount FROM payment WHERE payment_id = %s", (payment_id,)).fetchone()[0]
+    assert restored == amount
+    history = cli("history", "payment", update["entity_id"], "--format", "json", dsn=pagila.dsn)
+    assert history.exit_code == 0, history.stderr
+    assert [event["action"] for event in json.loads(history.stdout)["events"]] == ["UPDATE", "UPDATE", "REVERT"]
