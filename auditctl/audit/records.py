@@ -31,6 +31,14 @@ class RecordKey:
     entity_id: str
     # The table as it exists now, or None when it was dropped since.
     table: Table | None
+    # Every text form of this key found in the log, entity_id included: see
+    # _session_dependent_ids().
+    stored_ids: tuple[str, ...] = ()
+
+    @property
+    def entity_ids(self) -> list[str]:
+        """Return the entity_id texts that name this record in the log."""
+        return list(dict.fromkeys([self.entity_id, *self.stored_ids]))
 
 
 def parse_key_values(values: list[str]) -> list[str]:
@@ -101,7 +109,9 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
             _("Table {table} has a primary key of {count} column(s) ({columns}); give {count} value(s), "
               "or one JSON array such as '[\"a\", 5]'.")
             .format(table=entity_type, count=len(table.key_columns), columns=", ".join(table.key_columns)))
-    return RecordKey(entity_type, stored_entity_id(connection, table, key_values), table)
+    entity_id = stored_entity_id(connection, table, key_values)
+    return RecordKey(entity_type, entity_id, table,
+                     _session_dependent_ids(connection, schema, table, key_values))
 
 
 def key_record_json(table: Table, key_values: list[Any]) -> Jsonb:
@@ -127,6 +137,46 @@ def stored_entity_id(connection: psycopg.Connection, table: Table, key_values: l
                                                                error=str(exc).splitlines()[0])) from None
 
 
+# Key types whose text form depends on session settings (TimeZone, DateStyle,
+# IntervalStyle): date/time and timespan categories of pg_type.
+_SESSION_DEPENDENT_TYPES = """
+SELECT EXISTS (
+    SELECT FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = %s AND a.attname = ANY(%s) AND t.typcategory IN ('D', 'T'))
+"""
+
+
+def _session_dependent_ids(connection: psycopg.Connection, schema: str, table: Table,
+                           key_values: list[str]) -> tuple[str, ...]:
+    """Find stored ids of this key written in other text forms, such as in another TimeZone.
+
+    The triggers store a timestamptz key as text in the writer's TimeZone, so
+    the id computed in this session may differ from the stored one. Such
+    keys are compared as typed values, which scans the table's events.
+    """
+    if not connection.execute(_SESSION_DEPENDENT_TYPES, (table.oid, list(table.key_columns))).fetchone()[0]:
+        return ()
+    if len(table.key_columns) == 1:
+        stored_key = sql.SQL("pg_catalog.jsonb_build_object(%s::text, e.entity_id)")
+    else:
+        stored_key = sql.SQL("""(SELECT pg_catalog.jsonb_object_agg(c.name, x.value)
+            FROM pg_catalog.jsonb_array_elements(e.entity_id::jsonb) WITH ORDINALITY AS x(value, n)
+            JOIN pg_catalog.unnest(%s::text[]) WITH ORDINALITY AS c(name, n) USING (n))""")
+    match = sql.SQL(" AND ").join(sql.SQL("s.{column} = g.{column}").format(column=sql.Identifier(column))
+                                  for column in table.key_columns)
+    statement = sql.SQL("""
+        SELECT DISTINCT e.entity_id
+        FROM {audit}.events AS e,
+             pg_catalog.jsonb_populate_record(NULL::{table}, {stored_key}) AS s,
+             pg_catalog.jsonb_populate_record(NULL::{table}, %s) AS g
+        WHERE e.entity_type = %s AND e.entity_id IS NOT NULL AND {match}""").format(
+        audit=sql.Identifier(schema), table=sql.Identifier(table.schema, table.name), stored_key=stored_key,
+        match=match)
+    key_name = table.key_columns[0] if len(table.key_columns) == 1 else list(table.key_columns)
+    rows = connection.execute(statement, (key_name, key_record_json(table, key_values), table.entity_type))
+    return tuple(row[0] for row in rows.fetchall())
+
+
 def _stored_id_of_dropped_table(connection: psycopg.Connection, schema: str, entity_type: str,
                                 key_values: list[str]) -> str:
     if len(key_values) == 1:
@@ -147,9 +197,9 @@ def _stored_id_of_dropped_table(connection: psycopg.Connection, schema: str, ent
 def record_events(connection: psycopg.Connection, schema: str, record: RecordKey) -> list[Event]:
     """Return every event of one record, oldest first."""
     statement = sql.SQL(SELECT_EVENTS + " ORDER BY occurred_at, id").format(
-        audit=sql.Identifier(schema), where=sql.SQL("WHERE entity_type = %s AND entity_id = %s"))
+        audit=sql.Identifier(schema), where=sql.SQL("WHERE entity_type = %s AND entity_id = ANY(%s)"))
     with connection.cursor(row_factory=class_row(Event)) as cursor:
-        cursor.execute(statement, (record.entity_type, record.entity_id))
+        cursor.execute(statement, (record.entity_type, record.entity_ids))
         return cursor.fetchall()
 
 

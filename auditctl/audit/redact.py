@@ -94,11 +94,11 @@ def redact_entity(connection: psycopg.Connection, schema: str, table_name: str, 
     columns = {name: sql.Identifier(name) for name in ("old_values", "new_values")}
     statement = sql.SQL("""
         UPDATE {audit}.events SET old_values = {old}, new_values = {new}, details = details - 'ip_address_raw'
-        WHERE entity_type = %(entity_type)s AND entity_id = %(entity_id)s AND action <> 'REDACT'""").format(
+        WHERE entity_type = %(entity_type)s AND entity_id = ANY(%(entity_ids)s) AND action <> 'REDACT'""").format(
         audit=sql.Identifier(schema),
         old=sql.SQL(_REPLACE_RECORD_VALUES).format(column=columns["old_values"]),
         new=sql.SQL(_REPLACE_RECORD_VALUES).format(column=columns["new_values"]))
-    params = {"entity_type": record.entity_type, "entity_id": record.entity_id, "keys": keys,
+    params = {"entity_type": record.entity_type, "entity_ids": record.entity_ids, "keys": keys,
               "marker": REDACTED_MARKER}
     return _run(connection, schema, statement, params, actor=actor, dry_run=dry_run,
                 details={"scope": "entity"}, entity=(record.entity_type, record.entity_id))
