@@ -45,7 +45,7 @@ def parse_key_values(values: list[str]) -> list[str]:
     """Turn ID arguments into key values as text.
 
     One argument that starts with ``[`` is read as a JSON array of the key
-    values, such as ``["pr00000010", 5]``; otherwise each argument is one
+    values, such as ``["pr00000010", 5]``. Otherwise each argument is one
     key value.
     """
     if not values:
