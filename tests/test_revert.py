@@ -252,3 +252,26 @@ def test_revert_cli_bad_input_one_line(shop, cli, args, message):
     result = cli("revert", *args, dsn=shop.dsn)
     assert result.exit_code != 0
     assert message in result.stderr
+
+
+def test_revert_update_of_primary_key(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer (id, name) VALUES (1, 'a')")
+        connection.execute("UPDATE customer SET id = 2, name = 'b' WHERE id = 1")
+        update = events(connection)[-1]
+        assert update["entity_id"] == "2"
+        revert_event(connection, "audit", update["id"], user_id=None)
+        rows = connection.execute("SELECT id, name FROM customer").fetchall()
+    assert rows == [(1, "a")]
+
+
+def test_revert_delete_rejected_by_new_constraint(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer (id, name) VALUES (1, 'a')")
+        connection.execute("DELETE FROM customer")
+        delete = events(connection)[-1]
+        connection.execute("ALTER TABLE customer ADD COLUMN region text NOT NULL DEFAULT 'x'")
+        connection.execute("ALTER TABLE customer ALTER COLUMN region DROP DEFAULT")
+        with pytest.raises(RevertConflictError, match="database rejected a restored row"):
+            revert_event(connection, "audit", delete["id"], user_id=None)
+        assert connection.execute("SELECT count(*) FROM customer").fetchone()[0] == 0
