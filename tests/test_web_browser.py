@@ -164,7 +164,7 @@ def test_open_event_shows_old_and_new(page, site):
     page.wait_for_url("**/history?*")
     assert "entity=1" in page.url
     users = [text.strip() for text in page.locator("section.card h2 span.muted").all_inner_texts()]
-    assert users == ["bob", "alice"]
+    assert users == ["alice", "bob"]
 
 
 def test_export_csv_download(page, site, tmp_path):

@@ -195,8 +195,12 @@ def _stored_id_of_dropped_table(connection: psycopg.Connection, schema: str, ent
 
 
 def record_events(connection: psycopg.Connection, schema: str, record: RecordKey) -> list[Event]:
-    """Return every event of one record, oldest first."""
-    statement = sql.SQL(SELECT_EVENTS + " ORDER BY occurred_at, id").format(
+    """Return every event of one record in the order they were written.
+
+    Ordered by id, not occurred_at: a statement that waited for the row's
+    lock writes after a change that started later, and ids follow the writes.
+    """
+    statement = sql.SQL(SELECT_EVENTS + " ORDER BY id").format(
         audit=sql.Identifier(schema), where=sql.SQL("WHERE entity_type = %s AND entity_id = ANY(%s)"))
     with connection.cursor(row_factory=class_row(Event)) as cursor:
         cursor.execute(statement, (record.entity_type, record.entity_ids))
