@@ -64,3 +64,19 @@ class DeliveryError(BackupError):
 
 class ConfigError(InvalidArgumentError):
     """The configuration file is missing, unreadable or contains an invalid value."""
+
+
+class EventNotFoundError(AuditctlError):
+    """An event or transaction id names nothing in the audit log."""
+
+
+class RevertRefusedError(AuditctlError):
+    """An event cannot be reverted at all, such as one of a table without a primary key."""
+
+
+class RevertConflictError(AuditctlError):
+    """The row changed since the event, so reverting it would lose a later change."""
+
+
+class PermissionDeniedError(AuditctlError):
+    """The connected role may not perform the action."""

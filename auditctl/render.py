@@ -21,8 +21,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
 from .audit.query import Event
+from .audit.redact import RedactResult
+from .audit.revert import RevertResult
 from .audit.rules import ColumnRule, Rule
 from .audit.status import StatusReport, TableState
 from .backup.doctor import DoctorReport
@@ -149,6 +152,76 @@ def event_to_json(event: Event) -> dict[str, Any]:
 def print_json(value: Any) -> None:
     """Print a value as indented JSON, non-ASCII text kept as is."""
     sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def history_to_json(history: RecordHistory) -> dict[str, Any]:
+    """Convert a record's history to the JSON that ``auditctl history --format json`` prints."""
+    return {
+        "entity_type": history.record.entity_type,
+        "entity_id": history.record.entity_id,
+        "table_exists": history.record.table is not None,
+        "events": [
+            {**event_to_json(entry.event),
+             "changes": [{"column": change.column, "old": change.old, "new": change.new}
+                         for change in entry.changes]}
+            for entry in history.entries
+        ],
+    }
+
+
+def print_history(history: RecordHistory) -> None:
+    """Print a record's events as a timeline, oldest first, one line per changed field."""
+    record = f"{history.record.entity_type} {history.record.entity_id}"
+    if not history.entries:
+        console.print(_("No events recorded for {record}.").format(record=record), markup=False)
+        return
+    console.print(_("History of {record}").format(record=record), style="bold", markup=False)
+    table = Table(show_lines=True)
+    table.add_column(_("ID"), justify="right", no_wrap=True)
+    table.add_column(_("Time (UTC{offset})").format(offset=local_utc_offset()), no_wrap=True)
+    table.add_column(_("User"))
+    table.add_column(_("Action"), no_wrap=True)
+    table.add_column(_("Field"))
+    table.add_column(_("Old value"), overflow="fold", ratio=1)
+    table.add_column(_("New value"), overflow="fold", ratio=1)
+    for entry in history.entries:
+        event = entry.event
+        who = event.user_id or event.db_user
+        fields = "\n".join(change.column for change in entry.changes)
+        olds = "\n".join(_short(change.old) if change.old is not None else "—" for change in entry.changes)
+        news = "\n".join(_short(change.new) if change.new is not None else "—" for change in entry.changes)
+        if not entry.changes and event.details:
+            fields, news = "", _short(event.details)
+        table.add_row(str(event.id), format_time(event.occurred_at), who, event.action, fields, olds, news)
+    console.print(table)
+    if history.record.table is None:
+        console.print(_("The table {table} no longer exists; these events are all that remain of it.")
+                      .format(table=history.record.entity_type), style="yellow", markup=False)
+
+
+def print_revert(result: RevertResult) -> None:
+    """Report what a revert changed, or would change on a dry run."""
+    labels = {"INSERT": _("re-inserted"), "UPDATE": _("restored"), "DELETE": _("deleted")}
+    for step in result.steps:
+        console.print(_("Event {id}: {table} {key} {done} ({columns}).").format(
+            id=step.event_id, table=step.entity_type, key=step.entity_id, done=labels[step.statement],
+            columns=", ".join(step.columns)), markup=False)
+    if result.dry_run:
+        console.print(_("Dry run: {count} event(s) can be reverted; nothing was changed.")
+                      .format(count=len(result.steps)), markup=False)
+    else:
+        console.print(_("Reverted {count} event(s); recorded as REVERT event {id}.")
+                      .format(count=len(result.steps), id=result.revert_event_id), markup=False)
+
+
+def print_redact(result: RedactResult) -> None:
+    """Report how many events a redaction rewrote."""
+    if result.dry_run:
+        console.print(_("Dry run: {count} event(s) would be redacted; nothing was changed.")
+                      .format(count=result.events), markup=False)
+    else:
+        console.print(_("Redacted {count} event(s); recorded as REDACT event {id}.")
+                      .format(count=result.events, id=result.redact_event_id), markup=False)
 
 
 def print_install(result: InstallResult) -> None:

@@ -391,3 +391,16 @@ def test_app_role_grants(db, cli):
     assert missing.exit_code != 0
     assert "Role 'no_such_role' does not exist" in missing.stderr
     assert "postgres is a superuser" in " ".join(superuser.stdout.split())
+
+
+def test_reinstall_after_drop_and_recreate(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        install(connection, "audit", ["t"])
+        connection.execute("DROP TABLE t")
+        connection.execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
+        result = install(connection, "audit", ["t"])
+        connection.execute("INSERT INTO t VALUES (1, 'x')")
+        [event] = events(connection)
+    assert result.forgotten == ["public.t"]
+    assert event["new_values"] == {"id": 1, "note": "x"}

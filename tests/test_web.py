@@ -385,9 +385,20 @@ def test_event_links_to_record_history(client, log_db):
     with psycopg.connect(log_db) as connection:
         [insert] = events(connection, where="entity_type = 'public.Order' AND action = 'INSERT'")
     html = client.get(f"/events/{insert['id']}").text
-    link = re.search(r'href="/\?(table=[^"]+)">History of this record', html).group(1).replace("&amp;", "&")
-    assert link == "table=%22public%22.%22Order%22&entity=10"
-    assert len(shown_event_ids(client.get("/?" + link).text)) == 2
+    link = re.search(r'href="/history\?(table=[^"]+)">History of this record', html).group(1).replace("&amp;", "&")
+    assert link == "table=public.Order&entity=10"
+    history = client.get("/history?" + link)
+    assert history.status_code == 200
+    assert re.findall(r'<span class="badge action-(\w+)">', history.text) == ["insert", "delete"]
+    listed = re.search(r'href="/\?(table=[^"]+)">Show in the event list', history.text).group(1).replace("&amp;", "&")
+    assert listed == "table=%22public%22.%22Order%22&entity=10"
+    assert len(shown_event_ids(client.get("/?" + listed).text)) == 2
+
+
+def test_history_page_without_record_is_rejected(client):
+    response = client.get("/history?table=public.Order")
+    assert response.status_code == 400
+    assert "needs table and entity" in error_message(response.text)
 
 
 # Dashboard

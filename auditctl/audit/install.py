@@ -132,6 +132,9 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         stored_rules = {} if fresh else load_rules(connection, schema)
         for table, column, rule in given_rules:
             stored_rules.setdefault((table.schema, table.name), {})[column] = rule
+        if not dry_run and not fresh:
+            # First, so that a table dropped and created again can take its old function name.
+            result.forgotten = _forget_dropped_tables(connection, schema)
         current = {} if fresh else _installed_triggers(connection, schema)
         registered = {} if fresh else _registered_functions(connection, schema)
 
@@ -160,7 +163,6 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             if progress:
                 progress(table.entity_type)
         if not dry_run:
-            result.forgotten = _forget_dropped_tables(connection, schema)
             _record(connection, schema, "AUDIT_INSTALL", {
                 "installed": [t.entity_type for t in result.installed],
                 "unchanged": len(result.unchanged),

@@ -131,6 +131,7 @@ def create_app(config: WebConfig) -> Starlette:
     routes = [
         Route("/", pages.events_page),
         Route("/events/{event_id}", pages.event_page),
+        Route("/history", pages.history_page),
         Route("/export", pages.export),
         Route("/login", login.login_form, methods=["GET"]),
         Route("/login", login.login_submit, methods=["POST"]),

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from ..audit import browse
+from ..audit.history import entity_history
 from ..audit.query import EventFilter, stream_csv, stream_jsonl
 from ..audit.schema import require_installed
 from ..errors import AuditctlError
@@ -129,6 +130,35 @@ def history_query(event) -> str | None:
     return urlencode(pairs)
 
 
+def record_history_query(event) -> str | None:
+    """Return the URL query of the history page of this event's record, or None for events of no record."""
+    if not event.entity_type or event.entity_id is None:
+        return None
+    return urlencode([("table", event.entity_type), ("entity", event.entity_id)])
+
+
+def _load_history(config, entity_type: str, entity_id: str):
+    with read_only_connection(config.dsn) as connection:
+        return entity_history(connection, config.schema, entity_type, entity_id)
+
+
+async def history_page(request: Request) -> Response:
+    """Render the life of one record as a timeline, oldest event first."""
+    await authenticate(request)
+    entity_type = request.query_params.get("table", "")
+    entity_id = request.query_params.get("entity", "")
+    if not entity_type or not entity_id or len(entity_type) > 300 or len(entity_id) > 1000:
+        raise WebError(400, _("Invalid record"),
+                       _("Open a record's history from one of its events: the address needs table and entity."))
+    history = await run_in_threadpool(_load_history, request.app.state.config, entity_type, entity_id)
+    entries = [(entry.event, formatting.change_lines(entry.event, shorten=False)) for entry in history.entries]
+    list_query = urlencode([("table", browse.quote_entity_type(entity_type)), ("entity", entity_id)])
+    response = render(request, "history.html", {
+        "history": history, "entries": entries, "list_query": list_query,
+    })
+    return apply_session(request, response)
+
+
 async def event_page(request: Request) -> Response:
     """Render one event with its old and new values side by side."""
     await authenticate(request)
@@ -144,7 +174,8 @@ async def event_page(request: Request) -> Response:
     response = render(request, "event.html", {
         "event": event, "lines": formatting.change_lines(event, shorten=False),
         "details": formatting.pretty_json(event.details) if event.details else None,
-        "history_query": history_query(event), "back_query": request.url.query,
+        "history_query": history_query(event), "record_history_query": record_history_query(event),
+        "back_query": request.url.query,
     })
     return apply_session(request, response)
 

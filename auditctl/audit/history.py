@@ -1,0 +1,89 @@
+"""The life of one record: its events, oldest first, with each field's change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from .query import Event
+from .records import RecordKey, find_current_table, record_events, resolve_record
+from .schema import require_installed
+
+# Marks a field that had no value on one side: before an INSERT, after a DELETE.
+ABSENT: Any = None
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One column of one event: its value before and after."""
+
+    column: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of the record, with the fields it changed."""
+
+    event: Event
+    changes: list[FieldChange]
+
+
+@dataclass(frozen=True)
+class RecordHistory:
+    """Every event of one record, oldest first."""
+
+    record: RecordKey
+    entries: list[HistoryEntry]
+
+    @property
+    def exists_now(self) -> bool | None:
+        """Whether the last row event left the row in place; None without row events."""
+        for entry in reversed(self.entries):
+            if entry.event.action in ("INSERT", "UPDATE"):
+                return True
+            if entry.event.action == "DELETE":
+                return False
+        return None
+
+
+def field_changes(event: Event) -> list[FieldChange]:
+    """List the fields an event changed: every column for INSERT and DELETE, the changed ones for UPDATE."""
+    if event.action == "INSERT":
+        return [FieldChange(column, ABSENT, value) for column, value in (event.new or {}).items()]
+    if event.action == "DELETE":
+        return [FieldChange(column, value, ABSENT) for column, value in (event.old or {}).items()]
+    if event.action == "UPDATE":
+        old = event.old or {}
+        return [FieldChange(column, old.get(column), value) for column, value in (event.new or {}).items()]
+    return []
+
+
+def record_history(connection: psycopg.Connection, schema: str, table_name: str,
+                   key_values: list[str]) -> RecordHistory:
+    """Return the history of the record of ``table_name`` whose primary key is ``key_values``.
+
+    ``key_values`` are the ID arguments of ``auditctl history``: one value
+    per key column, or one JSON array. Events of tables dropped since are
+    found by name as well.
+    """
+    record = resolve_record(connection, schema, table_name, key_values)
+    entries = [HistoryEntry(event, field_changes(event)) for event in record_events(connection, schema, record)]
+    return RecordHistory(record, entries)
+
+
+# Most events one history page lists; the oldest are kept, so a record's
+# creation always shows.
+MAX_HISTORY_EVENTS = 1000
+
+
+def entity_history(connection: psycopg.Connection, schema: str, entity_type: str, entity_id: str,
+                   limit: int = MAX_HISTORY_EVENTS) -> RecordHistory:
+    """Return the history of a record named exactly as events store it, as the web page links to it."""
+    require_installed(connection, schema)
+    record = RecordKey(entity_type, entity_id, find_current_table(connection, schema, entity_type))
+    events = record_events(connection, schema, record)[:limit]
+    return RecordHistory(record, [HistoryEntry(event, field_changes(event)) for event in events])

@@ -1,0 +1,236 @@
+"""One audited record: its table, its key as events store it, and its events.
+
+A record is named by ``schema.table`` and its primary key values, never by
+OIDs, so the same name finds its events after pg_dump and restore and after
+the table is dropped and created again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from ..errors import EventNotFoundError, InvalidArgumentError, TableNotFoundError
+from ..i18n import _
+from .catalog import Table, list_tables
+from .query import SELECT_EVENTS, Event, entity_types_for
+from .schema import require_installed
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    """A record as events name it: ``entity_type`` and the stored ``entity_id`` text."""
+
+    entity_type: str
+    entity_id: str
+    # The table as it exists now, or None when it was dropped since.
+    table: Table | None
+    # Every text form of this key found in the log, entity_id included: see
+    # _session_dependent_ids().
+    stored_ids: tuple[str, ...] = ()
+
+    @property
+    def entity_ids(self) -> list[str]:
+        """Return the entity_id texts that name this record in the log."""
+        return list(dict.fromkeys([self.entity_id, *self.stored_ids]))
+
+
+def parse_key_values(values: list[str]) -> list[str]:
+    """Turn ID arguments into key values as text.
+
+    One argument that starts with ``[`` is read as a JSON array of the key
+    values, such as ``["pr00000010", 5]``. Otherwise each argument is one
+    key value.
+    """
+    if not values:
+        raise InvalidArgumentError(_("Missing record id: give the primary key value, or one value per key column."))
+    if len(values) > 1 or not values[0].lstrip().startswith("["):
+        return list(values)
+    try:
+        parsed = json.loads(values[0])
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(
+            _("Invalid record id {value!r}: {error}. Give a JSON array such as '[\"pr00000010\", 5]'.")
+            .format(value=values[0], error=exc.msg)) from None
+    if not isinstance(parsed, list) or not parsed:
+        raise InvalidArgumentError(
+            _("Invalid record id {value!r}: expected a non-empty JSON array of key values.").format(value=values[0]))
+    texts = []
+    for item in parsed:
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            texts.append(json.dumps(item))
+        else:
+            raise InvalidArgumentError(
+                _("Invalid record id {value!r}: key values must be strings or numbers.").format(value=values[0]))
+    return texts
+
+
+def find_current_table(connection: psycopg.Connection, schema: str, entity_type: str) -> Table | None:
+    """Return the table that an entity type names now, or None when it no longer exists."""
+    for table in list_tables(connection, schema):
+        if table.entity_type == entity_type:
+            return table
+    return None
+
+
+def resolve_record(connection: psycopg.Connection, schema: str, table_name: str, values: list[str]) -> RecordKey:
+    """Find the entity type and the stored entity id of one record.
+
+    The id text is computed by the server with the expression the triggers
+    use, from the values cast to the key columns' types, so ``5`` and
+    ``"5"`` both find an integer key. For a table dropped since, single
+    keys match as typed and composite keys match element by element.
+    """
+    require_installed(connection, schema)
+    key_values = parse_key_values(values)
+    entity_types = entity_types_for(connection, schema, [table_name])
+    if len(entity_types) > 1:
+        raise TableNotFoundError(
+            _("Table name {name!r} is ambiguous ({choices}); qualify it as SCHEMA.TABLE.")
+            .format(name=table_name, choices=", ".join(entity_types)))
+    entity_type = entity_types[0]
+    table = find_current_table(connection, schema, entity_type)
+    if table is None:
+        return RecordKey(entity_type, _stored_id_of_dropped_table(connection, schema, entity_type, key_values), None)
+    if not table.has_primary_key:
+        raise InvalidArgumentError(
+            _("Table {table} has no primary key, so its events name no record; use `auditctl query --table` instead.")
+            .format(table=entity_type))
+    if len(key_values) != len(table.key_columns):
+        raise InvalidArgumentError(
+            _("Table {table} has a primary key of {count} column(s) ({columns}); give {count} value(s), "
+              "or one JSON array such as '[\"a\", 5]'.")
+            .format(table=entity_type, count=len(table.key_columns), columns=", ".join(table.key_columns)))
+    entity_id = stored_entity_id(connection, table, key_values)
+    return RecordKey(entity_type, entity_id, table,
+                     _session_dependent_ids(connection, schema, table, key_values))
+
+
+def key_record_json(table: Table, key_values: list[Any]) -> Jsonb:
+    """Return the key values as a JSON object keyed by column, for jsonb_populate_record()."""
+    return Jsonb(dict(zip(table.key_columns, key_values, strict=True)))
+
+
+def stored_entity_id(connection: psycopg.Connection, table: Table, key_values: list[str]) -> str:
+    """Compute the entity_id text that the triggers store for these key values."""
+    columns = [sql.SQL("k.{}").format(sql.Identifier(column)) for column in table.key_columns]
+    if len(columns) == 1:
+        expression = sql.SQL("{}::text").format(columns[0])
+    else:
+        expression = sql.SQL("pg_catalog.jsonb_build_array({})::text").format(sql.SQL(", ").join(columns))
+    statement = sql.SQL("SELECT {} FROM pg_catalog.jsonb_populate_record(NULL::{}, %s) AS k").format(
+        expression, sql.Identifier(table.schema, table.name))
+    try:
+        with connection.transaction():
+            return connection.execute(statement, (key_record_json(table, key_values),)).fetchone()[0]
+    except psycopg.DataError as exc:
+        raise InvalidArgumentError(
+            _("Invalid key value for {table}: {error}").format(table=table.entity_type,
+                                                               error=str(exc).splitlines()[0])) from None
+
+
+# Key types whose text form depends on session settings (TimeZone, DateStyle,
+# IntervalStyle): date/time and timespan categories of pg_type.
+_SESSION_DEPENDENT_TYPES = """
+SELECT EXISTS (
+    SELECT FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = %s AND a.attname = ANY(%s) AND t.typcategory IN ('D', 'T'))
+"""
+
+
+def _session_dependent_ids(connection: psycopg.Connection, schema: str, table: Table,
+                           key_values: list[str]) -> tuple[str, ...]:
+    """Find stored ids of this key written in other text forms, such as in another TimeZone.
+
+    The triggers store a timestamptz key as text in the writer's TimeZone, so
+    the id computed in this session may differ from the stored one. Such
+    keys are compared as typed values, which scans the table's events.
+    """
+    if not connection.execute(_SESSION_DEPENDENT_TYPES, (table.oid, list(table.key_columns))).fetchone()[0]:
+        return ()
+    if len(table.key_columns) == 1:
+        stored_key = sql.SQL("pg_catalog.jsonb_build_object(%s::text, e.entity_id)")
+    else:
+        stored_key = sql.SQL("""(SELECT pg_catalog.jsonb_object_agg(c.name, x.value)
+            FROM pg_catalog.jsonb_array_elements(e.entity_id::jsonb) WITH ORDINALITY AS x(value, n)
+            JOIN pg_catalog.unnest(%s::text[]) WITH ORDINALITY AS c(name, n) USING (n))""")
+    match = sql.SQL(" AND ").join(sql.SQL("s.{column} = g.{column}").format(column=sql.Identifier(column))
+                                  for column in table.key_columns)
+    statement = sql.SQL("""
+        SELECT DISTINCT e.entity_id
+        FROM {audit}.events AS e,
+             pg_catalog.jsonb_populate_record(NULL::{table}, {stored_key}) AS s,
+             pg_catalog.jsonb_populate_record(NULL::{table}, %s) AS g
+        WHERE e.entity_type = %s AND e.entity_id IS NOT NULL AND {match}""").format(
+        audit=sql.Identifier(schema), table=sql.Identifier(table.schema, table.name), stored_key=stored_key,
+        match=match)
+    key_name = table.key_columns[0] if len(table.key_columns) == 1 else list(table.key_columns)
+    rows = connection.execute(statement, (key_name, key_record_json(table, key_values), table.entity_type))
+    return tuple(row[0] for row in rows.fetchall())
+
+
+def _stored_id_of_dropped_table(connection: psycopg.Connection, schema: str, entity_type: str,
+                                key_values: list[str]) -> str:
+    if len(key_values) == 1:
+        return key_values[0]
+    # Without the table there are no key types, so compare the stored JSON
+    # array element by element as text.
+    statement = sql.SQL("""
+        SELECT DISTINCT entity_id FROM {}.events
+        WHERE entity_type = %s AND entity_id LIKE '[%%'
+          AND ARRAY(SELECT e FROM pg_catalog.jsonb_array_elements_text(entity_id::jsonb) AS e) = %s::text[]
+        """).format(sql.Identifier(schema))
+    rows = connection.execute(statement, (entity_type, key_values)).fetchall()
+    if rows:
+        return rows[0][0]
+    return json.dumps(key_values, ensure_ascii=False)
+
+
+def record_events(connection: psycopg.Connection, schema: str, record: RecordKey) -> list[Event]:
+    """Return every event of one record in the order they were written.
+
+    Ordered by id, not occurred_at: a statement that waited for the row's
+    lock writes after a change that started later, and ids follow the writes.
+    """
+    statement = sql.SQL(SELECT_EVENTS + " ORDER BY id").format(
+        audit=sql.Identifier(schema), where=sql.SQL("WHERE entity_type = %s AND entity_id = ANY(%s)"))
+    with connection.cursor(row_factory=class_row(Event)) as cursor:
+        cursor.execute(statement, (record.entity_type, record.entity_ids))
+        return cursor.fetchall()
+
+
+def load_event(connection: psycopg.Connection, schema: str, event_id: int) -> Event:
+    """Return one event by id; raise EventNotFoundError when there is none."""
+    require_installed(connection, schema)
+    statement = sql.SQL(SELECT_EVENTS).format(audit=sql.Identifier(schema), where=sql.SQL("WHERE id = %s"))
+    with connection.cursor(row_factory=class_row(Event)) as cursor:
+        cursor.execute(statement, (event_id,))
+        event = cursor.fetchone()
+    if event is None:
+        raise EventNotFoundError(
+            _("Event {id} is not in the audit log. Find event ids with `auditctl query` or `auditctl history`.")
+            .format(id=event_id))
+    return event
+
+
+def transaction_events(connection: psycopg.Connection, schema: str, transaction_id: int) -> list[Event]:
+    """Return the events of one database transaction, oldest first."""
+    require_installed(connection, schema)
+    statement = sql.SQL(SELECT_EVENTS + " ORDER BY id").format(
+        audit=sql.Identifier(schema), where=sql.SQL("WHERE transaction_id = %s"))
+    with connection.cursor(row_factory=class_row(Event)) as cursor:
+        cursor.execute(statement, (transaction_id,))
+        events = cursor.fetchall()
+    if not events:
+        raise EventNotFoundError(
+            _("Transaction {id} has no events in the audit log. Find transaction ids with "
+              "`auditctl query --format json`.").format(id=transaction_id))
+    return events

@@ -1,0 +1,330 @@
+"""Undo row changes from the audit log: one event, or a whole transaction.
+
+Values go back through ``jsonb_populate_record()`` against the table's own
+row type, so the server parses each value with the column's type (enums,
+domains, arrays, bytea, numeric, timestamps) exactly as it does for input.
+Every statement is composed with ``psycopg.sql``. A revert runs in one
+transaction: a conflict in any event leaves every table as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ..errors import RevertConflictError, RevertRefusedError
+from ..i18n import _
+from .catalog import Table, list_tables
+from .events import log_event
+from .query import Event
+from .records import key_record_json, load_event, transaction_events
+from .redact import REDACTED_MARKER
+from .rules import MASK_MARKER, Rule, load_rules
+
+logger = logging.getLogger(__name__)
+
+REVERTIBLE_ACTIONS = ("INSERT", "UPDATE", "DELETE")
+_HASH_PREFIX = "hmac-sha256:"
+
+_COLUMNS_QUERY = """
+SELECT a.attname, a.attgenerated <> '', a.attidentity = 'a'
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+@dataclass(frozen=True)
+class RevertStep:
+    """One reverted event: the statement that undid it and the columns it wrote or checked."""
+
+    event_id: int
+    action: str
+    entity_type: str
+    entity_id: str
+    # INSERT re-creates a deleted row, UPDATE restores old values, DELETE removes an inserted row.
+    statement: str
+    columns: list[str]
+
+
+@dataclass
+class RevertResult:
+    """Outcome of a revert: its steps, in the order they ran, and the REVERT event."""
+
+    steps: list[RevertStep] = field(default_factory=list)
+    revert_event_id: int | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class _Column:
+    generated: bool
+    identity_always: bool
+
+
+def revert_event(connection: psycopg.Connection, schema: str, event_id: int, *, user_id: str | None,
+                 dry_run: bool = False) -> RevertResult:
+    """Restore the row as it was before one event, after checking it has not changed since."""
+    event = load_event(connection, schema, event_id)
+    details = {"reverted_event_ids": [event.id]}
+    return _revert(connection, schema, [event], user_id=user_id, dry_run=dry_run, details=details,
+                   entity=(event.entity_type, event.entity_id))
+
+
+def revert_transaction(connection: psycopg.Connection, schema: str, transaction_id: int, *, user_id: str | None,
+                       dry_run: bool = False) -> RevertResult:
+    """Undo every row change of one database transaction, newest first.
+
+    Application events of the transaction (LOGIN, EXPORT and the like) are
+    left alone, since there is nothing to undo in a table.
+    """
+    events = [event for event in transaction_events(connection, schema, transaction_id)
+              if event.action in REVERTIBLE_ACTIONS or event.action == "TRUNCATE"]
+    if not events:
+        raise RevertRefusedError(
+            _("Transaction {id} changed no rows, so there is nothing to revert.").format(id=transaction_id))
+    details = {"reverted_event_ids": [event.id for event in events], "transaction_id": transaction_id}
+    return _revert(connection, schema, list(reversed(events)), user_id=user_id, dry_run=dry_run, details=details,
+                   entity=(None, None))
+
+
+def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *, user_id: str | None,
+            dry_run: bool, details: dict[str, Any], entity: tuple[str | None, str | None]) -> RevertResult:
+    tables = {table.entity_type: table for table in list_tables(connection, schema)}
+    rules = load_rules(connection, schema)
+    for event in events:
+        _check_revertible(event, tables, rules)
+
+    result = RevertResult(dry_run=dry_run)
+    conflicts: list[str] = []
+    try:
+        with connection.transaction():
+            # The row changes of the revert are recorded by the triggers under this user.
+            connection.execute("SELECT pg_catalog.set_config('auditctl.user_id', %s, true)", (user_id or "",))
+            for step, conflict in _apply_in_order(connection, tables, events):
+                if conflict:
+                    conflicts.append(conflict)
+                else:
+                    result.steps.append(step)
+            if conflicts:
+                raise RevertConflictError(
+                    _("Nothing was reverted, because the rows changed since: {conflicts}. "
+                      "Check them with `auditctl history`.").format(conflicts="; ".join(conflicts)))
+            revert_event_id = log_event(connection, schema, "REVERT", user_id=user_id,
+                                        entity_type=entity[0], entity_id=entity[1], details=details)
+            if dry_run:
+                raise psycopg.Rollback()
+            result.revert_event_id = revert_event_id
+    except psycopg.IntegrityError as exc:
+        raise RevertConflictError(
+            _("Nothing was reverted, because the database rejected a restored row: {error}")
+            .format(error=str(exc).splitlines()[0])) from None
+    for step in result.steps:
+        logger.info("reverted event %s on %s %s (%s)%s", step.event_id, step.entity_type, step.entity_id,
+                    step.statement, " (dry run, rolled back)" if dry_run else "")
+    return result
+
+
+def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
+                    events: list[Event]) -> list[tuple[RevertStep | None, str | None]]:
+    """Revert events newest first, postponing those that a foreign key rejects for now.
+
+    A cascade delete records the parent's DELETE before its children's, so
+    reversed log order would re-insert a child before its parent. Each event
+    runs in a savepoint. An event that violates a foreign key is retried
+    after the others, and so are the older events of the same row, so each
+    row's own changes still run in reverse order. When a pass makes no
+    progress, the last foreign key error is raised.
+    """
+    outcomes: list[tuple[RevertStep | None, str | None]] = []
+    # Rows with a conflict: their older events would only report it again.
+    conflicted_rows: set[tuple[str, str]] = set()
+    pending = events
+    while pending:
+        postponed: list[Event] = []
+        blocked_rows: set[tuple[str, str]] = set()
+        last_error: psycopg.errors.ForeignKeyViolation | None = None
+        for event in pending:
+            row = (event.entity_type, event.entity_id)
+            if row in conflicted_rows:
+                continue
+            if row in blocked_rows:
+                postponed.append(event)
+                continue
+            try:
+                with connection.transaction():
+                    outcome = _revert_one(connection, tables[event.entity_type], event)
+            except psycopg.errors.ForeignKeyViolation as exc:
+                last_error = exc
+                postponed.append(event)
+                blocked_rows.add(row)
+                continue
+            if outcome[1] is not None:
+                conflicted_rows.add(row)
+            outcomes.append(outcome)
+        if len(postponed) == len(pending):
+            raise last_error
+        pending = postponed
+    return outcomes
+
+
+def _check_revertible(event: Event, tables: dict[str, Table], rules: dict) -> None:
+    """Raise RevertRefusedError when no check of the current row could make this event revertible."""
+    if event.action == "TRUNCATE":
+        raise RevertRefusedError(
+            _("Event {id} is a TRUNCATE of {table}; the log does not hold the removed rows, so it cannot be "
+              "reverted.").format(id=event.id, table=event.entity_type))
+    if event.action not in REVERTIBLE_ACTIONS:
+        raise RevertRefusedError(
+            _("Event {id} is {action}, not a row change; only INSERT, UPDATE and DELETE events can be reverted.")
+            .format(id=event.id, action=event.action))
+    if event.entity_id is None:
+        raise RevertRefusedError(
+            _("Event {id} is on {table}, which had no primary key, so the row cannot be found safely. "
+              "Restore it by hand from `auditctl query --format json`.").format(id=event.id, table=event.entity_type))
+    table = tables.get(event.entity_type)
+    if table is None:
+        raise RevertRefusedError(
+            _("Event {id} is on {table}, which no longer exists. Create the table again first.")
+            .format(id=event.id, table=event.entity_type))
+    if not table.has_primary_key:
+        raise RevertRefusedError(
+            _("Event {id} is on {table}, which now has no primary key, so the row cannot be found safely.")
+            .format(id=event.id, table=event.entity_type))
+    # Values the revert writes back must be real values, not markers.
+    restored = event.old if event.action in ("UPDATE", "DELETE") else {}
+    for column, value in (restored or {}).items():
+        reason = _protected_reason(value)
+        if reason:
+            raise RevertRefusedError(
+                _("Event {id} cannot be reverted: column {column} of {table} was stored {reason}, so its old value "
+                  "is unknown.").format(id=event.id, column=column, table=event.entity_type, reason=reason))
+    if event.action == "DELETE":
+        table_rules = rules.get((table.schema, table.name), {})
+        for column in table.columns:
+            if column not in event.old and table_rules.get(column) is Rule.EXCLUDE:
+                raise RevertRefusedError(
+                    _("Event {id} cannot be reverted: column {column} of {table} is excluded from the audit log, "
+                      "so the deleted row is incomplete.").format(id=event.id, column=column, table=event.entity_type))
+
+
+def _protected_reason(value: Any) -> str | None:
+    if value == MASK_MARKER:
+        return _("masked")
+    if value == REDACTED_MARKER:
+        return _("redacted")
+    if isinstance(value, str) and value.startswith(_HASH_PREFIX):
+        return _("as a keyed hash")
+    if isinstance(value, dict) and set(value) == {"bytes", "sha256"}:
+        # bytea values and long text are kept as size and hash only.
+        return _("as its size and SHA-256")
+    return None
+
+
+def _key_values(table: Table, event: Event) -> list[Any]:
+    if len(table.key_columns) == 1:
+        return [event.entity_id]
+    values = json.loads(event.entity_id)
+    if not isinstance(values, list) or len(values) != len(table.key_columns):
+        raise RevertRefusedError(
+            _("Event {id} names row {key} of {table}, which does not match its current primary key ({columns}).")
+            .format(id=event.id, key=event.entity_id, table=event.entity_type, columns=", ".join(table.key_columns)))
+    return values
+
+
+def _columns(connection: psycopg.Connection, table: Table) -> dict[str, _Column]:
+    rows = connection.execute(_COLUMNS_QUERY, (table.oid,)).fetchall()
+    return {name: _Column(generated, identity) for name, generated, identity in rows}
+
+
+def _revert_one(connection: psycopg.Connection, table: Table, event: Event) -> tuple[RevertStep | None, str | None]:
+    """Revert one event inside the caller's transaction; return its step, or a conflict message."""
+    target = sql.Identifier(table.schema, table.name)
+    key = key_record_json(table, _key_values(table, event))
+    key_match = sql.SQL(" AND ").join(
+        sql.SQL("t.{column} = k.{column}").format(column=sql.Identifier(column)) for column in table.key_columns)
+    columns = _columns(connection, table)
+    recorded = event.new if event.action in ("INSERT", "UPDATE") else event.old
+    missing = [column for column in recorded if column not in columns]
+    if missing:
+        return None, _("event {id}: column {column} of {table} no longer exists").format(
+            id=event.id, column=missing[0], table=event.entity_type)
+
+    if event.action == "DELETE":
+        conflict = _check_absent(connection, target, key, key_match, event)
+        if conflict:
+            return None, conflict
+        written = [column for column in event.old if not columns[column].generated]
+        names = sql.SQL(", ").join(sql.Identifier(column) for column in written)
+        values = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(column)) for column in written)
+        connection.execute(sql.SQL(
+            "INSERT INTO {target} ({names}) OVERRIDING SYSTEM VALUE "
+            "SELECT {values} FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS r").format(
+                target=target, names=names, values=values), (Jsonb(event.old),))
+        return RevertStep(event.id, event.action, event.entity_type, event.entity_id, "INSERT", written), None
+
+    # INSERT and UPDATE: the row must still hold the values the event wrote.
+    compared = {column: value for column, value in event.new.items() if _protected_reason(value) is None}
+    conflict = _check_unchanged(connection, target, key, key_match, event, compared)
+    if conflict:
+        return None, conflict
+    if event.action == "INSERT":
+        connection.execute(sql.SQL(
+            "DELETE FROM {target} AS t USING pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS k "
+            "WHERE {key_match}").format(target=target, key_match=key_match), (key,))
+        return RevertStep(event.id, event.action, event.entity_type, event.entity_id, "DELETE", list(compared)), None
+
+    written = [column for column in event.old if not columns[column].generated]
+    identity = [column for column in written if columns[column].identity_always]
+    if identity:
+        return None, _("event {id}: column {column} of {table} is GENERATED ALWAYS AS IDENTITY and cannot be "
+                       "set back by UPDATE").format(id=event.id, column=identity[0], table=event.entity_type)
+    assignments = sql.SQL(", ").join(sql.SQL("{column} = o.{column}").format(column=sql.Identifier(column))
+                                     for column in written)
+    connection.execute(sql.SQL(
+        "UPDATE {target} AS t SET {assignments} "
+        "FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS o, "
+        "pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS k WHERE {key_match}").format(
+            target=target, assignments=assignments, key_match=key_match), (Jsonb(event.old), key))
+    return RevertStep(event.id, event.action, event.entity_type, event.entity_id, "UPDATE", written), None
+
+
+def _check_absent(connection: psycopg.Connection, target: sql.Composable, key: Jsonb, key_match: sql.Composable,
+                  event: Event) -> str | None:
+    exists = connection.execute(sql.SQL(
+        "SELECT EXISTS (SELECT FROM {target} AS t, pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS k "
+        "WHERE {key_match})").format(target=target, key_match=key_match), (key,)).fetchone()[0]
+    if exists:
+        return _("event {id}: row {key} of {table} exists again").format(
+            id=event.id, key=event.entity_id, table=event.entity_type)
+    return None
+
+
+def _check_unchanged(connection: psycopg.Connection, target: sql.Composable, key: Jsonb, key_match: sql.Composable,
+                     event: Event, compared: dict[str, Any]) -> str | None:
+    # Both sides go through the row type and to_jsonb() in this session, so
+    # timestamps and numbers compare equal whatever TimeZone or formatting the
+    # writer's session had.
+    row = connection.execute(sql.SQL(
+        "SELECT pg_catalog.to_jsonb(t), pg_catalog.to_jsonb(e) "
+        "FROM {target} AS t, pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS k, "
+        "pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS e "
+        "WHERE {key_match} FOR UPDATE OF t").format(target=target, key_match=key_match),
+        (key, Jsonb(compared))).fetchone()
+    if row is None:
+        return _("event {id}: row {key} of {table} no longer exists").format(
+            id=event.id, key=event.entity_id, table=event.entity_type)
+    current, expected = row
+    for column in compared:
+        if current.get(column) != expected.get(column):
+            return _("event {id}: {table} {key} column {column} is now {current}, the event set {expected}").format(
+                id=event.id, table=event.entity_type, key=event.entity_id, column=column,
+                current=json.dumps(current.get(column), ensure_ascii=False)[:80],
+                expected=json.dumps(expected.get(column), ensure_ascii=False)[:80])
+    return None

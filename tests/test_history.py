@@ -1,0 +1,140 @@
+"""auditctl history: the life of one record, found by table and key values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from auditctl.audit.history import record_history
+from auditctl.audit.install import install
+from auditctl.errors import InvalidArgumentError
+from helpers import as_app_user
+
+
+@pytest.fixture
+def shop(db):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE customer (id integer PRIMARY KEY, name text NOT NULL, balance numeric);
+            CREATE TABLE "Work Stage" ("productId" text, "stageNo" integer, title text,
+                                       PRIMARY KEY ("productId", "stageNo"));
+            CREATE TABLE link (a integer NOT NULL);
+        """)
+        install(connection, "audit", [], use_all=True)
+        as_app_user(connection, "u-1", None, "INSERT INTO customer VALUES (1, 'Анна', 10)")
+        as_app_user(connection, "u-2", None, "UPDATE customer SET name = 'Анна К.', balance = 12 WHERE id = 1")
+        as_app_user(connection, "u-3", None, "DELETE FROM customer WHERE id = 1")
+        connection.execute("INSERT INTO customer VALUES (2, 'other', NULL)")
+        connection.execute("""INSERT INTO "Work Stage" VALUES ('pr00000010', 5, 'Сварка'), ('pr00000010', 6, 'x')""")
+        connection.execute("""UPDATE "Work Stage" SET title = 'Покраска' WHERE "stageNo" = 5""")
+    return db
+
+
+def test_history_follows_insert_update_delete(shop):
+    with shop.connect() as connection:
+        history = record_history(connection, "audit", "customer", ["1"])
+    assert [entry.event.action for entry in history.entries] == ["INSERT", "UPDATE", "DELETE"]
+    assert [entry.event.user_id for entry in history.entries] == ["u-1", "u-2", "u-3"]
+    update = history.entries[1]
+    assert {(c.column, c.old, c.new) for c in update.changes} == {("name", "Анна", "Анна К."), ("balance", 10, 12)}
+    assert {(c.column, c.old, c.new) for c in history.entries[2].changes} == {
+        ("id", 1, None), ("name", "Анна К.", None), ("balance", 12, None)}
+    assert history.exists_now is False
+
+
+@pytest.mark.parametrize("key", [['["pr00000010", 5]'], ["pr00000010", "5"]], ids=["json-array", "values"])
+def test_history_composite_key(shop, key):
+    with shop.connect() as connection:
+        history = record_history(connection, "audit", '"Work Stage"', key)
+    assert history.record.entity_id == '["pr00000010", 5]'
+    assert [entry.event.action for entry in history.entries] == ["INSERT", "UPDATE"]
+
+
+def test_history_cli_json(shop, cli):
+    result = cli("history", "customer", "1", "--format", "json", dsn=shop.dsn)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["entity_type"] == "public.customer"
+    assert [event["action"] for event in data["events"]] == ["INSERT", "UPDATE", "DELETE"]
+    assert {"column": "name", "old": "Анна", "new": "Анна К."} in data["events"][1]["changes"]
+
+
+def test_history_cli_table(shop, cli):
+    result = cli("history", "Work Stage", '["pr00000010", 5]', dsn=shop.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert "Сварка" in result.stdout
+    assert "Покраска" in result.stdout
+    assert "UPDATE" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["customer", "1", "2"], "primary key of 1 column"),
+    (["customer", "abc"], "Invalid key value"),
+    (["Work Stage", "[1,"], "Invalid record id"),
+    (["nosuch", "1"], "not found"),
+    (["link", "1"], "no primary key"),
+], ids=["too-many-values", "wrong-type", "bad-json", "unknown-table", "no-key"])
+def test_history_bad_input_one_line(shop, cli, args, message):
+    result = cli("history", *args, dsn=shop.dsn)
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_history_after_drop_and_recreate(shop):
+    with shop.connect() as connection:
+        connection.execute('DROP TABLE "Work Stage"')
+        dropped = record_history(connection, "audit", '"Work Stage"', ["pr00000010", "5"])
+        assert dropped.record.table is None
+        assert [entry.event.action for entry in dropped.entries] == ["INSERT", "UPDATE"]
+        connection.execute("""CREATE TABLE "Work Stage" ("productId" text, "stageNo" integer, title text,
+                                                         PRIMARY KEY ("productId", "stageNo"))""")
+        install(connection, "audit", ['"Work Stage"'])
+        connection.execute("""INSERT INTO "Work Stage" VALUES ('pr00000010', 5, 'again')""")
+        history = record_history(connection, "audit", '"Work Stage"', ['["pr00000010", 5]'])
+    assert [entry.event.action for entry in history.entries] == ["INSERT", "UPDATE", "INSERT"]
+
+
+def test_history_survives_dump_and_restore(shop, pg):
+    if pg.bindir is None:
+        pytest.skip("pg_dump and pg_restore of the server are needed")
+    restored = pg.create_database()
+    try:
+        dump = subprocess.run([str(pg.bindir / "pg_dump"), "-Fc", "-d", shop.dsn], capture_output=True, check=True)
+        subprocess.run([str(pg.bindir / "pg_restore"), "--exit-on-error", "-d", pg.dsn_for(restored)],
+                       input=dump.stdout, capture_output=True, check=True)
+        import psycopg
+        with psycopg.connect(pg.dsn_for(restored), autocommit=True) as connection:
+            history = record_history(connection, "audit", "customer", ["1"])
+            assert [entry.event.action for entry in history.entries] == ["INSERT", "UPDATE", "DELETE"]
+            # The restored triggers keep recording under the same record key.
+            connection.execute("UPDATE customer SET name = 'after restore' WHERE id = 2")
+            later = record_history(connection, "audit", "customer", ["2"])
+        assert [entry.event.action for entry in later.entries] == ["INSERT", "UPDATE"]
+    finally:
+        pg.drop_database(restored)
+
+
+def test_history_rejects_record_without_events(shop):
+    with shop.connect() as connection:
+        history = record_history(connection, "audit", "customer", ["999"])
+    assert history.entries == []
+    with pytest.raises(InvalidArgumentError):
+        with shop.connect() as connection:
+            record_history(connection, "audit", "customer", [])
+
+
+def test_history_timestamp_key_across_time_zones(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE reading (taken_at timestamptz, sensor integer, value numeric, "
+                           "PRIMARY KEY (taken_at, sensor))")
+        install(connection, "audit", [], use_all=True)
+        connection.execute("SET TimeZone = 'Europe/Moscow'")
+        connection.execute("INSERT INTO reading VALUES ('2026-03-01 12:00+00', 7, 1.5)")
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute("UPDATE reading SET value = 2.5")
+        history = record_history(connection, "audit", "reading", ["2026-03-01 12:00:00+00", "7"])
+    assert [entry.event.action for entry in history.entries] == ["INSERT", "UPDATE"]
+    assert len(history.record.entity_ids) == 2
