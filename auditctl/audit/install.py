@@ -126,7 +126,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             for statement in (ddl_sql, policy_sql, size_sql):
                 if statement:
                     connection.execute(statement)
-            else:
+            if not ddl_sql:
                 logger.warning("role %s may not create event triggers: DDL capture is off", connection.info.user)
 
         stored_rules = {} if fresh else load_rules(connection, schema)
