@@ -68,6 +68,8 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         max_value_bytes = load_max_value_bytes(connection, schema)
     exempt = sorted({r.column for r in rules} | {column for column, rule in stored.items() if rule is Rule.KEEP})
     summarized_bytea = [column for column in table.bytea_columns if column not in exempt]
+    excluded_columns = {r.column for r in rules if r.rule is Rule.EXCLUDE}
+    diff_columns = [column for column in table.columns if column not in excluded_columns]
     function = function_name_for(table)
     # Transition tables are not allowed in inheritance trees, and a row moved
     # between partitions reaches only row-level INSERT and DELETE triggers.
@@ -94,6 +96,8 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         hashed=by_rule[Rule.HASH],
         mask_marker=quote_literal(MASK_MARKER),
         bytea_columns=_text_array(summarized_bytea) if summarized_bytea else "",
+        diff_columns=[quote_literal(column) for column in diff_columns],
+        known_minus=f" - {_text_array(diff_columns)}" if diff_columns else "",
         exempt=_text_array(exempt),
         max_value_bytes=int(max_value_bytes),
         function=quote_ident(function),
