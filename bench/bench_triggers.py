@@ -9,7 +9,8 @@ settings that shape them.
 
 The table has 10 columns; an UPDATE changes one integer column. Single-row
 throughput comes from pgbench (-M prepared) with synchronous_commit on and
-off; the bulk figure is one UPDATE of every row, timed on the client.
+off; the bulk figures are one UPDATE, one DELETE and one INSERT ... SELECT
+of every row, each timed on the client in its own transaction.
 """
 
 from __future__ import annotations
@@ -76,10 +77,20 @@ def pgbench_tps(pgbench: str, dsn: str, script: Path, clients: int, seconds: int
     return float(match.group(1))
 
 
-def bulk_update_seconds(connection: psycopg.Connection) -> float:
+BULK_STATEMENTS = {
+    "UPDATE": "UPDATE bench_item SET qty = qty + 1",
+    "DELETE": "DELETE FROM bench_item",
+    "INSERT": """INSERT INTO bench_item (id, sku, title, qty, price, weight_kg, tags)
+                 SELECT i, 'SKU-' || i, 'Изделие номер ' || i, i % 100, (i % 1000) / 10.0, i / 7.0, ARRAY['a', 'b']
+                 FROM generate_series(1, {rows}) AS i""",
+}
+
+
+def bulk_seconds(connection: psycopg.Connection, statement: str) -> float:
+    """Time one statement in its own transaction."""
     start = time.perf_counter()
     with connection.transaction():
-        connection.execute("UPDATE bench_item SET qty = qty + 1")
+        connection.execute(statement)
     return time.perf_counter() - start
 
 
@@ -116,15 +127,17 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
                 key = (mode, sync_commit)
                 results[key] = max(results.get(key, 0.0), tps)
 
-        bulk: dict[str, float] = {}
+        bulk: dict[tuple[str, str], float] = {}
         for mode in ("plain", "audited") * args.repeat:
             if mode == "audited":
                 install(connection, "audit", ["bench_item"])
             else:
                 uninstall(connection, "audit", ["bench_item"])
-            connection.execute("VACUUM bench_item")
-            seconds = bulk_update_seconds(connection)
-            bulk[mode] = min(bulk.get(mode, float("inf")), seconds)
+            # UPDATE, then DELETE every row, then INSERT them back, so the table ends as it began.
+            for action, statement in BULK_STATEMENTS.items():
+                connection.execute("VACUUM bench_item")
+                seconds = bulk_seconds(connection, statement.format(rows=int(args.rows)))
+                bulk[(mode, action)] = min(bulk.get((mode, action), float("inf")), seconds)
         event_bytes = connection.execute(
             "SELECT pg_total_relation_size('audit.events_default') + coalesce(sum(pg_total_relation_size(relid)), 0)"
             " FROM pg_partition_tree('audit.events') WHERE isleaf AND relid <> 'audit.events_default'::regclass"
@@ -140,8 +153,10 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
         plain, audited = results[("plain", sync_commit)], results[("audited", sync_commit)]
         label = f"single-row UPDATE TPS, synchronous_commit={sync_commit}"
         print(f"{label:<44}{plain:>12.0f}{audited:>12.0f}{audited / plain:>9.2f}")
-    label = f"one UPDATE of {args.rows:,} rows, seconds"
-    print(f"{label:<44}{bulk['plain']:>12.2f}{bulk['audited']:>12.2f}{bulk['audited'] / bulk['plain']:>8.2f}x")
+    for action in BULK_STATEMENTS:
+        plain, audited = bulk[("plain", action)], bulk[("audited", action)]
+        label = f"one {action} of {args.rows:,} rows, seconds"
+        print(f"{label:<44}{plain:>12.2f}{audited:>12.2f}{audited / plain:>8.2f}x")
     print(f"log size: {event_bytes / max(events, 1):.0f} bytes per event (heap and indexes, {events:,} events)")
 
 
