@@ -42,7 +42,7 @@ def pg_tool(pg, name: str) -> str:
 
 
 def newest_pg_restore(pg) -> str:
-    """The pg_restore that can read what auditctl wrote: it picks the newest pg_dump."""
+    """The pg_restore that can read what auditctl wrote: the same choice as for its pg_dump."""
     return str(find_tool("pg_restore", pg.version // 10000).path)
 
 

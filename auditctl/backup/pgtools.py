@@ -3,8 +3,9 @@
 pg_dump refuses to dump a server of a newer major version, and pg_restore
 cannot read archives of a newer pg_dump, so every tool must be at least as
 new as the server. Candidates come from PATH, ``pg_config --bindir``,
-Debian's ``/usr/lib/postgresql/*/bin`` and the pgserver wheel; the newest
-suitable one wins.
+Debian's ``/usr/lib/postgresql/*/bin`` and the pgserver wheel; the oldest
+suitable one wins, so that the server's own major version is preferred and
+the distribution's pg_restore of that version can read the archive.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def probe_tool(path: Path) -> PgTool | None:
 
 
 def find_tool(name: str, server_major: int, explicit: Path | None = None) -> PgTool:
-    """Return the newest ``name`` (pg_dump, pg_restore, pg_dumpall) whose major version >= ``server_major``.
+    """Return the oldest ``name`` (pg_dump, pg_restore, pg_dumpall) whose major version >= ``server_major``.
 
     With ``explicit`` (a configured path to the program or its folder) only
     that program is considered.
@@ -106,6 +107,6 @@ def find_tool(name: str, server_major: int, explicit: Path | None = None) -> PgT
         raise PgToolNotFoundError(
             _("No {program} of PostgreSQL {server} or newer was found (found: {found}). Install the PostgreSQL "
               "{server} client programs or set pg_bindir.").format(program=name, server=server_major, found=found))
-    best = max(suitable, key=lambda tool: tool.major)
+    best = min(suitable, key=lambda tool: tool.major)
     logger.debug("using %s (%s)", best.path, best.version_text)
     return best

@@ -15,7 +15,7 @@ from ..backup.job import run_job
 from ..backup.manifest import find_backups
 from ..backup.restore import restore_backup
 from ..backup.verify import require_file, verify_backup
-from ..errors import BackupError, DeliveryError
+from ..errors import InvalidArgumentError, BackupError, DeliveryError
 from ..i18n import _
 from .app import app
 from .options import DsnOption
@@ -96,7 +96,7 @@ def backup(
     header_file: Annotated[Path | None, typer.Option(
         "--header-file", metavar="FILE", help=_("File (mode 0600) holding the header line for --from-url."))] = None,
     mail_to: Annotated[list[str] | None, typer.Option(
-        "--mail-to", metavar="ADDRESS", help=_("Send the report to this address instead of [mail] to; "
+        "--mail-to", metavar="ADDRESS", help=_("Send the report to this address instead of \\[mail] to; "
                                                "may be repeated."))] = None,
 ) -> None:
     """Run a backup now (the command cron runs), or one of the subcommands below."""
@@ -126,6 +126,9 @@ def list_backups(
                                                  help=_("Only backups of this database."))] = None,
 ) -> None:
     settings = _settings(config, folder=folder)
+    if not settings.folder.is_dir():
+        raise InvalidArgumentError(
+            _("Backup folder {path} does not exist; check --dir or the dir setting.").format(path=settings.folder))
     render.print_backup_list(find_backups(settings.folder, database))
 
 

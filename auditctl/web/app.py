@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..audit.browse import CursorNotFoundError
 from ..db import first_line
-from ..errors import AuditctlError, ConnectionFailedError, InvalidArgumentError, NotInstalledError
+from ..errors import AuditctlError, ConnectionFailedError, InvalidArgumentError, NotInstalledError, TableNotFoundError
 from ..i18n import _
 from . import login, pages
 from .auth import LoginLimiter, SessionSigner
@@ -66,7 +66,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _auditctl_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, CursorNotFoundError):
         status, title = 404, _("Page not found")
-    elif isinstance(exc, InvalidArgumentError):
+    elif isinstance(exc, (InvalidArgumentError, TableNotFoundError)):
         status, title = 400, _("Invalid filter")
     elif isinstance(exc, (NotInstalledError, ConnectionFailedError)):
         status, title = 503, _("Audit log unavailable")
