@@ -84,7 +84,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 def main() -> None:
     """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
-    from . import audit_commands, demo_command, log_commands, serve_command  # noqa: F401  (registers the commands)
+    from . import audit_commands, demo_command, log_commands, retention_commands, serve_command  # noqa: F401  (registers the commands)
 
     try:
         app(args=hoist_global_options(sys.argv[1:]), prog_name="auditctl")
