@@ -376,6 +376,7 @@ def _print_partitions(report: StatusReport) -> None:
     table.add_column(_("Size"), justify="right")
     table.add_column(_("Next rotate"))
     candidates = set(report.rotation_candidates)
+
     for partition in report.partition_list:
         if partition.is_default:
             lower, upper = _("default"), "—"
@@ -386,6 +387,7 @@ def _print_partitions(report: StatusReport) -> None:
         table.add_row(partition.name, lower, upper, format_number(partition.rows), format_bytes(partition.bytes),
                       action)
     console.print(table)
+
     if report.keep is None:
         return
     days = int(report.keep.total_seconds() // 86400)
@@ -438,6 +440,12 @@ def print_maintenance(result: MaintainResult) -> None:
                       style="yellow", markup=False)
     if not result.created and not result.moved_rows:
         console.print(_("Partitions are up to date."))
+
+
+def print_pg_partman(partman_schema: str) -> None:
+    """Confirm that pg_partman's maintenance ran."""
+    console.print(_("Ran {schema}.run_maintenance() for the events table.").format(schema=partman_schema),
+                  markup=False)
 
 
 def print_cron(result: CronResult) -> None:

@@ -132,6 +132,17 @@ def test_maintain_rejects_bad_ahead(db, cli):
         assert partition_rows(connection) == before
 
 
+def test_maintain_pg_partman_needs_extension(db, cli):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        before = partition_rows(connection)
+    result = cli("maintain", "--pg-partman", dsn=db.dsn)
+    assert result.exit_code == 2
+    assert "pg_partman is not installed" in result.stderr
+    with db.connect() as connection:
+        assert partition_rows(connection) == before
+
+
 def test_rotate_archives_then_drops(old_log, cli, tmp_path):
     result = cli("rotate", "--keep", KEEP, "--archive-dir", str(tmp_path), dsn=old_log.dsn)
     assert result.exit_code == 0, result.stderr

@@ -1,8 +1,9 @@
 """Archive files of one partition: writing them, reading them back, and where they are stored.
 
 An archive is a data file (CSV with gzip, JSON Lines with zstd, or Parquet)
-and a manifest beside it, ``NAME.manifest.json``, with the row count, the time
-range, the sum of the event ids and the SHA-256 of the data file. Reading an
+and a manifest beside it, ``NAME.manifest.json``. The manifest contains the
+row count, the time range, the sum of the event ids and the SHA-256 of the
+data file. Reading an
 archive back recomputes all of these from the stored bytes.
 """
 
@@ -256,7 +257,7 @@ def same_time(left: str | None, right: str | None) -> bool:
 
 
 class Destination:
-    """Where archives are stored: a local folder or an S3 bucket."""
+    """Storage for archives: a local folder or an S3 bucket."""
 
     def describe(self, name: str) -> str:
         raise NotImplementedError

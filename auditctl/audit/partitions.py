@@ -67,7 +67,7 @@ class Partition:
 
 @dataclass
 class MaintainResult:
-    """What ``maintain`` created and moved."""
+    """Partitions that ``maintain`` created and rows that it moved."""
 
     created: list[str] = field(default_factory=list)
     moved_rows: int = 0
@@ -200,3 +200,33 @@ def _execute(connection: psycopg.Connection, statement: sql.Composable) -> int:
     except psycopg.Error as exc:
         raise DatabaseError(_("Partition maintenance failed: {error}").format(
             error=str(exc).splitlines()[0])) from exc
+
+
+def run_pg_partman(connection: psycopg.Connection, schema: str) -> str:
+    """Run pg_partman's maintenance for the events table instead of auditctl's own; return pg_partman's schema.
+
+    Only for databases where pg_partman is already installed and the events
+    table is registered with its ``create_parent()``; auditctl never installs
+    the extension.
+    """
+    require_installed(connection, schema)
+    row = connection.execute(
+        "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'pg_partman'").fetchone()
+    if row is None:
+        raise InvalidArgumentError(
+            _("pg_partman is not installed in this database; run maintain without --pg-partman."))
+    partman_schema = row[0]
+    parent = f"{schema}.events"
+    registered = connection.execute(
+        sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE parent_table = %s)").format(
+            sql.Identifier(partman_schema, "part_config")), (parent,)).fetchone()[0]
+    if not registered:
+        raise InvalidArgumentError(
+            _("{table} is not registered with pg_partman; register it with {partman}.create_parent() first, "
+              "or run maintain without --pg-partman.").format(table=parent, partman=partman_schema))
+    # NOTE: not tested here, because no pg_partman package is installed on the test servers.
+    _execute(connection, sql.SQL("SELECT {}(p_parent_table := {})").format(
+        sql.Identifier(partman_schema, "run_maintenance"), parent))
+    logger.info("ran %s.run_maintenance for %s", partman_schema, parent)
+    return partman_schema

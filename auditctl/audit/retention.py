@@ -4,8 +4,8 @@ A partition is dropped only after its archive was written under a scratch
 name, stored under its final name, read back in full and found to hold the
 same rows as the partition. Every step for one partition runs in one
 transaction that holds a SHARE lock on it, so no write can slip in between
-the export and the drop; any failure rolls the transaction back and keeps the
-partition.
+the export and the drop. Any failure rolls the transaction back, which keeps
+the partition.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 _KEEP = re.compile(r"^\s*(\d+)\s*([dw])\s*$")
 
-# Partitions that rotate never drops, counted from the newest one that has
-# started, whatever --keep says.
+# Number of partitions that rotate never drops, counted back from the newest
+# one that has started, whatever the keep window.
 KEEP_NEWEST = 1
 
 
@@ -60,7 +60,7 @@ class RotationCandidate:
 
 @dataclass
 class RotationOutcome:
-    """What happened to one candidate partition."""
+    """Outcome of rotating one candidate partition."""
 
     partition: str
     rows: int

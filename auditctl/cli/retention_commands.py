@@ -10,7 +10,7 @@ import typer
 from .. import render
 from ..audit.archive import ArchiveFormat, Destination, LocalDestination, S3Destination
 from ..audit.cron import DEFAULT_SCHEDULE, check_dsn_has_no_password, cron_line, install_line
-from ..audit.partitions import Interval, maintain as maintain_partitions
+from ..audit.partitions import Interval, maintain as maintain_partitions, run_pg_partman
 from ..audit.retention import parse_keep, rotate as rotate_partitions
 from ..audit.schema import DEFAULT_SCHEMA
 from ..db import connect
@@ -67,10 +67,17 @@ def rotate(
 def maintain(
     ahead: AheadOption = 3,
     interval: IntervalOption = Interval.monthly,
+    pg_partman: Annotated[bool, typer.Option(
+        "--pg-partman", help=_("Run pg_partman's maintenance instead, where pg_partman is installed and manages "
+                               "the events table."))] = False,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
     with connect(dsn) as connection:
+        if pg_partman:
+            partman_schema = run_pg_partman(connection, schema)
+            render.print_pg_partman(partman_schema)
+            return
         result = maintain_partitions(connection, schema, ahead=ahead, interval=interval)
     render.print_maintenance(result)
 
