@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from auditctl.audit.install import install  # noqa: E402
-from auditctl.audit.partitions import maintain, next_period, partition_name, period_start, Interval  # noqa: E402
+from auditctl.audit.partitions import Interval, next_period, partition_name, period_start  # noqa: E402
 from auditctl.audit.query import EventFilter, query_events  # noqa: E402
 from pgcluster import Cluster, debian_binaries, pgserver_binaries  # noqa: E402
 
@@ -204,7 +204,6 @@ def run(dsn: str, args: argparse.Namespace) -> None:
             print(f"  archive {archive.stat().st_size / 2**20:,.1f} MiB; database size "
                   f"{database_before / 2**20:,.0f} MiB -> {database_after / 2**20:,.0f} MiB, "
                   f"released {(database_before - database_after) / 2**20:,.0f} MiB")
-        maintain(connection, "audit")
 
 
 def main() -> None:

@@ -303,8 +303,17 @@ class LocalDestination(Destination):
 
     def store(self, local: Path, name: str) -> str:
         final = self.folder / name
+        # The data reaches the disk before the rename, and the rename before
+        # the caller drops the partition, so a crash cannot lose both copies.
+        with local.open("rb") as handle:
+            os.fsync(handle.fileno())
         # The scratch file sits in the same folder, so the rename is atomic.
         os.replace(local, final)
+        folder = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
         logger.info("wrote %s", final)
         return str(final)
 
