@@ -102,12 +102,13 @@ def write_archive(connection: psycopg.Connection, schema: str, partition: str, a
     The caller's transaction must be open, since named cursors live in one.
     """
     query = sql.SQL(_ROWS).format(table=sql.Identifier(schema, partition))
+    if archive_format is ArchiveFormat.csv_gz:
+        _copy_csv_gz(connection, query, path)
+        return file_sha256(path), path.stat().st_size
     with connection.cursor(name=f"auditctl_archive_{partition}") as cursor:
         cursor.itersize = _BATCH_ROWS
         cursor.execute(query)
-        if archive_format is ArchiveFormat.csv_gz:
-            _write_csv_gz(cursor, path)
-        elif archive_format is ArchiveFormat.jsonl_zst:
+        if archive_format is ArchiveFormat.jsonl_zst:
             _write_jsonl_zst(cursor, path)
         else:
             _write_parquet(cursor, path)
@@ -119,12 +120,18 @@ def _batches(cursor: psycopg.Cursor) -> Iterator[list[tuple]]:
         yield rows
 
 
-def _write_csv_gz(cursor: psycopg.Cursor, path: Path) -> None:
-    with gzip.open(path, "wt", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(EXPORT_COLUMNS)
-        for rows in _batches(cursor):
-            writer.writerows(rows)
+def _copy_csv_gz(connection: psycopg.Connection, query: sql.Composable, path: Path) -> None:
+    """Write the rows as CSV straight from COPY, compressed at gzip level 6 (the gzip tool's default)."""
+    block = bytearray()
+    with gzip.open(path, "wb", compresslevel=6) as handle, connection.cursor() as cursor:
+        handle.write((",".join(EXPORT_COLUMNS) + "\n").encode())
+        with cursor.copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query)) as copy:
+            for row in copy:
+                block += row
+                if len(block) >= 1 << 20:
+                    handle.write(block)
+                    block.clear()
+        handle.write(block)
 
 
 def _json_row(row: tuple) -> str:

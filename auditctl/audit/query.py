@@ -227,6 +227,9 @@ def _export_statement(connection: psycopg.Connection, schema: str, template: str
         limit=sql.SQL("LIMIT {}").format(limit) if limit else sql.SQL(""))
 
 
+_BLOCK_BYTES = 256 * 1024
+
+
 def stream_csv(connection: psycopg.Connection, schema: str, filters: EventFilter,
                limit: int | None = None, newest_first: bool = False, formula_safe: bool = False) -> Iterator[bytes]:
     """Yield the matching events, oldest first unless asked otherwise, as UTF-8 CSV with a header line.
@@ -245,10 +248,18 @@ def stream_csv(connection: psycopg.Connection, schema: str, filters: EventFilter
         query = _export_statement(connection, schema, _EXPORT_TEXT, filters, limit, newest_first)
     header = ",".join(EXPORT_COLUMNS) + "\n"
     yield header.encode()
+    # COPY delivers one row per message; handing them on in blocks of about
+    # 256 KiB saves a generator step and a write call per row.
+    block = bytearray()
     with connection.cursor() as cursor:
         with cursor.copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query)) as copy:
-            for chunk in copy:
-                yield bytes(chunk)
+            for row in copy:
+                block += row
+                if len(block) >= _BLOCK_BYTES:
+                    yield bytes(block)
+                    block.clear()
+    if block:
+        yield bytes(block)
 
 
 def stream_jsonl(connection: psycopg.Connection, schema: str, filters: EventFilter,
