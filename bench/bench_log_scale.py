@@ -216,6 +216,11 @@ def main() -> None:
                         help="archive format for rotate (default csv.gz)")
     parser.add_argument("--query-runs", type=int, default=200, help="users queried (default 200)")
     args = parser.parse_args()
+    if args.events * 7 < USERS * SPAN_DAYS:
+        # Users take turns, so each has an event in the last 7 days only when
+        # the window holds at least one event per user.
+        parser.error(f"--events must be at least {USERS * SPAN_DAYS // 7 + 1} so that every user has "
+                     "events in the last 7 days")
     binaries = debian_binaries() or [b for b in [pgserver_binaries()] if b]
     if not binaries:
         sys.exit("no PostgreSQL server binaries found")
