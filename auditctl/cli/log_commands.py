@@ -151,10 +151,14 @@ def export(
                                       on_batch=lambda rows: advance("", rows))
             else:
                 stream = stream_csv if output_format is ExportFormat.csv else stream_jsonl
+                # The CSV header line is not an event.
+                uncounted_lines = 1 if output_format is ExportFormat.csv else 0
                 for chunk in stream(connection, schema, filters):
                     sink.write(chunk)
                     if show_bar:
-                        advance("", chunk.count(b"\n"))
+                        lines = chunk.count(b"\n")
+                        advance("", lines - min(lines, uncounted_lines))
+                        uncounted_lines -= min(lines, uncounted_lines)
     if output is not None:
         render.error_console.print(_("Events written to {path}.").format(path=output), markup=False)
 
