@@ -7,26 +7,31 @@ return data and never print.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from .audit.cron import CronResult
 from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
-from .audit.query import Event
+from .audit.partitions import MaintainResult, Partition
+from .audit.query import EXPORT_COLUMNS, Event
 from .audit.redact import RedactResult
 from .audit.revert import RevertResult
 from .audit.rules import ColumnRule, Rule
+from .audit.retention import RotationResult
 from .audit.status import StatusReport, TableState
 from .backup.doctor import DoctorReport
 from .backup.job import JobReport, format_size
@@ -147,6 +152,29 @@ def event_to_json(event: Event) -> dict[str, Any]:
         "application_name": event.application_name,
         "transaction_id": event.transaction_id,
     }
+
+
+def print_events_csv(events: list[Event]) -> None:
+    """Print one page of events as CSV with a header line, in the columns of `export`."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for event in events:
+        record = event_to_json(event)
+        writer.writerow([_csv_cell(record[name]) for name in EXPORT_COLUMNS])
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def print_next_page_hint(last_id: int) -> None:
+    """Tell on stderr how to fetch the next page, so that stdout stays data only."""
+    error_console.print(_("More events may follow: add --after {id} for the next page.").format(id=last_id),
+                        style="dim", markup=False)
 
 
 def print_json(value: Any) -> None:
@@ -330,7 +358,17 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
         "orphaned_functions": report.orphaned_functions,
         "tables": [{"table": t.entity_type, "state": t.state.value, "has_primary_key": t.has_primary_key,
                     "events": t.events} for t in report.tables],
+        "partition_list": [_partition_to_json(p) for p in report.partition_list],
+        "keep_days": report.keep.total_seconds() / 86400 if report.keep is not None else None,
+        "next_rotate": report.rotation_candidates,
     }
+
+
+def _partition_to_json(partition: Partition) -> dict[str, Any]:
+    return {"name": partition.name, "default": partition.is_default,
+            "from": partition.lower.isoformat() if partition.lower else None,
+            "to": partition.upper.isoformat() if partition.upper else None,
+            "rows": partition.rows, "bytes": partition.bytes}
 
 
 def print_status(report: StatusReport) -> None:
@@ -367,6 +405,7 @@ def print_status(report: StatusReport) -> None:
         console.print(_("New tables in {schemas} are audited on creation, except names like {exclude}.")
                       .format(schemas=", ".join(report.auto_audit.schemas),
                               exclude=", ".join(report.auto_audit.exclude) or "—"), markup=False)
+    _print_partitions(report)
     for name in report.orphaned_functions:
         console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it; "
                         "the next `auditctl install` drops it.")
@@ -384,17 +423,30 @@ def format_bytes(size: int) -> str:
     return f"{size} {units[0]}"
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second, such as ``312,000 rows/s``."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("")
+        return Text(_("{rate} rows/s").format(rate=format_number(speed, 0)))
+
+
 @contextlib.contextmanager
-def progress(description: str, total: int | None, log_label: str) -> Iterator[Callable[[str, int], None]]:
+def progress(description: str, total: int | None, log_label: str,
+             show_rate: bool = False) -> Iterator[Callable[[str, int], None]]:
     """Show a progress bar on a terminal, or log plain lines otherwise.
 
     ``description`` is the translated bar title and ``log_label`` the English
     text of log lines. Yields ``advance(label, amount)``, to be called as
-    work completes.
+    work completes. With ``show_rate`` the bar and the log lines also show
+    items per second.
     """
+    started = time.monotonic()
     if error_console.is_terminal:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[label]}")]
+                   *([_RateColumn()] if show_rate else []), TextColumn("{task.fields[label]}")]
         with Progress(*columns, console=error_console, transient=True) as bar:
             task = bar.add_task(description, total=total, label="")
 
@@ -413,7 +465,12 @@ def progress(description: str, total: int | None, log_label: str) -> Iterator[Ca
         before = done
         done += amount
         if total is None or done == total or done // step > before // step:
-            logger.info("%s: %d of %s", log_label, done, total if total is not None else "?")
+            if show_rate:
+                elapsed = max(time.monotonic() - started, 1e-6)
+                logger.info("%s: %d of %s, %.0f per second", log_label, done,
+                            total if total is not None else "?", done / elapsed)
+            else:
+                logger.info("%s: %d of %s", log_label, done, total if total is not None else "?")
 
     yield log_line
 
@@ -518,3 +575,95 @@ def print_doctor(report: DoctorReport) -> None:
         result = f"[green]{passed}[/]" if check.ok else f"[red]{failed}[/]"
         table.add_row(check.name, result, escape(check.detail))
     console.print(table)
+def _print_partitions(report: StatusReport) -> None:
+    """Print the partitions with their ranges, rows and sizes, and what the next rotate would drop."""
+    if not report.partition_list:
+        return
+    table = Table(title=_("Partitions"))
+    table.add_column(_("Partition"))
+    table.add_column(_("From (UTC)"), no_wrap=True)
+    table.add_column(_("To (UTC)"), no_wrap=True)
+    table.add_column(_("Rows"), justify="right")
+    table.add_column(_("Size"), justify="right")
+    table.add_column(_("Next rotate"))
+    candidates = set(report.rotation_candidates)
+
+    for partition in report.partition_list:
+        if partition.is_default:
+            lower, upper = _("default"), "—"
+        else:
+            lower = _utc(partition.lower)
+            upper = _utc(partition.upper)
+        action = _("archive and drop") if partition.name in candidates else ""
+        table.add_row(partition.name, lower, upper, format_number(partition.rows), format_bytes(partition.bytes),
+                      action)
+    console.print(table)
+
+    if report.keep is None:
+        return
+    days = int(report.keep.total_seconds() // 86400)
+    if candidates:
+        console.print(_("The next `auditctl rotate --keep {days}d` would archive and drop {count} partitions.")
+                      .format(days=days, count=len(candidates)), markup=False)
+    else:
+        console.print(_("The next `auditctl rotate --keep {days}d` would archive nothing.").format(days=days),
+                      markup=False)
+
+
+def _utc(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def print_rotation(result: RotationResult) -> None:
+    """Report each partition that rotate archived, would archive, or kept after a failure."""
+    if not result.outcomes:
+        console.print(_("No partition ends before {cutoff} UTC; nothing to rotate.")
+                      .format(cutoff=_utc(result.cutoff)), markup=False)
+        return
+    for outcome in result.outcomes:
+        if result.dry_run:
+            console.print(_("Would archive {rows} events of {partition} to {location} and drop the partition.")
+                          .format(rows=format_number(outcome.rows), partition=outcome.partition,
+                                  location=outcome.location), markup=False)
+        elif outcome.dropped:
+            console.print(_("Archived {rows} events of {partition} to {location} ({size}) and dropped the "
+                            "partition, releasing {released}.")
+                          .format(rows=format_number(outcome.rows), partition=outcome.partition,
+                                  location=outcome.location, size=format_bytes(outcome.archive_bytes),
+                                  released=format_bytes(outcome.released_bytes)), markup=False)
+        else:
+            print_error(_("Partition {partition} was kept: {error}").format(partition=outcome.partition,
+                                                                            error=outcome.error))
+
+
+def print_maintenance(result: MaintainResult) -> None:
+    """Report the partitions maintain created and the rows it moved."""
+    for name in result.created:
+        console.print(_("Created partition {name}.").format(name=name), markup=False)
+    if result.moved_rows:
+        console.print(_("Moved {rows} events out of the default partition.")
+                      .format(rows=format_number(result.moved_rows)), markup=False)
+    if result.left_in_default:
+        console.print(_("{rows} events stay in the default partition because their period overlaps an existing "
+                        "partition of another length.").format(rows=format_number(result.left_in_default)),
+                      style="yellow", markup=False)
+    if not result.created and not result.moved_rows:
+        console.print(_("Partitions are up to date."))
+
+
+def print_pg_partman(partman_schema: str) -> None:
+    """Confirm that pg_partman's maintenance ran."""
+    console.print(_("Ran {schema}.run_maintenance() for the events table.").format(schema=partman_schema),
+                  markup=False)
+
+
+def print_cron(result: CronResult) -> None:
+    """Show the crontab line that was written and where."""
+    if result.replaced:
+        console.print(_("Replaced the auditctl maintain line in {target}:").format(target=result.target),
+                      markup=False)
+    else:
+        console.print(_("Added to {target}:").format(target=result.target), markup=False)
+    console.print(result.line, markup=False, soft_wrap=True)

@@ -140,17 +140,51 @@ SELECT_EVENTS = _SELECT
 
 
 def query_events(connection: psycopg.Connection, schema: str, filters: EventFilter,
-                 limit: int | None = 100) -> list[Event]:
-    """Return the newest matching events first, at most ``limit`` of them."""
+                 limit: int | None = 100, after_id: int | None = None) -> list[Event]:
+    """Return the newest matching events first, at most ``limit`` of them.
+
+    With ``after_id``, the page starts after that event in this order: a
+    keyset page, found through the indexes on ``(..., occurred_at, id)``
+    however deep it is, where OFFSET would read and skip every earlier row.
+    """
+    with connection.cursor(row_factory=class_row(Event)) as cursor:
+        cursor.execute(query_statement(connection, schema, filters, limit, after_id))
+        return cursor.fetchall()
+
+
+def query_statement(connection: psycopg.Connection, schema: str, filters: EventFilter,
+                    limit: int | None = 100, after_id: int | None = None) -> sql.Composed:
+    """Build the SELECT that ``query_events`` runs, with values as literals (for EXPLAIN too)."""
     if limit is not None and limit < 1:
         raise InvalidArgumentError(_("Invalid --limit {value}: use a positive number.").format(value=limit))
     require_installed(connection, schema)
-    statement = sql.SQL(_SELECT + " ORDER BY occurred_at DESC, id DESC {limit}").format(
-        audit=sql.Identifier(schema), where=_where(connection, schema, filters),
+    where = _where(connection, schema, filters)
+    if after_id is not None:
+        condition = sql.SQL("(occurred_at, id) < ({}, {})").format(
+            _event_time(connection, schema, after_id), after_id)
+        where = sql.SQL("WHERE ") + condition if where == sql.SQL("") else where + sql.SQL(" AND ") + condition
+    return sql.SQL(_SELECT + " ORDER BY occurred_at DESC, id DESC {limit}").format(
+        audit=sql.Identifier(schema), where=where,
         limit=sql.SQL("LIMIT {}").format(limit) if limit else sql.SQL(""))
-    with connection.cursor(row_factory=class_row(Event)) as cursor:
-        cursor.execute(statement)
-        return cursor.fetchall()
+
+
+def _event_time(connection: psycopg.Connection, schema: str, event_id: int) -> datetime:
+    if not 1 <= event_id <= 2**63 - 1:
+        raise InvalidArgumentError(_("Invalid --after {value}: use the id of an event.").format(value=event_id))
+    row = connection.execute(sql.SQL("SELECT occurred_at FROM {} WHERE id = %s LIMIT 1").format(
+        sql.Identifier(schema, "events")), (event_id,)).fetchone()
+    if row is None:
+        raise InvalidArgumentError(
+            _("Event {id} given to --after is not in the audit log; use an id from the previous page.")
+            .format(id=event_id))
+    return row[0]
+
+
+def explain_query(connection: psycopg.Connection, schema: str, filters: EventFilter,
+                  limit: int | None = 100, after_id: int | None = None) -> dict[str, Any]:
+    """Return the server's plan (EXPLAIN FORMAT JSON, without running it) of ``query_events``."""
+    statement = query_statement(connection, schema, filters, limit, after_id)
+    return connection.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(statement)).fetchone()[0][0]
 
 
 # Text forms of each column, computed by the server so that CSV and JSON
@@ -193,6 +227,9 @@ def _export_statement(connection: psycopg.Connection, schema: str, template: str
         limit=sql.SQL("LIMIT {}").format(limit) if limit else sql.SQL(""))
 
 
+_BLOCK_BYTES = 256 * 1024
+
+
 def stream_csv(connection: psycopg.Connection, schema: str, filters: EventFilter,
                limit: int | None = None, newest_first: bool = False, formula_safe: bool = False) -> Iterator[bytes]:
     """Yield the matching events, oldest first unless asked otherwise, as UTF-8 CSV with a header line.
@@ -211,10 +248,18 @@ def stream_csv(connection: psycopg.Connection, schema: str, filters: EventFilter
         query = _export_statement(connection, schema, _EXPORT_TEXT, filters, limit, newest_first)
     header = ",".join(EXPORT_COLUMNS) + "\n"
     yield header.encode()
+    # COPY delivers one row per message; handing them on in blocks of about
+    # 256 KiB saves a generator step and a write call per row.
+    block = bytearray()
     with connection.cursor() as cursor:
         with cursor.copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query)) as copy:
-            for chunk in copy:
-                yield bytes(chunk)
+            for row in copy:
+                block += row
+                if len(block) >= _BLOCK_BYTES:
+                    yield bytes(block)
+                    block.clear()
+    if block:
+        yield bytes(block)
 
 
 def stream_jsonl(connection: psycopg.Connection, schema: str, filters: EventFilter,
@@ -239,3 +284,27 @@ def count_events(connection: psycopg.Connection, schema: str, filters: EventFilt
     statement = sql.SQL("SELECT count(*) FROM {audit}.events {where}").format(
         audit=sql.Identifier(schema), where=_where(connection, schema, filters))
     return connection.execute(statement).fetchone()[0]
+
+
+# Typed columns in the order of EXPORT_COLUMNS for Parquet: ids as numbers,
+# the time as ISO 8601 text, and JSON as text.
+_EXPORT_ROWS = """SELECT id, pg_catalog.to_json(occurred_at) #>> '{{}}', user_id, host(ip_address), db_user,
+                         action, entity_type, entity_id, old_values::text, new_values::text, details::text,
+                         application_name, transaction_id
+                  FROM {audit}.events {where} {order} {limit}"""
+
+
+def stream_row_batches(connection: psycopg.Connection, schema: str, filters: EventFilter,
+                       batch_rows: int = 20000) -> Iterator[list[tuple]]:
+    """Yield the matching events, oldest first, as lists of tuples in the order of EXPORT_COLUMNS.
+
+    The rows come through a server-side cursor, so memory stays within one batch.
+    """
+    require_installed(connection, schema)
+    query = _export_statement(connection, schema, _EXPORT_ROWS, filters, None, False)
+    with connection.transaction():
+        with connection.cursor(name="auditctl_export_rows") as cursor:
+            cursor.itersize = batch_rows
+            cursor.execute(query)
+            while rows := cursor.fetchmany(batch_rows):
+                yield rows

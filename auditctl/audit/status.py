@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
 import psycopg
@@ -10,6 +11,8 @@ import psycopg
 from ..sqltext import quote_ident
 from .catalog import list_tables
 from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, load_policy
+from .partitions import Partition, list_partitions
+from .retention import rotation_candidates
 from .rules import effective_rules, load_rules
 from .schema import applied_versions, schema_exists
 from .triggers import TRIGGER_NAMES, hash_from_comment, load_max_value_bytes, render_trigger
@@ -49,6 +52,10 @@ class StatusReport:
     partitions: int = 0
     ddl_capture: bool = False
     auto_audit: AutoAuditPolicy | None = None
+    partition_list: list[Partition] = field(default_factory=list)
+    # The keep window that rotation_candidates was computed for.
+    keep: timedelta | None = None
+    rotation_candidates: list[str] = field(default_factory=list)
 
 
 _TRIGGERS_QUERY = """
@@ -61,8 +68,12 @@ WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
 """
 
 
-def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
-    """Compare every table's triggers with what the current templates would generate."""
+def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta | None = None) -> StatusReport:
+    """Compare every table's triggers with what the current templates would generate.
+
+    Also lists the partitions, and with ``keep`` the ones the next
+    ``rotate --keep`` would archive and drop.
+    """
     if not schema_exists(connection, schema):
         return StatusReport(schema=schema, installed=False,
                             tables=[TableStatus(t.entity_type, TableState.NOT_AUDITED, t.has_primary_key)
@@ -94,6 +105,11 @@ def collect_status(connection: psycopg.Connection, schema: str) -> StatusReport:
     report.total_events = sum(counts.values())
     report.ddl_capture = ddl_capture_enabled(connection, schema)
     report.auto_audit = load_policy(connection, schema)
+    report.partition_list = list_partitions(connection, schema)
+    if keep is not None:
+        report.keep = keep
+        report.rotation_candidates = [p.name for p in rotation_candidates(
+            report.partition_list, keep, datetime.now(timezone.utc))]
 
     stored_rules = load_rules(connection, schema)
     size_limit = load_max_value_bytes(connection, schema)

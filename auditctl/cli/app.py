@@ -86,7 +86,7 @@ def main() -> None:
     """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
     from . import (  # noqa: F401  (registers the commands)
         audit_commands, backup_commands, cron_commands, demo_command, log_commands, record_commands,
-        serve_command)
+        retention_commands, serve_command)
 
     try:
         app(args=hoist_global_options(sys.argv[1:]), prog_name="auditctl")

@@ -13,6 +13,7 @@ from ..audit.catalog import list_tables
 from ..audit.roles import app_role_problems, grant_app, grant_viewer, require_role
 from ..audit.ddl import AutoAuditPolicy
 from ..audit.rules import Rule
+from ..audit.retention import parse_keep
 from ..audit.schema import DEFAULT_SCHEMA
 from ..audit.status import collect_status
 from ..db import connect
@@ -133,11 +134,14 @@ def uninstall(
 @app.command(help=_("Show which tables are audited, which triggers are outdated, and the size of the log."))
 def status(
     output_format: Annotated[OutputFormat, typer.Option("--format", help=_("Output format."))] = OutputFormat.table,
+    keep: Annotated[str, typer.Option(
+        "--keep", metavar="AGE", help=_("Keep window to show the next rotate for, such as 180d or 26w."))] = "180d",
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    keep_for = parse_keep(keep)
     with connect(dsn) as connection:
-        report = collect_status(connection, schema)
+        report = collect_status(connection, schema, keep=keep_for)
     if output_format is OutputFormat.json:
         render.print_json(render.status_to_json(report))
     else:

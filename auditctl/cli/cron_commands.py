@@ -16,7 +16,8 @@ from ..i18n import _
 from .app import app
 from .backup_commands import ConfigOption
 
-cron_app = typer.Typer(help=_("Schedule the nightly backup with cron."), no_args_is_help=True)
+cron_app = typer.Typer(help=_("Schedule the nightly backup (install) and partition maintenance (maintain) with cron."),
+                       no_args_is_help=True)
 app.add_typer(cron_app, name="cron")
 
 

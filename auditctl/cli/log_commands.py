@@ -14,7 +14,9 @@ import typer
 
 from .. import render
 from ..audit.events import log_event, parse_details
-from ..audit.query import EventFilter, count_events, query_events, stream_csv, stream_jsonl
+from ..audit.archive import write_parquet_batches
+from ..audit.query import (EventFilter, count_events, query_events, stream_csv, stream_jsonl,
+                           stream_row_batches)
 from ..audit.schema import DEFAULT_SCHEMA
 from ..db import connect
 from ..errors import InvalidArgumentError
@@ -46,6 +48,7 @@ class QueryFormat(StrEnum):
 class ExportFormat(StrEnum):
     csv = "csv"
     jsonl = "jsonl"
+    parquet = "parquet"
 
 
 def build_filter(user: str | None, since: str | None, until: str | None, tables: list[str] | None,
@@ -70,22 +73,28 @@ def query(
     action: ActionOption = None,
     entity_id: EntityIdOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help=_("Show at most this many events."))] = 100,
+    after: Annotated[int | None, typer.Option(
+        "--after", metavar="ID", help=_("Start after this event id, the last one of the previous page."))] = None,
     output_format: Annotated[QueryFormat, typer.Option("--format", help=_("Output format."))] = QueryFormat.table,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
     filters = build_filter(user, since, until, table, action, entity_id)
     with connect(dsn) as connection:
-        if output_format is QueryFormat.csv:
+        if output_format is QueryFormat.csv and after is None:
             for chunk in stream_csv(connection, schema, filters, limit=limit, newest_first=True):
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             return
-        events = query_events(connection, schema, filters, limit=limit)
+        events = query_events(connection, schema, filters, limit=limit, after_id=after)
     if output_format is QueryFormat.json:
         render.print_json([render.event_to_json(event) for event in events])
+    elif output_format is QueryFormat.csv:
+        render.print_events_csv(events)
     else:
         render.print_events(events)
+    if len(events) == limit:
+        render.print_next_page_hint(events[-1].id)
 
 
 @contextlib.contextmanager
@@ -112,11 +121,12 @@ def _atomic_output(path: Path | None):
         raise
 
 
-@app.command(help=_("Stream every matching event, oldest first, as CSV or JSON Lines."))
+@app.command(help=_("Stream every matching event, oldest first, as CSV, JSON Lines or Parquet."))
 def export(
     output_format: Annotated[ExportFormat, typer.Option("--format", help=_("Output format."))] = ExportFormat.csv,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="FILE", help=_("Write to FILE (replaced only when complete) instead of stdout."),
+        "--output", "-o", metavar="FILE",
+        help=_("Write to FILE (replaced only when complete) instead of stdout; required for Parquet."),
         dir_okay=False)] = None,
     user: UserOption = None,
     since: SinceOption = None,
@@ -128,17 +138,27 @@ def export(
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
     filters = build_filter(user, since, until, table, action, entity_id)
-    stream = stream_csv if output_format is ExportFormat.csv else stream_jsonl
+    if output_format is ExportFormat.parquet and output is None:
+        raise InvalidArgumentError(_("--format parquet needs --output FILE: Parquet is not written to stdout."))
     with connect(dsn) as connection:
         # Counting costs a scan, so it is done only when a progress bar will show it.
         show_bar = output is not None and render.error_console.is_terminal
         total = count_events(connection, schema, filters) if show_bar else None
-        with _atomic_output(output) as sink, render.progress(_("Exporting events"), total,
-                                                             "exporting events") as advance:
-            for chunk in stream(connection, schema, filters):
-                sink.write(chunk)
-                if show_bar:
-                    advance("", chunk.count(b"\n"))
+        with _atomic_output(output) as sink, render.progress(_("Exporting events"), total, "exporting events",
+                                                             show_rate=True) as advance:
+            if output_format is ExportFormat.parquet:
+                write_parquet_batches(stream_row_batches(connection, schema, filters), sink,
+                                      on_batch=lambda rows: advance("", rows))
+            else:
+                stream = stream_csv if output_format is ExportFormat.csv else stream_jsonl
+                # The CSV header line is not an event.
+                uncounted_lines = 1 if output_format is ExportFormat.csv else 0
+                for chunk in stream(connection, schema, filters):
+                    sink.write(chunk)
+                    if show_bar:
+                        lines = chunk.count(b"\n")
+                        advance("", lines - min(lines, uncounted_lines))
+                        uncounted_lines -= min(lines, uncounted_lines)
     if output is not None:
         render.error_console.print(_("Events written to {path}.").format(path=output), markup=False)
 

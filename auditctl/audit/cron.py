@@ -1,0 +1,119 @@
+"""The crontab line that runs ``auditctl maintain``, added to a user's crontab or a crontab file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import conninfo
+
+from ..errors import AuditctlError, InvalidArgumentError
+from ..i18n import _
+
+logger = logging.getLogger(__name__)
+
+# Ends every line auditctl adds, so a repeated install replaces its own line only.
+MARKER = "# auditctl maintain"
+
+DEFAULT_SCHEDULE = "17 3 * * *"
+
+
+class CrontabError(AuditctlError):
+    """The crontab could not be read or written."""
+
+
+@dataclass
+class CronResult:
+    """The line written and where, and whether it replaced an earlier auditctl line."""
+
+    line: str
+    target: str
+    replaced: bool
+
+
+def cron_line(schedule: str, arguments: list[str]) -> str:
+    """Build the crontab line: schedule, this Python running ``auditctl maintain``, and the marker."""
+    fields = schedule.split()
+    if len(fields) != 5 and not (len(fields) == 1 and fields[0].startswith("@")):
+        raise InvalidArgumentError(
+            _("Invalid --schedule {value!r}: use five crontab fields such as '17 3 * * *', or @daily.")
+            .format(value=schedule))
+    command = shlex.join([sys.executable, "-m", "auditctl", "--quiet", "maintain", *arguments])
+    return f"{' '.join(fields)} {command} {MARKER}"
+
+
+def check_dsn_has_no_password(dsn: str | None) -> None:
+    """Reject a DSN with a password, since a crontab is readable by its owner's tools and backups."""
+    if not dsn:
+        return
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except Exception as exc:
+        raise InvalidArgumentError(_("Invalid --dsn: {error}").format(error=exc)) from None
+    if params.get("password"):
+        raise InvalidArgumentError(
+            _("The DSN contains a password, which would be written into the crontab; "
+              "remove it and put the password in ~/.pgpass instead."))
+
+
+def install_line(line: str, crontab_file: Path | None) -> CronResult:
+    """Add ``line`` to the crontab, replacing an earlier auditctl maintain line; safe to repeat."""
+    if crontab_file is None:
+        current = _read_user_crontab()
+        target = "crontab"
+    else:
+        current = crontab_file.read_text() if crontab_file.exists() else ""
+        target = str(crontab_file)
+    kept = [existing for existing in current.splitlines() if not existing.rstrip().endswith(MARKER)]
+    replaced = len(kept) != len(current.splitlines())
+    text = "\n".join([*kept, line]) + "\n"
+    if crontab_file is None:
+        _write_user_crontab(text)
+    else:
+        _write_file_atomically(crontab_file, text)
+    logger.info("wrote the auditctl maintain line to %s", target)
+    return CronResult(line, target, replaced)
+
+
+def _crontab_program() -> str:
+    program = shutil.which("crontab")
+    if program is None:
+        raise CrontabError(_("The crontab program was not found; install cron, or pass --crontab-file."))
+    return program
+
+
+def _read_user_crontab() -> str:
+    completed = subprocess.run([_crontab_program(), "-l"], capture_output=True, text=True, check=False)
+    if completed.returncode == 0:
+        return completed.stdout
+    if "no crontab" in completed.stderr.lower():
+        return ""
+    raise CrontabError(_("Reading the crontab failed: {error}").format(error=completed.stderr.strip()))
+
+
+def _write_user_crontab(text: str) -> None:
+    completed = subprocess.run([_crontab_program(), "-"], input=text, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise CrontabError(_("Writing the crontab failed: {error}").format(error=completed.stderr.strip()))
+
+
+def _write_file_atomically(path: Path, text: str) -> None:
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise InvalidArgumentError(
+            _("Cannot write {path}: folder {folder} does not exist.").format(path=path, folder=folder))
+    handle = tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,234 @@
+"""Partitions of the events table: listing them, creating them ahead, emptying the default partition.
+
+Everything here runs as the owner of the audit schema with plain DDL, so it
+works on managed servers without superuser rights, a background worker or an
+extension.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+
+import psycopg
+from psycopg import sql
+
+from ..errors import DatabaseError, InvalidArgumentError
+from ..i18n import _
+from .schema import require_installed
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARTITION = "events_default"
+
+# Partition bounds as timestamps. A bound of MINVALUE or MAXVALUE yields NULL,
+# and such a partition is listed but never created, moved into or dropped.
+_PARTITIONS_QUERY = """
+SELECT c.relname,
+       c.relname = %(default)s AS is_default,
+       (pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                                'FROM \\(''([^'']+)''\\) TO'))[1]::timestamptz AS lower_bound,
+       (pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                                'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS upper_bound,
+       pg_catalog.pg_total_relation_size(c.oid) AS bytes
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = %(parent)s::regclass
+ORDER BY lower_bound NULLS FIRST, c.relname
+"""
+
+
+class Interval(StrEnum):
+    """Length of the partitions that ``maintain`` creates."""
+
+    daily = "daily"
+    weekly = "weekly"
+    monthly = "monthly"
+
+
+@dataclass
+class Partition:
+    """One partition of the events table with its range, rows and size on disk."""
+
+    name: str
+    is_default: bool
+    lower: datetime | None
+    upper: datetime | None
+    rows: int
+    bytes: int
+
+    def overlaps(self, lower: datetime, upper: datetime) -> bool:
+        if self.lower is None or self.upper is None:
+            return False
+        return self.lower < upper and lower < self.upper
+
+
+@dataclass
+class MaintainResult:
+    """Partitions that ``maintain`` created and rows that it moved."""
+
+    created: list[str] = field(default_factory=list)
+    moved_rows: int = 0
+    # Rows left in the default partition because their period overlaps an
+    # existing partition of another length.
+    left_in_default: int = 0
+
+
+def list_partitions(connection: psycopg.Connection, schema: str, count_rows: bool = True) -> list[Partition]:
+    """Return the partitions of the events table in time order, the default partition first."""
+    require_installed(connection, schema)
+    parent = sql.Identifier(schema, "events").as_string(connection)
+    rows: dict[str, int] = {}
+    if count_rows:
+        statement = sql.SQL("SELECT tableoid::regclass::text, count(*) FROM {} GROUP BY 1").format(
+            sql.Identifier(schema, "events"))
+        for qualified, count in connection.execute(statement).fetchall():
+            rows[qualified.rpartition(".")[2].strip('"')] = count
+    found = connection.execute(_PARTITIONS_QUERY, {"default": DEFAULT_PARTITION, "parent": parent}).fetchall()
+    return [Partition(name, is_default, lower, upper, rows.get(name, 0), size)
+            for name, is_default, lower, upper, size in found]
+
+
+def period_start(moment: datetime, interval: Interval) -> datetime:
+    """Return the start, in UTC, of the period of ``interval`` that contains ``moment``."""
+    moment = moment.astimezone(timezone.utc)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval is Interval.daily:
+        return day
+    if interval is Interval.weekly:
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def next_period(start: datetime, interval: Interval) -> datetime:
+    """Return the start of the period after the one that begins at ``start``."""
+    if interval is Interval.daily:
+        return start + timedelta(days=1)
+    if interval is Interval.weekly:
+        return start + timedelta(weeks=1)
+    if start.month == 12:
+        return start.replace(year=start.year + 1, month=1)
+    return start.replace(month=start.month + 1)
+
+
+def partition_name(start: datetime, interval: Interval) -> str:
+    """Name a partition after its period: events_p2026_12 for a month, events_p2026_12_07 for a day or week."""
+    if interval is Interval.monthly:
+        return f"events_p{start:%Y_%m}"
+    return f"events_p{start:%Y_%m_%d}"
+
+
+def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
+             interval: Interval = Interval.monthly, now: datetime | None = None) -> MaintainResult:
+    """Create partitions for the current period and ``ahead`` periods after it; empty the default partition.
+
+    Runs in one transaction. Safe to repeat: a period that an existing
+    partition covers, even partly, is skipped.
+    """
+    if not 0 <= ahead <= 366:
+        raise InvalidArgumentError(
+            _("Invalid --ahead {value}: use a number of partitions from 0 to 366.").format(value=ahead))
+    now = now or datetime.now(timezone.utc)
+    result = MaintainResult()
+    with connection.transaction():
+        connection.execute("SET LOCAL lock_timeout = '10s'")
+        # Partition DDL is auditctl's own routine work, not a schema change to record.
+        connection.execute("SELECT pg_catalog.set_config('auditctl.internal', 'on', true)")
+        partitions = list_partitions(connection, schema, count_rows=False)
+        _move_default_rows(connection, schema, interval, partitions, result)
+        partitions = list_partitions(connection, schema, count_rows=False)
+        start = period_start(now, interval)
+        for _step in range(ahead + 1):
+            end = next_period(start, interval)
+            if not any(p.overlaps(start, end) for p in partitions):
+                name = partition_name(start, interval)
+                _execute(connection, sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+                    sql.Identifier(schema, name), sql.Identifier(schema, "events"), start, end))
+                logger.info("created partition %s.%s for %s to %s", schema, name, start, end)
+                result.created.append(name)
+                partitions.append(Partition(name, False, start, end, 0, 0))
+            start = end
+    return result
+
+
+def _move_default_rows(connection: psycopg.Connection, schema: str, interval: Interval,
+                       partitions: list[Partition], result: MaintainResult) -> None:
+    """Move rows of the default partition into new partitions of their period.
+
+    PostgreSQL refuses to attach a partition whose range the default partition
+    has rows for, so the rows go into a new table first, which is then attached.
+    """
+    default = sql.Identifier(schema, DEFAULT_PARTITION)
+    # Blocks writes that would land in the default partition while rows move.
+    _execute(connection, sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(default))
+    periods = connection.execute(
+        sql.SQL("SELECT DISTINCT date_trunc({}, occurred_at AT TIME ZONE 'UTC') FROM {} ORDER BY 1").format(
+            {"daily": "day", "weekly": "week", "monthly": "month"}[interval.value], default)).fetchall()
+    for (naive_start,) in periods:
+        start = naive_start.replace(tzinfo=timezone.utc)
+        end = next_period(start, interval)
+        if any(p.overlaps(start, end) for p in partitions):
+            # NOTE: rows whose period is partly covered by partitions of another
+            # length stay in the default partition; they are still queryable.
+            left = connection.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE occurred_at >= {} AND occurred_at < {}").format(
+                    default, start, end)).fetchone()[0]
+            logger.warning("left %d rows of %s to %s in the default partition: the period overlaps "
+                           "an existing partition", left, start, end)
+            result.left_in_default += left
+            continue
+        name = partition_name(start, interval)
+        table = sql.Identifier(schema, name)
+        _execute(connection, sql.SQL(
+            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+                table, sql.Identifier(schema, "events")))
+        moved = _execute(connection, sql.SQL(
+            "WITH moved AS (DELETE FROM {} WHERE occurred_at >= {} AND occurred_at < {} RETURNING *) "
+            "INSERT INTO {} SELECT * FROM moved").format(default, start, end, table))
+        _execute(connection, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(schema, "events"), table, start, end))
+        logger.info("moved %d rows from the default partition into new partition %s.%s", moved, schema, name)
+        result.created.append(name)
+        result.moved_rows += moved
+        partitions.append(Partition(name, False, start, end, moved, 0))
+
+
+def _execute(connection: psycopg.Connection, statement: sql.Composable) -> int:
+    logger.debug("%s", statement.as_string(connection))
+    try:
+        return connection.execute(statement).rowcount
+    except psycopg.Error as exc:
+        raise DatabaseError(_("Partition maintenance failed: {error}").format(
+            error=str(exc).splitlines()[0])) from exc
+
+
+def run_pg_partman(connection: psycopg.Connection, schema: str) -> str:
+    """Run pg_partman's maintenance for the events table instead of auditctl's own; return pg_partman's schema.
+
+    Only for databases where pg_partman is already installed and the events
+    table is registered with its ``create_parent()``; auditctl never installs
+    the extension.
+    """
+    require_installed(connection, schema)
+    row = connection.execute(
+        "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'pg_partman'").fetchone()
+    if row is None:
+        raise InvalidArgumentError(
+            _("pg_partman is not installed in this database; run maintain without --pg-partman."))
+    partman_schema = row[0]
+    parent = f"{schema}.events"
+    registered = connection.execute(
+        sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE parent_table = %s)").format(
+            sql.Identifier(partman_schema, "part_config")), (parent,)).fetchone()[0]
+    if not registered:
+        raise InvalidArgumentError(
+            _("{table} is not registered with pg_partman; register it with {partman}.create_parent() first, "
+              "or run maintain without --pg-partman.").format(table=parent, partman=partman_schema))
+    # NOTE: not tested here, because no pg_partman package is installed on the test servers.
+    _execute(connection, sql.SQL("SELECT {}(p_parent_table := {})").format(
+        sql.Identifier(partman_schema, "run_maintenance"), parent))
+    logger.info("ran %s.run_maintenance for %s", partman_schema, parent)
+    return partman_schema

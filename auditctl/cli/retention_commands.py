@@ -1,0 +1,103 @@
+"""rotate, maintain and cron maintain: keeping the log's partitions in shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import render
+from ..audit.archive import ArchiveFormat, Destination, LocalDestination, S3Destination
+from ..audit.cron import DEFAULT_SCHEDULE, check_dsn_has_no_password, cron_line, install_line
+from ..audit.partitions import Interval, maintain as maintain_partitions, run_pg_partman
+from ..audit.retention import parse_keep, rotate as rotate_partitions
+from ..audit.schema import DEFAULT_SCHEMA
+from ..db import connect
+from ..errors import InvalidArgumentError
+from ..i18n import _
+from .app import app
+from .cron_commands import cron_app
+from .options import DsnOption, SchemaOption
+
+AheadOption = Annotated[int, typer.Option(
+    "--ahead", metavar="N", help=_("Partitions to keep ready after the current one."))]
+IntervalOption = Annotated[Interval, typer.Option(
+    "--interval", help=_("Length of each new partition."))]
+
+
+
+def _destination(archive_dir: Path | None, archive_s3: str | None, s3_endpoint_url: str | None) -> Destination:
+    if (archive_dir is None) == (archive_s3 is None):
+        raise InvalidArgumentError(_("Give exactly one of --archive-dir DIR or --archive-s3 URL."))
+    if archive_dir is not None:
+        return LocalDestination(archive_dir)
+    return S3Destination(archive_s3, endpoint_url=s3_endpoint_url)
+
+
+@app.command(help=_("Archive partitions older than the keep window, verify each archive, then drop them."))
+def rotate(
+    keep: Annotated[str, typer.Option("--keep", metavar="AGE",
+                                      help=_("Keep events of this age, such as 180d or 26w."))],
+    archive_dir: Annotated[Path | None, typer.Option(
+        "--archive-dir", metavar="DIR", help=_("Folder to write the archives to."))] = None,
+    archive_s3: Annotated[str | None, typer.Option(
+        "--archive-s3", metavar="URL", help=_("S3 location to upload the archives to, s3://BUCKET/PREFIX."))] = None,
+    s3_endpoint_url: Annotated[str | None, typer.Option(
+        "--s3-endpoint-url", metavar="URL", envvar="AWS_ENDPOINT_URL",
+        help=_("Endpoint of an S3-compatible store; AWS when not given."))] = None,
+    archive_format: Annotated[ArchiveFormat, typer.Option(
+        "--format", help=_("Archive file format."))] = ArchiveFormat.csv_gz,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help=_("List what would be archived and dropped, and change nothing."))] = False,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    keep_for = parse_keep(keep)
+    destination = _destination(archive_dir, archive_s3, s3_endpoint_url)
+    with connect(dsn) as connection:
+        result = rotate_partitions(connection, schema, keep_for, destination, archive_format, dry_run=dry_run)
+    render.print_rotation(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command(help=_("Create partitions ahead and move rows out of the default partition; run it from cron."))
+def maintain(
+    ahead: AheadOption = 3,
+    interval: IntervalOption = Interval.monthly,
+    pg_partman: Annotated[bool, typer.Option(
+        "--pg-partman", help=_("Run pg_partman's maintenance instead, where pg_partman is installed and manages "
+                               "the events table."))] = False,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    with connect(dsn) as connection:
+        if pg_partman:
+            partman_schema = run_pg_partman(connection, schema)
+            render.print_pg_partman(partman_schema)
+            return
+        result = maintain_partitions(connection, schema, ahead=ahead, interval=interval)
+    render.print_maintenance(result)
+
+
+@cron_app.command("maintain", help=_("Add a crontab line that runs `auditctl maintain`; replaces an earlier one."))
+def cron_install(
+    schedule: Annotated[str, typer.Option(
+        "--schedule", metavar="CRON", help=_("Five crontab fields, such as '17 3 * * *' (03:17 every day)."))]
+        = DEFAULT_SCHEDULE,
+    crontab_file: Annotated[Path | None, typer.Option(
+        "--crontab-file", metavar="FILE", dir_okay=False,
+        help=_("Edit this file, in the format of `crontab -l`, instead of your crontab."))] = None,
+    ahead: AheadOption = 3,
+    interval: IntervalOption = Interval.monthly,
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+) -> None:
+    check_dsn_has_no_password(dsn)
+    arguments = ["--ahead", str(ahead), "--interval", interval.value, "--schema", schema]
+    if dsn:
+        arguments += ["--dsn", dsn]
+    line = cron_line(schedule, arguments)
+    result = install_line(line, crontab_file)
+    render.print_cron(result)

@@ -1,0 +1,378 @@
+"""Partition maintenance, rotation with verified archives, and the crontab line, on a real server."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import socket
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from auditctl.audit.archive import ArchiveFormat, LocalDestination
+from auditctl.audit.install import install
+from auditctl.audit.partitions import Interval, list_partitions, maintain
+from auditctl.audit.retention import rotate
+from helpers import events
+
+NOW = datetime.now(timezone.utc)
+
+
+def month_start(months_back: int) -> datetime:
+    """Return the first instant (UTC) of the month ``months_back`` months before the current one."""
+    year, month = NOW.year, NOW.month - months_back
+    while month < 1:
+        month += 12
+        year -= 1
+    return datetime(year, month, 1, tzinfo=timezone.utc)
+
+
+# A keep window whose cutoff falls inside the month 7 back, so that rotate
+# takes the partitions of months 9 and 8 back and keeps month 7 back.
+KEEP_DAYS = (NOW - month_start(7)).days
+KEEP = f"{KEEP_DAYS}d"
+
+
+def add_events(connection, start: datetime, count: int, user: str = "u1") -> None:
+    """Insert ``count`` application events one minute apart from ``start``, as the schema owner."""
+    connection.execute(
+        """INSERT INTO audit.events (occurred_at, user_id, action, entity_type, entity_id, details)
+           SELECT %s + make_interval(mins => g), %s, 'LOGIN', 'public.users', g::text,
+                  jsonb_build_object('n', g, 'note', 'Привет, "мир"')
+           FROM generate_series(0, %s - 1) g""", (start, user, count))
+
+
+def partition_rows(connection) -> dict[str, int]:
+    return {p.name: p.rows for p in list_partitions(connection, "audit")}
+
+
+@pytest.fixture
+def old_log(db):
+    """A log with 30 events in each of the months 9, 8 and 7 back, moved into monthly partitions."""
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        for months_back in (9, 8, 7):
+            add_events(connection, month_start(months_back) + timedelta(days=2), 30)
+        maintain(connection, "audit")
+    return db
+
+
+def old_names() -> list[str]:
+    return [f"events_p{month_start(m):%Y_%m}" for m in (9, 8, 7)]
+
+
+def test_maintain_moves_default_rows(db, cli):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        add_events(connection, month_start(9) + timedelta(days=2), 12)
+        add_events(connection, month_start(5) + timedelta(days=20), 7)
+        assert partition_rows(connection)["events_default"] == 19
+
+    first = cli("maintain", dsn=db.dsn)
+    assert first.exit_code == 0, first.stderr
+    assert "Moved 19 events out of the default partition." in first.stdout
+
+    with db.connect() as connection:
+        rows = partition_rows(connection)
+        assert rows["events_default"] == 0
+        assert rows[f"events_p{month_start(9):%Y_%m}"] == 12
+        assert rows[f"events_p{month_start(5):%Y_%m}"] == 7
+        assert len(events(connection)) == 19
+
+
+def test_maintain_is_idempotent(db, cli):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        add_events(connection, month_start(4), 3)
+    assert cli("maintain", "--ahead", "5", dsn=db.dsn).exit_code == 0
+    with db.connect() as connection:
+        before = [(p.name, p.lower, p.upper, p.rows) for p in list_partitions(connection, "audit")]
+
+    second = cli("maintain", "--ahead", "5", dsn=db.dsn)
+    assert second.exit_code == 0, second.stderr
+    assert "Partitions are up to date." in second.stdout
+    with db.connect() as connection:
+        after = [(p.name, p.lower, p.upper, p.rows) for p in list_partitions(connection, "audit")]
+    assert after == before
+    # The current month and five after it, plus the moved month and the default partition.
+    assert len(after) == 8
+
+
+@pytest.mark.parametrize(("interval", "length"), [
+    (Interval.daily, timedelta(days=1)),
+    (Interval.weekly, timedelta(weeks=1)),
+], ids=["daily", "weekly"])
+def test_maintain_interval_partitions(db, interval, length):
+    # A date past the monthly partitions that install creates.
+    later = datetime(2031, 3, 12, 15, 0, tzinfo=timezone.utc)
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        result = maintain(connection, "audit", ahead=4, interval=interval, now=later)
+        created = [p for p in list_partitions(connection, "audit") if p.name in result.created]
+    assert len(created) == 5
+    for partition in created:
+        assert partition.upper - partition.lower == length
+    assert created[0].lower <= later < created[0].upper
+    if interval is Interval.weekly:
+        assert all(p.lower.weekday() == 0 for p in created)
+
+
+def test_maintain_rejects_bad_ahead(db, cli):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        before = partition_rows(connection)
+    result = cli("maintain", "--ahead", "1000", dsn=db.dsn)
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "--ahead 1000" in result.stderr
+    with db.connect() as connection:
+        assert partition_rows(connection) == before
+
+
+def test_maintain_pg_partman_needs_extension(db, cli):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        before = partition_rows(connection)
+    result = cli("maintain", "--pg-partman", dsn=db.dsn)
+    assert result.exit_code == 2
+    assert "pg_partman is not installed" in result.stderr
+    with db.connect() as connection:
+        assert partition_rows(connection) == before
+
+
+def test_rotate_archives_then_drops(old_log, cli, tmp_path):
+    result = cli("rotate", "--keep", KEEP, "--archive-dir", str(tmp_path), dsn=old_log.dsn)
+    assert result.exit_code == 0, result.stderr
+
+    with old_log.connect() as connection:
+        rows = partition_rows(connection)
+        rotate_events = events(connection, where="action = 'ROTATE'")
+    for name in old_names()[:2]:
+        assert name not in rows
+        archive = tmp_path / f"audit.{name}.csv.gz"
+        manifest = json.loads((tmp_path / f"audit.{name}.csv.gz.manifest.json").read_text())
+        assert manifest["rows"] == 30
+        assert manifest["partition"] == f"audit.{name}"
+        with gzip.open(archive, "rt", encoding="utf-8", newline="") as handle:
+            records = list(csv.DictReader(handle))
+        assert len(records) == 30
+        assert json.loads(records[0]["details"])["note"] == 'Привет, "мир"'
+    assert "events_default" in rows
+    assert f"events_p{NOW:%Y_%m}" in rows
+    assert [e["details"]["partition"] for e in rotate_events] == old_names()[:2]
+    assert list(tmp_path.glob(".*")) == []
+
+
+@pytest.mark.parametrize("archive_format", [ArchiveFormat.jsonl_zst, ArchiveFormat.parquet],
+                         ids=["jsonl.zst", "parquet"])
+def test_rotate_other_formats(old_log, cli, tmp_path, archive_format):
+    result = cli("rotate", "--keep", KEEP, "--archive-dir", str(tmp_path), "--format", archive_format.value,
+                 dsn=old_log.dsn)
+    assert result.exit_code == 0, result.stderr
+    archive = tmp_path / f"audit.{old_names()[0]}.{archive_format.value}"
+    if archive_format is ArchiveFormat.parquet:
+        import pyarrow.parquet as pq
+        table = pq.read_table(archive)
+        assert table.num_rows == 30
+        assert str(table.schema.field("occurred_at").type) == "timestamp[us, tz=UTC]"
+        assert json.loads(table.column("details")[0].as_py())["n"] == 0
+    else:
+        import zstandard
+        text = zstandard.ZstdDecompressor().stream_reader(archive.open("rb")).read().decode()
+        records = [json.loads(line) for line in text.splitlines()]
+        assert len(records) == 30
+        assert records[0]["details"]["note"] == 'Привет, "мир"'
+
+
+def test_rotate_dry_run_changes_nothing(old_log, cli, tmp_path):
+    with old_log.connect() as connection:
+        before = partition_rows(connection)
+    result = cli("rotate", "--keep", KEEP, "--archive-dir", str(tmp_path), "--dry-run", dsn=old_log.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert f"Would archive 30 events of {old_names()[0]}" in result.stdout
+    with old_log.connect() as connection:
+        assert partition_rows(connection) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("folder", ["file", "missing", "/proc/self"], ids=["file", "missing", "proc"])
+def test_rotate_keeps_partition_when_dir_unusable(old_log, cli, tmp_path, folder):
+    (tmp_path / "file").write_text("x")
+    # /proc/self takes no new files, not even from root.
+    archive_dir = tmp_path / folder
+    with old_log.connect() as connection:
+        before = partition_rows(connection)
+    result = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), dsn=old_log.dsn)
+    assert result.exit_code != 0
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    with old_log.connect() as connection:
+        assert partition_rows(connection) == before
+        assert events(connection, where="action = 'ROTATE'") == []
+
+
+class CorruptingDestination(LocalDestination):
+    """A local folder whose stored files get one byte flipped, as a failing disk would."""
+
+    def store(self, local, name):
+        location = super().store(local, name)
+        path = self.folder / name
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        return location
+
+
+@pytest.mark.parametrize("archive_format", list(ArchiveFormat), ids=[f.value for f in ArchiveFormat])
+def test_rotate_keeps_partition_on_corrupt_archive(old_log, tmp_path, archive_format):
+    with old_log.connect() as connection:
+        before = partition_rows(connection)
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), CorruptingDestination(tmp_path), archive_format)
+        assert result.failed
+        assert all("failed verification" in o.error for o in result.outcomes)
+        assert partition_rows(connection) == before
+        assert events(connection, where="action = 'ROTATE'") == []
+    # Neither the bad archive nor a scratch file stays behind.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rotate_never_drops_newest_or_default(old_log, cli, tmp_path):
+    with old_log.connect() as connection:
+        # Drop every partition from the current month on, so the newest
+        # partition that has started is month 7 back, long past any window.
+        with connection.transaction():
+            # Test set-up, not a change to record as a DDL event.
+            connection.execute("SELECT set_config('auditctl.internal', 'on', true)")
+            for partition in list_partitions(connection, "audit"):
+                if partition.lower is not None and partition.lower >= month_start(0):
+                    connection.execute(f'DROP TABLE audit."{partition.name}"')
+        add_events(connection, NOW - timedelta(hours=1), 2)
+    result = cli("rotate", "--keep", "1d", "--archive-dir", str(tmp_path), dsn=old_log.dsn)
+    assert result.exit_code == 0, result.stderr
+    with old_log.connect() as connection:
+        rows = partition_rows(connection)
+    assert old_names()[2] in rows
+    assert old_names()[0] not in rows
+    assert old_names()[1] not in rows
+    # Two test rows and the two ROTATE events of this run.
+    assert rows["events_default"] == 4
+
+
+@pytest.mark.parametrize("arguments", [
+    ["--keep", "soon", "--archive-dir", "."],
+    ["--keep", "0d", "--archive-dir", "."],
+    ["--keep", KEEP],
+    ["--keep", KEEP, "--archive-dir", ".", "--archive-s3", "s3://bucket"],
+    ["--keep", KEEP, "--archive-s3", "http://bucket"],
+], ids=["word", "zero", "no-destination", "two-destinations", "not-s3"])
+def test_rotate_rejects_bad_input(old_log, cli, arguments):
+    with old_log.connect() as connection:
+        before = partition_rows(connection)
+    result = cli("rotate", *arguments, dsn=old_log.dsn)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("Error: ")
+    with old_log.connect() as connection:
+        assert partition_rows(connection) == before
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 API in server mode on 127.0.0.1, and the environment that points boto3 at it."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    yield env
+    server.stop()
+
+
+def test_rotate_to_s3(old_log, cli, s3_server, tmp_path):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    bucket = f"archive-{old_log.name.replace('_', '-')}"
+    client.create_bucket(Bucket=bucket)
+    result = cli("rotate", "--keep", KEEP, "--archive-s3", f"s3://{bucket}/audit-log", env=s3_server,
+                 dsn=old_log.dsn)
+    assert result.exit_code == 0, result.stderr
+
+    keys = sorted(item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"])
+    name = old_names()[0]
+    assert f"audit-log/audit.{name}.csv.gz" in keys
+    assert f"audit-log/audit.{name}.csv.gz.manifest.json" in keys
+    body = client.get_object(Bucket=bucket, Key=f"audit-log/audit.{name}.csv.gz")["Body"].read()
+    records = list(csv.DictReader(io.StringIO(gzip.decompress(body).decode())))
+    assert len(records) == 30
+    with old_log.connect() as connection:
+        assert name not in partition_rows(connection)
+
+
+def test_rotate_to_missing_bucket_keeps_partitions(old_log, cli, s3_server):
+    with old_log.connect() as connection:
+        before = partition_rows(connection)
+    result = cli("rotate", "--keep", KEEP, "--archive-s3", "s3://no-such-bucket/x", env=s3_server,
+                 dsn=old_log.dsn)
+    assert result.exit_code == 1
+    assert "no-such-bucket" in result.stderr
+    with old_log.connect() as connection:
+        assert partition_rows(connection) == before
+
+
+def test_status_shows_partitions_and_next_rotate(old_log, cli):
+    result = cli("status", "--format", "json", "--keep", KEEP, dsn=old_log.dsn)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    listed = {p["name"]: p for p in report["partition_list"]}
+    first = listed[old_names()[0]]
+    assert first["rows"] == 30
+    assert first["bytes"] > 0
+    assert datetime.fromisoformat(first["from"]) == month_start(9)
+    assert datetime.fromisoformat(first["to"]) == month_start(8)
+    assert listed["events_default"]["default"] is True
+    assert report["next_rotate"] == old_names()[:2]
+
+    table = cli("status", "--keep", KEEP, dsn=old_log.dsn)
+    assert table.exit_code == 0, table.stderr
+    assert old_names()[0] in table.stdout
+    assert "archive and drop" in table.stdout
+
+
+def test_cron_install_writes_one_line(db, cli, tmp_path):
+    crontab = tmp_path / "crontab"
+    crontab.write_text("MAILTO=dba@example.com\n0 1 * * * /usr/bin/backup\n")
+    for _attempt in range(2):
+        result = cli("cron", "maintain", "--crontab-file", str(crontab), "--interval", "weekly",
+                     "--schedule", "5 4 * * *", "--dsn", "host=127.0.0.1 dbname=app")
+        assert result.exit_code == 0, result.stderr
+    lines = crontab.read_text().splitlines()
+    assert lines[:2] == ["MAILTO=dba@example.com", "0 1 * * * /usr/bin/backup"]
+    assert len(lines) == 3
+    assert lines[2].startswith("5 4 * * * ")
+    assert "-m auditctl --quiet maintain --ahead 3 --interval weekly --schema audit" in lines[2]
+    assert lines[2].endswith("# auditctl maintain")
+    assert "Replaced" in result.stdout
+
+
+@pytest.mark.parametrize("arguments", [
+    ["--schedule", "every day"],
+    ["--dsn", "host=127.0.0.1 password=secret"],
+], ids=["schedule", "password"])
+def test_cron_install_rejects_bad_input(cli, tmp_path, arguments):
+    crontab = tmp_path / "crontab"
+    result = cli("cron", "maintain", "--crontab-file", str(crontab), *arguments)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert not crontab.exists()
