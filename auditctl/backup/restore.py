@@ -13,11 +13,10 @@ from ..db import connect
 from ..errors import BackupError
 from ..i18n import _
 from .dump import child_connection
-from .encryption import Decryption, PipeWriter
+from .encryption import Decryption
 from .manifest import Manifest, require_manifest
 from .pgtools import find_tool
-from .streams import StderrCollector
-from .verify import archive_major, verify_checksum
+from .verify import archive_major, run_on_decrypted, verify_checksum
 
 logger = logging.getLogger(__name__)
 
@@ -85,21 +84,6 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
 
 
 def _restore_encrypted(args: list[str], environment: dict[str, str], path: Path, decryption: Decryption) -> None:
-    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=environment)
-    try:
-        errors = StderrCollector(process, lambda line: logger.warning("pg_restore: %s", line))
-        with path.open("rb") as source:
-            decryption.decrypt(source, PipeWriter(process.stdin))
-        try:
-            process.stdin.close()
-        except BrokenPipeError:
-            pass
-        code = process.wait()
-        if code != 0:
-            raise BackupError(_("pg_restore failed with exit code {code}: {error}").format(
-                code=code, error=errors.join()))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    code, error = run_on_decrypted(args, path, decryption, environment)
+    if code != 0:
+        raise BackupError(_("pg_restore failed with exit code {code}: {error}").format(code=code, error=error))

@@ -87,8 +87,23 @@ def verify_backup(path: Path, decryption: Decryption | None = None, pg_bindir: P
         return report
     if not decryption.available:
         return report
-    process = subprocess.Popen([str(pg_restore.path), "--list"], stdin=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    code, error = run_on_decrypted([str(pg_restore.path), "--list"], path, decryption)
+    if code != 0:
+        raise BackupError(_("pg_restore --list could not read the decrypted {path}: {error}").format(
+            path=path, error=error))
+    report.checks.append("decrypt+pg_restore --list")
+    return report
+
+
+def run_on_decrypted(args: list[str], path: Path, decryption: Decryption,
+                     environment: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run pg_restore with the decrypted backup on its stdin; return its exit code and stderr.
+
+    The plaintext only passes through the pipe, never the disk. The child is
+    killed if decryption fails half-way.
+    """
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=environment)
     try:
         errors = StderrCollector(process, lambda line: logger.warning("pg_restore: %s", line))
         with path.open("rb") as source:
@@ -97,15 +112,11 @@ def verify_backup(path: Path, decryption: Decryption | None = None, pg_bindir: P
             process.stdin.close()
         except BrokenPipeError:
             pass
-        if process.wait() != 0:
-            raise BackupError(_("pg_restore --list could not read the decrypted {path}: {error}").format(
-                path=path, error=errors.join()))
+        return process.wait(), errors.join()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    report.checks.append("decrypt+pg_restore --list")
-    return report
 
 
 def decrypt_to_bytes(path: Path, decryption: Decryption) -> bytes:
