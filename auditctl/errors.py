@@ -1,6 +1,6 @@
 """Errors that auditctl reports to people.
 
-Every message is already translated and says what failed, on which value,
+Every message is already translated and names what failed, on which value,
 and what to do next; the CLI prints it as one line and exits non-zero.
 """
 

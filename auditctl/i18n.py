@@ -70,8 +70,8 @@ def install_as_default_domain() -> None:
     """Make this catalog the process-wide default gettext domain.
 
     typer and click translate their own strings ("Usage:", "Options", ...)
-    through the default domain, so the CLI calls this before importing typer;
-    the Russian catalog carries those strings too. A library must not call it.
+    through the default domain, so the CLI calls this before importing typer.
+    The Russian catalog carries those strings too. A library must not call it.
     """
     _gettext.bindtextdomain(DOMAIN, str(LOCALE_DIR))
     _gettext.textdomain(DOMAIN)

@@ -394,6 +394,16 @@ def print_status(report: StatusReport) -> None:
         _("Events: {events}; partitions: {partitions}; size on disk: {size}.")
         .format(events=format_number(report.total_events), partitions=report.partitions,
                 size=format_bytes(report.log_bytes)), markup=False)
+    _print_protections(report)
+    _print_partitions(report)
+    for name in report.orphaned_functions:
+        console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it; "
+                        "the next `auditctl install` drops it.")
+                      .format(schema=report.schema, name=name), style="yellow", markup=False)
+
+
+def _print_protections(report: StatusReport) -> None:
+    """Print whether DDL capture is on and which new tables are audited on creation."""
     if report.ddl_capture:
         console.print(_("DDL capture: on (schema changes, GRANT and REVOKE, and disabled or dropped audit triggers "
                         "are recorded)."), markup=False)
@@ -405,11 +415,6 @@ def print_status(report: StatusReport) -> None:
         console.print(_("New tables in {schemas} are audited on creation, except names like {exclude}.")
                       .format(schemas=", ".join(report.auto_audit.schemas),
                               exclude=", ".join(report.auto_audit.exclude) or "—"), markup=False)
-    _print_partitions(report)
-    for name in report.orphaned_functions:
-        console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it; "
-                        "the next `auditctl install` drops it.")
-                      .format(schema=report.schema, name=name), style="yellow", markup=False)
 
 
 def format_bytes(size: int) -> str:

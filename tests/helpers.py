@@ -16,8 +16,8 @@ def events(connection: psycopg.Connection, schema: str = "audit", where: str = "
            params: tuple = (), system: bool = False) -> list[dict[str, Any]]:
     """Events matching a condition, oldest first, as dicts.
 
-    Row changes and application events only, unless ``system`` asks for
-    auditctl's own events and DDL events too.
+    Row changes and application events only, unless ``system`` is true:
+    then auditctl's own events and DDL events are included too.
     """
     scope = "true" if system else f"NOT ({SYSTEM_ACTIONS})"
     with connection.cursor(row_factory=dict_row) as cursor:

@@ -61,7 +61,7 @@ def test_plan_monthly_keeps_newest_of_each_month():
     assert kept_days(result) == ["20261031", "20261130", "20261204"]
 
 
-def test_plan_after_ten_failed_nights_keeps_newest_good_backup():
+def test_failed_nights_keep_newest_good_backup():
     last_good = NOW - timedelta(days=10)
     backups = nightly(20, end=last_good)
     result = plan_rotation(backups, RotationPolicy(keep_daily=7), NOW)

@@ -39,7 +39,7 @@ def render_ddl_capture(connection: psycopg.Connection, schema: str) -> str:
 
 @dataclass(frozen=True)
 class AutoAuditPolicy:
-    """Which tables created after install are audited at once: by schema, minus LIKE patterns."""
+    """Policy for auditing tables created after install: their schemas, minus LIKE patterns of names."""
 
     schemas: tuple[str, ...]
     exclude: tuple[str, ...] = ()

@@ -32,7 +32,7 @@ ProgressCallback = Callable[[str], None]
 
 @dataclass
 class InstallResult:
-    """What an install did, or would do with ``dry_run``."""
+    """Outcome of an install, or of its plan with ``dry_run``."""
 
     schema_steps: list[str] = field(default_factory=list)
     installed: list[Table] = field(default_factory=list)
@@ -48,7 +48,7 @@ class InstallResult:
 
 @dataclass
 class UninstallResult:
-    """What an uninstall removed."""
+    """Outcome of an uninstall: the tables it stopped auditing."""
 
     removed: list[str] = field(default_factory=list)
     dropped_schema: bool = False
@@ -89,7 +89,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
     text is stored as size and hash (0: never); None keeps what is stored. Everything runs in one
     transaction, so an error leaves the database as it was. Running it again
     with the same arguments changes nothing. With ``dry_run`` nothing runs,
-    and ``statements`` holds the SQL that would.
+    and ``statements`` contains the SQL that would.
     """
     result = InstallResult(dry_run=dry_run)
     with connection.transaction():

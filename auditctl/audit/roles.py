@@ -80,7 +80,7 @@ def _apply(connection: psycopg.Connection, schema: str, role: str, statements: l
 def app_grants(schema: str, role: str) -> list[sql.Composed]:
     """Return the statements that let ``role`` write audited tables but never the log itself.
 
-    The role may use the audit schema and call ``log_event()``; every direct
+    The role may use the audit schema and call ``log_event()``. Every direct
     privilege on the audit tables is revoked, so its only way into the log is
     through the triggers and that function.
     """

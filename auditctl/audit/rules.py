@@ -2,7 +2,7 @@
 
 Rules given to ``install`` are stored in the audit schema, so a later
 install without flags renders the same triggers. Columns whose names look
-like passwords, tokens or secrets are masked unless a rule says otherwise.
+like passwords, tokens or secrets are masked unless a rule keeps them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .catalog import Table, resolve_table, split_qualified_name
 
 
 class Rule(StrEnum):
-    """What the triggers store for a column's values."""
+    """Treatment of a column's values in the audit log."""
 
     EXCLUDE = "exclude"
     MASK = "mask"
@@ -47,7 +47,7 @@ class ColumnRule:
 
 
 def looks_secret(column: str) -> bool:
-    """Tell whether a column name looks like it holds a password, token or secret."""
+    """Tell whether a column name looks like that of a password, token or secret."""
     return bool(SECRET_NAME.search(column.lower()))
 
 

@@ -55,9 +55,9 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
                    stored: dict[str, Rule] | None = None) -> TriggerSql:
     """Render the trigger SQL of one table as the template version in use would.
 
-    ``rules`` are the table's effective column rules, ``stored`` the rules
-    kept in the audit schema for it, and ``max_value_bytes`` the size above
-    which text is stored as size and hash; each is read from the audit
+    ``rules`` are the table's effective column rules and ``stored`` the rules
+    kept in the audit schema for it. ``max_value_bytes`` is the size above
+    which text is stored as size and hash. Each is read from the audit
     schema when not given.
     """
     if stored is None:

@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import smtplib
-import ssl
 from dataclasses import dataclass, field
 
 from ..db import connect
@@ -14,7 +13,7 @@ from ..errors import AuditctlError
 from ..i18n import _, ngettext
 from .config import BackupSettings
 from .encryption import load_encryption
-from .mail import read_password
+from .mail import read_password, smtp_port, smtp_session
 from .manifest import find_backups
 from .pgtools import find_tool
 
@@ -127,27 +126,22 @@ def _check_encryption(settings: BackupSettings, report: DoctorReport) -> None:
 def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:
     """Connect, negotiate TLS and log in, without sending anything."""
     mail = settings.mail
-    port = mail.port or {"tls": 465, "starttls": 587}.get(mail.security, 25)
+    port = smtp_port(mail)
     try:
         password = read_password(mail)
-        context = ssl.create_default_context()
-        if mail.security == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(mail.host, port, timeout=mail.timeout_seconds, context=context)
-        else:
-            client = smtplib.SMTP(mail.host, port, timeout=mail.timeout_seconds)
-        with client:
-            if mail.security == "starttls":
-                client.starttls(context=context)
-                client.ehlo()
-            if password is not None:
-                if mail.security == "none" and not mail.allow_plaintext_auth:
-                    raise smtplib.SMTPException(_("login skipped: the connection is not encrypted"))
-                client.login(mail.username, password)
+        if password is not None and mail.security == "none" and not mail.allow_plaintext_auth:
+            raise smtplib.SMTPException(_("login skipped: the connection is not encrypted"))
+        with smtp_session(mail, password):
+            pass
     except (AuditctlError, smtplib.SMTPException, OSError) as exc:
         report.checks.append(Check(_("SMTP"), False, _("{host}:{port}: {error}").format(
             host=mail.host, port=port, error=exc)))
         return
-    report.checks.append(Check(_("SMTP"), True, _("{host}:{port}, login accepted").format(host=mail.host, port=port)))
+    if password is None:
+        detail = _("{host}:{port}, connected; no login configured").format(host=mail.host, port=port)
+    else:
+        detail = _("{host}:{port}, login accepted").format(host=mail.host, port=port)
+    report.checks.append(Check(_("SMTP"), True, detail))
 
 
 def _check_storage(settings: BackupSettings, report: DoctorReport) -> None:

@@ -133,7 +133,11 @@ def _run_locked(settings: BackupSettings, encryption: Encryption | None, report:
 
 
 def _send_report(settings: BackupSettings, report: JobReport, log_tail: str) -> None:
-    """Attach, upload or point to the file, then send; a failure is recorded, never raised."""
+    """Attach, upload or point to the file, then send the mail.
+
+    A mail or storage failure is logged and added to ``delivery_errors``
+    instead of raised, so the backup itself is kept.
+    """
     mail = settings.mail
     try:
         if report.result is None:

@@ -7,12 +7,14 @@ clients show Cyrillic database names as they are.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import smtplib
 import ssl
 import stat
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -100,6 +102,33 @@ def send_message(settings: MailSettings, message: EmailMessage) -> None:
     logger.info("sent report mail to %s", ", ".join(settings.to))
 
 
+def smtp_port(settings: MailSettings) -> int:
+    """Return the configured SMTP port, or the usual one for the security mode."""
+    return settings.port or _DEFAULT_PORTS.get(settings.security, 25)
+
+
+@contextlib.contextmanager
+def smtp_session(settings: MailSettings, password: str | None) -> Iterator[smtplib.SMTP]:
+    """Connect with implicit TLS or STARTTLS as configured, log in when a password is given, and yield the client.
+
+    The caller checks beforehand that a password never goes over an unencrypted connection.
+    """
+    context = ssl.create_default_context()
+    port = smtp_port(settings)
+    if settings.security == "tls":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, port, timeout=settings.timeout_seconds,
+                                                context=context)
+    else:
+        client = smtplib.SMTP(settings.host, port, timeout=settings.timeout_seconds)
+    with client:
+        if settings.security == "starttls":
+            client.starttls(context=context)
+            client.ehlo()
+        if password is not None:
+            client.login(settings.username, password)
+        yield client
+
+
 def _send_with_smtp(settings: MailSettings, message: EmailMessage) -> None:
     if settings.security not in _DEFAULT_PORTS:
         raise ConfigError(_("Invalid mail security {value!r}: use tls, starttls or none.").format(
@@ -112,21 +141,9 @@ def _send_with_smtp(settings: MailSettings, message: EmailMessage) -> None:
             _("Refusing to send the SMTP password over an unencrypted connection to {host}. Use security = "
               "\"tls\" or \"starttls\", or set allow_plaintext_auth = true if the link is trusted.")
             .format(host=settings.host))
-    port = settings.port or _DEFAULT_PORTS[settings.security]
-    context = ssl.create_default_context()
-    target = f"{settings.host}:{port}"
+    target = f"{settings.host}:{smtp_port(settings)}"
     try:
-        if settings.security == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, port, timeout=settings.timeout_seconds,
-                                                    context=context)
-        else:
-            client = smtplib.SMTP(settings.host, port, timeout=settings.timeout_seconds)
-        with client:
-            if settings.security == "starttls":
-                client.starttls(context=context)
-                client.ehlo()
-            if password is not None:
-                client.login(settings.username, password)
+        with smtp_session(settings, password) as client:
             client.send_message(message)
     except smtplib.SMTPAuthenticationError as exc:
         raise DeliveryError(_("SMTP login to {target} as {user} failed: {code} {error}").format(

@@ -32,7 +32,7 @@ _CHUNK = 1024 * 1024
 
 @dataclass
 class Manifest:
-    """What ``NAME.json`` records about one backup."""
+    """Record of one backup, as stored in ``NAME.json`` beside it."""
 
     database: str
     file: str

@@ -3,9 +3,9 @@
 pg_dump refuses to dump a server of a newer major version, and pg_restore
 cannot read archives of a newer pg_dump, so every tool must be at least as
 new as the server. Candidates come from PATH, ``pg_config --bindir``,
-Debian's ``/usr/lib/postgresql/*/bin`` and the pgserver wheel; the oldest
-suitable one wins, so that the server's own major version is preferred and
-the distribution's pg_restore of that version can read the archive.
+Debian's ``/usr/lib/postgresql/*/bin`` and the pgserver wheel. The oldest
+suitable one wins: the server's own major version is then preferred, so the
+distribution's pg_restore of that version can read the archive.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Which old backups to delete: keep the last N and daily, weekly and monthly slots.
 
-Rotation only ever sees backups that auditctl made for one database (see
+Rotation only ever gets backups that auditctl made for one database (see
 ``manifest.find_backups``), and it never deletes the newest one.
 """
 
@@ -38,7 +38,7 @@ class RotationResult:
 
 
 def _period_keys(now: datetime, count: int, step: str) -> list[tuple]:
-    """The calendar periods (UTC) counted back from ``now``: days, ISO weeks or months."""
+    """List the calendar periods (UTC) counted back from ``now``: days, ISO weeks or months."""
     keys: list[tuple] = []
     day = now.date()
     if step == "day":

@@ -92,7 +92,7 @@ def install(
     else:
         policy = True
     if not tables and not all_tables and not dry_run and not viewer_role and not app_role and auto_audit is None:
-        # Installing only the schema is allowed; say so, since no table is audited yet.
+        # Installing only the schema is allowed, but the user should know no table is audited yet.
         render.console.print(_("No tables given: installing the audit schema only. "
                                "Name tables or use --all to audit them."))
     with connect(dsn) as connection:

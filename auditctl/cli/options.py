@@ -15,4 +15,4 @@ DsnOption = Annotated[str | None, typer.Option(
 
 SchemaOption = Annotated[str, typer.Option(
     "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME",
-    help=_("Schema that holds the audit log."))]
+    help=_("Schema that contains the audit log."))]

@@ -59,7 +59,7 @@ def _check_actions(connection, schema: str, actions: list[str]) -> None:
 
 @dataclass
 class ListData:
-    """What the main view shows, read in one connection."""
+    """Contents of the main view, read in one connection."""
 
     page: browse.Page
     days: list[browse.DayCount]
