@@ -58,7 +58,7 @@ def test_drop_table_recorded(captured):
 
 def test_tampering_with_audit_triggers_recorded(captured):
     with captured.connect() as connection:
-        connection.execute("ALTER TABLE item DISABLE TRIGGER auditctl_row")
+        connection.execute("ALTER TABLE item DISABLE TRIGGER auditctl_update")
         connection.execute("DROP TRIGGER auditctl_insert ON item")
         recorded = [e["action"] for e in _system(connection)]
     assert recorded == ["AUDIT_TRIGGER_DISABLED", "AUDIT_TRIGGER_DROPPED"]

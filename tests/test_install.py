@@ -74,7 +74,7 @@ def test_dry_run_executes_nothing(db):
     assert schema is None
     text = "\n".join(result.statements)
     assert "CREATE TABLE \"audit\".events" in text
-    assert "CREATE OR REPLACE TRIGGER auditctl_row" in text
+    assert "CREATE OR REPLACE TRIGGER auditctl_update" in text
 
 
 def test_awkward_names_are_audited(db):
@@ -227,10 +227,10 @@ def test_status_reports_states(db):
             CREATE TABLE never (id int);
         """)
         install(connection, "audit", ["good", "off", "stale", "gone"])
-        connection.execute("ALTER TABLE off DISABLE TRIGGER auditctl_row")
+        connection.execute("ALTER TABLE off DISABLE TRIGGER auditctl_update")
         # A new primary key changes the generated SQL, so the trigger is outdated.
         connection.execute("ALTER TABLE stale DROP CONSTRAINT stale_pkey")
-        connection.execute("DROP TRIGGER auditctl_row ON gone")
+        connection.execute("DROP TRIGGER auditctl_update ON gone")
         connection.execute("INSERT INTO good VALUES (1), (2)")
         report = collect_status(connection, "audit")
     states = {t.entity_type: t.state for t in report.tables}
@@ -321,7 +321,7 @@ def test_install_enables_disabled_trigger(db):
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         install(connection, "audit", ["a"])
-        connection.execute("ALTER TABLE a DISABLE TRIGGER auditctl_row")
+        connection.execute("ALTER TABLE a DISABLE TRIGGER auditctl_update")
         result = install(connection, "audit", ["a"])
         connection.execute("INSERT INTO a VALUES (1)")
         recorded = events(connection)

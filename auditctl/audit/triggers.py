@@ -13,14 +13,22 @@ from .schema import template_context
 
 # Bump when sql/trigger.sql.j2 changes in a way that existing triggers must
 # be regenerated for; status then reports them as outdated.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 
 # Trigger names are per table, so fixed names cannot collide between tables.
 # NOTE: a second audit schema (install with another --schema) on the same
 # table takes these triggers over instead of adding its own.
-TRIGGER_NAMES = ("auditctl_row", "auditctl_insert", "auditctl_delete", "auditctl_truncate")
+TRIGGER_NAMES = ("auditctl_row", "auditctl_insert", "auditctl_update", "auditctl_delete", "auditctl_truncate")
 ROW_LAYOUT = ("auditctl_row", "auditctl_truncate")
-SET_BASED_LAYOUT = TRIGGER_NAMES
+SET_BASED_LAYOUT = ("auditctl_insert", "auditctl_update", "auditctl_delete", "auditctl_truncate")
+
+# An UPDATE of at least this many rows is captured by a query written for the
+# table's current columns and planned for that statement. Smaller ones use a
+# cached query that compares columns as JSON, because planning the written
+# query costs roughly what comparing 100 rows as JSON does (an estimate).
+BULK_UPDATE_ROWS = 100
+# work_mem of that query: both transition tables are sorted to pair their rows.
+BULK_UPDATE_WORK_MEM = "64MB"
 
 # PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
 MAX_IDENTIFIER_BYTES = 63
@@ -92,6 +100,10 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         partitioned=table.partitioned,
         set_based=set_based,
         excluded=f" - ARRAY[{', '.join(by_rule[Rule.EXCLUDE])}]::text[]" if by_rule[Rule.EXCLUDE] else "",
+        excluded_array=_text_array(sorted(excluded_columns)),
+        key_array=_text_array(list(table.key_columns)),
+        bulk_rows=BULK_UPDATE_ROWS,
+        bulk_work_mem=BULK_UPDATE_WORK_MEM,
         masked=by_rule[Rule.MASK],
         hashed=by_rule[Rule.HASH],
         mask_marker=quote_literal(MASK_MARKER),

@@ -1,0 +1,170 @@
+"""Large UPDATEs: the per-statement query must record what small ones record.
+
+An UPDATE of BULK_UPDATE_ROWS rows or more is captured by a query the
+trigger writes at run time from the table's current columns; smaller ones
+by a cached query that compares columns as JSON. Each test runs the same
+change once row by row and once as one statement on twin tables and
+compares the events.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from auditctl.audit.install import install
+from auditctl.audit.rules import MASK_MARKER, Rule
+from auditctl.audit.triggers import BULK_UPDATE_ROWS
+from helpers import as_app_user, events
+
+ROWS = BULK_UPDATE_ROWS + 20
+
+TYPES_SQL = """
+CREATE TYPE mood AS ENUM ('calm', 'busy');
+CREATE DOMAIN short_code AS text CHECK (length(VALUE) < 20);
+"""
+
+TABLE_SQL = """
+CREATE TABLE {name} (
+    id        integer PRIMARY KEY,
+    title     text,
+    amount    numeric(10, 2),
+    doc       jsonb,
+    raw_doc   json,
+    tags      text[],
+    state     mood,
+    code      short_code,
+    seen_at   timestamptz,
+    blob      bytea,
+    secret    text,
+    email     text,
+    noise     integer
+);
+INSERT INTO {name}
+SELECT i, 'Запись ' || i, i / 4.0, jsonb_build_object('n', i), json_build_object('n', i), ARRAY['a', i::text],
+       'calm', 'c' || i, timestamptz '2026-01-01 00:00+00' + i * interval '1 hour', '\\x0102'::bytea,
+       's' || i, 'user' || i || '@example.org', i
+FROM generate_series(1, {rows}) AS i;
+"""
+
+
+def _changes(connection, table: str) -> list[tuple]:
+    return sorted((e["entity_id"], repr(e["old_values"]), repr(e["new_values"]))
+                  for e in events(connection, where=f"action = 'UPDATE' AND entity_type = 'public.{table}'"))
+
+
+def _twins(connection, rules: list[tuple[str, Rule]] | None = None, key: bool = True) -> None:
+    connection.execute(TYPES_SQL)
+    for name in ("small", "bulk"):
+        connection.execute(TABLE_SQL.format(name=name, rows=ROWS))
+        if not key:
+            connection.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_pkey")
+    rules = rules or []
+    twin_rules = [(f"{name}.{column}", rule) for name in ("small", "bulk") for column, rule in rules]
+    install(connection, "audit", ["small", "bulk"], column_rules=twin_rules)
+    connection.execute("DELETE FROM audit.events")
+
+
+def _apply(connection, assignments: str, where: str = "true") -> None:
+    """Run the change on small row by row and on bulk in one statement."""
+    ids = [row[0] for row in connection.execute(f"SELECT id FROM small WHERE {where} ORDER BY id").fetchall()]
+    assert len(ids) >= BULK_UPDATE_ROWS
+    for row_id in ids:
+        connection.execute(f"UPDATE small SET {assignments} WHERE id = {int(row_id)} AND ({where})")
+    connection.execute(f"UPDATE bulk SET {assignments} WHERE {where}")
+
+
+def test_bulk_update_records_the_same_as_single_rows(db):
+    with db.connect() as connection:
+        _twins(connection)
+        _apply(connection, """title = CASE WHEN id % 2 = 0 THEN title || ' (изм.)' ELSE title END,
+                              amount = amount + 1, doc = doc || '{"x": [1, null]}', raw_doc = '{"y": 2}',
+                              tags = tags || 'b'::text, state = 'busy', code = NULL, seen_at = seen_at + interval '1 day',
+                              blob = '\\x0a0b'::bytea""")
+        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+    assert len(bulk) == ROWS
+    assert small == bulk
+    assert any("'code': None" in new for _, _, new in bulk)
+
+
+def test_bulk_update_applies_column_rules(db):
+    rules = [("secret", Rule.MASK), ("email", Rule.HASH), ("noise", Rule.EXCLUDE), ("title", Rule.KEEP)]
+    with db.connect() as connection:
+        _twins(connection, rules)
+        _apply(connection, "secret = secret || '!', email = upper(email), noise = noise + 1, amount = 0")
+        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+        _apply(connection, "noise = noise + 1")
+        only_excluded = _changes(connection, "bulk")
+    assert small == bulk
+    assert len(bulk) == ROWS
+    assert all("noise" not in old and f"'secret': '{MASK_MARKER}'" in old and "hmac-sha256:" in new for _, old, new in bulk)
+    assert only_excluded == bulk
+
+
+def test_bulk_update_stores_large_text_as_size_and_hash(db):
+    with db.connect() as connection:
+        _twins(connection)
+        _apply(connection, "title = repeat('я', 5000)")
+        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+    assert small == bulk
+    assert all("'sha256':" in new for _, _, new in bulk)
+
+
+def test_bulk_update_without_key_keeps_whole_old_row(db):
+    with db.connect() as connection:
+        _twins(connection, key=False)
+        _apply(connection, "amount = 0")
+        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+    assert small == bulk
+    assert all(entity is None and "'title':" in old and new.startswith("{'amount'") for entity, old, new in bulk)
+
+
+def test_bulk_update_of_the_key_pairs_old_and_new_rows(db):
+    with db.connect() as connection:
+        _twins(connection)
+        connection.execute("UPDATE bulk SET id = id + 100000, title = 'moved'")
+        recorded = events(connection, where="action = 'UPDATE'")
+    assert len(recorded) == ROWS
+    for event in recorded:
+        old_id, new_id = event["old_values"]["id"], event["new_values"]["id"]
+        assert new_id == old_id + 100000
+        assert event["entity_id"] == str(new_id)
+        assert event["old_values"]["title"] == f"Запись {old_id}"
+
+
+def test_bulk_update_after_columns_change(db):
+    with db.connect() as connection:
+        _twins(connection)
+        for name in ("small", "bulk"):
+            connection.execute(f"ALTER TABLE {name} DROP COLUMN doc")
+            connection.execute(f"ALTER TABLE {name} RENAME COLUMN title TO heading")
+            connection.execute(f"ALTER TABLE {name} ADD COLUMN auditctl_position int DEFAULT 0")
+        _apply(connection, "heading = 'h', auditctl_position = 1, amount = amount * 2")
+        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+    assert small == bulk
+    assert all("'heading': 'h'" in new and "'auditctl_position': 1" in new for _, _, new in bulk)
+
+
+def test_bulk_update_that_changes_nothing_records_nothing(db):
+    with db.connect() as connection:
+        _twins(connection)
+        connection.execute("UPDATE bulk SET title = title, amount = amount")
+        assert _changes(connection, "bulk") == []
+
+
+def test_bulk_update_carries_the_request_context(db):
+    with db.connect() as connection:
+        _twins(connection)
+        as_app_user(connection, "u-42", "198.51.100.7", "UPDATE bulk SET amount = -1")
+        recorded = events(connection, where="action = 'UPDATE'")
+    assert len(recorded) == ROWS
+    assert {(e["user_id"], str(e["ip_address"])) for e in recorded} == {("u-42", "198.51.100.7")}
+
+
+def test_rolled_back_bulk_update_leaves_no_event(db):
+    with db.connect() as connection:
+        _twins(connection)
+        with pytest.raises(ZeroDivisionError):
+            with connection.transaction():
+                connection.execute("UPDATE bulk SET amount = 2")
+                raise ZeroDivisionError
+        assert _changes(connection, "bulk") == []
