@@ -71,7 +71,7 @@ class EventNotFoundError(AuditctlError):
 
 
 class RevertRefusedError(AuditctlError):
-    """An event cannot be reverted at all, such as one of a table without a primary key."""
+    """An event cannot be reverted at all, such as a TRUNCATE or one whose old values were masked."""
 
 
 class RevertConflictError(AuditctlError):

@@ -231,8 +231,10 @@ def print_revert(result: RevertResult) -> None:
     """Report what a revert changed, or would change on a dry run."""
     labels = {"INSERT": _("re-inserted"), "UPDATE": _("restored"), "DELETE": _("deleted")}
     for step in result.steps:
+        # A row without a primary key is named by its logged values.
+        key = step.entity_id if step.entity_id is not None else _short(step.row)
         console.print(_("Event {id}: {table} {key} {done} ({columns}).").format(
-            id=step.event_id, table=step.entity_type, key=step.entity_id, done=labels[step.statement],
+            id=step.event_id, table=step.entity_type, key=key, done=labels[step.statement],
             columns=", ".join(step.columns)), markup=False)
     if result.dry_run:
         console.print(_("Dry run: {count} event(s) can be reverted; nothing was changed.")

@@ -8,6 +8,7 @@ import pytest
 
 from auditctl.audit.install import install
 from auditctl.audit.revert import revert_event, revert_transaction
+from auditctl.audit.rules import Rule
 from auditctl.errors import RevertConflictError, RevertRefusedError
 from helpers import as_app_user, events
 
@@ -29,6 +30,7 @@ def shop(db):
             CREATE TABLE "Work Stage" ("productId" text, "stageNo" integer, title text,
                                        PRIMARY KEY ("productId", "stageNo"));
             CREATE TABLE link (a integer NOT NULL, b text NOT NULL);
+            CREATE TABLE grant_token (holder text, token text);
             CREATE TABLE account (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, login text,
                                   password text);
         """)
@@ -187,13 +189,13 @@ def test_revert_identity_always_row(shop):
         assert _row(connection, "account", "true") == {"id": 1, "login": "ann", "password": None}
 
 
-@pytest.mark.parametrize("case", ["no_key", "masked", "truncate", "app_event"])
+@pytest.mark.parametrize("case", ["no_key_masked", "masked", "truncate", "app_event"])
 def test_revert_refuses_unrevertible_events(shop, case):
     with shop.connect() as connection:
-        if case == "no_key":
-            connection.execute("INSERT INTO link VALUES (1, 'x')")
-            connection.execute("DELETE FROM link")
-            expected = "no primary key"
+        if case == "no_key_masked":
+            # The token column is masked by default because of its name.
+            connection.execute("INSERT INTO grant_token VALUES ('ann', 'secret')")
+            expected = "grant_token has no primary key and its column token was stored masked"
         elif case == "masked":
             connection.execute("INSERT INTO account (login, password) VALUES ('ann', 'secret')")
             connection.execute("UPDATE account SET password = 'other'")
@@ -275,3 +277,151 @@ def test_revert_delete_rejected_by_new_constraint(shop):
         with pytest.raises(RevertConflictError, match="database rejected a restored row"):
             revert_event(connection, "audit", delete["id"], user_id=None)
         assert connection.execute("SELECT count(*) FROM customer").fetchone()[0] == 0
+
+
+def _links(connection, table: str = "link") -> list[tuple]:
+    return connection.execute(f"SELECT a, b FROM {table} ORDER BY a, b").fetchall()
+
+
+def test_revert_no_key_insert_deletes_one_duplicate(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO link VALUES (1, 'x')")
+        first = events(connection)[-1]
+        connection.execute("INSERT INTO link VALUES (1, 'x'), (2, 'x')")
+        assert first["entity_id"] is None
+        result = revert_event(connection, "audit", first["id"], user_id="admin")
+        assert _links(connection) == [(1, "x"), (2, "x")]
+        assert [step.statement for step in result.steps] == ["DELETE"]
+        assert result.steps[0].row == {"a": 1, "b": "x"}
+        revert_row = events(connection)[-2]
+        assert revert_row["action"] == "DELETE"
+        assert revert_row["old_values"] == {"a": 1, "b": "x"}
+        assert revert_row["user_id"] == "admin"
+
+        second = events(connection, where="action = 'INSERT' AND new_values = '{\"a\": 1, \"b\": \"x\"}'")[1]
+        revert_event(connection, "audit", second["id"], user_id=None)
+        assert _links(connection) == [(2, "x")]
+        with pytest.raises(RevertConflictError, match="no row of public.link matches the values after the event"):
+            revert_event(connection, "audit", first["id"], user_id=None)
+
+
+def test_revert_no_key_update_restores_one_duplicate(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO link VALUES (1, 'x'), (1, 'x'), (2, 'x')")
+        connection.execute("UPDATE link SET b = 'y' WHERE a = 1")
+        first_update, second_update = events(connection, where="action = 'UPDATE'")
+        assert first_update["old_values"] == {"a": 1, "b": "x"}
+        assert first_update["new_values"] == {"b": "y"}
+        result = revert_event(connection, "audit", first_update["id"], user_id=None)
+        assert _links(connection) == [(1, "x"), (1, "y"), (2, "x")]
+        assert [step.columns for step in result.steps] == [["b"]]
+        revert_event(connection, "audit", second_update["id"], user_id=None)
+        assert _links(connection) == [(1, "x"), (1, "x"), (2, "x")]
+
+
+def test_revert_no_key_delete_reinserts_duplicates(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO link VALUES (1, 'x'), (1, 'x'), (3, 'z')")
+        as_app_user(connection, "u-1", None, "DELETE FROM link WHERE a = 1")
+        delete = events(connection)[-1]
+        assert _links(connection) == [(3, "z")]
+        result = revert_transaction(connection, "audit", delete["transaction_id"], user_id=None)
+        assert _links(connection) == [(1, "x"), (1, "x"), (3, "z")]
+    assert [step.statement for step in result.steps] == ["INSERT", "INSERT"]
+    assert [step.columns for step in result.steps] == [["a", "b"], ["a", "b"]]
+
+
+def test_revert_no_key_conflict_when_row_changed_since(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO link VALUES (1, 'x')")
+        connection.execute("UPDATE link SET b = 'y'")
+        update = events(connection)[-1]
+        connection.execute("UPDATE link SET b = 'z'")
+        count = len(events(connection))
+        with pytest.raises(RevertConflictError, match=f"event {update['id']}: no row of public.link matches"):
+            revert_event(connection, "audit", update["id"], user_id=None)
+        assert _links(connection) == [(1, "z")]
+        assert len(events(connection)) == count
+
+
+def test_revert_no_key_conflict_applies_nothing(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer (id, name) VALUES (1, 'a')")
+        connection.execute("INSERT INTO link VALUES (1, 'x'), (2, 'x')")
+        as_app_user(connection, "u", None, "UPDATE customer SET name = 'b' WHERE id = 1",
+                    "UPDATE link SET b = 'y' WHERE a = 1",
+                    "DELETE FROM link WHERE a = 2")
+        transaction_id = events(connection)[-1]["transaction_id"]
+        connection.execute("DELETE FROM link WHERE a = 1")
+        with pytest.raises(RevertConflictError, match="no row of public.link matches"):
+            revert_transaction(connection, "audit", transaction_id, user_id=None)
+        assert _links(connection) == []
+        assert connection.execute("SELECT name FROM customer WHERE id = 1").fetchone()[0] == "b"
+
+
+def test_revert_no_key_partitioned_same_ctid(shop):
+    with shop.connect() as connection:
+        # The first row of each partition has ctid (0,1), so only the
+        # tableoid distinguishes the two rows.
+        connection.execute("""
+            CREATE TABLE reading (a integer, b text) PARTITION BY LIST (a);
+            CREATE TABLE reading_1 PARTITION OF reading FOR VALUES IN (1);
+            CREATE TABLE reading_2 PARTITION OF reading FOR VALUES IN (2);
+        """)
+        install(connection, "audit", ["reading"])
+        connection.execute("INSERT INTO reading VALUES (1, 'x')")
+        connection.execute("INSERT INTO reading VALUES (2, 'x')")
+        second_insert = events(connection)[-1]
+        revert_event(connection, "audit", second_insert["id"], user_id=None)
+        assert _links(connection, "reading") == [(1, "x")]
+
+        connection.execute("UPDATE reading SET b = 'y'")
+        update = events(connection)[-1]
+        assert update["details"]["partition"] == "reading_1"
+        revert_event(connection, "audit", update["id"], user_id=None)
+        assert _links(connection, "reading") == [(1, "x")]
+
+
+def test_revert_no_key_types_without_equality(shop):
+    with shop.connect() as connection:
+        # json and point have no = operator; the timestamp is written in
+        # another TimeZone than the revert runs in.
+        connection.execute("CREATE TABLE shape (label text, body json, spot point, seen_at timestamptz)")
+        install(connection, "audit", ["shape"])
+        connection.execute("SET TimeZone = 'Asia/Vladivostok'")
+        connection.execute("""INSERT INTO shape VALUES ('круг', '{"r": 1.50, "k": [1, 2]}', '(1.5,2)',
+                              '2024-05-01 10:00+03')""")
+        connection.execute("UPDATE shape SET label = 'квадрат'")
+        update = events(connection)[-1]
+        connection.execute("SET TimeZone = 'UTC'")
+        revert_event(connection, "audit", update["id"], user_id=None)
+        row = connection.execute("SELECT label, body::text, spot::text, seen_at FROM shape").fetchall()
+    assert len(row) == 1
+    assert row[0][:3] == ("круг", '{"r": 1.50, "k": [1, 2]}', "(1.5,2)")
+
+
+def test_revert_no_key_excluded_column_rejected(shop):
+    with shop.connect() as connection:
+        connection.execute("CREATE TABLE visit (page text, note text)")
+        install(connection, "audit", ["visit"], column_rules=[("visit.note", Rule.EXCLUDE)])
+        connection.execute("INSERT INTO visit VALUES ('/a', 'n')")
+        insert = events(connection)[-1]
+        with pytest.raises(RevertRefusedError, match="column note is excluded from the audit log, so the row "
+                                                     "cannot be identified"):
+            revert_event(connection, "audit", insert["id"], user_id=None)
+
+
+def test_revert_cli_no_key_dry_run(shop, cli):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO link VALUES (1, 'x')")
+        insert_id = events(connection)[-1]["id"]
+    dry = cli("revert", str(insert_id), "--dry-run", dsn=shop.dsn)
+    assert dry.exit_code == 0, dry.stderr
+    assert f'Event {insert_id}: public.link {{"a": 1, "b": "x"}} deleted (a, b).' in dry.stdout
+    assert "Dry run: 1 event(s) can be reverted" in dry.stdout
+    with shop.connect() as connection:
+        assert _links(connection) == [(1, "x")]
+    done = cli("revert", str(insert_id), dsn=shop.dsn)
+    assert done.exit_code == 0, done.stderr
+    with shop.connect() as connection:
+        assert _links(connection) == []

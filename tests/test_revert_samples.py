@@ -30,7 +30,8 @@ SELECT jsonb_build_object(
     'projects', (SELECT jsonb_agg(to_jsonb(p) ORDER BY id) FROM "Project" p WHERE id IN (7, 8)),
     'products', (SELECT jsonb_agg(to_jsonb(p) ORDER BY id) FROM "Product" p WHERE "projectId" = 8),
     'stages', (SELECT jsonb_agg(to_jsonb(s) ORDER BY "productId", "stageNo") FROM "WorkStage" s
-               JOIN "Product" p ON p.id = s."productId" WHERE p."projectId" = 8))
+               JOIN "Product" p ON p.id = s."productId" WHERE p."projectId" = 8),
+    'links', (SELECT jsonb_agg(to_jsonb(l) ORDER BY "B") FROM "_ProjectToUser" l WHERE "A" = 8))
 """
 
 
@@ -41,26 +42,67 @@ def _cascade_transaction(connection) -> int:
 
 def test_revert_prisma_cascade_delete(prisma_app):
     with prisma_app.connect() as connection:
-        # The permissions table has no primary key, so revert rejects its
-        # rows. It stays unaudited here, so that the rest can be tested.
-        install(connection, "audit", [], use_all=True, exclude=['"_ProjectToUser"'])
+        install(connection, "audit", [], use_all=True)
         before = connection.execute(_SNAPSHOT).fetchone()[0]
         assert len(before["products"]) == 10
+        assert len(before["links"]) > 0
         transaction_id = _cascade_transaction(connection)
         assert connection.execute('SELECT count(*) FROM "Product" WHERE "projectId" = 8').fetchone()[0] == 0
+        assert connection.execute('SELECT count(*) FROM "_ProjectToUser" WHERE "A" = 8').fetchone()[0] == 0
         result = revert_transaction(connection, "audit", transaction_id, user_id="cl00000001")
         after = connection.execute(_SNAPSHOT).fetchone()[0]
     assert after == before
-    assert len(result.steps) == 1 + 1 + 10 + 50
+    assert len(result.steps) == 1 + 1 + 10 + 50 + len(before["links"])
 
 
-def test_revert_prisma_cascade_refuses_table_without_key(prisma_app):
+# A user invited to three projects, through the permissions table
+# "_ProjectToUser", which has no primary key.
+_INVITED_USER = """
+INSERT INTO "User" ("id", "email", "fullName", "passwordHash", "role", "updatedAt")
+VALUES ('cl00000999', 'guest@example.ru', 'Гость Ёлкин', '$2b$12$x', 'ENGINEER', '2026-02-01 09:30:00.123');
+INSERT INTO "_ProjectToUser" ("A", "B") VALUES (3, 'cl00000999'), (5, 'cl00000999'), (8, 'cl00000999');
+"""
+
+_USER_SNAPSHOT = """
+SELECT jsonb_build_object(
+    'user', (SELECT to_jsonb(u) FROM "User" u WHERE id = 'cl00000999'),
+    'links', (SELECT jsonb_agg(to_jsonb(l) ORDER BY "A") FROM "_ProjectToUser" l WHERE "B" = 'cl00000999'))
+"""
+
+
+def test_revert_prisma_user_delete_restores_links(prisma_app, cli):
     with prisma_app.connect() as connection:
-        install(connection, "audit", [], use_all=True)
-        transaction_id = _cascade_transaction(connection)
-        with pytest.raises(RevertRefusedError, match="_ProjectToUser, which had no primary key"):
-            revert_transaction(connection, "audit", transaction_id, user_id=None)
-        assert connection.execute('SELECT count(*) FROM "Project" WHERE id = 8').fetchone()[0] == 0
+        # The password hash is masked by default, and a deleted user can
+        # only come back with it, so this install keeps it in the log.
+        install(connection, "audit", [], use_all=True, column_rules=[("User.passwordHash", Rule.KEEP)])
+        connection.execute(_INVITED_USER)
+        before = connection.execute(_USER_SNAPSHOT).fetchone()[0]
+        links_total = connection.execute('SELECT count(*) FROM "_ProjectToUser"').fetchone()[0]
+        connection.execute("""
+            BEGIN;
+            SET LOCAL auditctl.user_id = 'cl00000004';
+            DELETE FROM "User" WHERE "id" = 'cl00000999';
+            COMMIT;""")
+        link_deletes = events(connection, where="""action = 'DELETE' AND entity_type = 'public._ProjectToUser'""")
+        assert len(link_deletes) == 3
+        assert all(event["entity_id"] is None for event in link_deletes)
+        transaction_id = link_deletes[0]["transaction_id"]
+        assert connection.execute(_USER_SNAPSHOT).fetchone()[0] == {"user": None, "links": None}
+
+    result = cli("revert", "--transaction", str(transaction_id), "--user", "cl00000001", dsn=prisma_app.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert "Reverted 4 event(s)" in result.stdout
+    assert 'public._ProjectToUser {"A": 8, "B": "cl00000999"} re-inserted (A, B).' in result.stdout
+    with prisma_app.connect() as connection:
+        after = connection.execute(_USER_SNAPSHOT).fetchone()[0]
+        assert connection.execute('SELECT count(*) FROM "_ProjectToUser"').fetchone()[0] == links_total
+        revert = events(connection)[-1]
+    assert after["user"] == before["user"]
+    assert after["links"] == before["links"]
+    assert revert["action"] == "REVERT"
+    assert revert["transaction_id"] != transaction_id
+    assert revert["details"]["transaction_id"] == transaction_id
+    assert len(revert["details"]["reverted_event_ids"]) == 4
 
 
 _FILM = """

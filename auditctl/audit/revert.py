@@ -5,6 +5,11 @@ row type, so the server parses each value with the column's type (enums,
 domains, arrays, bytea, numeric, timestamps) exactly as it does for input.
 Every statement is composed with ``psycopg.sql``. A revert runs in one
 transaction: a conflict in any event leaves every table as it was.
+
+A row of a table with a primary key is found by the key in ``entity_id``.
+A table without one has no such id, so its triggers store whole rows (for
+an UPDATE, the whole old row and the changed columns), and a row is found
+by comparing every stored column.
 """
 
 from __future__ import annotations
@@ -25,13 +30,10 @@ from .catalog import Table, list_tables
 from .events import log_event
 from .query import Event
 from .records import key_record_json, load_event, transaction_events
-from .redact import REDACTED_MARKER
-from .rules import MASK_MARKER, Rule, load_rules
+from .revert_checks import REVERTIBLE_ACTIONS, check_revertible, protected_reason, row_after_event
+from .rules import load_rules
 
 logger = logging.getLogger(__name__)
-
-REVERTIBLE_ACTIONS = ("INSERT", "UPDATE", "DELETE")
-_HASH_PREFIX = "hmac-sha256:"
 
 _COLUMNS_QUERY = """
 SELECT a.attname, a.attgenerated <> '', a.attidentity = 'a'
@@ -47,10 +49,13 @@ class RevertStep:
     event_id: int
     action: str
     entity_type: str
-    entity_id: str
+    # None for a table without a primary key: then ``row`` names the row.
+    entity_id: str | None
     # INSERT re-creates a deleted row, UPDATE restores old values, DELETE removes an inserted row.
     statement: str
     columns: list[str]
+    # Logged values that identified a row without a primary key, as the event left it.
+    row: dict[str, Any] | None = None
 
 
 @dataclass
@@ -99,7 +104,7 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
     tables = {table.entity_type: table for table in list_tables(connection, schema)}
     rules = load_rules(connection, schema)
     for event in events:
-        _check_revertible(event, tables, rules)
+        check_revertible(event, tables, rules)
 
     result = RevertResult(dry_run=dry_run)
     conflicts: list[str] = []
@@ -143,6 +148,9 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
     progress, the last foreign key error is raised.
     """
     outcomes: list[tuple[RevertStep | None, str | None]] = []
+    # A row is identified by its entity_id. All events of a table without
+    # a primary key share the id None, so they count as one row. They keep
+    # their order, wait for a parent together and report one conflict.
     # Rows with a conflict: their older events would only report it again.
     conflicted_rows: set[tuple[str, str]] = set()
     pending = events
@@ -174,59 +182,6 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
     return outcomes
 
 
-def _check_revertible(event: Event, tables: dict[str, Table], rules: dict) -> None:
-    """Raise RevertRefusedError when no check of the current row could make this event revertible."""
-    if event.action == "TRUNCATE":
-        raise RevertRefusedError(
-            _("Event {id} is a TRUNCATE of {table}; the log does not hold the removed rows, so it cannot be "
-              "reverted.").format(id=event.id, table=event.entity_type))
-    if event.action not in REVERTIBLE_ACTIONS:
-        raise RevertRefusedError(
-            _("Event {id} is {action}, not a row change; only INSERT, UPDATE and DELETE events can be reverted.")
-            .format(id=event.id, action=event.action))
-    if event.entity_id is None:
-        raise RevertRefusedError(
-            _("Event {id} is on {table}, which had no primary key, so the row cannot be found safely. "
-              "Restore it by hand from `auditctl query --format json`.").format(id=event.id, table=event.entity_type))
-    table = tables.get(event.entity_type)
-    if table is None:
-        raise RevertRefusedError(
-            _("Event {id} is on {table}, which no longer exists. Create the table again first.")
-            .format(id=event.id, table=event.entity_type))
-    if not table.has_primary_key:
-        raise RevertRefusedError(
-            _("Event {id} is on {table}, which now has no primary key, so the row cannot be found safely.")
-            .format(id=event.id, table=event.entity_type))
-    # Values the revert writes back must be real values, not markers.
-    restored = event.old if event.action in ("UPDATE", "DELETE") else {}
-    for column, value in (restored or {}).items():
-        reason = _protected_reason(value)
-        if reason:
-            raise RevertRefusedError(
-                _("Event {id} cannot be reverted: column {column} of {table} was stored {reason}, so its old value "
-                  "is unknown.").format(id=event.id, column=column, table=event.entity_type, reason=reason))
-    if event.action == "DELETE":
-        table_rules = rules.get((table.schema, table.name), {})
-        for column in table.columns:
-            if column not in event.old and table_rules.get(column) is Rule.EXCLUDE:
-                raise RevertRefusedError(
-                    _("Event {id} cannot be reverted: column {column} of {table} is excluded from the audit log, "
-                      "so the deleted row is incomplete.").format(id=event.id, column=column, table=event.entity_type))
-
-
-def _protected_reason(value: Any) -> str | None:
-    if value == MASK_MARKER:
-        return _("masked")
-    if value == REDACTED_MARKER:
-        return _("redacted")
-    if isinstance(value, str) and value.startswith(_HASH_PREFIX):
-        return _("as a keyed hash")
-    if isinstance(value, dict) and set(value) == {"bytes", "sha256"}:
-        # bytea values and long text are kept as size and hash only.
-        return _("as its size and SHA-256")
-    return None
-
-
 def _key_values(table: Table, event: Event) -> list[Any]:
     if len(table.key_columns) == 1:
         return [event.entity_id]
@@ -246,31 +201,32 @@ def _columns(connection: psycopg.Connection, table: Table) -> dict[str, _Column]
 def _revert_one(connection: psycopg.Connection, table: Table, event: Event) -> tuple[RevertStep | None, str | None]:
     """Revert one event inside the caller's transaction; return its step, or a conflict message."""
     target = sql.Identifier(table.schema, table.name)
-    key = key_record_json(table, _key_values(table, event))
-    key_match = sql.SQL(" AND ").join(
-        sql.SQL("t.{column} = k.{column}").format(column=sql.Identifier(column)) for column in table.key_columns)
     columns = _columns(connection, table)
-    recorded = event.new if event.action in ("INSERT", "UPDATE") else event.old
+    keyless = event.entity_id is None
+    if event.action == "DELETE":
+        recorded = event.old
+    elif keyless:
+        recorded = row_after_event(event)
+    else:
+        recorded = event.new
     missing = [column for column in recorded if column not in columns]
     if missing:
         return None, _("event {id}: column {column} of {table} no longer exists").format(
             id=event.id, column=missing[0], table=event.entity_type)
+    if keyless:
+        return _revert_keyless(connection, target, event, columns)
 
+    key = key_record_json(table, _key_values(table, event))
+    key_match = sql.SQL(" AND ").join(
+        sql.SQL("t.{column} = k.{column}").format(column=sql.Identifier(column)) for column in table.key_columns)
     if event.action == "DELETE":
         conflict = _check_absent(connection, target, key, key_match, event)
         if conflict:
             return None, conflict
-        written = [column for column in event.old if not columns[column].generated]
-        names = sql.SQL(", ").join(sql.Identifier(column) for column in written)
-        values = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(column)) for column in written)
-        connection.execute(sql.SQL(
-            "INSERT INTO {target} ({names}) OVERRIDING SYSTEM VALUE "
-            "SELECT {values} FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS r").format(
-                target=target, names=names, values=values), (Jsonb(event.old),))
-        return RevertStep(event.id, event.action, event.entity_type, event.entity_id, "INSERT", written), None
+        return _reinsert(connection, target, event, columns), None
 
     # INSERT and UPDATE: the row must still hold the values the event wrote.
-    compared = {column: value for column, value in event.new.items() if _protected_reason(value) is None}
+    compared = {column: value for column, value in event.new.items() if protected_reason(value) is None}
     conflict = _check_unchanged(connection, target, key, key_match, event, compared)
     if conflict:
         return None, conflict
@@ -278,9 +234,77 @@ def _revert_one(connection: psycopg.Connection, table: Table, event: Event) -> t
         connection.execute(sql.SQL(
             "DELETE FROM {target} AS t USING pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS k "
             "WHERE {key_match}").format(target=target, key_match=key_match), (key,))
-        return RevertStep(event.id, event.action, event.entity_type, event.entity_id, "DELETE", list(compared)), None
+        return _step(event, "DELETE", list(compared)), None
 
     written = [column for column in event.old if not columns[column].generated]
+    key_source = sql.SQL(", pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS k").format(target=target)
+    return _restore_old_values(connection, target, event, columns, written, key_source, key_match, (key,))
+
+
+def _revert_keyless(connection: psycopg.Connection, target: sql.Composable, event: Event,
+                    columns: dict[str, _Column]) -> tuple[RevertStep | None, str | None]:
+    """Revert an event of a table without a primary key on one row that matches every logged value."""
+    if event.action == "DELETE":
+        # Without a key, duplicate rows are allowed, so no existing row
+        # blocks the re-insert. A unique index still can, as a conflict.
+        return _reinsert(connection, target, event, columns), None
+
+    location = _lock_matching_row(connection, target, row_after_event(event))
+    if location is None:
+        return None, _("event {id}: no row of {table} matches the values after the event, so the row was "
+                       "changed or deleted since").format(id=event.id, table=event.entity_type)
+    at_location = sql.SQL("t.tableoid = %s::pg_catalog.oid AND t.ctid = %s::pg_catalog.tid")
+    if event.action == "INSERT":
+        connection.execute(sql.SQL("DELETE FROM {target} AS t WHERE {at_location}").format(
+            target=target, at_location=at_location), location)
+        return _step(event, "DELETE", list(event.new)), None
+
+    written = [column for column in event.new if not columns[column].generated]
+    return _restore_old_values(connection, target, event, columns, written, sql.SQL(""), at_location, location)
+
+
+def _lock_matching_row(connection: psycopg.Connection, target: sql.Composable,
+                       values: dict[str, Any]) -> tuple[int, str] | None:
+    """Lock one row that matches every logged value; return its tableoid and ctid, or None.
+
+    Rows equal in every logged column are indistinguishable in the log, so
+    when there are duplicates, changing any one of them is the correct
+    revert. The ctid alone is unique only within one table, hence the
+    tableoid for partitioned tables. Values compare as jsonb, as in
+    _check_unchanged, which also covers types without an equality operator,
+    such as json, point and xml.
+    """
+    conditions = [
+        sql.SQL("pg_catalog.to_jsonb(t.{column}) IS NOT DISTINCT FROM pg_catalog.to_jsonb(e.{column})").format(
+            column=sql.Identifier(column))
+        for column in values]
+    match = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+    row = connection.execute(sql.SQL(
+        "SELECT t.tableoid, t.ctid FROM {target} AS t, pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS e "
+        "WHERE {match} LIMIT 1 FOR UPDATE OF t").format(target=target, match=match), (Jsonb(values),)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _reinsert(connection: psycopg.Connection, target: sql.Composable, event: Event,
+              columns: dict[str, _Column]) -> RevertStep:
+    written = [column for column in event.old if not columns[column].generated]
+    names = sql.SQL(", ").join(sql.Identifier(column) for column in written)
+    values = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(column)) for column in written)
+    connection.execute(sql.SQL(
+        "INSERT INTO {target} ({names}) OVERRIDING SYSTEM VALUE "
+        "SELECT {values} FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS r").format(
+            target=target, names=names, values=values), (Jsonb(event.old),))
+    return _step(event, "INSERT", written)
+
+
+def _restore_old_values(connection: psycopg.Connection, target: sql.Composable, event: Event,
+                        columns: dict[str, _Column], written: list[str], sources: sql.Composable,
+                        condition: sql.Composable, params: tuple) -> tuple[RevertStep | None, str | None]:
+    """Set the written columns of the row that ``condition`` selects back to the event's old values.
+
+    ``sources`` adds FROM items that ``condition`` refers to, and ``params``
+    are their query parameters, after the old values.
+    """
     identity = [column for column in written if columns[column].identity_always]
     if identity:
         return None, _("event {id}: column {column} of {table} is GENERATED ALWAYS AS IDENTITY and cannot be "
@@ -289,10 +313,17 @@ def _revert_one(connection: psycopg.Connection, table: Table, event: Event) -> t
                                      for column in written)
     connection.execute(sql.SQL(
         "UPDATE {target} AS t SET {assignments} "
-        "FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS o, "
-        "pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS k WHERE {key_match}").format(
-            target=target, assignments=assignments, key_match=key_match), (Jsonb(event.old), key))
-    return RevertStep(event.id, event.action, event.entity_type, event.entity_id, "UPDATE", written), None
+        "FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS o{sources} WHERE {condition}").format(
+            target=target, assignments=assignments, sources=sources, condition=condition),
+        (Jsonb(event.old), *params))
+    return _step(event, "UPDATE", written), None
+
+
+def _step(event: Event, statement: str, columns: list[str]) -> RevertStep:
+    row = None
+    if event.entity_id is None:
+        row = event.old if event.action == "DELETE" else row_after_event(event)
+    return RevertStep(event.id, event.action, event.entity_type, event.entity_id, statement, columns, row)
 
 
 def _check_absent(connection: psycopg.Connection, target: sql.Composable, key: Jsonb, key_match: sql.Composable,
