@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,3 +17,7 @@ DsnOption = Annotated[str | None, typer.Option(
 SchemaOption = Annotated[str, typer.Option(
     "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME",
     help=_("Schema that contains the audit log."))]
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE", envvar="AUDITCTL_CONFIG",
+    help=_("TOML settings file. Defaults to ./auditctl.toml, then ~/.config/auditctl/config.toml."))]
