@@ -113,10 +113,20 @@ def config_table(data: dict[str, Any], table: str) -> dict[str, Any]:
 def read_table(data: dict[str, Any], table: str, keys: KeyMap, base: Path,
                subtables: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read and convert the keys of one table; ``subtables`` names the tables it may contain."""
-    section = config_table(data, table)
+    return convert_table(config_table(data, table), table, keys, base, subtables)
+
+
+def convert_table(section: dict[str, Any], table: str, keys: KeyMap, base: Path,
+                  subtables: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Convert the keys of a table already looked up; ``table`` names it in errors."""
     unknown = sorted(set(section) - set(keys) - set(subtables))
     if unknown:
         raise ConfigError(_("Unknown key {key} in [{table}]; see auditctl.example.toml for the valid keys.")
                           .format(key=unknown[0], table=table))
     return {target: convert_value(table, key, section[key], kind, base)
             for key, (target, kind) in keys.items() if key in section}
+
+
+def located_error(error: Exception, table: str, path: Path | str | None) -> ConfigError:
+    """Add the config table and file that a value came from to the error about it."""
+    return ConfigError(_("{error} Correct it in [{table}] of {path}.").format(error=error, table=table, path=path))

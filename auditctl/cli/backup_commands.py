@@ -19,7 +19,7 @@ from ..config import find_config
 from ..errors import InvalidArgumentError, BackupError, DeliveryError
 from ..i18n import _
 from .app import app
-from .options import ConfigOption, DsnOption
+from .options import ConfigOption, DsnOption, typed_flags
 
 backup_app = typer.Typer(
     help=_("Dump the database with pg_dump into a verified, checksummed file; rotate, encrypt and mail it."),
@@ -40,13 +40,8 @@ PgBindirOption = Annotated[Path | None, typer.Option(
     help=_("Use pg_dump, pg_restore and pg_dumpall from this folder only (config: pg_bindir)."))]
 
 
-def _typed(**values: Any) -> dict[str, Any]:
-    """Keep only the flags the user gave, so that they override the config file and nothing else does."""
-    return {key: value for key, value in values.items() if value is not None}
-
-
 def _settings(config: Path | None, **flags: Any) -> BackupSettings:
-    return load_settings(find_config(config), _typed(**flags))
+    return load_settings(find_config(config), typed_flags(**flags))
 
 
 def _decryption(settings: BackupSettings) -> Decryption:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,3 +21,8 @@ SchemaOption = Annotated[str, typer.Option(
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", metavar="FILE", envvar="AUDITCTL_CONFIG",
     help=_("TOML settings file. Defaults to ./auditctl.toml, then ~/.config/auditctl/config.toml."))]
+
+
+def typed_flags(**values: Any) -> dict[str, Any]:
+    """Keep only the flags the user gave, so that they override the config file and nothing else does."""
+    return {key: value for key, value in values.items() if value is not None}
