@@ -71,6 +71,14 @@ def test_typed_flags_override_file(tmp_path):
     assert typed.auto_audit_policy() == AutoAuditPolicy(("public",), ())
 
 
+def test_file_without_audit_table_gives_defaults(tmp_path):
+    config = _write(tmp_path, '[backup]\ndir = "dumps"\n')
+    settings = load_audit_settings(config, {})
+    assert settings.config_path is None
+    assert settings.column_rules == ()
+    assert settings.auto_audit_policy() is True
+
+
 def test_policy_takes_file_lists_unless_typed(tmp_path):
     config = _write(tmp_path, '[audit]\nauto_audit = true\nschemas = ["app", "billing"]\nexclude = ["tmp\\\\_%"]\n')
     settings = load_audit_settings(config, {})

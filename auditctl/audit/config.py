@@ -33,6 +33,7 @@ class AuditSettings:
     app_role: str | None = None
     viewer_role: str | None = None
     column_rules: tuple[RuleRequest, ...] = ()
+    # The file whose [audit] table was read; None when the file has none.
     config_path: Path | None = None
 
     def auto_audit_policy(self, schemas: tuple[str, ...] = (),
@@ -65,7 +66,7 @@ def load_audit_settings(path: Path | None, overrides: dict[str, Any]) -> AuditSe
     rules = []
     for name, section in config_table(data, "audit.tables").items():
         rules.extend(_table_rules(name, section, path, base))
-    settings = AuditSettings(**values, column_rules=tuple(rules), config_path=path)
+    settings = AuditSettings(**values, column_rules=tuple(rules), config_path=path if "audit" in data else None)
     valid = {item.name for item in fields(AuditSettings)}
     return replace(settings, **{key: value for key, value in overrides.items() if key in valid})
 
