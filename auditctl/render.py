@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -254,12 +255,14 @@ def print_redact(result: RedactResult) -> None:
                       .format(count=result.events, id=result.redact_event_id), markup=False)
 
 
-def print_install(result: InstallResult) -> None:
+def print_install(result: InstallResult, config_path: Path | None = None) -> None:
     """Report what install did, or print the SQL of a dry run."""
     if result.dry_run:
         for statement in result.statements:
             sys.stdout.write(statement.rstrip() + "\n\n")
         return
+    if config_path is not None:
+        console.print(_("Settings of [audit] read from {path}.").format(path=config_path), markup=False)
     for table in result.installed:
         console.print(_("Audit trigger installed on {table}").format(table=table.entity_type), markup=False)
     for table in result.reenabled:
@@ -293,7 +296,11 @@ def _rule_message(rule: ColumnRule) -> str:
         Rule.MASK: _("Column {column} is masked: changes are recorded, values are not."),
         Rule.HASH: _("Column {column} is hashed: values are stored as HMAC-SHA256."),
     }
-    return messages[rule.rule].format(column=column)
+    if rule.origin is None:
+        source = _("Rule stored by an earlier install.")
+    else:
+        source = _("Rule from {origin}.").format(origin=rule.origin)
+    return messages[rule.rule].format(column=column) + " " + source
 
 
 def print_app_grants(role: str, statements: list[str], problems: list[str], dry_run: bool) -> None:

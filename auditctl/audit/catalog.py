@@ -167,3 +167,33 @@ def resolve_table(schema: str | None, name: str, text: str, tables: list[Table])
             _("Table name {name!r} is ambiguous ({choices}); qualify it as SCHEMA.TABLE.")
             .format(name=text, choices=choices))
     return matches[0]
+
+
+# Regular expressions of the LIKE wildcards: % for any text, _ for one character.
+_LIKE_WILDCARDS = {"%": ".*", "_": "."}
+
+
+def like_matches(name: str, pattern: str) -> bool:
+    """Match a name against an SQL LIKE pattern, as PostgreSQL does with the default escape ``\\``."""
+    parts = []
+    position = 0
+    while position < len(pattern):
+        char = pattern[position]
+        if char == "\\" and position + 1 < len(pattern):
+            parts.append(re.escape(pattern[position + 1]))
+            position += 2
+            continue
+        parts.append(_LIKE_WILDCARDS.get(char) or re.escape(char))
+        position += 1
+    return re.fullmatch("".join(parts), name, re.DOTALL) is not None
+
+
+def tables_in_schemas(tables: list[Table], schemas: tuple[str, ...], exclude: tuple[str, ...]) -> list[Table]:
+    """Choose the tables of the given schemas whose names match none of the LIKE patterns in ``exclude``.
+
+    Tables that belong to an extension are left out, as ``--all`` does.
+    The auto-audit event trigger applies the same schema and pattern test to new tables.
+    """
+    return [t for t in tables
+            if t.schema in schemas and not t.extension_member
+            and not any(like_matches(t.name, pattern) for pattern in exclude)]

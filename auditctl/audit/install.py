@@ -17,7 +17,7 @@ from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
 from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, can_create_event_triggers, drop_statements, policy_statement,
                   render_ddl_capture)
-from .rules import ColumnRule, Rule, effective_rules, load_rules, parse_column_reference, save_rules
+from .rules import ColumnRule, Rule, RuleRequest, effective_rules, load_rules, resolve_requests, save_rules
 from .schema import apply_schema, plan_schema, require_installed, schema_exists
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES, TriggerSql, hash_from_comment, load_max_value_bytes,
                        render_trigger, trigger_comment)
@@ -75,7 +75,7 @@ def choose_tables(all_tables: list[Table], names: list[str], use_all: bool,
 
 
 def install(connection: psycopg.Connection, schema: str, names: list[str], *, use_all: bool = False,
-            exclude: list[str] | None = None, column_rules: list[tuple[str, Rule]] | None = None,
+            exclude: list[str] | None = None, column_rules: list[RuleRequest] | list[tuple[str, Rule]] | None = None,
             auto_audit: AutoAuditPolicy | None | bool = True, max_value_bytes: int | None = None,
             dry_run: bool = False,
             lock_timeout_seconds: float = 10.0,
@@ -96,8 +96,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         _lock(connection, lock_timeout_seconds)
         all_tables = list_tables(connection, schema)
         tables = choose_tables(all_tables, names, use_all, exclude or [])
-        given_rules = [(*parse_column_reference(reference, all_tables), rule)
-                       for reference, rule in column_rules or []]
+        given_rules, rule_origins = resolve_requests(column_rules or [], all_tables)
 
         steps = plan_schema(connection, schema)
         result.schema_steps = [step.name for step in steps]
@@ -115,7 +114,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         if auto_audit not in (True, None) and not result.ddl_capture:
             raise InvalidArgumentError(
                 _("Auditing new tables automatically needs event triggers, which only a superuser may create; "
-                  "run install as one, or leave out --auto-audit."))
+                  "run install as one, or leave out --auto-audit and auto_audit in the config file."))
         if dry_run:
             result.statements.extend(step.sql for step in steps)
             result.statements.extend(_rule_statements(schema, given_rules))
@@ -141,7 +140,8 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         size_limit = max_value_bytes if max_value_bytes is not None else (
             DEFAULT_MAX_VALUE_BYTES if fresh else load_max_value_bytes(connection, schema))
         for table in tables:
-            rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}))
+            rules = effective_rules(table, stored_rules.get((table.schema, table.name), {}),
+                                    rule_origins.get((table.schema, table.name)))
             result.column_rules.extend(rules)
             if not table.has_primary_key:
                 result.without_primary_key.append(table)

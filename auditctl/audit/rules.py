@@ -11,10 +11,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import psycopg
 
-from ..errors import InvalidArgumentError
+from ..config import located_error
+from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
 from ..sqltext import quote_ident
 from .catalog import Table, resolve_table, split_qualified_name
@@ -44,6 +46,25 @@ class ColumnRule:
     column: str
     rule: Rule
     by_default: bool
+    # The flag or config file that gave the rule in this install; None for a
+    # rule stored by an earlier install, or one applied by default.
+    origin: str | None = None
+
+
+class RuleRequest(NamedTuple):
+    """A rule as the user gave it, before its table and column are looked up."""
+
+    reference: str
+    rule: Rule
+    # The flag or config file it came from, for the install report.
+    origin: str | None = None
+    # The config table that contains it, named with the file in errors.
+    config_table: str | None = None
+
+
+# Rules or their origins, keyed by (schema, table), then column.
+RulesByTable = dict[tuple[str, str], dict[str, Rule]]
+OriginsByTable = dict[tuple[str, str], dict[str, str]]
 
 
 def looks_secret(column: str) -> bool:
@@ -66,13 +87,35 @@ def parse_column_reference(text: str, tables: list[Table]) -> tuple[Table, str]:
     return table, column
 
 
-def load_rules(connection: psycopg.Connection, schema: str) -> dict[tuple[str, str], dict[str, Rule]]:
+def resolve_requests(requests: list[RuleRequest] | list[tuple[str, Rule]],
+                     tables: list[Table]) -> tuple[list[tuple[Table, str, Rule]], OriginsByTable]:
+    """Look up the table and column of each requested rule, and record where each rule came from.
+
+    An error about a rule from the config file names its table and the file.
+    """
+    resolved: list[tuple[Table, str, Rule]] = []
+    origins: OriginsByTable = {}
+    for item in requests:
+        request = RuleRequest(*item)
+        try:
+            table, column = parse_column_reference(request.reference, tables)
+        except AuditctlError as exc:
+            if request.config_table is None:
+                raise
+            raise located_error(exc, request.config_table, request.origin) from None
+        resolved.append((table, column, request.rule))
+        if request.origin is not None:
+            origins.setdefault((table.schema, table.name), {})[column] = request.origin
+    return resolved, origins
+
+
+def load_rules(connection: psycopg.Connection, schema: str) -> RulesByTable:
     """Read the stored rules, keyed by (schema, table), then column."""
     exists = connection.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
                                 (f"{quote_ident(schema)}.column_rules",)).fetchone()[0]
     if not exists:
         return {}
-    rules: dict[tuple[str, str], dict[str, Rule]] = {}
+    rules: RulesByTable = {}
     rows = connection.execute(
         f"SELECT table_schema, table_name, column_name, rule FROM {quote_ident(schema)}.column_rules").fetchall()
     for table_schema, table_name, column_name, rule in rows:
@@ -90,10 +133,12 @@ def save_rules(connection: psycopg.Connection, schema: str, rules: list[tuple[Ta
             (table.schema, table.name, column, rule.value))
 
 
-def effective_rules(table: Table, stored: dict[str, Rule]) -> list[ColumnRule]:
+def effective_rules(table: Table, stored: dict[str, Rule],
+                    origins: dict[str, str] | None = None) -> list[ColumnRule]:
     """Combine stored rules with default masking of secret-looking columns.
 
     The result lists every column that is not stored as is, in column order.
+    ``origins`` maps the columns whose rules this install gave to where each came from.
     """
     result = []
     for column in table.columns:
@@ -101,7 +146,8 @@ def effective_rules(table: Table, stored: dict[str, Rule]) -> list[ColumnRule]:
         if rule is None and looks_secret(column):
             result.append(ColumnRule(table.entity_type, column, Rule.MASK, by_default=True))
         elif rule is not None and rule is not Rule.KEEP:
-            result.append(ColumnRule(table.entity_type, column, rule, by_default=False))
+            result.append(ColumnRule(table.entity_type, column, rule, by_default=False,
+                                     origin=(origins or {}).get(column)))
     return result
 
 

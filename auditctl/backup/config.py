@@ -1,25 +1,18 @@
-"""Backup settings from a TOML file, overridden by the flags typed on the command line.
+"""Backup settings from the config file, overridden by the flags typed on the command line.
 
-The file is ``--config PATH``, else ``./auditctl.toml``, else
-``~/.config/auditctl/config.toml``; none at all is fine. ``auditctl.example.toml``
-at the top of the repository documents every key.
+``auditctl.config`` finds and parses the file; this module reads its
+``[backup]``, ``[mail]`` and ``[storage]`` tables.
 """
 
 from __future__ import annotations
 
-import logging
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..config import MEBIBYTE, config_folder, read_config, read_table
 from ..errors import ConfigError
 from ..i18n import _
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_CONFIG_PATHS = (Path("auditctl.toml"), Path("~/.config/auditctl/config.toml"))
-MEBIBYTE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,6 +87,7 @@ _BACKUP_KEYS = {
     "compress": ("compress", int), "globals": ("with_globals", bool), "pg_bindir": ("pg_bindir", Path),
     "audit_schema": ("audit_schema", str),
 }
+_BACKUP_SUBTABLES = ("rotation", "encryption", "source", "monitoring")
 _ROTATION_KEYS = {"keep_last": ("keep_last", int), "keep_daily": ("keep_daily", int),
                   "keep_weekly": ("keep_weekly", int), "keep_monthly": ("keep_monthly", int)}
 _ENCRYPTION_KEYS = {"recipients": ("recipients", list), "recipients_file": ("recipients_file", Path),
@@ -116,88 +110,17 @@ _STORAGE_KEYS = {
 }
 
 
-def find_config(explicit: Path | None) -> Path | None:
-    """Return the config file to read: the explicit one (which must exist) or the first default that exists."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(_("Config file {path} does not exist.").format(path=explicit))
-        return explicit
-    for candidate in DEFAULT_CONFIG_PATHS:
-        path = candidate.expanduser()
-        if path.is_file():
-            return path
-    return None
-
-
-def _convert(table: str, key: str, value: Any, kind: Any, base: Path) -> Any:
-    def invalid(expected: str) -> ConfigError:
-        return ConfigError(_("Invalid value for {key} in [{table}]: expected {expected}, got {value!r}.")
-                           .format(key=key, table=table, expected=expected, value=value))
-
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise invalid("true or false")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise invalid(_("a whole number of 0 or more"))
-        return value
-    if kind in (float, "mb", "hours"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise invalid(_("a number above 0"))
-        if kind == "mb":
-            return int(value * MEBIBYTE)
-        if kind == "hours":
-            return int(value * 3600)
-        return float(value)
-    if kind is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise invalid(_("a list of strings"))
-        return tuple(value)
-    if not isinstance(value, str) or not value:
-        raise invalid(_("a non-empty string"))
-    if kind is Path:
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else base / path
-    return value
-
-
-def _read_table(data: dict[str, Any], table: str, keys: dict[str, tuple[str, Any]], base: Path) -> dict[str, Any]:
-    section = data
-    for part in table.split("."):
-        section = section.get(part, {}) if isinstance(section, dict) else {}
-    if not isinstance(section, dict):
-        raise ConfigError(_("[{table}] in the config file must be a table.").format(table=table))
-    nested = {name for name, value in section.items() if isinstance(value, dict)}
-    unknown = sorted(set(section) - set(keys) - nested)
-    if unknown:
-        raise ConfigError(_("Unknown key {key} in [{table}]; see auditctl.example.toml for the valid keys.")
-                          .format(key=unknown[0], table=table))
-    return {target: _convert(table, key, section[key], kind, base)
-            for key, (target, kind) in keys.items() if key in section}
-
-
 def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSettings:
     """Read the config file (if any) and apply ``overrides``: the flags the user typed, never defaults."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(_("Cannot read config file {path}: {error}").format(path=path, error=exc.strerror)) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(_("Invalid TOML in {path}: {error}").format(path=path, error=exc)) from None
-        logger.debug("read settings from %s", path)
-    base = path.resolve().parent if path is not None else Path.cwd()
+    data = read_config(path)
+    base = config_folder(path)
     values: dict[str, Any] = {"config_path": path}
-    for table, keys in (("backup", _BACKUP_KEYS), ("backup.rotation", _ROTATION_KEYS),
-                        ("backup.encryption", _ENCRYPTION_KEYS), ("backup.source", _SOURCE_KEYS),
-                        ("backup.monitoring", _MONITORING_KEYS)):
-        values.update(_read_table(data, table, keys, base))
-    mail = _read_table(data, "mail", _MAIL_KEYS, base)
-    storage = _read_table(data, "storage", _STORAGE_KEYS, base)
+    values.update(read_table(data, "backup", _BACKUP_KEYS, base, _BACKUP_SUBTABLES))
+    for table, keys in (("backup.rotation", _ROTATION_KEYS), ("backup.encryption", _ENCRYPTION_KEYS),
+                        ("backup.source", _SOURCE_KEYS), ("backup.monitoring", _MONITORING_KEYS)):
+        values.update(read_table(data, table, keys, base))
+    mail = read_table(data, "mail", _MAIL_KEYS, base)
+    storage = read_table(data, "storage", _STORAGE_KEYS, base)
 
     mail_overrides = {key[len("mail."):]: value for key, value in overrides.items() if key.startswith("mail.")}
     mail.update(mail_overrides)

@@ -9,17 +9,19 @@ import typer
 
 from .. import render
 from ..audit import install as installer
-from ..audit.catalog import list_tables
+from ..audit.catalog import list_tables, tables_in_schemas
+from ..audit.config import load_audit_settings
 from ..audit.roles import app_role_problems, grant_app, grant_viewer, require_role
-from ..audit.ddl import AutoAuditPolicy
-from ..audit.rules import Rule
+from ..audit.rules import Rule, RuleRequest
 from ..audit.retention import parse_keep
 from ..audit.schema import DEFAULT_SCHEMA
 from ..audit.status import collect_status
+from ..config import find_config
 from ..db import connect
 from ..i18n import _
+from ..sqltext import quote_ident
 from .app import app
-from .options import DsnOption, SchemaOption
+from .options import ConfigOption, DsnOption, SchemaOption, typed_flags
 
 TablesArgument = Annotated[list[str] | None, typer.Argument(
     metavar="TABLE", help=_("Tables as TABLE or SCHEMA.TABLE, written as they are named in the database."),
@@ -34,7 +36,9 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-@app.command(help=_("Install or upgrade the audit schema and the triggers of the given tables."))
+@app.command(help=_("Install or upgrade the audit schema and the triggers of the given tables. Without TABLE and "
+                    "--all, audits the tables that schemas and exclude in [audit] of the config file choose. "
+                    "Column rules in [audit.tables] apply too; the flags below override the file."))
 def install(
     tables: TablesArgument = None,
     all_tables: Annotated[bool, typer.Option("--all", help=_(
@@ -58,61 +62,73 @@ def install(
     auto_audit: Annotated[bool | None, typer.Option(
         "--auto-audit/--no-auto-audit",
         help=_("Audit tables created later as soon as they are created (needs a superuser), or stop doing so. "
-               "Kept from the last install when not given."))] = None,
+               "Default: auto_audit in [audit] of the config file, else kept from the last install."))] = None,
     auto_schema: Annotated[list[str] | None, typer.Option(
         "--auto-schema", metavar="SCHEMA",
-        help=_("Schema whose new tables --auto-audit covers; may be repeated. Default: public."))] = None,
+        help=_("Schema whose new tables --auto-audit covers; may be repeated. "
+               "Default: schemas in [audit] of the config file, else public."))] = None,
     auto_exclude: Annotated[list[str] | None, typer.Option(
         "--auto-exclude", metavar="PATTERN",
-        help=_("LIKE pattern of new table names that --auto-audit leaves out, such as 'tmp_%'; may be repeated."))
+        help=_("LIKE pattern of new table names that --auto-audit leaves out, such as 'tmp_%'; may be repeated. "
+               "Default: exclude in [audit] of the config file."))
     ] = None,
     max_value_bytes: Annotated[int | None, typer.Option(
         "--max-value-bytes", metavar="BYTES",
         help=_("Store text longer than this many bytes as its size and SHA-256, as bytea values always are; "
-               "0 keeps every text value whole. Default 8192, kept from the last install."))] = None,
+               "0 keeps every text value whole. Default: max_value_bytes in [audit] of the config file, "
+               "else what the last install stored, else 8192."))] = None,
     app_role: Annotated[str | None, typer.Option(
         "--app-role", metavar="ROLE",
         help=_("Let this existing application role write audited tables and call log_event(), "
-               "with no direct access to the log."))] = None,
+               "with no direct access to the log (config: app_role)."))] = None,
     viewer_role: Annotated[str | None, typer.Option(
         "--viewer-role", metavar="ROLE",
-        help=_("Also let this existing role read the audit log (for `auditctl serve`) without changing it."))] = None,
+        help=_("Also let this existing role read the audit log (for `auditctl serve`) without changing it "
+               "(config: viewer_role)."))] = None,
+    config: ConfigOption = None,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    column_rules = ([(ref, Rule.EXCLUDE) for ref in exclude_column or []]
-                    + [(ref, Rule.MASK) for ref in mask_column or []]
-                    + [(ref, Rule.HASH) for ref in hash_column or []]
-                    + [(ref, Rule.KEEP) for ref in keep_column or []])
-    if auto_audit:
-        policy: AutoAuditPolicy | None | bool = AutoAuditPolicy(tuple(auto_schema or ["public"]),
-                                                                tuple(auto_exclude or []))
-    elif auto_audit is False:
-        policy = None
-    else:
-        policy = True
-    if not tables and not all_tables and not dry_run and not viewer_role and not app_role and auto_audit is None:
+    settings = load_audit_settings(find_config(config), typed_flags(
+        auto_audit=auto_audit, max_value_bytes=max_value_bytes, app_role=app_role, viewer_role=viewer_role))
+    # Flag rules come last, so that they replace the file's rule for the same column.
+    column_rules = [*settings.column_rules, *_flag_rules(exclude_column, mask_column, hash_column, keep_column)]
+    policy = settings.auto_audit_policy(tuple(auto_schema or ()), tuple(auto_exclude or ()))
+    chosen_by_config = not tables and not all_tables and bool(settings.schemas)
+    if (not tables and not all_tables and not chosen_by_config and not dry_run and not settings.viewer_role
+            and not settings.app_role and settings.auto_audit is None):
         # Installing only the schema is allowed, but the user should know no table is audited yet.
         render.console.print(_("No tables given: installing the audit schema only. "
                                "Name tables or use --all to audit them."))
     with connect(dsn) as connection:
-        for role in (viewer_role, app_role):
+        for role in (settings.viewer_role, settings.app_role):
             if role and not dry_run:
                 require_role(connection, role)
+        if chosen_by_config:
+            tables = [quote_ident(t.schema, t.name) for t in
+                      tables_in_schemas(list_tables(connection, schema), settings.schemas, settings.exclude)]
         total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
         with render.progress(_("Installing triggers"), total, "installing triggers") as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
                                        column_rules=column_rules, auto_audit=policy,
-                                       max_value_bytes=max_value_bytes, dry_run=dry_run, lock_timeout_seconds=lock_timeout,
-                                       progress=lambda label: advance(label, 1))
-        grants = grant_viewer(connection, schema, viewer_role, dry_run=dry_run) if viewer_role else []
-        app_statements = grant_app(connection, schema, app_role, dry_run=dry_run) if app_role else []
-        app_problems = app_role_problems(connection, schema, app_role) if app_role else []
-    render.print_install(result)
-    if viewer_role:
-        render.print_viewer_grants(viewer_role, grants, dry_run)
-    if app_role:
-        render.print_app_grants(app_role, app_statements, app_problems, dry_run)
+                                       max_value_bytes=settings.max_value_bytes, dry_run=dry_run,
+                                       lock_timeout_seconds=lock_timeout, progress=lambda label: advance(label, 1))
+        grants = grant_viewer(connection, schema, settings.viewer_role, dry_run=dry_run) if settings.viewer_role else []
+        app_statements = grant_app(connection, schema, settings.app_role, dry_run=dry_run) if settings.app_role else []
+        app_problems = app_role_problems(connection, schema, settings.app_role) if settings.app_role else []
+    render.print_install(result, settings.config_path)
+    if settings.viewer_role:
+        render.print_viewer_grants(settings.viewer_role, grants, dry_run)
+    if settings.app_role:
+        render.print_app_grants(settings.app_role, app_statements, app_problems, dry_run)
+
+
+def _flag_rules(exclude_column: list[str] | None, mask_column: list[str] | None, hash_column: list[str] | None,
+                keep_column: list[str] | None) -> list[RuleRequest]:
+    """Turn the column rule flags into rule requests that name their flag."""
+    flags = (("--exclude-column", Rule.EXCLUDE, exclude_column), ("--mask-column", Rule.MASK, mask_column),
+             ("--hash-column", Rule.HASH, hash_column), ("--keep-column", Rule.KEEP, keep_column))
+    return [RuleRequest(reference, rule, flag) for flag, rule, references in flags for reference in references or []]
 
 
 @app.command(help=_("Remove audit triggers; the log is kept unless --drop-data is given."))

@@ -9,25 +9,23 @@ import typer
 
 from .. import render
 from ..backup import events
-from ..backup.config import BackupSettings, find_config, load_settings
+from ..backup.config import BackupSettings, load_settings
 from ..backup.encryption import Decryption
 from ..backup.job import run_job
 from ..backup.manifest import find_backups
 from ..backup.restore import restore_backup
 from ..backup.verify import require_file, verify_backup
+from ..config import find_config
 from ..errors import InvalidArgumentError, BackupError, DeliveryError
 from ..i18n import _
 from .app import app
-from .options import DsnOption
+from .options import ConfigOption, DsnOption, typed_flags
 
 backup_app = typer.Typer(
     help=_("Dump the database with pg_dump into a verified, checksummed file; rotate, encrypt and mail it."),
     invoke_without_command=True, no_args_is_help=False, rich_markup_mode="rich")
 app.add_typer(backup_app, name="backup")
 
-ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", metavar="FILE", envvar="AUDITCTL_CONFIG",
-    help=_("TOML settings file. Defaults to ./auditctl.toml, then ~/.config/auditctl/config.toml."))]
 DirOption = Annotated[Path | None, typer.Option(
     "--dir", metavar="FOLDER", envvar="AUDITCTL_BACKUP_DIR",
     help=_("Folder for the backups (config key: dir). Defaults to the current folder."))]
@@ -42,13 +40,8 @@ PgBindirOption = Annotated[Path | None, typer.Option(
     help=_("Use pg_dump, pg_restore and pg_dumpall from this folder only (config: pg_bindir)."))]
 
 
-def _typed(**values: Any) -> dict[str, Any]:
-    """Keep only the flags the user gave, so that they override the config file and nothing else does."""
-    return {key: value for key, value in values.items() if value is not None}
-
-
 def _settings(config: Path | None, **flags: Any) -> BackupSettings:
-    return load_settings(find_config(config), _typed(**flags))
+    return load_settings(find_config(config), typed_flags(**flags))
 
 
 def _decryption(settings: BackupSettings) -> Decryption:

@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from .. import render
-from ..backup.config import find_config, load_settings
+from ..backup.config import load_settings
 from ..backup.cron import build_entry, install_entry
 from ..backup.doctor import run_checks
+from ..config import find_config
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
 from .app import app
-from .backup_commands import ConfigOption
+from .options import ConfigOption
 
 cron_app = typer.Typer(help=_("Schedule the nightly backup (install) and partition maintenance (maintain) with cron."),
                        no_args_is_help=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -16,3 +17,12 @@ DsnOption = Annotated[str | None, typer.Option(
 SchemaOption = Annotated[str, typer.Option(
     "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME",
     help=_("Schema that contains the audit log."))]
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE", envvar="AUDITCTL_CONFIG",
+    help=_("TOML settings file. Defaults to ./auditctl.toml, then ~/.config/auditctl/config.toml."))]
+
+
+def typed_flags(**values: Any) -> dict[str, Any]:
+    """Keep only the flags the user gave, so that they override the config file and nothing else does."""
+    return {key: value for key, value in values.items() if value is not None}

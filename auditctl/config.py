@@ -1,0 +1,132 @@
+"""The TOML settings file that the backup and audit commands share.
+
+The file is ``--config PATH``, else ``./auditctl.toml``, else
+``~/.config/auditctl/config.toml``; none at all is fine. ``auditctl.example.toml``
+at the top of the repository documents every key. Each command group reads
+its own tables of the file and checks only those keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .i18n import _
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_PATHS = (Path("auditctl.toml"), Path("~/.config/auditctl/config.toml"))
+MEBIBYTE = 1024 * 1024
+
+# Top-level tables that some command reads; any other name is a typo.
+KNOWN_TABLES = ("audit", "backup", "mail", "storage")
+
+# A TOML key and its conversion: (settings field, expected type).
+KeyMap = dict[str, tuple[str, Any]]
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """Return the config file to read: the explicit one (which must exist) or the first default that exists."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(_("Config file {path} does not exist.").format(path=explicit))
+        return explicit
+    for candidate in DEFAULT_CONFIG_PATHS:
+        path = candidate.expanduser()
+        if path.is_file():
+            return path
+    return None
+
+
+def read_config(path: Path | None) -> dict[str, Any]:
+    """Parse the config file; an empty dict when there is none."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(_("Cannot read config file {path}: {error}").format(path=path, error=exc.strerror)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_("Invalid TOML in {path}: {error}").format(path=path, error=exc)) from None
+    unknown = sorted(set(data) - set(KNOWN_TABLES))
+    if unknown:
+        raise ConfigError(_("Unknown table [{table}] in {path}; see auditctl.example.toml for the valid tables.")
+                          .format(table=unknown[0], path=path))
+    logger.debug("read settings from %s", path)
+    return data
+
+
+def config_folder(path: Path | None) -> Path:
+    """Return the folder that relative paths in the config file are read from."""
+    return path.resolve().parent if path is not None else Path.cwd()
+
+
+def convert_value(table: str, key: str, value: Any, kind: Any, base: Path) -> Any:
+    """Check one value against its expected type and convert it (MiB and hours to bytes and seconds)."""
+    def invalid(expected: str) -> ConfigError:
+        return ConfigError(_("Invalid value for {key} in [{table}]: expected {expected}, got {value!r}.")
+                           .format(key=key, table=table, expected=expected, value=value))
+
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise invalid("true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise invalid(_("a whole number of 0 or more"))
+        return value
+    if kind in (float, "mb", "hours"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise invalid(_("a number above 0"))
+        if kind == "mb":
+            return int(value * MEBIBYTE)
+        if kind == "hours":
+            return int(value * 3600)
+        return float(value)
+    if kind is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            raise invalid(_("a list of strings"))
+        return tuple(value)
+    if not isinstance(value, str) or not value:
+        raise invalid(_("a non-empty string"))
+    if kind is Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    return value
+
+
+def config_table(data: dict[str, Any], table: str) -> dict[str, Any]:
+    """Return the table at a dotted path such as ``backup.rotation``; an empty dict when it is absent."""
+    section: Any = data
+    for part in table.split("."):
+        section = section.get(part, {}) if isinstance(section, dict) else {}
+    if not isinstance(section, dict):
+        raise ConfigError(_("[{table}] in the config file must be a table.").format(table=table))
+    return section
+
+
+def read_table(data: dict[str, Any], table: str, keys: KeyMap, base: Path,
+               subtables: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read and convert the keys of one table; ``subtables`` names the tables it may contain."""
+    return convert_table(config_table(data, table), table, keys, base, subtables)
+
+
+def convert_table(section: dict[str, Any], table: str, keys: KeyMap, base: Path,
+                  subtables: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Convert the keys of a table already looked up; ``table`` names it in errors."""
+    unknown = sorted(set(section) - set(keys) - set(subtables))
+    if unknown:
+        raise ConfigError(_("Unknown key {key} in [{table}]; see auditctl.example.toml for the valid keys.")
+                          .format(key=unknown[0], table=table))
+    return {target: convert_value(table, key, section[key], kind, base)
+            for key, (target, kind) in keys.items() if key in section}
+
+
+def located_error(error: Exception, table: str, path: Path | str | None) -> ConfigError:
+    """Add the config table and file that a value came from to the error about it."""
+    return ConfigError(_("{error} Correct it in [{table}] of {path}.").format(error=error, table=table, path=path))
