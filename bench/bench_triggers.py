@@ -24,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 
@@ -34,6 +36,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from auditctl.audit.install import install, uninstall  # noqa: E402
 from pgcluster import Cluster, debian_binaries, pgserver_binaries  # noqa: E402
+
+T = TypeVar("T")
 
 TABLE_SQL = """
 DROP TABLE IF EXISTS bench_item;
@@ -179,16 +183,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of each pgbench run (default 10)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per measure; the best is kept (default 2)")
     args = parser.parse_args()
+    run_on_server(run, args)
+
+
+def run_on_server(benchmark: Callable[[str, Path | None, argparse.Namespace], T], args: argparse.Namespace) -> T:
+    """Call ``benchmark`` on the --dsn database, or on a throwaway durable cluster that is removed afterwards."""
     if args.dsn:
-        run(args.dsn, None, args)
-        return
+        return benchmark(args.dsn, None, args)
     binaries = (debian_binaries() or [b for b in [pgserver_binaries()] if b])
     if not binaries:
         sys.exit("no PostgreSQL server binaries found; pass --dsn")
     cluster = Cluster(binaries[-1], durable=True)
     cluster.start()
     try:
-        run(cluster.dsn(), binaries[-1].bindir, args)
+        return benchmark(cluster.dsn(), binaries[-1].bindir, args)
     finally:
         cluster.stop()
 
