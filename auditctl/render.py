@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .audit.cron import CronResult
+from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
 from .audit.partitions import MaintainResult, Partition
@@ -277,6 +278,10 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
         console.print(_("This role may not create event triggers, so schema changes and tampering with the audit "
                         "triggers are not recorded; row changes are. A superuser can add DDL capture with "
                         "`auditctl install`."), style="yellow", markup=False)
+    if result.enable_always:
+        console.print(_("Audit triggers are ENABLE ALWAYS: sessions with session_replication_role = replica are "
+                        "recorded too, and so are changes that a logical replication subscriber applies."),
+                      markup=False)
     for table in result.without_primary_key:
         console.print(
             _("Table {table} has no primary key: its events have no entity id and record whole rows.")
@@ -362,11 +367,15 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
         "log_bytes": report.log_bytes,
         "partitions": report.partitions,
         "ddl_capture": report.ddl_capture,
+        "enable_always": report.enable_always,
+        "replica_roles": [{"role": r.name, "reason": r.reason.value, "superuser": r.superuser}
+                          for r in report.replica_roles],
+        "skipped_under_replica": report.skipped_under_replica,
         "auto_audit": ({"schemas": list(report.auto_audit.schemas), "exclude": list(report.auto_audit.exclude)}
                        if report.auto_audit else None),
         "orphaned_functions": report.orphaned_functions,
         "tables": [{"table": t.entity_type, "state": t.state.value, "has_primary_key": t.has_primary_key,
-                    "events": t.events} for t in report.tables],
+                    "events": t.events, "firing": t.firing.value if t.firing else None} for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
         "keep_days": report.keep.total_seconds() / 86400 if report.keep is not None else None,
         "next_rotate": report.rotation_candidates,
@@ -387,13 +396,14 @@ def print_status(report: StatusReport) -> None:
     table.add_column(_("State"))
     table.add_column(_("Primary key"))
     table.add_column(_("Events"), justify="right")
+    table.add_column(_("Under replica role"))
     for item in report.tables:
         if item.has_primary_key is None:
             key = "—"
         else:
             key = _("yes") if item.has_primary_key else _("no")
         table.add_row(item.entity_type, f"[{_STATE_STYLE[item.state]}]{_state_label(item.state)}[/]", key,
-                      format_number(item.events))
+                      format_number(item.events), _replica_label(item.firing))
     console.print(table)
     if not report.installed:
         console.print(_("The audit schema {schema} is not installed; run `auditctl install`.")
@@ -404,6 +414,7 @@ def print_status(report: StatusReport) -> None:
         .format(events=format_number(report.total_events), partitions=report.partitions,
                 size=format_bytes(report.log_bytes)), markup=False)
     _print_protections(report)
+    _print_replica_bypass(report)
     _print_partitions(report)
     for name in report.orphaned_functions:
         console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it; "
@@ -414,8 +425,8 @@ def print_status(report: StatusReport) -> None:
 def _print_protections(report: StatusReport) -> None:
     """Print whether DDL capture is on and which new tables are audited on creation."""
     if report.ddl_capture:
-        console.print(_("DDL capture: on (schema changes, GRANT and REVOKE, and disabled or dropped audit triggers "
-                        "are recorded)."), markup=False)
+        console.print(_("DDL capture: on (schema changes, GRANT and REVOKE, and disabled audit triggers are "
+                        "recorded; dropping the audit log or an audit trigger is rejected)."), markup=False)
     else:
         console.print(_("DDL capture: off. Event triggers need a superuser: run `auditctl install` once as one "
                         "to record schema changes and tampering with the audit triggers."),
@@ -424,6 +435,44 @@ def _print_protections(report: StatusReport) -> None:
         console.print(_("New tables in {schemas} are audited on creation, except names like {exclude}.")
                       .format(schemas=", ".join(report.auto_audit.schemas),
                               exclude=", ".join(report.auto_audit.exclude) or "—"), markup=False)
+
+
+def _replica_label(firing: TriggerFiring | None) -> str:
+    """Say whether a table's changes are recorded in a session with session_replication_role = replica."""
+    if firing in (TriggerFiring.ALWAYS, TriggerFiring.REPLICA):
+        return _("recorded")
+    if firing is TriggerFiring.ORIGIN:
+        return "[yellow]" + _("skipped") + "[/]"
+    return "—"
+
+
+def _replica_role_label(role: ReplicaRole) -> str:
+    labels = {
+        BypassReason.SUPERUSER: _("{role} (superuser)"),
+        BypassReason.PARAMETER_GRANT: _("{role} (granted SET on session_replication_role)"),
+        BypassReason.SUPERUSER_MEMBER: _("{role} (can SET ROLE to superuser {superuser})"),
+    }
+    return labels[role.reason].format(role=role.name, superuser=role.superuser)
+
+
+def _print_replica_bypass(report: StatusReport) -> None:
+    """Print whether session_replication_role = replica lets a session change audited tables unrecorded."""
+    skipped = report.skipped_under_replica
+    if not skipped:
+        if report.enable_always:
+            console.print(_("Audit triggers are ENABLE ALWAYS: they also record changes made under "
+                            "session_replication_role = replica."), markup=False)
+        return
+    if report.enable_always:
+        console.print(_("install chose --enable-always, but the audit triggers of {count} table(s) are not "
+                        "ENABLE ALWAYS: {tables}. Run `auditctl install` to set them again.")
+                      .format(count=len(skipped), tables=", ".join(skipped)), style="yellow", markup=False)
+        return
+    roles = ", ".join(_replica_role_label(role) for role in report.replica_roles) or "—"
+    console.print(_("Auditing can be bypassed: a session with session_replication_role = replica skips the audit "
+                    "triggers of {count} table(s). Roles that may set it: {roles}. `auditctl install "
+                    "--enable-always` closes this; read its cost for logical replication subscribers in the "
+                    "README first.").format(count=len(skipped), roles=roles), style="yellow", markup=False)
 
 
 def format_bytes(size: int) -> str:

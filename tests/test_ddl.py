@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import psycopg
 import pytest
 
@@ -56,12 +58,12 @@ def test_drop_table_recorded(captured):
     assert {"type": "table", "identity": "public.scratch", "schema": "public"} in drop["details"]["objects"]
 
 
-def test_tampering_with_audit_triggers_recorded(captured):
+def test_disabling_audit_trigger_recorded(captured):
     with captured.connect() as connection:
         connection.execute("ALTER TABLE item DISABLE TRIGGER auditctl_update")
-        connection.execute("DROP TRIGGER auditctl_insert ON item")
+        connection.execute("ALTER TABLE item ENABLE REPLICA TRIGGER auditctl_insert")
         recorded = [e["action"] for e in _system(connection)]
-    assert recorded == ["AUDIT_TRIGGER_DISABLED", "AUDIT_TRIGGER_DROPPED"]
+    assert recorded == ["AUDIT_TRIGGER_DISABLED", "AUDIT_TRIGGER_DISABLED"]
 
 
 def test_migration_named_in_ddl_event(captured):
@@ -179,3 +181,138 @@ def test_new_tables_audited_by_policy(captured, cli):
         connection.execute("CREATE TABLE later (id int PRIMARY KEY)")
         connection.execute("INSERT INTO later VALUES (1)")
         assert events(connection, where="entity_type = 'public.later'") == []
+
+
+def _assert_rejected(connection: psycopg.Connection, statement: str, named: str) -> None:
+    """Run a DROP and check that the DDL event trigger rejected it with a message that names the fix."""
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+        connection.execute(statement)
+    assert named in caught.value.diag.message_primary
+    assert "part of the audit log kept by auditctl" in caught.value.diag.message_primary
+    assert "auditctl uninstall" in caught.value.diag.message_hint
+
+
+def _count_events(connection: psycopg.Connection) -> int:
+    return connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]
+
+
+@pytest.mark.parametrize("statement, named", [
+    ("DROP TABLE audit.events", "table audit.events"),
+    ("DROP TABLE audit.events_default", "table audit.events_default"),
+    ("DROP SCHEMA audit CASCADE", "schema audit"),
+    ("DROP TABLE audit.audited_tables", "table audit.audited_tables"),
+    ("DROP TABLE audit.settings", "table audit.settings"),
+    ("DROP FUNCTION audit.log_event CASCADE", "function audit.log_event"),
+    ("DROP INDEX audit.events_time_idx", "index audit.events_time_idx"),
+    ("ALTER TABLE audit.events DROP CONSTRAINT events_action_format", "events_action_format"),
+    ("DROP TRIGGER auditctl_update ON item", "trigger auditctl_update on public.item"),
+], ids=["events", "default-partition", "schema", "registry", "settings", "function", "index", "constraint",
+        "audit-trigger"])
+def test_drop_of_audit_object_rejected(captured, statement, named):
+    with captured.connect() as connection:
+        connection.execute("INSERT INTO item VALUES (1, 'kept')")
+        before = _count_events(connection)
+        _assert_rejected(connection, statement, named)
+        connection.execute("UPDATE item SET name = 'still audited'")
+        after = _count_events(connection)
+        states = {t.entity_type: t.state.value for t in collect_status(connection, "audit").tables}
+    assert after == before + 1
+    assert states["public.item"] == "audited"
+
+
+def test_drop_of_trigger_function_rejected(captured):
+    with captured.connect() as connection:
+        function = connection.execute("SELECT function_name FROM audit.audited_tables").fetchone()[0]
+        _assert_rejected(connection, f'DROP FUNCTION audit."{function}" CASCADE', f"audit.{function}")
+        left = connection.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'item'::regclass").fetchone()[0]
+    assert left > 0
+
+
+def test_drop_of_month_partition_rejected(captured):
+    with captured.connect() as connection:
+        partition = connection.execute("""SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                                          WHERE i.inhparent = 'audit.events'::regclass AND c.relname <> 'events_default'
+                                          ORDER BY 1 LIMIT 1""").fetchone()[0]
+        _assert_rejected(connection, f"DROP TABLE audit.{partition}", f"audit.{partition}")
+        _assert_rejected(connection, f"ALTER TABLE audit.events DETACH PARTITION audit.{partition}; "
+                                     f"DROP TABLE audit.{partition}", f"audit.{partition}")
+        attached = connection.execute("SELECT count(*) FROM pg_inherits WHERE inhrelid = %s::regclass",
+                                      (f"audit.{partition}",)).fetchone()[0]
+    assert attached == 1
+
+
+def test_audited_table_drop_recorded(captured):
+    with captured.connect() as connection:
+        connection.execute("DROP TABLE item")
+        drop = _system(connection)[-1]
+    assert drop["action"] == "DDL"
+    assert drop["details"]["command_tag"] == "DROP TABLE"
+    assert {"type": "table", "identity": "public.item", "schema": "public"} in drop["details"]["objects"]
+
+
+def test_drop_owned_by_unrelated_role_works(captured):
+    role = f"temp_{captured.name}"
+    with captured.connect() as connection:
+        connection.execute(f"CREATE ROLE {role}")
+        connection.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        connection.execute(f"GRANT SELECT ON item TO {role}")
+        with connection.transaction():
+            connection.execute(f"SET LOCAL ROLE {role}")
+            connection.execute("CREATE TABLE scratch (id int PRIMARY KEY)")
+        install(connection, "audit", ["scratch"])
+        connection.execute(f"DROP OWNED BY {role}")
+        connection.execute(f"DROP ROLE {role}")
+        scratch = connection.execute("SELECT to_regclass('public.scratch')").fetchone()[0]
+        report = collect_status(connection, "audit")
+    assert scratch is None
+    assert {t.entity_type: t.state.value for t in report.tables}["public.item"] == "audited"
+
+
+def test_uninstall_still_drops_audit_objects(captured):
+    with captured.connect() as connection:
+        connection.execute("CREATE TABLE other (id int PRIMARY KEY)")
+        install(connection, "audit", ["other"])
+        removed = uninstall(connection, "audit", ["other"])
+        left = connection.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'other'::regclass").fetchone()[0]
+        dropped = uninstall(connection, "audit", [], use_all=True, drop_data=True)
+        schema = connection.execute("SELECT to_regnamespace('audit')").fetchone()[0]
+    assert removed.removed == ["public.other"]
+    assert left == 0
+    assert dropped.dropped_schema
+    assert schema is None
+
+
+def test_reinstall_after_drop_data_guards_again(captured, cli):
+    result = cli("uninstall", "--all", "--drop-data", dsn=captured.dsn)
+    assert result.exit_code == 0, result.stderr
+    with captured.connect() as connection:
+        connection.execute("CREATE TABLE after_drop (id int PRIMARY KEY)")
+        install(connection, "audit", ["after_drop"])
+        _assert_rejected(connection, "DROP TABLE audit.events", "audit.events")
+
+
+def test_clean_restore_of_audited_database(captured, pg):
+    if pg.bindir is None:
+        pytest.skip("pg_dump and pg_restore of the server are needed")
+    with captured.connect() as connection:
+        connection.execute("INSERT INTO item VALUES (1, 'before dump')")
+    dump = subprocess.run([str(pg.bindir / "pg_dump"), "-Fc", "-d", captured.dsn], capture_output=True, check=True)
+    with captured.connect() as connection:
+        connection.execute("INSERT INTO item VALUES (2, 'after dump')")
+    restored = subprocess.run([str(pg.bindir / "pg_restore"), "--clean", "--if-exists",
+                               "-d", captured.dsn], input=dump.stdout, capture_output=True, check=False)
+    # NOTE: pg_restore --clean also tries to drop the primary key and indexes
+    # of each partition, and PostgreSQL rejects that because they belong to
+    # the partitioned table's. Those errors leave the restore complete.
+    errors = [line for line in restored.stderr.decode().splitlines() if "ERROR" in line]
+    assert [line for line in errors if "kept by auditctl" in line] == []
+    assert all("cannot drop" in line for line in errors), errors
+    with captured.connect() as connection:
+        items = connection.execute("SELECT id FROM item ORDER BY id").fetchall()
+        logged = [e["entity_id"] for e in events(connection)]
+        triggers = connection.execute(
+            "SELECT evtname, evtenabled FROM pg_event_trigger WHERE evtname LIKE 'auditctl%' ORDER BY 1").fetchall()
+        _assert_rejected(connection, "DROP TABLE audit.events", "audit.events")
+    assert items == [(1,)]
+    assert logged == ["1"]
+    assert triggers == [("auditctl_ddl", "O"), ("auditctl_drop", "O")]

@@ -9,13 +9,20 @@ import psycopg
 
 from ..sqltext import quote_ident, quote_literal, render, sha256_hex
 from .rules import MASK_MARKER, SECRET_NAME
-from .schema import DEFAULT_SCHEMA, template_context
+from .schema import DEFAULT_SCHEMA, read_setting, template_context
+from .triggers import TRIGGER_NAMES
 
 
 def event_trigger_names(schema: str) -> tuple[str, str]:
     """Name the two event triggers of an audit schema; event trigger names are per database."""
     suffix = "" if schema == DEFAULT_SCHEMA else "_" + sha256_hex(schema)[:12]
     return f"auditctl_ddl{suffix}", f"auditctl_drop{suffix}"
+
+
+def guard_schema_name(schema: str) -> str:
+    """Name the schema of the function that rejects dropping the audit log; it must not be the audit schema."""
+    suffix = "" if schema == DEFAULT_SCHEMA else "_" + sha256_hex(schema)[:12]
+    return f"auditctl_guard{suffix}"
 
 
 def can_create_event_triggers(connection: psycopg.Connection) -> bool:
@@ -28,12 +35,19 @@ def can_create_event_triggers(connection: psycopg.Connection) -> bool:
 GENERIC_FUNCTION = "capture_generic"
 
 
-def render_ddl_capture(connection: psycopg.Connection, schema: str) -> str:
-    """Render the SQL that (re)creates the capture functions and event triggers."""
+def render_ddl_capture(connection: psycopg.Connection, schema: str, always: bool = False) -> str:
+    """Render the SQL that (re)creates the capture functions and event triggers.
+
+    With ``always`` the event triggers fire under session_replication_role =
+    replica too, like the audit triggers of ``install --enable-always``.
+    """
     end_trigger, drop_trigger = event_trigger_names(schema)
     context = template_context(connection, schema)
     context.update(end_trigger=quote_ident(end_trigger), drop_trigger=quote_ident(drop_trigger),
-                   secret_pattern=quote_literal(SECRET_NAME.pattern), mask_marker=quote_literal(MASK_MARKER))
+                   guard_schema=quote_ident(guard_schema_name(schema)),
+                   secret_pattern=quote_literal(SECRET_NAME.pattern), mask_marker=quote_literal(MASK_MARKER),
+                   trigger_names=f"{quote_literal(list(TRIGGER_NAMES))}::text[]",
+                   firing=" ALWAYS" if always else "")
     return render("generic_trigger.sql.j2", **context) + "\n" + render("ddl.sql.j2", **context)
 
 
@@ -57,20 +71,17 @@ def policy_statement(schema: str, policy: AutoAuditPolicy | None) -> str:
 
 def load_policy(connection: psycopg.Connection, schema: str) -> AutoAuditPolicy | None:
     """Read the stored auto_audit policy; None when new tables are not audited automatically."""
-    exists = connection.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
-                                (f"{quote_ident(schema)}.settings",)).fetchone()[0]
-    if not exists:
+    value = read_setting(connection, schema, "auto_audit")
+    if value is None:
         return None
-    row = connection.execute(
-        f"SELECT value FROM {quote_ident(schema)}.settings WHERE name = 'auto_audit'").fetchone()
-    if row is None:
-        return None
-    return AutoAuditPolicy(schemas=tuple(row[0].get("schemas", [])), exclude=tuple(row[0].get("exclude", [])))
+    return AutoAuditPolicy(schemas=tuple(value.get("schemas", [])), exclude=tuple(value.get("exclude", [])))
 
 
 def drop_statements(schema: str) -> list[str]:
-    """Statements that remove the event triggers, run before the audit schema is dropped."""
-    return [f"DROP EVENT TRIGGER IF EXISTS {quote_ident(name)}" for name in event_trigger_names(schema)]
+    """Statements that remove the event triggers and their guard schema, run before the audit schema is dropped."""
+    statements = [f"DROP EVENT TRIGGER IF EXISTS {quote_ident(name)}" for name in event_trigger_names(schema)]
+    statements.append(f"DROP SCHEMA IF EXISTS {quote_ident(guard_schema_name(schema))} CASCADE")
+    return statements
 
 
 def ddl_capture_enabled(connection: psycopg.Connection, schema: str) -> bool:

@@ -17,6 +17,7 @@ from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
 from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, can_create_event_triggers, drop_statements, policy_statement,
                   render_ddl_capture)
+from .firing import enable_always_statement, enable_statement, firing_code, load_enable_always
 from .rules import ColumnRule, Rule, RuleRequest, effective_rules, load_rules, resolve_requests, save_rules
 from .schema import apply_schema, plan_schema, require_installed, schema_exists
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES, TriggerSql, hash_from_comment, load_max_value_bytes,
@@ -43,6 +44,8 @@ class InstallResult:
     forgotten: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     ddl_capture: bool = False
+    # Whether the audit triggers are ENABLE ALWAYS, as chosen now or by an earlier install.
+    enable_always: bool = False
     dry_run: bool = False
 
 
@@ -58,7 +61,13 @@ class UninstallResult:
 class _InstalledTrigger:
     names: frozenset[str]
     sql_hash: str | None
-    enabled: bool
+    # pg_trigger.tgenabled of each trigger: 'O', 'A', 'R' or 'D'.
+    firing: frozenset[str]
+
+    @property
+    def enabled(self) -> bool:
+        """Tell whether every trigger fires in ordinary sessions."""
+        return not self.firing & {"D", "R"}
 
 
 def choose_tables(all_tables: list[Table], names: list[str], use_all: bool,
@@ -77,7 +86,7 @@ def choose_tables(all_tables: list[Table], names: list[str], use_all: bool,
 def install(connection: psycopg.Connection, schema: str, names: list[str], *, use_all: bool = False,
             exclude: list[str] | None = None, column_rules: list[RuleRequest] | list[tuple[str, Rule]] | None = None,
             auto_audit: AutoAuditPolicy | None | bool = True, max_value_bytes: int | None = None,
-            dry_run: bool = False,
+            enable_always: bool | None = None, dry_run: bool = False,
             lock_timeout_seconds: float = 10.0,
             progress: ProgressCallback | None = None) -> InstallResult:
     """Install or upgrade the audit schema and the triggers of the chosen tables.
@@ -86,7 +95,10 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
     they are stored and apply to every later install. ``auto_audit`` sets the
     policy for tables created later: a policy, None to turn it off, or True
     to keep what is stored. ``max_value_bytes`` sets the size above which
-    text is stored as size and hash (0: never); None keeps what is stored. Everything runs in one
+    text is stored as size and hash (0: never); None keeps what is stored.
+    ``enable_always`` makes the audit triggers of every audited table, and the
+    event triggers, fire under session_replication_role = replica too, or
+    back to the default with False; None keeps what is stored. Everything runs in one
     transaction, so an error leaves the database as it was. Running it again
     with the same arguments changes nothing. With ``dry_run`` nothing runs,
     and ``statements`` contains the SQL that would.
@@ -101,9 +113,12 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         steps = plan_schema(connection, schema)
         result.schema_steps = [step.name for step in steps]
         fresh = not schema_exists(connection, schema)
+        result.enable_always = enable_always if enable_always is not None else (
+            not fresh and load_enable_always(connection, schema))
         result.ddl_capture = can_create_event_triggers(connection)
-        ddl_sql = render_ddl_capture(connection, schema) if result.ddl_capture else None
+        ddl_sql = render_ddl_capture(connection, schema, result.enable_always) if result.ddl_capture else None
         policy_sql = None if auto_audit is True else policy_statement(schema, auto_audit)
+        firing_sql = None if enable_always is None else enable_always_statement(schema, enable_always)
         if max_value_bytes is not None and max_value_bytes < 0:
             raise InvalidArgumentError(
                 _("Invalid --max-value-bytes {value}: use 0 or a positive number of bytes.").format(
@@ -118,11 +133,11 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         if dry_run:
             result.statements.extend(step.sql for step in steps)
             result.statements.extend(_rule_statements(schema, given_rules))
-            result.statements.extend(sql for sql in (ddl_sql, policy_sql, size_sql) if sql)
+            result.statements.extend(sql for sql in (ddl_sql, policy_sql, size_sql, firing_sql) if sql)
         else:
             apply_schema(connection, schema)
             save_rules(connection, schema, given_rules)
-            for statement in (ddl_sql, policy_sql, size_sql):
+            for statement in (ddl_sql, policy_sql, size_sql, firing_sql):
                 if statement:
                     connection.execute(statement)
             if not ddl_sql:
@@ -148,26 +163,31 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             trigger = render_trigger(connection, schema, table, rules, size_limit,
                                      stored_rules.get((table.schema, table.name), {}))
             found = current.get(table.oid)
-            if (found and found.enabled and found.sql_hash == trigger.sql_hash
+            if (found and found.firing == {firing_code(result.enable_always)} and found.sql_hash == trigger.sql_hash
                     and found.names == frozenset(trigger.trigger_names)):
                 result.unchanged.append(table)
             else:
                 result.installed.append(table)
                 if found and not found.enabled:
                     result.reenabled.append(table)
-                statements = _trigger_statements(schema, table, trigger, registered.get(table.oid))
+                statements = _trigger_statements(schema, table, trigger, registered.get(table.oid),
+                                                 result.enable_always)
                 if dry_run:
                     result.statements.extend(statements)
                 else:
                     _run_trigger_statements(connection, table, statements)
             if progress:
                 progress(table.entity_type)
+        if enable_always is not None or result.enable_always:
+            # The firing mode is per database, so it also applies to audited tables not named this time.
+            _set_firing_of_others(connection, tables, all_tables, current, result)
         if not dry_run:
             _record(connection, schema, "AUDIT_INSTALL", {
                 "installed": [t.entity_type for t in result.installed],
                 "unchanged": len(result.unchanged),
                 "schema_steps": [name for name in result.schema_steps if name.startswith("schema/")],
                 "ddl_capture": result.ddl_capture,
+                "enable_always": result.enable_always,
             })
     return result
 
@@ -201,15 +221,15 @@ def _installed_triggers(connection: psycopg.Connection, schema: str) -> dict[int
     The hash is None unless all the table's triggers carry the same one.
     """
     found: dict[int, list[tuple[str, str, str | None]]] = {}
-    for oid, name, enabled, _function, comment in connection.execute(
+    for oid, name, firing, _function, comment in connection.execute(
             _TRIGGERS_QUERY, (list(TRIGGER_NAMES), quote_ident(schema))).fetchall():
-        found.setdefault(oid, []).append((name, enabled, hash_from_comment(comment)))
+        found.setdefault(oid, []).append((name, firing, hash_from_comment(comment)))
     result = {}
     for oid, triggers in found.items():
-        hashes = {sql_hash for _name, _enabled, sql_hash in triggers}
-        result[oid] = _InstalledTrigger(names=frozenset(name for name, _enabled, _hash in triggers),
+        hashes = {sql_hash for _name, _firing, sql_hash in triggers}
+        result[oid] = _InstalledTrigger(names=frozenset(name for name, _firing, _hash in triggers),
                                         sql_hash=hashes.pop() if len(hashes) == 1 else None,
-                                        enabled=all(enabled != "D" for _name, enabled, _hash in triggers))
+                                        firing=frozenset(firing for _name, firing, _hash in triggers))
     return result
 
 
@@ -226,7 +246,8 @@ ON CONFLICT (table_schema, table_name, column_name) DO UPDATE SET rule = EXCLUDE
             for table, column, rule in rules]
 
 
-def _trigger_statements(schema: str, table: Table, trigger: TriggerSql, previous_function: str | None) -> list[str]:
+def _trigger_statements(schema: str, table: Table, trigger: TriggerSql, previous_function: str | None,
+                        always: bool) -> list[str]:
     """List the statements that install one table's trigger and record it in the registry."""
     audit = quote_ident(schema)
     comment = quote_literal(trigger_comment(trigger))
@@ -238,7 +259,7 @@ def _trigger_statements(schema: str, table: Table, trigger: TriggerSql, previous
     for name in trigger.trigger_names:
         statements.append(f"COMMENT ON TRIGGER {quote_ident(name)} ON {trigger.table} IS {comment};")
         # CREATE OR REPLACE TRIGGER keeps a disabled trigger disabled.
-        statements.append(f"ALTER TABLE {trigger.table} ENABLE TRIGGER {quote_ident(name)};")
+        statements.append(enable_statement(trigger.table, name, always))
     statements.append(
         f"""INSERT INTO {audit}.audited_tables (table_id, table_name, function_name, template_version, sql_hash)
 VALUES ({quote_literal(trigger.table)}::regclass, {quote_literal(table.entity_type)}, {quote_literal(trigger.function_name)},
@@ -250,6 +271,28 @@ SET table_name = EXCLUDED.table_name, function_name = EXCLUDED.function_name,
     if previous_function and previous_function != trigger.function_name:
         statements.append(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(previous_function)}();")
     return statements
+
+
+def _set_firing_of_others(connection: psycopg.Connection, chosen: list[Table], all_tables: list[Table],
+                          current: dict[int, _InstalledTrigger], result: InstallResult) -> None:
+    """Switch the enabled audit triggers of tables outside ``chosen`` to the chosen firing mode.
+
+    Disabled triggers stay disabled: ``auditctl status`` reports them, and
+    installing their table enables them.
+    """
+    target_code = firing_code(result.enable_always)
+    chosen_oids = {table.oid for table in chosen}
+    for table in all_tables:
+        found = current.get(table.oid)
+        if table.oid in chosen_oids or not found or not found.enabled or found.firing == {target_code}:
+            continue
+        quoted = quote_ident(table.schema, table.name)
+        statements = [enable_statement(quoted, name, result.enable_always) for name in sorted(found.names)]
+        if result.dry_run:
+            result.statements.extend(statements)
+        else:
+            _run_trigger_statements(connection, table, statements)
+        result.installed.append(table)
 
 
 def _run_trigger_statements(connection: psycopg.Connection, table: Table, statements: list[str]) -> None:

@@ -54,6 +54,16 @@ def schema_exists(connection: psycopg.Connection, schema: str) -> bool:
         return cursor.fetchone()[0]
 
 
+def read_setting(connection: psycopg.Connection, schema: str, name: str) -> object | None:
+    """Return the JSON value of one row of the settings table; None when it is unset or the table is absent."""
+    settings = f"{quote_ident(schema)}.settings"
+    exists = connection.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (settings,)).fetchone()[0]
+    if not exists:
+        return None
+    row = connection.execute(f"SELECT value FROM {settings} WHERE name = %s", (name,)).fetchone()
+    return row[0] if row else None
+
+
 def require_installed(connection: psycopg.Connection, schema: str) -> None:
     """Raise NotInstalledError unless the events table exists in ``schema``."""
     with connection.cursor() as cursor:

@@ -11,6 +11,7 @@ import psycopg
 from ..sqltext import quote_ident
 from .catalog import list_tables
 from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, load_policy
+from .firing import ReplicaRole, TriggerFiring, load_enable_always, replica_roles, table_firing
 from .partitions import Partition, list_partitions
 from .retention import rotation_candidates
 from .rules import effective_rules, load_rules
@@ -36,6 +37,8 @@ class TableStatus:
     state: TableState
     has_primary_key: bool | None
     events: int = 0
+    # When the table's audit triggers fire; None without triggers.
+    firing: TriggerFiring | None = None
 
 
 @dataclass
@@ -56,6 +59,17 @@ class StatusReport:
     # The keep window that rotation_candidates was computed for.
     keep: timedelta | None = None
     rotation_candidates: list[str] = field(default_factory=list)
+    # Whether install chose ENABLE ALWAYS for the audit triggers.
+    enable_always: bool = False
+    # Roles that may set session_replication_role = replica and so skip
+    # audit triggers that are not ENABLE ALWAYS.
+    replica_roles: list[ReplicaRole] = field(default_factory=list)
+
+    @property
+    def skipped_under_replica(self) -> list[str]:
+        """Audited tables whose triggers do not fire in a session with session_replication_role = replica."""
+        return [t.entity_type for t in self.tables
+                if t.state in (TableState.AUDITED, TableState.OUTDATED) and t.firing is not TriggerFiring.ALWAYS]
 
 
 _TRIGGERS_QUERY = """
@@ -105,6 +119,8 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
     report.total_events = sum(counts.values())
     report.ddl_capture = ddl_capture_enabled(connection, schema)
     report.auto_audit = load_policy(connection, schema)
+    report.enable_always = load_enable_always(connection, schema)
+    report.replica_roles = replica_roles(connection)
     report.partition_list = list_partitions(connection, schema)
     if keep is not None:
         report.keep = keep
@@ -117,9 +133,11 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
     for table in list_tables(connection, schema):
         seen.add(table.oid)
         found = triggers.get(table.oid, {})
+        firing = table_firing({enabled for enabled, _, _ in found.values()}) if found else None
         if not found:
             state = TableState.MISSING if table.oid in registered else TableState.NOT_AUDITED
-        elif any(enabled == "D" for enabled, _, _ in found.values()):
+        elif firing in (TriggerFiring.DISABLED, TriggerFiring.REPLICA):
+            # ENABLE REPLICA triggers fire only under session_replication_role = replica.
             state = TableState.DISABLED
         elif any(function == GENERIC_FUNCTION for _, function, _ in found.values()):
             # Audited on creation by the interim function; install generates its own.
@@ -135,7 +153,7 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
             else:
                 state = TableState.OUTDATED
         report.tables.append(TableStatus(table.entity_type, state, table.has_primary_key,
-                                         counts.get(table.entity_type, 0)))
+                                         counts.get(table.entity_type, 0), firing))
     for oid, (name, exists) in registered.items():
         if oid not in seen:
             # A registered table that is gone, or moved where auditctl does not look.

@@ -77,6 +77,12 @@ def install(
         help=_("Store text longer than this many bytes as its size and SHA-256, as bytea values always are; "
                "0 keeps every text value whole. Default: max_value_bytes in [audit] of the config file, "
                "else what the last install stored, else 8192."))] = None,
+    enable_always: Annotated[bool | None, typer.Option(
+        "--enable-always/--no-enable-always",
+        help=_("Make the audit triggers ENABLE ALWAYS, so that sessions with session_replication_role = replica "
+               "are recorded too; a logical replication subscriber whose tables are audited then also records "
+               "the changes it applies. Applies to every audited table, and is kept from the last install "
+               "when not given."))] = None,
     app_role: Annotated[str | None, typer.Option(
         "--app-role", metavar="ROLE",
         help=_("Let this existing application role write audited tables and call log_event(), "
@@ -96,7 +102,7 @@ def install(
     policy = settings.auto_audit_policy(tuple(auto_schema or ()), tuple(auto_exclude or ()))
     chosen_by_config = not tables and not all_tables and bool(settings.schemas)
     if (not tables and not all_tables and not chosen_by_config and not dry_run and not settings.viewer_role
-            and not settings.app_role and settings.auto_audit is None):
+            and not settings.app_role and settings.auto_audit is None and enable_always is None):
         # Installing only the schema is allowed, but the user should know no table is audited yet.
         render.console.print(_("No tables given: installing the audit schema only. "
                                "Name tables or use --all to audit them."))
@@ -111,7 +117,8 @@ def install(
         with render.progress(_("Installing triggers"), total, "installing triggers") as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
                                        column_rules=column_rules, auto_audit=policy,
-                                       max_value_bytes=settings.max_value_bytes, dry_run=dry_run,
+                                       max_value_bytes=settings.max_value_bytes, enable_always=enable_always,
+                                       dry_run=dry_run,
                                        lock_timeout_seconds=lock_timeout, progress=lambda label: advance(label, 1))
         grants = grant_viewer(connection, schema, settings.viewer_role, dry_run=dry_run) if settings.viewer_role else []
         app_statements = grant_app(connection, schema, settings.app_role, dry_run=dry_run) if settings.app_role else []

@@ -1,0 +1,182 @@
+"""session_replication_role = replica skips ordinary triggers: status reports it, --enable-always closes it."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from auditctl.audit.ddl import AutoAuditPolicy
+from auditctl.audit.firing import BypassReason, ReplicaRole, TriggerFiring
+from auditctl.audit.install import install
+from auditctl.audit.status import collect_status
+from helpers import events
+
+
+def _update_as_replica(connection: psycopg.Connection, statement: str) -> None:
+    with connection.transaction():
+        connection.execute("SET LOCAL session_replication_role = replica")
+        connection.execute(statement)
+
+
+def _firing_codes(connection: psycopg.Connection, table: str) -> set[str]:
+    rows = connection.execute("SELECT tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+                              (table,)).fetchall()
+    return {row[0] for row in rows}
+
+
+@pytest.fixture
+def item_db(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE item (id int PRIMARY KEY, name text)")
+        connection.execute("INSERT INTO item VALUES (1, 'first')")
+    return db
+
+
+def test_replica_role_skips_default_triggers(item_db):
+    with item_db.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+        _update_as_replica(connection, "UPDATE item SET name = 'unseen'")
+        recorded = events(connection)
+        report = collect_status(connection, "audit")
+    assert recorded == []
+    assert report.enable_always is False
+    assert report.skipped_under_replica == ["public.item"]
+    assert report.tables[0].firing is TriggerFiring.ORIGIN
+    assert ReplicaRole("postgres", BypassReason.SUPERUSER) in report.replica_roles
+
+
+def test_enable_always_records_replica_updates(item_db):
+    with item_db.connect() as connection:
+        install(connection, "audit", [], use_all=True, enable_always=True)
+        _update_as_replica(connection, "UPDATE item SET name = 'seen'")
+        [update] = events(connection)
+        report = collect_status(connection, "audit")
+        codes = _firing_codes(connection, "item")
+        event_triggers = connection.execute(
+            "SELECT DISTINCT evtenabled FROM pg_event_trigger WHERE evtname LIKE 'auditctl%'").fetchall()
+    assert update["action"] == "UPDATE"
+    assert update["new_values"] == {"name": "seen"}
+    assert codes == {"A"}
+    assert event_triggers == [("A",)]
+    assert report.enable_always is True
+    assert report.skipped_under_replica == []
+    assert report.tables[0].firing is TriggerFiring.ALWAYS
+    assert report.tables[0].state.value == "audited"
+
+
+def test_enable_always_kept_by_reinstall(item_db):
+    with item_db.connect() as connection:
+        install(connection, "audit", [], use_all=True, enable_always=True)
+        again = install(connection, "audit", [], use_all=True)
+        codes = _firing_codes(connection, "item")
+    assert again.enable_always is True
+    assert again.installed == []
+    assert [t.name for t in again.unchanged] == ["item"]
+    assert codes == {"A"}
+
+
+def test_enable_always_covers_tables_not_named(item_db):
+    with item_db.connect() as connection:
+        connection.execute("CREATE TABLE other (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+        install(connection, "audit", ["item"], enable_always=True)
+        switched = _firing_codes(connection, "other")
+        install(connection, "audit", [], enable_always=False)
+        back = _firing_codes(connection, "other"), _firing_codes(connection, "item")
+    assert switched == {"A"}
+    assert back == ({"O"}, {"O"})
+
+
+def test_enable_always_leaves_disabled_trigger_disabled(item_db):
+    with item_db.connect() as connection:
+        connection.execute("CREATE TABLE other (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+        connection.execute("ALTER TABLE other DISABLE TRIGGER auditctl_update")
+        install(connection, "audit", ["item"], enable_always=True)
+        codes = _firing_codes(connection, "other")
+    assert "D" in codes
+
+
+def test_status_flags_trigger_not_always(item_db, cli):
+    with item_db.connect() as connection:
+        install(connection, "audit", [], use_all=True, enable_always=True)
+        connection.execute("ALTER TABLE item ENABLE TRIGGER auditctl_update")
+        report = collect_status(connection, "audit")
+    printed = cli("status", dsn=item_db.dsn)
+    fixed = cli("install", dsn=item_db.dsn)
+    with item_db.connect() as connection:
+        codes = _firing_codes(connection, "item")
+    assert report.skipped_under_replica == ["public.item"]
+    assert report.tables[0].firing is TriggerFiring.ORIGIN
+    assert printed.exit_code == 0, printed.stderr
+    assert "are not ENABLE ALWAYS: public.item" in " ".join(printed.stdout.split())
+    assert fixed.exit_code == 0, fixed.stderr
+    assert codes == {"A"}
+
+
+def test_enable_replica_trigger_reported_disabled(item_db):
+    with item_db.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+        connection.execute("ALTER TABLE item ENABLE REPLICA TRIGGER auditctl_update")
+        report = collect_status(connection, "audit")
+        again = install(connection, "audit", [], use_all=True)
+        codes = _firing_codes(connection, "item")
+    assert report.tables[0].state.value == "disabled"
+    assert [t.name for t in again.reenabled] == ["item"]
+    assert codes == {"O"}
+
+
+def test_auto_audited_table_follows_enable_always(item_db):
+    with item_db.connect() as connection:
+        install(connection, "audit", [], auto_audit=AutoAuditPolicy(("public",)), enable_always=True)
+        connection.execute("CREATE TABLE later (id int PRIMARY KEY)")
+        codes = _firing_codes(connection, "later")
+        _update_as_replica(connection, "INSERT INTO later VALUES (1)")
+        recorded = [(e["action"], e["entity_type"]) for e in events(connection)]
+    assert codes == {"A"}
+    assert recorded == [("INSERT", "public.later")]
+
+
+def test_replica_role_drop_still_rejected(item_db):
+    with item_db.connect() as connection:
+        install(connection, "audit", [], use_all=True, enable_always=True)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            _update_as_replica(connection, "DROP TABLE audit.events")
+        exists = connection.execute("SELECT to_regclass('audit.events') IS NOT NULL").fetchone()[0]
+    assert exists
+
+
+def test_status_lists_parameter_grantee(item_db, cli):
+    if item_db.server.version < 150000:
+        pytest.skip("GRANT SET ON PARAMETER needs PostgreSQL 15")
+    role = f"ops_{item_db.name}"
+    with item_db.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+        connection.execute(f"CREATE ROLE {role}")
+        connection.execute(f"GRANT SET ON PARAMETER session_replication_role TO {role}")
+    try:
+        with item_db.connect() as connection:
+            report = collect_status(connection, "audit")
+        printed = cli("status", dsn=item_db.dsn)
+        as_json = cli("status", "--format", "json", dsn=item_db.dsn)
+    finally:
+        with item_db.connect() as connection:
+            connection.execute(f"REVOKE SET ON PARAMETER session_replication_role FROM {role}")
+            connection.execute(f"DROP ROLE {role}")
+    assert ReplicaRole(role, BypassReason.PARAMETER_GRANT) in report.replica_roles
+    text = " ".join(printed.stdout.split())
+    assert "Auditing can be bypassed" in text
+    assert f"{role} (granted SET on session_replication_role)" in text
+    assert "postgres (superuser)" in text
+    assert f'"role": "{role}"' in as_json.stdout
+    assert '"skipped_under_replica": [' in as_json.stdout
+
+
+def test_cli_install_enable_always(item_db, cli):
+    result = cli("install", "--all", "--enable-always", dsn=item_db.dsn)
+    again = cli("install", "--all", dsn=item_db.dsn)
+    status = cli("status", dsn=item_db.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert "Audit triggers are ENABLE ALWAYS" in " ".join(result.stdout.split())
+    assert "1 already up to date" in again.stdout
+    assert "also record changes made under session_replication_role = replica" in " ".join(status.stdout.split())
