@@ -1,9 +1,10 @@
-"""Large UPDATEs: the per-statement query must record what small ones record.
+"""UPDATE statements of every size must record the same events.
 
-An UPDATE of BULK_UPDATE_ROWS rows or more is captured by a query the
-trigger writes at run time from the table's current columns; smaller ones
-by a cached query that compares columns as JSON. Each test runs the same
-change once row by row and once as one statement on twin tables and
+An UPDATE of one row goes through the row-level code, one of a few rows
+through a cached query that compares columns as JSON, and one of
+BULK_UPDATE_ROWS rows or more through a query the trigger writes at run
+time from the table's current columns. Each test runs the same change on
+triplet tables, row by row, ten rows at a time and in one statement, and
 compares the events.
 """
 
@@ -17,6 +18,8 @@ from auditctl.audit.triggers import BULK_UPDATE_ROWS
 from helpers import as_app_user, events
 
 ROWS = BULK_UPDATE_ROWS + 20
+TABLES = ("small", "batch", "bulk")
+BATCH_ROWS = 10
 
 TYPES_SQL = """
 CREATE TYPE mood AS ENUM ('calm', 'busy');
@@ -54,22 +57,25 @@ def _changes(connection, table: str) -> list[tuple]:
 
 def _twins(connection, rules: list[tuple[str, Rule]] | None = None, key: bool = True) -> None:
     connection.execute(TYPES_SQL)
-    for name in ("small", "bulk"):
+    for name in TABLES:
         connection.execute(TABLE_SQL.format(name=name, rows=ROWS))
         if not key:
             connection.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_pkey")
     rules = rules or []
-    twin_rules = [(f"{name}.{column}", rule) for name in ("small", "bulk") for column, rule in rules]
-    install(connection, "audit", ["small", "bulk"], column_rules=twin_rules)
+    twin_rules = [(f"{name}.{column}", rule) for name in TABLES for column, rule in rules]
+    install(connection, "audit", list(TABLES), column_rules=twin_rules)
     connection.execute("DELETE FROM audit.events")
 
 
 def _apply(connection, assignments: str, where: str = "true") -> None:
-    """Run the change on small row by row and on bulk in one statement."""
+    """Run the change on small row by row, on batch ten rows at a time and on bulk in one statement."""
     ids = [row[0] for row in connection.execute(f"SELECT id FROM small WHERE {where} ORDER BY id").fetchall()]
     assert len(ids) >= BULK_UPDATE_ROWS
     for row_id in ids:
         connection.execute(f"UPDATE small SET {assignments} WHERE id = {int(row_id)} AND ({where})")
+    for first in range(0, len(ids), BATCH_ROWS):
+        chunk = ", ".join(str(int(row_id)) for row_id in ids[first:first + BATCH_ROWS])
+        connection.execute(f"UPDATE batch SET {assignments} WHERE id IN ({chunk}) AND ({where})")
     connection.execute(f"UPDATE bulk SET {assignments} WHERE {where}")
 
 
@@ -80,9 +86,10 @@ def test_bulk_update_records_the_same_as_single_rows(db):
                               amount = amount + 1, doc = doc || '{"x": [1, null]}', raw_doc = '{"y": 2}',
                               tags = tags || 'b'::text, state = 'busy', code = NULL, seen_at = seen_at + interval '1 day',
                               blob = '\\x0a0b'::bytea""")
-        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+        small, batch, bulk = (_changes(connection, name) for name in TABLES)
     assert len(bulk) == ROWS
     assert small == bulk
+    assert batch == bulk
     assert any("'code': None" in new for _, _, new in bulk)
 
 
@@ -91,10 +98,11 @@ def test_bulk_update_applies_column_rules(db):
     with db.connect() as connection:
         _twins(connection, rules)
         _apply(connection, "secret = secret || '!', email = upper(email), noise = noise + 1, amount = 0")
-        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+        small, batch, bulk = (_changes(connection, name) for name in TABLES)
         _apply(connection, "noise = noise + 1")
         only_excluded = _changes(connection, "bulk")
     assert small == bulk
+    assert batch == bulk
     assert len(bulk) == ROWS
     assert all("noise" not in old and f"'secret': '{MASK_MARKER}'" in old and "hmac-sha256:" in new for _, old, new in bulk)
     assert only_excluded == bulk
@@ -104,8 +112,9 @@ def test_bulk_update_stores_large_text_as_size_and_hash(db):
     with db.connect() as connection:
         _twins(connection)
         _apply(connection, "title = repeat('я', 5000)")
-        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+        small, batch, bulk = (_changes(connection, name) for name in TABLES)
     assert small == bulk
+    assert batch == bulk
     assert all("'sha256':" in new for _, _, new in bulk)
 
 
@@ -113,8 +122,9 @@ def test_bulk_update_without_key_keeps_whole_old_row(db):
     with db.connect() as connection:
         _twins(connection, key=False)
         _apply(connection, "amount = 0")
-        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+        small, batch, bulk = (_changes(connection, name) for name in TABLES)
     assert small == bulk
+    assert batch == bulk
     assert all(entity is None and "'title':" in old and new.startswith("{'amount'") for entity, old, new in bulk)
 
 
@@ -134,13 +144,14 @@ def test_bulk_update_of_the_key_pairs_old_and_new_rows(db):
 def test_bulk_update_after_columns_change(db):
     with db.connect() as connection:
         _twins(connection)
-        for name in ("small", "bulk"):
+        for name in TABLES:
             connection.execute(f"ALTER TABLE {name} DROP COLUMN doc")
             connection.execute(f"ALTER TABLE {name} RENAME COLUMN title TO heading")
             connection.execute(f"ALTER TABLE {name} ADD COLUMN auditctl_position int DEFAULT 0")
         _apply(connection, "heading = 'h', auditctl_position = 1, amount = amount * 2")
-        small, bulk = _changes(connection, "small"), _changes(connection, "bulk")
+        small, batch, bulk = (_changes(connection, name) for name in TABLES)
     assert small == bulk
+    assert batch == bulk
     assert all("'heading': 'h'" in new and "'auditctl_position': 1" in new for _, _, new in bulk)
 
 
