@@ -1,10 +1,10 @@
 """UPDATE statements of every size must record the same events.
 
-An UPDATE of one row goes through the row-level code, one of a few rows
-through a cached query that compares columns as JSON, and one of
-BULK_UPDATE_ROWS rows or more through a query the trigger writes at run
-time from the table's current columns. Each test runs the same change on
-triplet tables, row by row, ten rows at a time and in one statement, and
+An UPDATE of one row goes through the row-level code. One of a few rows
+goes through a cached query that compares columns as JSON. One of
+BULK_UPDATE_ROWS rows or more goes through a query the trigger writes at
+run time from the table's current columns. Each test runs the same change
+on three twin tables (row by row, ten rows at a time, in one statement) and
 compares the events.
 """
 
@@ -108,7 +108,7 @@ def test_bulk_update_applies_column_rules(db):
     assert only_excluded == bulk
 
 
-def test_bulk_update_stores_large_text_as_size_and_hash(db):
+def test_bulk_update_summarizes_large_text(db):
     with db.connect() as connection:
         _twins(connection)
         _apply(connection, "title = repeat('я', 5000)")
@@ -128,7 +128,7 @@ def test_bulk_update_without_key_keeps_whole_old_row(db):
     assert all(entity is None and "'title':" in old and new.startswith("{'amount'") for entity, old, new in bulk)
 
 
-def test_bulk_update_of_the_key_pairs_old_and_new_rows(db):
+def test_bulk_update_of_key_column(db):
     with db.connect() as connection:
         _twins(connection)
         connection.execute("UPDATE bulk SET id = id + 100000, title = 'moved'")
