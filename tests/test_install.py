@@ -32,8 +32,9 @@ def test_install_twice_changes_nothing(db):
     assert [t.name for t in first.installed] == ["item"]
     assert second.installed == []
     assert [t.name for t in second.unchanged] == ["item"]
-    # create_partitions, log_event, summarize_large_values, four for DDL capture, one trigger function.
-    assert functions == 8
+    # create_partitions, log_event, summarize_large_values, table_layout, six for DDL capture
+    # and refresh after ALTER, one trigger function.
+    assert functions == 11
 
 
 def test_install_only_named_tables(db):
@@ -154,15 +155,16 @@ def test_search_path_and_shadowing_cannot_subvert_trigger(db):
 
 
 def test_trigger_functions_are_security_definer_with_fixed_path(db):
-    # create_partitions runs as the installing role; summarize_large_values is
-    # a pure helper that only definer functions call. Both fix search_path too.
+    # create_partitions runs as the installing role; summarize_large_values and
+    # table_layout are helpers that only definer functions and install call.
+    # All three fix search_path too.
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         install(connection, "audit", [], use_all=True)
         rows = connection.execute("""
             SELECT proname, prosecdef, proconfig FROM pg_proc
             WHERE pronamespace = 'audit'::regnamespace
-              AND proname NOT IN ('create_partitions', 'summarize_large_values')""").fetchall()
+              AND proname NOT IN ('create_partitions', 'summarize_large_values', 'table_layout')""").fetchall()
     assert rows
     for name, definer, config in rows:
         assert definer, name
@@ -228,7 +230,8 @@ def test_status_reports_states(db):
         """)
         install(connection, "audit", ["good", "off", "stale", "gone"])
         connection.execute("ALTER TABLE off DISABLE TRIGGER auditctl_update")
-        # A new primary key changes the generated SQL, so the trigger is outdated.
+        # A changed primary key makes the DDL event trigger put the interim
+        # trigger on the table, which status reports as outdated.
         connection.execute("ALTER TABLE stale DROP CONSTRAINT stale_pkey")
         connection.execute("DROP TRIGGER auditctl_update ON gone")
         connection.execute("INSERT INTO good VALUES (1), (2)")
@@ -240,7 +243,8 @@ def test_status_reports_states(db):
     assert {t.entity_type: t.events for t in report.tables}["public.good"] == 2
     with db.connect() as connection:
         system = [e["action"] for e in events(connection, system=True) if e["entity_type"] is None]
-    assert system == ["AUDIT_INSTALL", "AUDIT_TRIGGER_DISABLED", "DDL", "DDL", "AUDIT_TRIGGER_DROPPED"]
+    assert system == ["AUDIT_INSTALL", "AUDIT_TRIGGER_DISABLED", "DDL", "DDL", "AUDIT_TRIGGER_REFRESHED",
+                      "AUDIT_TRIGGER_DROPPED"]
     assert report.total_events == 2 + len(system)
     assert report.log_bytes > 0
 
@@ -338,12 +342,13 @@ def test_dropped_table_is_named_and_forgotten(db):
         result = install(connection, "audit", ["keep"])
         after = collect_status(connection, "audit")
         functions = connection.execute(
-            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace").fetchone()[0]
+            """SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace
+               AND obj_description(oid, 'pg_proc') LIKE 'auditctl trigger function%'""").fetchone()[0]
     assert {t.entity_type: t.state for t in report.tables}["public.gone"] is TableState.MISSING
     assert result.forgotten == ["public.gone"]
     assert [t.entity_type for t in after.tables] == ["public.keep"]
     assert after.orphaned_functions == []
-    assert functions == 8
+    assert functions == 1
 
 
 def test_uninstall_names_dropped_table(db):

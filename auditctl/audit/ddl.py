@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import psycopg
 
 from ..sqltext import quote_ident, quote_literal, render, sha256_hex
-from .rules import MASK_MARKER, SECRET_NAME
 from .schema import DEFAULT_SCHEMA, template_context
+from .triggers import DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES
 
 
 def event_trigger_names(schema: str) -> tuple[str, str]:
@@ -33,8 +33,10 @@ def render_ddl_capture(connection: psycopg.Connection, schema: str) -> str:
     end_trigger, drop_trigger = event_trigger_names(schema)
     context = template_context(connection, schema)
     context.update(end_trigger=quote_ident(end_trigger), drop_trigger=quote_ident(drop_trigger),
-                   secret_pattern=quote_literal(SECRET_NAME.pattern), mask_marker=quote_literal(MASK_MARKER))
-    return render("generic_trigger.sql.j2", **context) + "\n" + render("ddl.sql.j2", **context)
+                   trigger_names=f"ARRAY[{', '.join(quote_literal(name) for name in TRIGGER_NAMES)}]::text[]",
+                   default_max_value_bytes=DEFAULT_MAX_VALUE_BYTES)
+    return "\n".join(render(template, **context)
+                     for template in ("generic_trigger.sql.j2", "refresh.sql.j2", "ddl.sql.j2"))
 
 
 @dataclass(frozen=True)
