@@ -36,6 +36,9 @@ class TableStatus:
     state: TableState
     has_primary_key: bool | None
     events: int = 0
+    # True when the table runs the interim trigger function (created under
+    # the auto_audit policy, or altered since install); its state is OUTDATED.
+    interim: bool = False
 
 
 @dataclass
@@ -117,13 +120,16 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
     for table in list_tables(connection, schema):
         seen.add(table.oid)
         found = triggers.get(table.oid, {})
+        interim = False
         if not found:
             state = TableState.MISSING if table.oid in registered else TableState.NOT_AUDITED
         elif any(enabled == "D" for enabled, _, _ in found.values()):
             state = TableState.DISABLED
         elif any(function == GENERIC_FUNCTION for _, function, _ in found.values()):
-            # Audited on creation by the interim function; install generates its own.
+            # Audited on creation or refreshed after an ALTER by the interim
+            # function; install generates its own.
             state = TableState.OUTDATED
+            interim = True
         else:
             stored = stored_rules.get((table.schema, table.name), {})
             expected = render_trigger(connection, schema, table, effective_rules(table, stored), size_limit, stored)
@@ -135,7 +141,7 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
             else:
                 state = TableState.OUTDATED
         report.tables.append(TableStatus(table.entity_type, state, table.has_primary_key,
-                                         counts.get(table.entity_type, 0)))
+                                         counts.get(table.entity_type, 0), interim))
     for oid, (name, exists) in registered.items():
         if oid not in seen:
             # A registered table that is gone, or moved where auditctl does not look.
