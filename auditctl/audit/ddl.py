@@ -24,7 +24,8 @@ def can_create_event_triggers(connection: psycopg.Connection) -> bool:
         "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]
 
 
-# Trigger function of tables audited on creation, until install generates their own.
+# Interim trigger function of tables audited on creation or altered since
+# install, until install generates their own.
 GENERIC_FUNCTION = "capture_generic"
 
 
