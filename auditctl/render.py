@@ -28,6 +28,7 @@ from .audit.cron import CronResult
 from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
+from .audit.interim import SpecialiseResult
 from .audit.partitions import MaintainResult, Partition
 from .audit.query import EXPORT_COLUMNS, Event
 from .audit.redact import RedactResult
@@ -374,8 +375,9 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
         "auto_audit": ({"schemas": list(report.auto_audit.schemas), "exclude": list(report.auto_audit.exclude)}
                        if report.auto_audit else None),
         "orphaned_functions": report.orphaned_functions,
-        "tables": [{"table": t.entity_type, "state": t.state.value, "has_primary_key": t.has_primary_key,
-                    "events": t.events, "firing": t.firing.value if t.firing else None} for t in report.tables],
+        "tables": [{"table": t.entity_type, "state": t.state.value, "interim": t.interim,
+                    "has_primary_key": t.has_primary_key, "events": t.events,
+                    "firing": t.firing.value if t.firing else None} for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
         "keep_days": report.keep.total_seconds() / 86400 if report.keep is not None else None,
         "next_rotate": report.rotation_candidates,
@@ -402,7 +404,10 @@ def print_status(report: StatusReport) -> None:
             key = "—"
         else:
             key = _("yes") if item.has_primary_key else _("no")
-        table.add_row(item.entity_type, f"[{_STATE_STYLE[item.state]}]{_state_label(item.state)}[/]", key,
+        label = _state_label(item.state)
+        if item.interim:
+            label = _("{state} (interim trigger)").format(state=label)
+        table.add_row(item.entity_type, f"[{_STATE_STYLE[item.state]}]{label}[/]", key,
                       format_number(item.events), _replica_label(item.firing))
     console.print(table)
     if not report.installed:
@@ -413,6 +418,7 @@ def print_status(report: StatusReport) -> None:
         _("Events: {events}; partitions: {partitions}; size on disk: {size}.")
         .format(events=format_number(report.total_events), partitions=report.partitions,
                 size=format_bytes(report.log_bytes)), markup=False)
+    _print_outdated(report)
     _print_protections(report)
     _print_replica_bypass(report)
     _print_partitions(report)
@@ -420,6 +426,20 @@ def print_status(report: StatusReport) -> None:
         console.print(_("Orphaned trigger function {schema}.{name}: no trigger uses it; "
                         "the next `auditctl install` drops it.")
                       .format(schema=report.schema, name=name), style="yellow", markup=False)
+
+
+def _print_outdated(report: StatusReport) -> None:
+    """Tell how to bring each outdated table's trigger up to date."""
+    for item in report.tables:
+        if item.state is not TableState.OUTDATED:
+            continue
+        if item.interim:
+            message = _("{table} runs the interim audit trigger because it was created or altered after install; "
+                        "`auditctl install {table}` or the next `auditctl maintain` generates its own.")
+        else:
+            message = _("{table}: its audit trigger was generated for older columns, rules or auditctl; "
+                        "run `auditctl install {table}`.")
+        console.print(message.format(table=item.entity_type), style="yellow", markup=False)
 
 
 def _print_protections(report: StatusReport) -> None:
@@ -714,6 +734,16 @@ def print_maintenance(result: MaintainResult) -> None:
                       style="yellow", markup=False)
     if not result.created and not result.moved_rows:
         console.print(_("Partitions are up to date."))
+
+
+def print_specialised(result: SpecialiseResult) -> None:
+    """Report the tables that maintain moved from the interim trigger to their generated one."""
+    for table in result.specialised:
+        console.print(_("Installed the generated audit trigger of {table} in place of the interim one.")
+                      .format(table=table), markup=False)
+    for table, error in result.failed:
+        print_error(_("{table} keeps the interim audit trigger, which still records its changes: {error}")
+                    .format(table=table, error=error))
 
 
 def print_pg_partman(partman_schema: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -34,3 +36,21 @@ def as_app_user(connection: psycopg.Connection, user_id: str | None, ip_address:
             connection.execute("SELECT set_config('auditctl.ip_address', %s, true)", (ip_address,))
         for statement in statements:
             connection.execute(statement)
+
+
+@contextlib.contextmanager
+def table_owner_dsn(db) -> Iterator[str]:
+    """Create a login role that may create schemas and tables but is no superuser; yield its DSN.
+
+    The role and everything it owns in ``db`` are dropped afterwards.
+    """
+    owner = f"owner_{db.name}"
+    with db.connect() as connection:
+        connection.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER")
+        connection.execute(f"GRANT CREATE ON DATABASE {db.name} TO {owner}")
+        connection.execute(f"GRANT CREATE ON SCHEMA public TO {owner}")
+    try:
+        yield db.dsn.replace("user=postgres", f"user={owner}")
+    finally:
+        with db.connect() as connection:
+            connection.execute(f"DROP OWNED BY {owner}; DROP ROLE {owner}")

@@ -9,7 +9,7 @@ import pytest
 
 from auditctl.audit.install import install, uninstall
 from auditctl.audit.status import collect_status
-from helpers import SYSTEM_ACTIONS, events
+from helpers import SYSTEM_ACTIONS, events, table_owner_dsn
 
 
 def _system(connection, where="true"):
@@ -115,13 +115,7 @@ def test_status_reports_ddl_capture(captured):
 
 
 def test_non_superuser_install_skips_ddl_capture(db, cli):
-    owner = f"owner_{db.name}"
-    with db.connect() as connection:
-        connection.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER")
-        connection.execute(f"GRANT CREATE ON DATABASE {db.name} TO {owner}")
-        connection.execute(f"GRANT CREATE ON SCHEMA public TO {owner}")
-    owner_dsn = db.dsn.replace("user=postgres", f"user={owner}")
-    try:
+    with table_owner_dsn(db) as owner_dsn:
         with psycopg.connect(owner_dsn, autocommit=True) as connection:
             connection.execute("CREATE TABLE note (id int PRIMARY KEY, body text)")
             result = install(connection, "audit", [], use_all=True)
@@ -131,10 +125,6 @@ def test_non_superuser_install_skips_ddl_capture(db, cli):
             recorded = [e["action"] for e in events(connection, system=True)]
         printed = cli("install", "--all", dsn=owner_dsn)
         status = cli("status", dsn=owner_dsn)
-    finally:
-        with db.connect() as connection:
-            connection.execute(f"DROP SCHEMA IF EXISTS audit CASCADE; DROP TABLE IF EXISTS note")
-            connection.execute(f"DROP OWNED BY {owner}; DROP ROLE {owner}")
     assert result.ddl_capture is False
     assert report.ddl_capture is False
     assert recorded == ["AUDIT_INSTALL", "INSERT"]

@@ -32,9 +32,9 @@ def test_install_twice_changes_nothing(db):
     assert [t.name for t in first.installed] == ["item"]
     assert second.installed == []
     assert [t.name for t in second.unchanged] == ["item"]
-    # create_partitions, log_event, summarize_large_values, three for DDL capture, one trigger function;
-    # capture_drop lives in the guard schema.
-    assert functions == 7
+    # create_partitions, log_event, summarize_large_values, table_layout, five for DDL capture
+    # and refresh after ALTER, one trigger function; capture_drop lives in the guard schema.
+    assert functions == 10
 
 
 def test_install_only_named_tables(db):
@@ -155,15 +155,16 @@ def test_search_path_and_shadowing_cannot_subvert_trigger(db):
 
 
 def test_trigger_functions_are_security_definer_with_fixed_path(db):
-    # create_partitions runs as the installing role; summarize_large_values is
-    # a pure helper that only definer functions call. Both fix search_path too.
+    # create_partitions runs as the installing role; summarize_large_values and
+    # table_layout are helpers that only definer functions and install call.
+    # All three fix search_path too.
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         install(connection, "audit", [], use_all=True)
         rows = connection.execute("""
             SELECT proname, prosecdef, proconfig FROM pg_proc
             WHERE pronamespace IN ('audit'::regnamespace, 'auditctl_guard'::regnamespace)
-              AND proname NOT IN ('create_partitions', 'summarize_large_values')""").fetchall()
+              AND proname NOT IN ('create_partitions', 'summarize_large_values', 'table_layout')""").fetchall()
     assert "capture_drop" in {name for name, _definer, _config in rows}
     for name, definer, config in rows:
         assert definer, name
@@ -229,7 +230,8 @@ def test_status_reports_states(db):
         """)
         install(connection, "audit", ["good", "off", "stale", "gone"])
         connection.execute("ALTER TABLE off DISABLE TRIGGER auditctl_update")
-        # A new primary key changes the generated SQL, so the trigger is outdated.
+        # A changed primary key makes the DDL event trigger put the interim
+        # trigger on the table, which status reports as outdated.
         connection.execute("ALTER TABLE stale DROP CONSTRAINT stale_pkey")
         with connection.transaction():
             # The DDL event trigger rejects dropping an audit trigger outside auditctl's own transactions.
@@ -244,7 +246,7 @@ def test_status_reports_states(db):
     assert {t.entity_type: t.events for t in report.tables}["public.good"] == 2
     with db.connect() as connection:
         system = [e["action"] for e in events(connection, system=True) if e["entity_type"] is None]
-    assert system == ["AUDIT_INSTALL", "AUDIT_TRIGGER_DISABLED", "DDL", "DDL"]
+    assert system == ["AUDIT_INSTALL", "AUDIT_TRIGGER_DISABLED", "DDL", "DDL", "AUDIT_TRIGGER_REFRESHED"]
     assert report.total_events == 2 + len(system)
     assert report.log_bytes > 0
 
@@ -342,12 +344,13 @@ def test_dropped_table_is_named_and_forgotten(db):
         result = install(connection, "audit", ["keep"])
         after = collect_status(connection, "audit")
         functions = connection.execute(
-            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace").fetchone()[0]
+            """SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace
+               AND obj_description(oid, 'pg_proc') LIKE 'auditctl trigger function%'""").fetchone()[0]
     assert {t.entity_type: t.state for t in report.tables}["public.gone"] is TableState.MISSING
     assert result.forgotten == ["public.gone"]
     assert [t.entity_type for t in after.tables] == ["public.keep"]
     assert after.orphaned_functions == []
-    assert functions == 7
+    assert functions == 1
 
 
 def test_uninstall_names_dropped_table(db):

@@ -180,3 +180,17 @@ def test_cli_install_enable_always(item_db, cli):
     assert "Audit triggers are ENABLE ALWAYS" in " ".join(result.stdout.split())
     assert "1 already up to date" in again.stdout
     assert "also record changes made under session_replication_role = replica" in " ".join(status.stdout.split())
+
+
+def test_refreshed_table_keeps_always_mode(item_db):
+    with item_db.connect() as connection:
+        install(connection, "audit", [], use_all=True, enable_always=True)
+        connection.execute("ALTER TABLE item RENAME TO article")
+        codes = _firing_codes(connection, "article")
+        _update_as_replica(connection, "UPDATE article SET name = 'seen'")
+        connection.execute("CREATE TABLE later_ddl (id int)")
+        recorded = events(connection, where="action = 'UPDATE'")
+        ddl = events(connection, where="action = 'DDL' AND details ->> 'command_tag' = 'CREATE TABLE'", system=True)
+    assert codes == {"A"}
+    assert [(e["entity_type"], e["new_values"]) for e in recorded] == [("public.article", {"name": "seen"})]
+    assert len(ddl) == 1

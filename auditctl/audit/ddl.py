@@ -10,7 +10,7 @@ import psycopg
 from ..sqltext import quote_ident, quote_literal, render, sha256_hex
 from .rules import MASK_MARKER, SECRET_NAME
 from .schema import DEFAULT_SCHEMA, read_setting, template_context
-from .triggers import TRIGGER_NAMES
+from .triggers import DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES
 
 
 def event_trigger_names(schema: str) -> tuple[str, str]:
@@ -31,7 +31,8 @@ def can_create_event_triggers(connection: psycopg.Connection) -> bool:
         "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]
 
 
-# Trigger function of tables audited on creation, until install generates their own.
+# Interim trigger function of tables audited on creation or altered since
+# install, until install generates their own.
 GENERIC_FUNCTION = "capture_generic"
 
 
@@ -47,8 +48,10 @@ def render_ddl_capture(connection: psycopg.Connection, schema: str, always: bool
                    guard_schema=quote_ident(guard_schema_name(schema)),
                    secret_pattern=quote_literal(SECRET_NAME.pattern), mask_marker=quote_literal(MASK_MARKER),
                    trigger_names=f"{quote_literal(list(TRIGGER_NAMES))}::text[]",
-                   firing=" ALWAYS" if always else "")
-    return render("generic_trigger.sql.j2", **context) + "\n" + render("ddl.sql.j2", **context)
+                   firing=" ALWAYS" if always else "",
+                   default_max_value_bytes=DEFAULT_MAX_VALUE_BYTES)
+    return "\n".join(render(template, **context)
+                     for template in ("generic_trigger.sql.j2", "refresh.sql.j2", "ddl.sql.j2"))
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             # The firing mode is per database, so it also applies to audited tables not named this time.
             _set_firing_of_others(connection, tables, all_tables, current, result)
         if not dry_run:
+            _store_layouts(connection, schema, result.unchanged)
             _record(connection, schema, "AUDIT_INSTALL", {
                 "installed": [t.entity_type for t in result.installed],
                 "unchanged": len(result.unchanged),
@@ -190,6 +191,22 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 "enable_always": result.enable_always,
             })
     return result
+
+
+def _store_layouts(connection: psycopg.Connection, schema: str, unchanged: list[Table]) -> None:
+    """Store the layout of unchanged tables, and of registered tables that have none.
+
+    A trigger is unchanged only when the rendered SQL is, so the table's
+    current layout is the one its trigger was generated for. Registry rows
+    of earlier versions have no layout: for them this is the best guess.
+    """
+    # NOTE: a table altered before the upgrade that added layouts gets its
+    # altered layout here, so that ALTER is never refreshed. Status still
+    # reports the table's trigger as outdated.
+    audit = quote_ident(schema)
+    connection.execute(
+        f"""UPDATE {audit}.audited_tables SET layout = {audit}.table_layout(table_id)
+            WHERE layout IS NULL OR table_id::oid = ANY(%s)""", ([table.oid for table in unchanged],))
 
 
 def _record(connection: psycopg.Connection, schema: str, action: str, details: dict) -> None:
@@ -261,12 +278,14 @@ def _trigger_statements(schema: str, table: Table, trigger: TriggerSql, previous
         # CREATE OR REPLACE TRIGGER keeps a disabled trigger disabled.
         statements.append(enable_statement(trigger.table, name, always))
     statements.append(
-        f"""INSERT INTO {audit}.audited_tables (table_id, table_name, function_name, template_version, sql_hash)
+        f"""INSERT INTO {audit}.audited_tables
+    (table_id, table_name, function_name, template_version, sql_hash, layout)
 VALUES ({quote_literal(trigger.table)}::regclass, {quote_literal(table.entity_type)}, {quote_literal(trigger.function_name)},
-        {trigger.template_version}, {quote_literal(trigger.sql_hash)})
+        {trigger.template_version}, {quote_literal(trigger.sql_hash)},
+        {audit}.table_layout({quote_literal(trigger.table)}::regclass))
 ON CONFLICT (table_id) DO UPDATE
 SET table_name = EXCLUDED.table_name, function_name = EXCLUDED.function_name,
-    template_version = EXCLUDED.template_version, sql_hash = EXCLUDED.sql_hash,
+    template_version = EXCLUDED.template_version, sql_hash = EXCLUDED.sql_hash, layout = EXCLUDED.layout,
     installed_at = pg_catalog.now(), installed_by = pg_catalog."current_user"();""")
     if previous_function and previous_function != trigger.function_name:
         statements.append(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(previous_function)}();")

@@ -11,6 +11,7 @@ from .. import __version__
 from ..errors import NotInstalledError
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal, render, schema_files
+from .rules import MASK_MARKER, SECRET_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ def template_context(connection: psycopg.Connection, schema: str) -> dict[str, o
         "schema": quote_ident(schema),
         "schema_name": schema,
         "input_is_valid": connection.info.server_version >= 160000,
+        "secret_pattern": quote_literal(SECRET_NAME.pattern),
+        "mask_marker": quote_literal(MASK_MARKER),
     }
 
 

@@ -39,6 +39,9 @@ class TableStatus:
     events: int = 0
     # When the table's audit triggers fire; None without triggers.
     firing: TriggerFiring | None = None
+    # True when the table runs the interim trigger function (created under
+    # the auto_audit policy, or altered since install); its state is OUTDATED.
+    interim: bool = False
 
 
 @dataclass
@@ -134,14 +137,17 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
         seen.add(table.oid)
         found = triggers.get(table.oid, {})
         firing = table_firing({enabled for enabled, _, _ in found.values()}) if found else None
+        interim = False
         if not found:
             state = TableState.MISSING if table.oid in registered else TableState.NOT_AUDITED
         elif firing in (TriggerFiring.DISABLED, TriggerFiring.REPLICA):
             # ENABLE REPLICA triggers fire only under session_replication_role = replica.
             state = TableState.DISABLED
         elif any(function == GENERIC_FUNCTION for _, function, _ in found.values()):
-            # Audited on creation by the interim function; install generates its own.
+            # Audited on creation or refreshed after an ALTER by the interim
+            # function; install generates its own.
             state = TableState.OUTDATED
+            interim = True
         else:
             stored = stored_rules.get((table.schema, table.name), {})
             expected = render_trigger(connection, schema, table, effective_rules(table, stored), size_limit, stored)
@@ -153,7 +159,7 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
             else:
                 state = TableState.OUTDATED
         report.tables.append(TableStatus(table.entity_type, state, table.has_primary_key,
-                                         counts.get(table.entity_type, 0), firing))
+                                         counts.get(table.entity_type, 0), firing, interim))
     for oid, (name, exists) in registered.items():
         if oid not in seen:
             # A registered table that is gone, or moved where auditctl does not look.

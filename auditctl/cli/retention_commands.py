@@ -10,6 +10,7 @@ import typer
 from .. import render
 from ..audit.archive import ArchiveFormat, Destination, LocalDestination, S3Destination
 from ..audit.cron import DEFAULT_SCHEDULE, check_dsn_has_no_password, cron_line, install_line
+from ..audit.interim import specialise_interim_tables
 from ..audit.partitions import Interval, maintain as maintain_partitions, run_pg_partman
 from ..audit.retention import parse_keep, rotate as rotate_partitions
 from ..audit.schema import DEFAULT_SCHEMA
@@ -62,7 +63,8 @@ def rotate(
         raise typer.Exit(1)
 
 
-@app.command(help=_("Create partitions ahead and move rows out of the default partition; run it from cron."))
+@app.command(help=_("Create partitions ahead, move rows out of the default partition, and install the generated "
+                    "triggers of tables on the interim audit trigger; run it from cron."))
 def maintain(
     ahead: AheadOption = 3,
     interval: IntervalOption = Interval.monthly,
@@ -76,9 +78,13 @@ def maintain(
         if pg_partman:
             partman_schema = run_pg_partman(connection, schema)
             render.print_pg_partman(partman_schema)
-            return
-        result = maintain_partitions(connection, schema, ahead=ahead, interval=interval)
-    render.print_maintenance(result)
+        else:
+            result = maintain_partitions(connection, schema, ahead=ahead, interval=interval)
+            render.print_maintenance(result)
+        specialised = specialise_interim_tables(connection, schema)
+    render.print_specialised(specialised)
+    if specialised.failed:
+        raise typer.Exit(1)
 
 
 @cron_app.command("maintain", help=_("Add a crontab line that runs `auditctl maintain`; replaces an earlier one."))

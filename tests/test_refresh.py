@@ -1,0 +1,273 @@
+"""Capture after ALTER TABLE: the DDL event trigger refreshes triggers whose names went stale."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from auditctl.audit.install import install
+from auditctl.audit.interim import specialise_interim_tables
+from auditctl.audit.rules import Rule, hmac_hex
+from auditctl.audit.status import TableState, collect_status
+from helpers import events, table_owner_dsn
+
+
+def _states(connection) -> dict[str, TableState]:
+    return {t.entity_type: t.state for t in collect_status(connection, "audit").tables}
+
+
+def _refreshes(connection) -> list[dict]:
+    return events(connection, where="action = 'AUDIT_TRIGGER_REFRESHED'", system=True)
+
+
+def _trigger_functions(connection, table: str) -> set[str]:
+    rows = connection.execute(
+        """SELECT p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+           WHERE t.tgrelid = %s::regclass AND t.tgname LIKE 'auditctl%%' AND t.tgparentid = 0""",
+        (table,)).fetchall()
+    return {row[0] for row in rows}
+
+
+@pytest.fixture
+def accounts(db):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE account (
+                id int PRIMARY KEY, email text, "passwordHash" text, phone text, notes text, seen_at text)
+        """)
+        install(connection, "audit", ["account"],
+                column_rules=[("account.phone", Rule.HASH), ("account.seen_at", Rule.EXCLUDE),
+                              ("account.notes", Rule.MASK)])
+    return db
+
+
+# Each case renames one column with a rule and names the value it must never be stored as.
+RENAMES = [
+    pytest.param('"passwordHash"', "pwd", "masked", id="default-mask"),
+    pytest.param('"passwordHash"', "digest", "masked", id="default-mask-plain-name"),
+    pytest.param("notes", "remarks", "masked", id="stored-mask"),
+    pytest.param("phone", "tel", "hashed", id="hash"),
+    pytest.param("seen_at", "last_seen", "excluded", id="exclude"),
+]
+
+
+def _expect_protected(recorded: dict | None, column: str, treatment: str, secret: str, pads) -> None:
+    assert recorded is not None
+    if treatment == "excluded":
+        assert column not in recorded
+    elif treatment == "masked":
+        assert recorded[column] == "[masked]"
+    else:
+        assert recorded[column] == hmac_hex(*pads, secret)
+
+
+@pytest.mark.parametrize(("old", "new", "treatment"), RENAMES)
+def test_renamed_rule_column_stays_protected(accounts, old, new, treatment):
+    secret = "s3cret-value"
+    with accounts.connect() as connection:
+        connection.execute("INSERT INTO account (id, email) SELECT i, 'a' FROM generate_series(1, 150) i")
+        connection.execute(f"ALTER TABLE account RENAME COLUMN {old} TO {new}")
+        connection.execute(f"INSERT INTO account (id, {new}) VALUES (1000, %s)", (secret,))
+        connection.execute(f"UPDATE account SET {new} = %s, email = 'b' WHERE id = 1", (secret + "!",))
+        connection.execute(f"UPDATE account SET {new} = %s, email = 'c' WHERE id <= 150", (secret,))
+        connection.execute("DELETE FROM account WHERE id = 1000")
+        pads = connection.execute("SELECT inner_pad, outer_pad FROM audit.hash_key").fetchone()
+        recorded = events(connection, where="id > (SELECT max(id) FROM audit.events WHERE action = 'DDL')")
+        report = _states(connection)
+    insert, small_update = recorded[0], recorded[1]
+    large_update, delete = recorded[2:152], recorded[152]
+    assert [insert["action"], small_update["action"], delete["action"]] == ["INSERT", "UPDATE", "DELETE"]
+    assert len(large_update) == 150
+    _expect_protected(insert["new_values"], new, treatment, secret, pads)
+    _expect_protected(small_update["new_values"], new, treatment, secret + "!", pads)
+    if treatment != "excluded":
+        assert all(e["new_values"][new] != secret for e in large_update)
+    assert all(secret not in str(e["new_values"]) for e in large_update)
+    _expect_protected(delete["old_values"], new, treatment, secret, pads)
+    assert report["public.account"] is TableState.OUTDATED
+
+
+def test_rename_moves_stored_rules(accounts):
+    with accounts.connect() as connection:
+        connection.execute("ALTER TABLE account RENAME COLUMN phone TO tel")
+        connection.execute('ALTER TABLE account RENAME COLUMN "passwordHash" TO digest')
+        connection.execute("ALTER TABLE account RENAME TO member")
+        rules = connection.execute(
+            "SELECT table_name, column_name, rule FROM audit.column_rules ORDER BY column_name").fetchall()
+        [registered] = connection.execute("SELECT table_name FROM audit.audited_tables").fetchall()
+    assert rules == [("member", "digest", "mask"), ("member", "notes", "mask"),
+                     ("member", "seen_at", "exclude"), ("member", "tel", "hash")]
+    assert registered == ("public.member",)
+
+
+def test_table_rename_records_new_entity_type(accounts):
+    with accounts.connect() as connection:
+        with connection.transaction():
+            connection.execute("ALTER TABLE account RENAME TO member")
+            connection.execute("INSERT INTO member (id, email) VALUES (1, 'a@x')")
+        [event] = events(connection)
+        [refresh] = _refreshes(connection)
+    assert event["entity_type"] == "public.member"
+    assert event["entity_id"] == "1"
+    assert refresh["details"]["table"] == "public.member"
+    assert refresh["details"]["previous_table"] == "public.account"
+    assert refresh["details"]["reasons"] == ["table_renamed"]
+    assert refresh["details"]["command_tag"] == "ALTER TABLE"
+
+
+def test_schema_rename_records_new_entity_type(db):
+    with db.connect() as connection:
+        connection.execute("CREATE SCHEMA sales; CREATE TABLE sales.deal (id int PRIMARY KEY, amount int)")
+        install(connection, "audit", ["sales.deal"])
+        connection.execute("ALTER SCHEMA sales RENAME TO trade")
+        connection.execute("INSERT INTO trade.deal VALUES (1, 10)")
+        [event] = events(connection)
+    assert event["entity_type"] == "trade.deal"
+
+
+def test_new_primary_key_gives_entity_id(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE tag (code text NOT NULL, label text)")
+        install(connection, "audit", ["tag"])
+        connection.execute("ALTER TABLE tag ADD PRIMARY KEY (code)")
+        connection.execute("INSERT INTO tag VALUES ('red', 'Red')")
+        connection.execute("UPDATE tag SET label = 'Rouge'")
+        insert, update = events(connection)
+        [refresh] = _refreshes(connection)
+    assert insert["entity_id"] == "red"
+    assert update["entity_id"] == "red"
+    assert update["old_values"] == {"label": "Red"}
+    assert refresh["details"]["reasons"] == ["key_changed"]
+    assert refresh["details"]["key"] == ["code"]
+
+
+def test_changed_primary_key_gives_entity_id(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE stage (id int PRIMARY KEY, product text NOT NULL, no int NOT NULL)")
+        install(connection, "audit", ["stage"])
+        with connection.transaction():
+            connection.execute("ALTER TABLE stage DROP CONSTRAINT stage_pkey")
+            connection.execute("ALTER TABLE stage ADD PRIMARY KEY (product, no)")
+        connection.execute("INSERT INTO stage VALUES (1, 'p', 2)")
+        [event] = events(connection)
+    assert event["entity_id"] == '["p", 2]'
+
+
+def test_renamed_key_column_gives_entity_id(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE item (id int PRIMARY KEY, name text)")
+        install(connection, "audit", ["item"])
+        connection.execute("ALTER TABLE item RENAME COLUMN id TO item_id")
+        connection.execute("INSERT INTO item VALUES (5, 'x')")
+        [event] = events(connection)
+    assert event["entity_id"] == "5"
+
+
+def test_new_secret_column_masked_at_once(accounts):
+    with accounts.connect() as connection:
+        connection.execute('ALTER TABLE account ADD COLUMN "resetToken" text')
+        connection.execute("ALTER TABLE account RENAME COLUMN email TO password")
+        connection.execute("""INSERT INTO account (id, "resetToken", password) VALUES (1, 'r-1', 'p-1')""")
+        [event] = events(connection)
+        reasons = [e["details"]["reasons"] for e in _refreshes(connection)]
+    assert event["new_values"]["resetToken"] == "[masked]"
+    assert event["new_values"]["password"] == "[masked]"
+    assert reasons == [["rule_column_added"], ["rule_column_added"]]
+
+
+def test_unrelated_alter_keeps_generated_trigger(accounts):
+    with accounts.connect() as connection:
+        connection.execute("ALTER TABLE account ADD COLUMN age int")
+        connection.execute("ALTER TABLE account RENAME COLUMN email TO mail")
+        connection.execute("ALTER TABLE account ALTER COLUMN age TYPE bigint")
+        functions = _trigger_functions(connection, "account")
+        refreshes = _refreshes(connection)
+    assert "capture_generic" not in functions
+    assert refreshes == []
+
+
+def test_rolled_back_alter_leaves_no_trace(accounts):
+    with accounts.connect() as connection:
+        before = (connection.execute("SELECT * FROM audit.column_rules ORDER BY column_name").fetchall(),
+                  connection.execute("SELECT table_name, function_name, layout FROM audit.audited_tables").fetchall(),
+                  _trigger_functions(connection, "account"),
+                  connection.execute("SELECT count(*) FROM audit.events").fetchone())
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with connection.transaction():
+                connection.execute("ALTER TABLE account RENAME COLUMN phone TO tel")
+                connection.execute("ALTER TABLE account RENAME TO member")
+                connection.execute("SELECT 1 / 0")
+        after = (connection.execute("SELECT * FROM audit.column_rules ORDER BY column_name").fetchall(),
+                 connection.execute("SELECT table_name, function_name, layout FROM audit.audited_tables").fetchall(),
+                 _trigger_functions(connection, "account"),
+                 connection.execute("SELECT count(*) FROM audit.events").fetchone())
+    assert after == before
+
+
+def test_disabled_trigger_stays_disabled(accounts):
+    with accounts.connect() as connection:
+        connection.execute("ALTER TABLE account DISABLE TRIGGER auditctl_insert")
+        connection.execute("ALTER TABLE account RENAME TO member")
+        connection.execute("INSERT INTO member (id) VALUES (1)")
+        assert events(connection) == []
+        assert _states(connection)["public.member"] is TableState.DISABLED
+
+
+def test_partitioned_table_refreshed(db):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE reading (id int, taken date, secret text, PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
+            CREATE TABLE reading_2026 PARTITION OF reading FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        """)
+        install(connection, "audit", ["reading"])
+        connection.execute("ALTER TABLE reading RENAME COLUMN secret TO code")
+        connection.execute("ALTER TABLE reading RENAME TO measurement")
+        connection.execute("INSERT INTO measurement VALUES (1, '2026-05-01', 'c-1')")
+        [event] = events(connection)
+        partition_functions = _trigger_functions(connection, "reading_2026")
+    assert event["entity_type"] == "public.measurement"
+    assert event["entity_id"] == '[1, "2026-05-01"]'
+    assert event["new_values"]["code"] == "[masked]"
+    assert event["details"] == {"partition": "reading_2026"}
+    assert partition_functions == set()
+
+
+def test_maintain_specialises_interim_tables(accounts, cli):
+    with accounts.connect() as connection:
+        connection.execute("ALTER TABLE account RENAME COLUMN phone TO tel")
+        assert _states(connection)["public.account"] is TableState.OUTDATED
+    result = cli("maintain", dsn=accounts.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert "public.account" in result.stdout
+    with accounts.connect() as connection:
+        connection.execute("INSERT INTO account (id, tel) VALUES (1, '+7 900')")
+        [event] = events(connection)
+        pads = connection.execute("SELECT inner_pad, outer_pad FROM audit.hash_key").fetchone()
+        assert _states(connection)["public.account"] is TableState.AUDITED
+        assert "capture_generic" not in _trigger_functions(connection, "account")
+        assert specialise_interim_tables(connection, "audit").specialised == []
+    assert event["new_values"]["tel"] == hmac_hex(*pads, "+7 900")
+
+
+def test_status_shows_interim_fix(accounts, cli):
+    with accounts.connect() as connection:
+        connection.execute("ALTER TABLE account RENAME TO member")
+    result = cli("status", dsn=accounts.dsn)
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 0, result.stderr
+    assert "interim" in text
+    assert "auditctl install public.member" in text
+
+
+def test_non_superuser_rename_flags_table_outdated(db):
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE note (id int PRIMARY KEY, body text)")
+            result = install(connection, "audit", ["note"])
+            connection.execute("ALTER TABLE note RENAME TO memo")
+            connection.execute("INSERT INTO memo VALUES (1, 'x')")
+            [event] = events(connection)
+            states = _states(connection)
+    assert result.ddl_capture is False
+    assert event["entity_type"] == "public.note"
+    assert states["public.memo"] is TableState.OUTDATED
