@@ -64,11 +64,15 @@ def config_folder(path: Path | None) -> Path:
     return path.resolve().parent if path is not None else Path.cwd()
 
 
-def convert_value(table: str, key: str, value: Any, kind: Any, base: Path) -> Any:
-    """Check one value against its expected type and convert it (MiB and hours to bytes and seconds)."""
+def convert_value(table: str, key: str, value: Any, kind: Any, path: Path | None) -> Any:
+    """Check one value of the file ``path`` against its expected type and convert it.
+
+    MiB and hours become bytes and seconds; relative paths are read from the
+    file's folder.
+    """
     def invalid(expected: str) -> ConfigError:
-        return ConfigError(_("Invalid value for {key} in [{table}]: expected {expected}, got {value!r}.")
-                           .format(key=key, table=table, expected=expected, value=value))
+        return ConfigError(_("Invalid value for {key} in [{table}] of {path}: expected {expected}, got {value!r}.")
+                           .format(key=key, table=table, path=path, expected=expected, value=value))
 
     if kind is bool:
         if not isinstance(value, bool):
@@ -95,35 +99,40 @@ def convert_value(table: str, key: str, value: Any, kind: Any, base: Path) -> An
     if not isinstance(value, str) or not value:
         raise invalid(_("a non-empty string"))
     if kind is Path:
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else base / path
+        value_path = Path(value).expanduser()
+        return value_path if value_path.is_absolute() else config_folder(path) / value_path
     return value
 
 
-def config_table(data: dict[str, Any], table: str) -> dict[str, Any]:
+def config_table(data: dict[str, Any], table: str, path: Path | None) -> dict[str, Any]:
     """Return the table at a dotted path such as ``backup.rotation``; an empty dict when it is absent."""
     section: Any = data
     for part in table.split("."):
         section = section.get(part, {}) if isinstance(section, dict) else {}
     if not isinstance(section, dict):
-        raise ConfigError(_("[{table}] in the config file must be a table.").format(table=table))
+        raise not_a_table_error(table, path)
     return section
 
 
-def read_table(data: dict[str, Any], table: str, keys: KeyMap, base: Path,
+def not_a_table_error(table: str, path: Path | None) -> ConfigError:
+    """Return the error about a key of the file ``path`` that should be the table ``[table]``."""
+    return ConfigError(_("[{table}] in {path} must be a table.").format(table=table, path=path))
+
+
+def read_table(data: dict[str, Any], table: str, keys: KeyMap, path: Path | None,
                subtables: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Read and convert the keys of one table; ``subtables`` names the tables it may contain."""
-    return convert_table(config_table(data, table), table, keys, base, subtables)
+    """Read and convert the keys of one table of the file ``path``; ``subtables`` names the tables it may contain."""
+    return convert_table(config_table(data, table, path), table, keys, path, subtables)
 
 
-def convert_table(section: dict[str, Any], table: str, keys: KeyMap, base: Path,
+def convert_table(section: dict[str, Any], table: str, keys: KeyMap, path: Path | None,
                   subtables: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Convert the keys of a table already looked up; ``table`` names it in errors."""
+    """Convert the keys of a table already looked up; ``table`` and ``path`` name it in errors."""
     unknown = sorted(set(section) - set(keys) - set(subtables))
     if unknown:
-        raise ConfigError(_("Unknown key {key} in [{table}]; see auditctl.example.toml for the valid keys.")
-                          .format(key=unknown[0], table=table))
-    return {target: convert_value(table, key, section[key], kind, base)
+        raise ConfigError(_("Unknown key {key} in [{table}] of {path}; see auditctl.example.toml for the valid keys.")
+                          .format(key=unknown[0], table=table, path=path))
+    return {target: convert_value(table, key, section[key], kind, path)
             for key, (target, kind) in keys.items() if key in section}
 
 

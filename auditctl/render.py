@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -58,6 +57,15 @@ error_console = Console(stderr=True, highlight=False)
 
 # Maximum length of a value in a table cell; longer values end in an ellipsis.
 _CELL_VALUE_CHARS = 40
+
+
+def _plain(value: str) -> Text:
+    """Return user data as a table cell that rich shows as it is, brackets included.
+
+    Strings in table cells are read as rich markup, so a stored ``[masked]``
+    would vanish as an unknown style tag.
+    """
+    return Text(value)
 
 
 def print_error(message: str) -> None:
@@ -116,9 +124,10 @@ def print_events(events: list[Event]) -> None:
     table.add_column(_("Key"))
     table.add_column(_("Changes"), overflow="fold", ratio=1)
     for event in events:
-        table.add_row(str(event.id), format_time(event.occurred_at), event.user_id or "—",
-                      str(event.ip_address) if event.ip_address else "—", event.action,
-                      event.entity_type or "—", event.entity_id or "—", summarize_change(event))
+        table.add_row(str(event.id), format_time(event.occurred_at), _plain(event.user_id or "—"),
+                      str(event.ip_address) if event.ip_address else "—", _plain(event.action),
+                      _plain(event.entity_type or "—"), _plain(event.entity_id or "—"),
+                      _plain(summarize_change(event)))
     console.print(table)
 
 
@@ -223,7 +232,8 @@ def print_history(history: RecordHistory) -> None:
         news = "\n".join(_short(change.new) if change.new is not None else "—" for change in entry.changes)
         if not entry.changes and event.details:
             fields, news = "", _short(event.details)
-        table.add_row(str(event.id), format_time(event.occurred_at), who, event.action, fields, olds, news)
+        table.add_row(str(event.id), format_time(event.occurred_at), _plain(who), _plain(event.action),
+                      _plain(fields), _plain(olds), _plain(news))
     console.print(table)
     if history.record.table is None:
         console.print(_("The table {table} no longer exists; these events are all that remain of it.")
@@ -407,12 +417,11 @@ def print_status(report: StatusReport) -> None:
         label = _state_label(item.state)
         if item.interim:
             label = _("{state} (interim trigger)").format(state=label)
-        table.add_row(item.entity_type, f"[{_STATE_STYLE[item.state]}]{label}[/]", key,
+        table.add_row(_plain(item.entity_type), Text(label, style=_STATE_STYLE[item.state]), key,
                       format_number(item.events), _replica_label(item.firing))
     console.print(table)
     if not report.installed:
-        console.print(_("The audit schema {schema} is not installed; run `auditctl install`.")
-                      .format(schema=report.schema), markup=False)
+        # The command then exits with the error that the schema is not installed.
         return
     console.print(
         _("Events: {events}; partitions: {partitions}; size on disk: {size}.")
@@ -457,13 +466,13 @@ def _print_protections(report: StatusReport) -> None:
                               exclude=", ".join(report.auto_audit.exclude) or "—"), markup=False)
 
 
-def _replica_label(firing: TriggerFiring | None) -> str:
+def _replica_label(firing: TriggerFiring | None) -> Text:
     """Say whether a table's changes are recorded in a session with session_replication_role = replica."""
     if firing in (TriggerFiring.ALWAYS, TriggerFiring.REPLICA):
-        return _("recorded")
+        return Text(_("recorded"))
     if firing is TriggerFiring.ORIGIN:
-        return "[yellow]" + _("skipped") + "[/]"
-    return "—"
+        return Text(_("skipped"), style="yellow")
+    return Text("—")
 
 
 def _replica_role_label(role: ReplicaRole) -> str:
@@ -528,8 +537,10 @@ def progress(description: str, total: int | None, log_label: str,
     """
     started = time.monotonic()
     if error_console.is_terminal:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   *([_RateColumn()] if show_rate else []), TextColumn("{task.fields[label]}")]
+        # The label is a table name, so it is shown as plain text rather than read as markup.
+        columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), *([_RateColumn()] if show_rate else []),
+                   TextColumn("{task.fields[label]}", markup=False)]
         with Progress(*columns, console=error_console, transient=True) as bar:
             task = bar.add_task(description, total=total, label="")
 
@@ -558,6 +569,12 @@ def progress(description: str, total: int | None, log_label: str,
     yield log_line
 
 
+@contextlib.contextmanager
+def no_progress() -> Iterator[Callable[[str, int], None]]:
+    """Yield an ``advance`` like ``progress()`` that shows and logs nothing, for a dry run."""
+    yield lambda label, amount=1: None
+
+
 # Under cron, log one progress line per this many bytes written.
 _PROGRESS_LOG_STEP = 256 * 1024 * 1024
 
@@ -570,7 +587,8 @@ def byte_progress(description: str) -> Iterator[Callable[[int], None]]:
     """
     if error_console.is_terminal:
         from rich.progress import DownloadColumn, TransferSpeedColumn
-        columns = [TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
+        columns = [TextColumn("{task.description}", markup=False), DownloadColumn(), TransferSpeedColumn(),
+                   TimeElapsedColumn()]
         with Progress(*columns, console=error_console, transient=True) as bar:
             task = bar.add_task(description, total=None)
             yield lambda amount: bar.update(task, advance=amount)
@@ -618,8 +636,8 @@ def print_backup_list(entries: list[BackupEntry]) -> None:
     table.add_column(_("Encrypted"))
     for entry in entries:
         manifest = entry.manifest
-        table.add_row(entry.path.name, manifest.database, format_time(manifest.started), format_size(manifest.size),
-                      manifest.format, _("yes") if manifest.encrypted else _("no"))
+        table.add_row(_plain(entry.path.name), _plain(manifest.database), format_time(manifest.started),
+                      format_size(manifest.size), manifest.format, _("yes") if manifest.encrypted else _("no"))
     console.print(table)
 
 
@@ -655,8 +673,8 @@ def print_doctor(report: DoctorReport) -> None:
     table.add_column(_("Detail"), overflow="fold")
     passed, failed = _("ok"), _("failed")
     for check in report.checks:
-        result = f"[green]{passed}[/]" if check.ok else f"[red]{failed}[/]"
-        table.add_row(check.name, result, escape(check.detail))
+        result = Text(passed, style="green") if check.ok else Text(failed, style="red")
+        table.add_row(_plain(check.name), result, _plain(check.detail))
     console.print(table)
 def _print_partitions(report: StatusReport) -> None:
     """Print the partitions with their ranges, rows and sizes, and what the next rotate would drop."""
@@ -678,8 +696,8 @@ def _print_partitions(report: StatusReport) -> None:
             lower = _utc(partition.lower)
             upper = _utc(partition.upper)
         action = _("archive and drop") if partition.name in candidates else ""
-        table.add_row(partition.name, lower, upper, format_number(partition.rows), format_bytes(partition.bytes),
-                      action)
+        table.add_row(_plain(partition.name), lower, upper, format_number(partition.rows),
+                      format_bytes(partition.bytes), action)
     console.print(table)
 
     if report.keep is None:

@@ -227,17 +227,50 @@ class CliResult:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = None,
-            input_text: str | None = None) -> CliResult:
-    """Run ``python -m auditctl ARGS`` as a user would, in an English locale unless ``env`` sets another."""
+            input_text: str | None = None, cwd: Path | None = None) -> CliResult:
+    """Run ``python -m auditctl ARGS`` as a user would, in an English locale unless ``env`` sets another.
+
+    The process runs in the current folder unless ``cwd`` names another, and
+    imports auditctl from this checkout wherever it runs.
+    """
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("AUDITCTL_DSN", "DATABASE_URL", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
     environment.update({"LANG": "C.UTF-8", "COLUMNS": "200"})
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     if dsn:
         environment["AUDITCTL_DSN"] = dsn
     environment.update(env or {})
     completed = subprocess.run([sys.executable, "-m", "auditctl", *args], capture_output=True, text=True,
-                               env=environment, input=input_text, timeout=300, check=False)
+                               env=environment, input=input_text, timeout=300, check=False, cwd=cwd)
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+@dataclass
+class UserFolders:
+    """The empty working folder and home folder that each test runs in."""
+
+    workdir: Path
+    home: Path
+
+
+@pytest.fixture(autouse=True)
+def user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> UserFolders:
+    """Run each test in an empty working folder with an empty HOME.
+
+    auditctl reads ``./auditctl.toml`` and ``~/.config/auditctl/config.toml``
+    when no --config is given, so a config file of the person running the
+    tests would otherwise change what the commands under test do. The CLI
+    subprocesses inherit both folders. Tests of that lookup write their
+    files into these folders.
+    """
+    root = tmp_path_factory.mktemp("user")
+    folders = UserFolders(workdir=root / "work", home=root / "home")
+    folders.workdir.mkdir()
+    folders.home.mkdir()
+    monkeypatch.chdir(folders.workdir)
+    monkeypatch.setenv("HOME", str(folders.home))
+    monkeypatch.delenv("AUDITCTL_CONFIG", raising=False)
+    return folders
 
 
 @pytest.fixture

@@ -159,16 +159,18 @@ def test_later_install_reports_stored_rules(orders, cli, tmp_path):
 
 @pytest.mark.parametrize(("text", "message"), [
     ('[audit]\nschemas = "public"\nmax_value_bytes = "big"\n',
-     "Invalid value for max_value_bytes in [audit]: expected a whole number of 0 or more, got 'big'."),
-    ('[audit]\nauto_audit = "yes"\n', "Invalid value for auto_audit in [audit]: expected true or false, got 'yes'."),
-    ('[audit]\nschema = ["public"]\n', "Unknown key schema in [audit]"),
-    ('[audti]\nschemas = ["public"]\n', "Unknown table [audti]"),
-    ('[audit.tables."public.account"]\nhide = ["email"]\n', 'Unknown key hide in [audit.tables."public.account"]'),
+     "Invalid value for max_value_bytes in [audit] of PATH: expected a whole number of 0 or more, got 'big'."),
+    ('[audit]\nauto_audit = "yes"\n',
+     "Invalid value for auto_audit in [audit] of PATH: expected true or false, got 'yes'."),
+    ('[audit]\nschema = ["public"]\n', "Unknown key schema in [audit] of PATH;"),
+    ('[audti]\nschemas = ["public"]\n', "Unknown table [audti] in PATH;"),
+    ('[audit.tables."public.account"]\nhide = ["email"]\n',
+     'Unknown key hide in [audit.tables."public.account"] of PATH;'),
     ('[audit.tables."public.account"]\nmask = "email"\nhash = ["email"]\n',
      "Column 'email' has two rules in [audit.tables.\"public.account\"]"),
     ('[audit.tables."public.account"]\nmask = [1]\n',
-     'Invalid value for mask in [audit.tables."public.account"]: expected a list of strings, got [1].'),
-    ('[audit.tables]\n"public.account" = ["email"]\n', '[audit.tables."public.account"] in the config file must be a table.'),
+     'Invalid value for mask in [audit.tables."public.account"] of PATH: expected a list of strings, got [1].'),
+    ('[audit.tables]\n"public.account" = ["email"]\n', '[audit.tables."public.account"] in PATH must be a table.'),
     ('[audit.tables."a.b.c"]\nmask = ["x"]\n', "Invalid table name 'a.b.c': use TABLE or SCHEMA.TABLE."),
     ('[audit.tables."public.acount"]\nmask = ["email"]\n',
      "Table 'public.acount' not found. Run `auditctl status` to list the tables that can be audited. "
@@ -187,7 +189,7 @@ def test_bad_config_rejected_before_install(orders, cli, tmp_path, text, message
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: ")
-    assert message in lines[0]
+    assert message.replace("PATH", str(config)) in lines[0]
     with orders.connect() as connection:
         assert connection.execute("SELECT to_regnamespace('audit')").fetchone()[0] is None
         assert connection.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone()[0] == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backup_fixtures import SMTP_PASSWORD, SMTP_USER, sample_rows
-from conftest import run_cli
+from conftest import REPO_ROOT, run_cli
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -30,8 +30,10 @@ def test_printed_cron_line_runs_in_bare_environment(filled, tmp_path):
     config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{folder}"\ndsn = "{filled.dsn}"\n')
     log_file = tmp_path / "backup.log"
 
+    # The line changes into the folder it was printed in, so that `python -m
+    # auditctl` there imports this checkout rather than another installed copy.
     printed = run_cli("cron", "install", "--schedule", "0 2 * * *", "--config", str(config),
-                      "--log-file", str(log_file), "--print")
+                      "--log-file", str(log_file), "--print", cwd=REPO_ROOT)
 
     assert printed.exit_code == 0, printed.stderr
     line = printed.stdout.strip()

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from auditctl.audit.install import install
+from auditctl.audit.rules import Rule
 from helpers import as_app_user, events
 
 
@@ -121,8 +122,15 @@ def test_event_command(audited, cli):
     (["event", "LOGIN", "--user", "u", "--ip", "abc"], "Invalid --ip value 'abc'"),
     (["query", "--schema", "nosuch"], "schema 'nosuch' is not installed"),
     (["query", "--table", "Nonexistent"], "Table 'Nonexistent' not found in the database or in the audit log"),
+    (["query", "--action", "updat"],
+     "Unknown action UPDAT: no event in the log has it. Known actions: INSERT, UPDATE, DELETE"),
+    (["export", "--action", "Insert", "--action", "updat"], "Unknown action UPDAT"),
+    (["query", "--entity-id", '["a", 5'], """Invalid --entity-id '["a", 5': Expecting ',' delimiter."""),
+    (["query", "--entity-id", '["a", null]'], "key values must be strings or numbers"),
+    (["query", "--entity-id", "[]"], "expected a non-empty JSON array"),
 ], ids=["since", "until", "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json",
-        "details-array", "reserved-action", "bad-action", "bad-ip", "no-schema", "unknown-query-table"])
+        "details-array", "reserved-action", "bad-action", "bad-ip", "no-schema", "unknown-query-table",
+        "unknown-action", "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty"])
 def test_bad_input_one_line_error(audited, cli, args, fragment):
     with audited.connect() as connection:
         before = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]
@@ -244,3 +252,117 @@ def test_russian_numbers_and_units(audited, cli):
     assert result.exit_code == 0, result.stderr
     assert "Событий: 4;" in result.stdout
     assert "КБ" in result.stdout or "МБ" in result.stdout
+
+
+def test_query_action_of_application_is_known(audited, cli):
+    with audited.connect() as connection:
+        connection.execute("SELECT audit.log_event('ARCHIVE_DONE', 'alice')")
+    result = cli("query", "--action", "archive_done", "--format", "json", dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert [row["action"] for row in json.loads(result.stdout)] == ["ARCHIVE_DONE"]
+
+
+def test_query_composite_entity_id_any_spacing(db, cli):
+    with db.connect() as connection:
+        connection.execute('CREATE TABLE stage ("productId" text, "stageNo" int, title text, '
+                           'PRIMARY KEY ("productId", "stageNo"))')
+        install(connection, "audit", [], use_all=True)
+        connection.execute("INSERT INTO stage VALUES ('pr1', 5, 'a'), ('pr1', 6, 'b')")
+    for typed in ('["pr1", 5]', '["pr1",5]', ' [ "pr1" , 5 ] '):
+        result = cli("query", "--entity-id", typed, "--format", "json", dsn=db.dsn)
+        assert result.exit_code == 0, result.stderr
+        assert [row["entity_id"] for row in json.loads(result.stdout)] == ['["pr1", 5]'], typed
+
+
+def test_query_csv_first_page_hints_next(audited, cli):
+    page = cli("query", "--format", "csv", "--limit", "2", dsn=audited.dsn)
+    assert page.exit_code == 0, page.stderr
+    rows = list(csv.DictReader(io.StringIO(page.stdout)))
+    assert [r["action"] for r in rows] == ["DELETE", "UPDATE"]
+    assert f"More events may follow: add --after {rows[-1]['id']} for the next page." in page.stderr
+
+    following = cli("query", "--format", "csv", "--limit", "2", "--after", rows[-1]["id"], dsn=audited.dsn)
+    assert following.exit_code == 0, following.stderr
+    assert [r["action"] for r in csv.DictReader(io.StringIO(following.stdout))] == ["INSERT", "AUDIT_INSTALL"]
+
+    whole = cli("query", "--format", "csv", "--limit", "5", dsn=audited.dsn)
+    assert whole.exit_code == 0, whole.stderr
+    assert "More events may follow" not in whole.stderr
+
+
+def test_status_before_install_fails(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    for options in ([], ["--format", "json"]):
+        result = cli("status", *options, dsn=db.dsn)
+        assert result.exit_code == 1, result.stderr
+        assert result.stderr.strip() == (
+            "Error: The audit schema 'audit' is not installed in this database. "
+            "Run `auditctl install` first, or pass --schema if it has another name.")
+        assert "public.a" in result.stdout
+
+
+def test_install_dry_run_logs_no_progress(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    result = cli("install", "--all", "--dry-run", dsn=db.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert "installing triggers" not in result.stderr
+    real = cli("install", "--all", dsn=db.dsn)
+    assert real.exit_code == 0, real.stderr
+    assert "installing triggers: 1 of 1" in real.stderr
+
+
+BRACKETED = "[draft] Plan [b]B[/b]"
+
+
+@pytest.fixture
+def bracketed(db):
+    """A table whose name, rows, user id and masked and redacted values all contain rich markup."""
+    with db.connect() as connection:
+        connection.execute('CREATE TABLE "Note [v2]" (id int PRIMARY KEY, title text, secret text, owner text)')
+        install(connection, "audit", [], use_all=True, column_rules=[('"Note [v2]".secret', Rule.MASK)])
+        as_app_user(connection, "[ops] alice", "192.0.2.1",
+                    f"""INSERT INTO "Note [v2]" VALUES (1, '{BRACKETED}', 'pw', 'bob')""",
+                    f"""UPDATE "Note [v2]" SET title = '{BRACKETED} [/i]', secret = 'pw2' WHERE id = 1""")
+    return db
+
+
+@pytest.mark.parametrize("width", ["200", "80"], ids=["table", "blocks"])
+def test_query_shows_brackets_literally(bracketed, cli, width):
+    assert cli("redact", "--user", "bob", dsn=bracketed.dsn).exit_code == 0
+
+    result = cli("query", env={"COLUMNS": width}, dsn=bracketed.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert f"title: {BRACKETED}" in result.stdout
+    assert f"{BRACKETED} [/i]" in result.stdout
+    assert "secret: [masked]" in result.stdout
+    assert "owner: [redacted]" in result.stdout
+    assert "[ops] alice" in result.stdout
+    assert "public.Note [v2]" in result.stdout
+
+
+def test_history_and_status_show_brackets_literally(bracketed, cli):
+    history = cli("history", "Note [v2]", "1", dsn=bracketed.dsn)
+    assert history.exit_code == 0, history.stderr
+    assert BRACKETED in history.stdout
+    assert f"{BRACKETED} [/i]" in history.stdout
+    assert "[masked]" in history.stdout
+    assert "[ops] alice" in history.stdout
+
+    status = cli("status", dsn=bracketed.dsn)
+    assert status.exit_code == 0, status.stderr
+    assert "public.Note [v2]" in status.stdout
+
+
+@pytest.mark.parametrize("language", ["C.UTF-8", "ru_RU.UTF-8"], ids=["en", "ru"])
+def test_help_keeps_brackets(cli, language):
+    env = {"LANG": language}
+    main_help = cli("--help", env=env)
+    install_help = cli("install", "--help", env=env)
+    assert main_help.exit_code == 0, main_help.stderr
+    assert "[audit]" in main_help.stdout
+    options = install_help.stdout.split("--auto-audit", 1)[1]
+    assert options.count("[audit]") >= 4, install_help.stdout
+    assert "[audit.tables]" in install_help.stdout

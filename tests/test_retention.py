@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import socket
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from auditctl.audit.archive import ArchiveFormat, LocalDestination
 from auditctl.audit.install import install
 from auditctl.audit.partitions import Interval, list_partitions, maintain
 from auditctl.audit.retention import rotate
+from conftest import REPO_ROOT
 from helpers import events
 
 NOW = datetime.now(timezone.utc)
@@ -198,16 +200,19 @@ def test_rotate_dry_run_changes_nothing(old_log, cli, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["real", "dry-run"])
 @pytest.mark.parametrize("folder", ["file", "missing", "/proc/self"], ids=["file", "missing", "proc"])
-def test_rotate_keeps_partition_when_dir_unusable(old_log, cli, tmp_path, folder):
+def test_rotate_keeps_partition_when_dir_unusable(old_log, cli, tmp_path, folder, dry_run):
     (tmp_path / "file").write_text("x")
     # /proc/self takes no new files, not even from root.
     archive_dir = tmp_path / folder
     with old_log.connect() as connection:
         before = partition_rows(connection)
-    result = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), dsn=old_log.dsn)
+    result = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), *dry_run, dsn=old_log.dsn)
     assert result.exit_code != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"Archive folder {archive_dir}" in result.stderr
+    assert "Would archive" not in result.stdout
     with old_log.connect() as connection:
         assert partition_rows(connection) == before
         assert events(connection, where="action = 'ROTATE'") == []
@@ -366,13 +371,47 @@ def test_cron_install_writes_one_line(db, cli, tmp_path):
     assert "Replaced" in result.stdout
 
 
-@pytest.mark.parametrize("arguments", [
-    ["--schedule", "every day"],
-    ["--dsn", "host=127.0.0.1 password=secret"],
-], ids=["schedule", "password"])
-def test_cron_install_rejects_bad_input(cli, tmp_path, arguments):
+@pytest.mark.parametrize(("arguments", "env", "message"), [
+    (["--schedule", "every day", "--dsn", "dbname=app"], {}, "Invalid --schedule 'every day'"),
+    (["--dsn", "host=127.0.0.1 password=secret"], {}, "The DSN from --dsn contains a password"),
+    ([], {"AUDITCTL_DSN": "postgresql://app:secret@127.0.0.1/app"}, "The DSN from AUDITCTL_DSN contains a password"),
+    ([], {}, "No DSN for the crontab line: pass --dsn or set AUDITCTL_DSN"),
+    ([], {"PGHOST": "127.0.0.1", "PGDATABASE": "app"}, "No DSN for the crontab line"),
+    (["--dsn", "host=127.0.0.1 nosuchkey=1"], {}, "Invalid DSN from --dsn"),
+], ids=["schedule", "password", "env-password", "no-dsn", "pg-variables", "bad-dsn"])
+def test_cron_install_rejects_bad_input(cli, tmp_path, arguments, env, message):
     crontab = tmp_path / "crontab"
-    result = cli("cron", "maintain", "--crontab-file", str(crontab), *arguments)
+    result = cli("cron", "maintain", "--crontab-file", str(crontab), *arguments, env=env)
     assert result.exit_code == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr
+    assert "secret" not in result.stderr
     assert not crontab.exists()
+
+
+def test_cron_line_takes_dsn_from_environment(db, cli, tmp_path):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+    crontab = tmp_path / "crontab"
+
+    result = cli("cron", "maintain", "--crontab-file", str(crontab), "--ahead", "5", dsn=db.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    [line] = crontab.read_text().splitlines()
+    assert "--dsn" in line
+    command = line[len("17 3 * * * "):].rsplit(" # auditctl maintain", 1)[0]
+    # cron's environment: no AUDITCTL_DSN, no PG* variables, no locale.
+    ran = subprocess.run(["env", "-i", "PATH=/usr/bin:/bin", f"PYTHONPATH={REPO_ROOT}", "/bin/sh", "-c", command],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    with db.connect() as connection:
+        ahead = [p for p in list_partitions(connection, "audit") if p.lower and p.lower > NOW]
+    assert len(ahead) == 5
+
+
+def test_cron_line_escapes_percent_for_cron(cli, tmp_path):
+    crontab = tmp_path / "crontab"
+    result = cli("cron", "maintain", "--crontab-file", str(crontab),
+                 "--dsn", "postgresql://%2Fvar%2Frun%2Fpostgresql/app")
+    assert result.exit_code == 0, result.stderr
+    assert "postgresql://\\%2Fvar\\%2Frun\\%2Fpostgresql/app" in crontab.read_text()

@@ -423,5 +423,7 @@ def test_revert_cli_no_key_dry_run(shop, cli):
         assert _links(connection) == [(1, "x")]
     done = cli("revert", str(insert_id), dsn=shop.dsn)
     assert done.exit_code == 0, done.stderr
+    assert f"reverted event {insert_id} on public.link (row without a primary key) (DELETE)" in done.stderr
+    assert "None" not in done.stderr
     with shop.connect() as connection:
         assert _links(connection) == []

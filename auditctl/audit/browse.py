@@ -31,6 +31,10 @@ class CursorNotFoundError(AuditctlError):
     """A page cursor names an event that is not in the log (any more)."""
 
 
+class UnknownActionError(InvalidArgumentError):
+    """A filter names an action that is neither in KNOWN_ACTIONS nor in any event of the log."""
+
+
 @dataclass
 class Page:
     """One page of events, newest first, and the cursors of its neighbours."""
@@ -200,6 +204,15 @@ def action_exists(connection: psycopg.Connection, schema: str, action: str) -> b
     # actions outside KNOWN_ACTIONS.
     statement = sql.SQL("SELECT EXISTS (SELECT FROM {}.events WHERE action = %s)").format(sql.Identifier(schema))
     return connection.execute(statement, (action,)).fetchone()[0]
+
+
+def check_actions(connection: psycopg.Connection, schema: str, actions: list[str]) -> None:
+    """Raise UnknownActionError for the first action that no event can have, such as a misspelt one."""
+    for action in actions:
+        if not action_exists(connection, schema, action):
+            raise UnknownActionError(
+                _("Unknown action {action}: no event in the log has it. Known actions: {known}.")
+                .format(action=action, known=", ".join(KNOWN_ACTIONS)))
 
 
 def recent_actions(connection: psycopg.Connection, schema: str, since: datetime) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import config_folder, config_table, convert_table, located_error, read_config, read_table
+from ..config import config_table, convert_table, located_error, not_a_table_error, read_config, read_table
 from ..errors import ConfigError, InvalidArgumentError
 from ..i18n import _
 from .catalog import split_qualified_name
@@ -61,27 +61,26 @@ _RULE_KEYS = {rule.value: (rule.value, list) for rule in Rule}
 def load_audit_settings(path: Path | None, overrides: dict[str, Any]) -> AuditSettings:
     """Read the ``[audit]`` table of the config file (if any) and apply ``overrides``, the typed flags."""
     data = read_config(path)
-    base = config_folder(path)
-    values = read_table(data, "audit", _AUDIT_KEYS, base, ("tables",))
+    values = read_table(data, "audit", _AUDIT_KEYS, path, ("tables",))
     rules = []
-    for name, section in config_table(data, "audit.tables").items():
-        rules.extend(_table_rules(name, section, path, base))
+    for name, section in config_table(data, "audit.tables", path).items():
+        rules.extend(_table_rules(name, section, path))
     settings = AuditSettings(**values, column_rules=tuple(rules), config_path=path if "audit" in data else None)
     valid = {item.name for item in fields(AuditSettings)}
     return replace(settings, **{key: value for key, value in overrides.items() if key in valid})
 
 
-def _table_rules(name: str, section: Any, path: Path | None, base: Path) -> list[RuleRequest]:
+def _table_rules(name: str, section: Any, path: Path | None) -> list[RuleRequest]:
     """Turn one ``[audit.tables."SCHEMA.TABLE"]`` table into rule requests for its columns."""
     # json.dumps quotes the name the way a TOML basic string key is written.
     table = f"audit.tables.{json.dumps(name, ensure_ascii=False)}"
     if not isinstance(section, dict):
-        raise ConfigError(_("[{table}] in the config file must be a table.").format(table=table))
+        raise not_a_table_error(table, path)
     try:
         table_parts = split_qualified_name(name, 2)
     except InvalidArgumentError as exc:
         raise located_error(exc, table, path) from None
-    kinds = convert_table(section, table, _RULE_KEYS, base)
+    kinds = convert_table(section, table, _RULE_KEYS, path)
 
     seen: dict[str, str] = {}
     requests = []

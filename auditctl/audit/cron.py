@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -12,8 +11,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from psycopg import conninfo
 
+from ..backup.cron import cron_quote
+from ..db import first_line, resolve_dsn
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
 
@@ -45,22 +47,36 @@ def cron_line(schedule: str, arguments: list[str]) -> str:
         raise InvalidArgumentError(
             _("Invalid --schedule {value!r}: use five crontab fields such as '17 3 * * *', or @daily.")
             .format(value=schedule))
-    command = shlex.join([sys.executable, "-m", "auditctl", "--quiet", "maintain", *arguments])
+    command = " ".join(cron_quote(word) for word in [sys.executable, "-m", "auditctl", "--quiet", "maintain",
+                                                      *arguments])
     return f"{' '.join(fields)} {command} {MARKER}"
 
 
-def check_dsn_has_no_password(dsn: str | None) -> None:
-    """Reject a DSN with a password, since a crontab is readable by its owner's tools and backups."""
-    if not dsn:
-        return
+def crontab_dsn(dsn_option: str | None) -> str:
+    """Return the DSN to write into the crontab line: --dsn, else AUDITCTL_DSN, else DATABASE_URL.
+
+    cron runs the line without this shell's variables, so the DSN has to be in
+    the line itself. Raises InvalidArgumentError when there is none, and when
+    it contains a password, since a crontab is readable by its owner's tools
+    and backups.
+    """
+    source = resolve_dsn(dsn_option)
+    if not source.dsn:
+        raise InvalidArgumentError(
+            _("No DSN for the crontab line: pass --dsn or set AUDITCTL_DSN, because cron does not pass on the "
+              "PG* variables of this shell."))
     try:
-        params = conninfo.conninfo_to_dict(dsn)
-    except Exception as exc:
-        raise InvalidArgumentError(_("Invalid --dsn: {error}").format(error=exc)) from None
+        params = conninfo.conninfo_to_dict(source.dsn)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidArgumentError(
+            _("Invalid DSN from {origin}: {error}. Use a libpq connection string or a postgresql:// URL.")
+            .format(origin=source.origin, error=first_line(str(exc)))) from None
     if params.get("password"):
         raise InvalidArgumentError(
-            _("The DSN contains a password, which would be written into the crontab; "
-              "remove it and put the password in ~/.pgpass instead."))
+            _("The DSN from {origin} contains a password, which would be written into the crontab. Remove it and "
+              "put the password in ~/.pgpass or in a file named by passfile=FILE in the DSN, or connect with "
+              "service=NAME from ~/.pg_service.conf.").format(origin=source.origin))
+    return source.dsn
 
 
 def install_line(line: str, crontab_file: Path | None) -> CronResult:

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from ..errors import EventNotFoundError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from .catalog import Table, list_tables
-from .query import SELECT_EVENTS, Event, entity_types_for
+from .query import SELECT_EVENTS, Event, entity_types_for, load_key_array
 from .schema import require_installed
 
 
@@ -52,25 +52,8 @@ def parse_key_values(values: list[str]) -> list[str]:
         raise InvalidArgumentError(_("Missing record id: give the primary key value, or one value per key column."))
     if len(values) > 1 or not values[0].lstrip().startswith("["):
         return list(values)
-    try:
-        parsed = json.loads(values[0])
-    except json.JSONDecodeError as exc:
-        raise InvalidArgumentError(
-            _("Invalid record id {value!r}: {error}. Give a JSON array such as '[\"pr00000010\", 5]'.")
-            .format(value=values[0], error=exc.msg)) from None
-    if not isinstance(parsed, list) or not parsed:
-        raise InvalidArgumentError(
-            _("Invalid record id {value!r}: expected a non-empty JSON array of key values.").format(value=values[0]))
-    texts = []
-    for item in parsed:
-        if isinstance(item, str):
-            texts.append(item)
-        elif isinstance(item, (int, float)) and not isinstance(item, bool):
-            texts.append(json.dumps(item))
-        else:
-            raise InvalidArgumentError(
-                _("Invalid record id {value!r}: key values must be strings or numbers.").format(value=values[0]))
-    return texts
+    return [item if isinstance(item, str) else json.dumps(item)
+            for item in load_key_array(values[0], _("record id"))]
 
 
 def find_current_table(connection: psycopg.Connection, schema: str, entity_type: str) -> Table | None:

@@ -119,11 +119,11 @@ def rotate(connection: psycopg.Connection, schema: str, keep: timedelta, destina
     """Archive and drop each partition past the keep window, one transaction per partition.
 
     A partition whose archive fails at any step is kept, and the error is
-    recorded in its outcome; the other partitions are still processed.
+    recorded in its outcome; the other partitions are still processed. A dry
+    run checks the destination as a real run does, so that it fails the same way.
     """
     now = now or datetime.now(timezone.utc)
-    if not dry_run:
-        destination.check()
+    destination.check()
     result = RotationResult(cutoff=now - keep, dry_run=dry_run)
     for candidate in plan_rotation(connection, schema, keep, destination, archive_format, now):
         outcome = RotationOutcome(candidate.partition.name, candidate.partition.rows, candidate.location)

@@ -131,7 +131,8 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
             _("Nothing was reverted, because the database rejected a restored row: {error}")
             .format(error=str(exc).splitlines()[0])) from None
     for step in result.steps:
-        logger.info("reverted event %s on %s %s (%s)%s", step.event_id, step.entity_type, step.entity_id,
+        key = step.entity_id if step.entity_id is not None else "(row without a primary key)"
+        logger.info("reverted event %s on %s %s (%s)%s", step.event_id, step.entity_type, key,
                     step.statement, " (dry run, rolled back)" if dry_run else "")
     return result
 

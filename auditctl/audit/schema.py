@@ -72,10 +72,15 @@ def require_installed(connection: psycopg.Connection, schema: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (f"{quote_ident(schema)}.events",))
         if not cursor.fetchone()[0]:
-            raise NotInstalledError(
-                _("The audit schema {schema!r} is not installed in this database. "
-                  "Run `auditctl install` first, or pass --schema if it has another name.")
-                .format(schema=schema))
+            raise not_installed_error(schema)
+
+
+def not_installed_error(schema: str) -> NotInstalledError:
+    """Return the error of a command that needs the audit schema ``schema`` before it is installed."""
+    return NotInstalledError(
+        _("The audit schema {schema!r} is not installed in this database. "
+          "Run `auditctl install` first, or pass --schema if it has another name.")
+        .format(schema=schema))
 
 
 def plan_schema(connection: psycopg.Connection, schema: str) -> list[SchemaStep]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import MEBIBYTE, config_folder, read_config, read_table
+from ..config import MEBIBYTE, read_config, read_table
 from ..errors import ConfigError
 from ..i18n import _
 
@@ -113,24 +113,24 @@ _STORAGE_KEYS = {
 def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSettings:
     """Read the config file (if any) and apply ``overrides``: the flags the user typed, never defaults."""
     data = read_config(path)
-    base = config_folder(path)
     values: dict[str, Any] = {"config_path": path}
-    values.update(read_table(data, "backup", _BACKUP_KEYS, base, _BACKUP_SUBTABLES))
+    values.update(read_table(data, "backup", _BACKUP_KEYS, path, _BACKUP_SUBTABLES))
     for table, keys in (("backup.rotation", _ROTATION_KEYS), ("backup.encryption", _ENCRYPTION_KEYS),
                         ("backup.source", _SOURCE_KEYS), ("backup.monitoring", _MONITORING_KEYS)):
-        values.update(read_table(data, table, keys, base))
-    mail = read_table(data, "mail", _MAIL_KEYS, base)
-    storage = read_table(data, "storage", _STORAGE_KEYS, base)
+        values.update(read_table(data, table, keys, path))
+    mail = read_table(data, "mail", _MAIL_KEYS, path)
+    storage = read_table(data, "storage", _STORAGE_KEYS, path)
 
     mail_overrides = {key[len("mail."):]: value for key, value in overrides.items() if key.startswith("mail.")}
     mail.update(mail_overrides)
     if mail:
         if not mail.get("to") or not mail.get("sender"):
-            raise ConfigError(_("[mail] needs both `to` (one or more addresses) and `from`."))
+            raise ConfigError(_("[mail] in {path} needs both `to` (one or more addresses) and `from`.")
+                              .format(path=path or _("the config file")))
         values["mail"] = MailSettings(**mail)
     if storage:
         if not storage.get("bucket"):
-            raise ConfigError(_("[storage] needs `bucket`."))
+            raise ConfigError(_("[storage] in {path} needs `bucket`.").format(path=path))
         values["storage"] = StorageSettings(**storage)
     if "dsn" in values and "dsn" not in overrides:
         values["dsn_origin"] = str(path)

@@ -50,8 +50,11 @@ def validate_schedule(schedule: str) -> str:
     return text
 
 
-def _cron_quote(value: str) -> str:
-    # cron turns an unescaped % into a newline, so it is escaped after shell quoting.
+def cron_quote(value: str) -> str:
+    """Quote one word of a crontab command for the shell, and its % signs for cron.
+
+    cron turns an unescaped % into a newline, so it is escaped after shell quoting.
+    """
     return shlex.quote(value).replace("%", "\\%")
 
 
@@ -62,10 +65,10 @@ def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path) 
             _("Config file {path} does not exist; the cron job needs one (see auditctl.example.toml).")
             .format(path=config))
     parts = [
-        "cd", _cron_quote(str(working_dir.resolve())), "&&",
-        "LANG=C.UTF-8", _cron_quote(sys.executable), "-m", "auditctl", "backup",
-        "--config", _cron_quote(str(config.resolve())),
-        ">>", _cron_quote(str(log_file.resolve())), "2>&1",
+        "cd", cron_quote(str(working_dir.resolve())), "&&",
+        "LANG=C.UTF-8", cron_quote(sys.executable), "-m", "auditctl", "backup",
+        "--config", cron_quote(str(config.resolve())),
+        ">>", cron_quote(str(log_file.resolve())), "2>&1",
     ]
     return CronEntry(validate_schedule(schedule), " ".join(parts))
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
+from rich.markup import escape
 
 from ..db import first_line
 from ..errors import AuditctlError
@@ -82,6 +83,26 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return flags + rest + tail
 
 
+def escape_help_markup(command: Any) -> None:
+    """Escape rich markup in the help of a click command, of its parameters and of its subcommands.
+
+    typer renders help with rich_markup_mode="rich", which gives the boxed
+    panels and their translated headings but reads every ``[word]`` in a help
+    text as a style tag and drops it, such as ``[audit]`` of the config file.
+    No help text of auditctl uses markup, so all of them are escaped here,
+    after translation.
+    """
+    for attribute in ("help", "short_help"):
+        text = getattr(command, attribute, None)
+        if text:
+            setattr(command, attribute, escape(text))
+    for parameter in command.params:
+        if getattr(parameter, "help", None):
+            parameter.help = escape(parameter.help)
+    for subcommand in getattr(command, "commands", {}).values():
+        escape_help_markup(subcommand)
+
+
 def main() -> None:
     """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
     from . import (  # noqa: F401  (registers the commands)
@@ -89,7 +110,9 @@ def main() -> None:
         retention_commands, serve_command)
 
     try:
-        app(args=hoist_global_options(sys.argv[1:]), prog_name="auditctl")
+        command = typer.main.get_command(app)
+        escape_help_markup(command)
+        command(args=hoist_global_options(sys.argv[1:]), prog_name="auditctl")
     except AuditctlError as exc:
         if _state["verbose"]:
             logger.exception("command failed")

@@ -14,7 +14,7 @@ from ..audit.config import load_audit_settings
 from ..audit.roles import app_role_problems, grant_app, grant_viewer, require_role
 from ..audit.rules import Rule, RuleRequest
 from ..audit.retention import parse_keep
-from ..audit.schema import DEFAULT_SCHEMA
+from ..audit.schema import DEFAULT_SCHEMA, not_installed_error
 from ..audit.status import collect_status
 from ..config import find_config
 from ..db import connect
@@ -114,7 +114,10 @@ def install(
             tables = [quote_ident(t.schema, t.name) for t in
                       tables_in_schemas(list_tables(connection, schema), settings.schemas, settings.exclude)]
         total = len(list_tables(connection, schema)) if all_tables else len(tables or [])
-        with render.progress(_("Installing triggers"), total, "installing triggers") as advance:
+        # A dry run installs nothing, so it shows no progress either.
+        tracker = (render.no_progress() if dry_run
+                   else render.progress(_("Installing triggers"), total, "installing triggers"))
+        with tracker as advance:
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
                                        column_rules=column_rules, auto_audit=policy,
                                        max_value_bytes=settings.max_value_bytes, enable_always=enable_always,
@@ -154,7 +157,8 @@ def uninstall(
     render.print_uninstall(result, schema)
 
 
-@app.command(help=_("Show which tables are audited, which triggers are outdated, and the size of the log."))
+@app.command(help=_("Show which tables are audited, which triggers are outdated, and the size of the log. "
+                    "Before install, lists the tables and exits with status 1."))
 def status(
     output_format: Annotated[OutputFormat, typer.Option("--format", help=_("Output format."))] = OutputFormat.table,
     keep: Annotated[str, typer.Option(
@@ -169,3 +173,5 @@ def status(
         render.print_json(render.status_to_json(report))
     else:
         render.print_status(report)
+    if not report.installed:
+        raise not_installed_error(schema)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +18,8 @@ import typer
 from .. import render
 from ..audit.events import log_event, parse_details
 from ..audit.archive import write_parquet_batches
-from ..audit.query import (EventFilter, count_events, query_events, stream_csv, stream_jsonl,
+from ..audit.browse import check_actions
+from ..audit.query import (EventFilter, count_events, entity_id_as_stored, query_events, stream_csv, stream_jsonl,
                            stream_row_batches)
 from ..audit.schema import DEFAULT_SCHEMA
 from ..db import connect
@@ -60,7 +64,7 @@ def build_filter(user: str | None, since: str | None, until: str | None, tables:
         until=parse_when(until, "--until") if until else None,
         tables=tables or [],
         actions=actions or [],
-        entity_id=entity_id,
+        entity_id=entity_id_as_stored(entity_id) if entity_id is not None else None,
     )
 
 
@@ -81,10 +85,11 @@ def query(
 ) -> None:
     filters = build_filter(user, since, until, table, action, entity_id)
     with connect(dsn) as connection:
+        check_actions(connection, schema, filters.actions)
         if output_format is QueryFormat.csv and after is None:
-            for chunk in stream_csv(connection, schema, filters, limit=limit, newest_first=True):
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
+            count, last_id = _write_csv_page(stream_csv(connection, schema, filters, limit=limit, newest_first=True))
+            if count == limit:
+                render.print_next_page_hint(last_id)
             return
         events = query_events(connection, schema, filters, limit=limit, after_id=after)
     if output_format is QueryFormat.json:
@@ -95,6 +100,25 @@ def query(
         render.print_events(events)
     if len(events) == limit:
         render.print_next_page_hint(events[-1].id)
+
+
+def _write_csv_page(chunks: Iterator[bytes]) -> tuple[int, int | None]:
+    """Copy the chunks of ``stream_csv`` to stdout; return the number of events and the id of the last one.
+
+    Each chunk contains whole CSV records, the header line first, so each can
+    be parsed on its own.
+    """
+    count, last_id = 0, None
+    for index, chunk in enumerate(chunks):
+        sys.stdout.buffer.write(chunk)
+        if index == 0:
+            continue
+        records = list(csv.reader(io.StringIO(chunk.decode("utf-8"), newline="")))
+        if records:
+            count += len(records)
+            last_id = int(records[-1][0])
+    sys.stdout.buffer.flush()
+    return count, last_id
 
 
 @contextlib.contextmanager
@@ -141,6 +165,7 @@ def export(
     if output_format is ExportFormat.parquet and output is None:
         raise InvalidArgumentError(_("--format parquet needs --output FILE: Parquet is not written to stdout."))
     with connect(dsn) as connection:
+        check_actions(connection, schema, filters.actions)
         # Counting costs a scan, so it is done only when a progress bar will show it.
         show_bar = output is not None and render.error_console.is_terminal
         total = count_events(connection, schema, filters) if show_bar else None

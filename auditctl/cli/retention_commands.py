@@ -9,7 +9,7 @@ import typer
 
 from .. import render
 from ..audit.archive import ArchiveFormat, Destination, LocalDestination, S3Destination
-from ..audit.cron import DEFAULT_SCHEDULE, check_dsn_has_no_password, cron_line, install_line
+from ..audit.cron import DEFAULT_SCHEDULE, cron_line, crontab_dsn, install_line
 from ..audit.interim import specialise_interim_tables
 from ..audit.partitions import Interval, maintain as maintain_partitions, run_pg_partman
 from ..audit.retention import parse_keep, rotate as rotate_partitions
@@ -50,7 +50,8 @@ def rotate(
     archive_format: Annotated[ArchiveFormat, typer.Option(
         "--format", help=_("Archive file format."))] = ArchiveFormat.csv_gz,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help=_("List what would be archived and dropped, and change nothing."))] = False,
+        "--dry-run", help=_("Check the archive destination and list what would be archived and dropped; "
+                           "change nothing."))] = False,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
@@ -100,10 +101,8 @@ def cron_install(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    check_dsn_has_no_password(dsn)
-    arguments = ["--ahead", str(ahead), "--interval", interval.value, "--schema", schema]
-    if dsn:
-        arguments += ["--dsn", dsn]
+    arguments = ["--ahead", str(ahead), "--interval", interval.value, "--schema", schema,
+                 "--dsn", crontab_dsn(dsn)]
     line = cron_line(schedule, arguments)
     result = install_line(line, crontab_file)
     render.print_cron(result)

@@ -50,11 +50,10 @@ def _filters(request: Request) -> tuple[EventFilter, FilterForm]:
 
 
 def _check_actions(connection, schema: str, actions: list[str]) -> None:
-    for action in actions:
-        if not browse.action_exists(connection, schema, action):
-            raise WebError(400, _("Invalid filter"),
-                           _("Unknown action {action}: no event in the log has it. Known actions: {known}.")
-                           .format(action=action, known=", ".join(browse.KNOWN_ACTIONS)))
+    try:
+        browse.check_actions(connection, schema, actions)
+    except browse.UnknownActionError as exc:
+        raise WebError(400, _("Invalid filter"), str(exc)) from None
 
 
 @dataclass
