@@ -265,6 +265,26 @@ def test_reinstall_fixes_outdated_trigger(db):
     assert event["entity_id"] == "5"
 
 
+def test_earlier_trigger_layout_is_outdated(db):
+    """A row-level UPDATE trigger, as template 1 made, is reported outdated and replaced by install."""
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY, code text)")
+        install(connection, "audit", ["a"])
+        function = connection.execute(
+            "SELECT tgfoid::regproc::text FROM pg_trigger WHERE tgname = 'auditctl_update'").fetchone()[0]
+        with connection.transaction():
+            connection.execute("SET LOCAL auditctl.internal = 'on'")
+            connection.execute("DROP TRIGGER auditctl_update ON a")
+            connection.execute(f"CREATE TRIGGER auditctl_row AFTER UPDATE ON a FOR EACH ROW EXECUTE FUNCTION {function}()")
+        before = collect_status(connection, "audit")
+        install(connection, "audit", ["a"])
+        after = collect_status(connection, "audit")
+        names = {row[0] for row in connection.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'a'::regclass")}
+    assert before.tables[0].state is TableState.OUTDATED
+    assert after.tables[0].state is TableState.AUDITED
+    assert names == {"auditctl_insert", "auditctl_update", "auditctl_delete", "auditctl_truncate"}
+
+
 def test_partitions_created_ahead_with_default(db):
     with db.connect() as connection:
         install(connection, "audit", [])
