@@ -306,3 +306,19 @@ def test_clean_restore_of_audited_database(captured, pg):
     assert items == [(1,)]
     assert logged == ["1"]
     assert triggers == [("auditctl_ddl", "O"), ("auditctl_drop", "O")]
+
+
+def test_table_audited_on_creation_is_refreshed(captured, cli):
+    assert cli("install", "--auto-audit", "--auto-schema", "public", dsn=captured.dsn).exit_code == 0
+    with captured.connect() as connection:
+        connection.execute('CREATE TABLE account (id int PRIMARY KEY, "passwordHash" text, note text)')
+        connection.execute('ALTER TABLE account RENAME COLUMN "passwordHash" TO digest')
+        connection.execute("ALTER TABLE account RENAME TO member")
+        connection.execute("INSERT INTO member VALUES (1, 'h1', 'n')")
+        [insert] = events(connection, where="action = 'INSERT'")
+        refreshed = [e["details"] for e in events(connection, where="action = 'AUDIT_TRIGGER_REFRESHED'", system=True)]
+        report = collect_status(connection, "audit")
+    assert insert["entity_type"] == "public.member"
+    assert insert["new_values"] == {"id": 1, "digest": "[masked]", "note": "n"}
+    assert [d["table"] for d in refreshed] == ["public.account", "public.member"]
+    assert {t.entity_type: t.state.value for t in report.tables}["public.member"] == "outdated"
