@@ -76,6 +76,7 @@ def convert_value(table: str, key: str, value: Any, kind: Any, path: Path | None
 
     if kind is bool:
         if not isinstance(value, bool):
+            # TOML spells its booleans true and false in every language.
             raise invalid("true or false")
         return value
     if kind is int:

@@ -108,9 +108,10 @@ def check_script() -> str:
 
     The first write is an UPDATE, INSERT or DELETE, an optional second one an
     INSERT or DELETE. Inserted and deleted rows belong to one transaction
-    each, so only the updated stages are locked by several clients. Updates
-    outside the savepoint take stages 1-3 and those inside it stages 4-5, so
-    those locks are always taken in the same order and clients cannot deadlock.
+    each, so only the updated stages are locked by several clients. A
+    transaction updates at most one of stages 1-3 and then at most one of
+    stages 4-5 (inside the savepoint), so no two clients wait on each other's
+    stages in opposite order and they cannot deadlock.
     """
     main_update = UPDATE_STAGE.replace(":stage", ":main_stage")
     undone_update = UPDATE_STAGE.replace(":stage", ":undone_stage")

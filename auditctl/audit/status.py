@@ -153,8 +153,8 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
             expected = render_trigger(connection, schema, table, effective_rules(table, stored), size_limit, stored)
             hashes = {hash_from_comment(comment) for _, _, comment in found.values()}
             if not set(expected.trigger_names) <= set(found):
-                # Triggers of another layout (an earlier template) are an
-                # install away from current; some of this layout's gone are not.
+                # Trigger names of another layout come from an earlier template,
+                # which install replaces. Without them, some triggers were dropped.
                 state = TableState.OUTDATED if set(found) - set(expected.trigger_names) else TableState.MISSING
             elif hashes == {expected.sql_hash} and set(found) == set(expected.trigger_names):
                 state = TableState.AUDITED
