@@ -1,24 +1,29 @@
 """UPDATE statements of every size must record the same events.
 
-An UPDATE of one row goes through the row-level code. One of a few rows
-goes through a cached query that compares columns as JSON. One of
+An UPDATE of one row goes through a query written at generation time for
+the table's columns, or, where no DDL capture would replace that trigger
+after a column change, through the row-level code. One of a few rows goes
+through a cached query that compares columns as JSON. One of
 BULK_UPDATE_ROWS rows or more goes through a query the trigger writes at
 run time from the table's current columns. Each test runs the same change
-on three twin tables (row by row, ten rows at a time, in one statement) and
-compares the events.
+on four twin tables (row by row with each one-row path, ten rows at a time,
+in one statement) and compares the events.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from auditctl.audit.catalog import list_tables
 from auditctl.audit.install import install
 from auditctl.audit.rules import MASK_MARKER, Rule
-from auditctl.audit.triggers import BULK_UPDATE_ROWS
+from auditctl.audit.triggers import BULK_UPDATE_ROWS, render_trigger
 from helpers import as_app_user, events
 
 ROWS = BULK_UPDATE_ROWS + 20
 TABLES = ("small", "batch", "bulk")
+# Updated row by row like small, with the trigger rendered as without DDL capture.
+JSON_TWIN = "small_json"
 BATCH_ROWS = 10
 
 TYPES_SQL = """
@@ -55,15 +60,24 @@ def _changes(connection, table: str) -> list[tuple]:
                   for e in events(connection, where=f"action = 'UPDATE' AND entity_type = 'public.{table}'"))
 
 
+def _sides(connection) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """The changes of small, batch and bulk, after checking that both one-row paths agree."""
+    small, batch, bulk = (_changes(connection, name) for name in TABLES)
+    assert _changes(connection, JSON_TWIN) == small
+    return small, batch, bulk
+
+
 def _twins(connection, rules: list[tuple[str, Rule]] | None = None, key: bool = True) -> None:
     connection.execute(TYPES_SQL)
-    for name in TABLES:
+    for name in (*TABLES, JSON_TWIN):
         connection.execute(TABLE_SQL.format(name=name, rows=ROWS))
         if not key:
             connection.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_pkey")
     rules = rules or []
-    twin_rules = [(f"{name}.{column}", rule) for name in TABLES for column, rule in rules]
-    install(connection, "audit", list(TABLES), column_rules=twin_rules)
+    twin_rules = [(f"{name}.{column}", rule) for name in (*TABLES, JSON_TWIN) for column, rule in rules]
+    install(connection, "audit", [*TABLES, JSON_TWIN], column_rules=twin_rules)
+    [twin] = [table for table in list_tables(connection, "audit") if table.name == JSON_TWIN]
+    connection.execute(render_trigger(connection, "audit", twin, ddl_capture=False).sql)
     connection.execute("DELETE FROM audit.events")
 
 
@@ -73,6 +87,7 @@ def _apply(connection, assignments: str, where: str = "true") -> None:
     assert len(ids) >= BULK_UPDATE_ROWS
     for row_id in ids:
         connection.execute(f"UPDATE small SET {assignments} WHERE id = {int(row_id)} AND ({where})")
+        connection.execute(f"UPDATE {JSON_TWIN} SET {assignments} WHERE id = {int(row_id)} AND ({where})")
     for first in range(0, len(ids), BATCH_ROWS):
         chunk = ", ".join(str(int(row_id)) for row_id in ids[first:first + BATCH_ROWS])
         connection.execute(f"UPDATE batch SET {assignments} WHERE id IN ({chunk}) AND ({where})")
@@ -86,7 +101,7 @@ def test_bulk_update_records_the_same_as_single_rows(db):
                               amount = amount + 1, doc = doc || '{"x": [1, null]}', raw_doc = '{"y": 2}',
                               tags = tags || 'b'::text, state = 'busy', code = NULL, seen_at = seen_at + interval '1 day',
                               blob = '\\x0a0b'::bytea""")
-        small, batch, bulk = (_changes(connection, name) for name in TABLES)
+        small, batch, bulk = _sides(connection)
     assert len(bulk) == ROWS
     assert small == bulk
     assert batch == bulk
@@ -98,7 +113,7 @@ def test_bulk_update_applies_column_rules(db):
     with db.connect() as connection:
         _twins(connection, rules)
         _apply(connection, "secret = secret || '!', email = upper(email), noise = noise + 1, amount = 0")
-        small, batch, bulk = (_changes(connection, name) for name in TABLES)
+        small, batch, bulk = _sides(connection)
         _apply(connection, "noise = noise + 1")
         only_excluded = _changes(connection, "bulk")
     assert small == bulk
@@ -112,7 +127,7 @@ def test_bulk_update_summarizes_large_text(db):
     with db.connect() as connection:
         _twins(connection)
         _apply(connection, "title = repeat('я', 5000)")
-        small, batch, bulk = (_changes(connection, name) for name in TABLES)
+        small, batch, bulk = _sides(connection)
     assert small == bulk
     assert batch == bulk
     assert all("'sha256':" in new for _, _, new in bulk)
@@ -122,7 +137,7 @@ def test_bulk_update_without_key_keeps_whole_old_row(db):
     with db.connect() as connection:
         _twins(connection, key=False)
         _apply(connection, "amount = 0")
-        small, batch, bulk = (_changes(connection, name) for name in TABLES)
+        small, batch, bulk = _sides(connection)
     assert small == bulk
     assert batch == bulk
     assert all(entity is None and "'title':" in old and new.startswith("{'amount'") for entity, old, new in bulk)
@@ -144,12 +159,12 @@ def test_bulk_update_of_key_column(db):
 def test_bulk_update_after_columns_change(db):
     with db.connect() as connection:
         _twins(connection)
-        for name in TABLES:
+        for name in (*TABLES, JSON_TWIN):
             connection.execute(f"ALTER TABLE {name} DROP COLUMN doc")
             connection.execute(f"ALTER TABLE {name} RENAME COLUMN title TO heading")
             connection.execute(f"ALTER TABLE {name} ADD COLUMN auditctl_position int DEFAULT 0")
         _apply(connection, "heading = 'h', auditctl_position = 1, amount = amount * 2")
-        small, batch, bulk = (_changes(connection, name) for name in TABLES)
+        small, batch, bulk = _sides(connection)
     assert small == bulk
     assert batch == bulk
     assert all("'heading': 'h'" in new and "'auditctl_position': 1" in new for _, _, new in bulk)
@@ -159,7 +174,10 @@ def test_bulk_update_that_changes_nothing_records_nothing(db):
     with db.connect() as connection:
         _twins(connection)
         connection.execute("UPDATE bulk SET title = title, amount = amount")
-        assert _changes(connection, "bulk") == []
+        for name in ("small", JSON_TWIN):
+            connection.execute(f"UPDATE {name} SET title = title, amount = amount WHERE id = 1")
+            connection.execute(f"UPDATE {name} SET title = 'none' WHERE id = -1")
+        assert [_changes(connection, name) for name in ("bulk", "small", JSON_TWIN)] == [[], [], []]
 
 
 def test_bulk_update_carries_the_request_context(db):

@@ -32,7 +32,7 @@ def test_ddl_recorded_with_context(captured):
             connection.execute("SET LOCAL auditctl.user_id = 'dba-1'")
             connection.execute("ALTER TABLE item ADD COLUMN price numeric")
         connection.execute("CREATE INDEX item_name_idx ON item (name)")
-        alter, index = _system(connection)
+        alter, index = _system(connection, "action = 'DDL'")
     assert alter["action"] == "DDL"
     assert alter["user_id"] == "dba-1"
     assert alter["details"]["command_tag"] == "ALTER TABLE"
@@ -73,7 +73,7 @@ def test_migration_named_in_ddl_event(captured):
         with connection.transaction():
             connection.execute("""INSERT INTO "_prisma_migrations" VALUES ('m1', '20261201000000_add_priority')""")
             connection.execute("ALTER TABLE item ADD COLUMN priority int NOT NULL DEFAULT 0")
-        ddl = _system(connection, "details->>'command_tag' = 'ALTER TABLE'")[-1]
+        ddl = _system(connection, "action = 'DDL' AND details->>'command_tag' = 'ALTER TABLE'")[-1]
     assert ddl["details"]["migration"]["ledger"] == "public._prisma_migrations"
     assert ddl["details"]["migration"]["row"]["migration_name"] == "20261201000000_add_priority"
 
@@ -194,7 +194,7 @@ def _count_events(connection: psycopg.Connection) -> int:
     ("DROP TABLE audit.settings", "table audit.settings"),
     ("DROP FUNCTION audit.log_event CASCADE", "function audit.log_event"),
     ("DROP INDEX audit.events_time_idx", "index audit.events_time_idx"),
-    ("ALTER TABLE audit.events DROP CONSTRAINT events_action_format", "events_action_format"),
+    ("ALTER TABLE audit.audited_tables DROP CONSTRAINT audited_tables_hash_format", "audited_tables_hash_format"),
     ("DROP TRIGGER auditctl_update ON item", "trigger auditctl_update on public.item"),
 ], ids=["events", "default-partition", "schema", "registry", "settings", "function", "index", "constraint",
         "audit-trigger"])

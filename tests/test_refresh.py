@@ -172,18 +172,71 @@ def test_new_secret_column_masked_at_once(accounts):
         reasons = [e["details"]["reasons"] for e in _refreshes(connection)]
     assert event["new_values"]["resetToken"] == "[masked]"
     assert event["new_values"]["password"] == "[masked]"
-    assert reasons == [["rule_column_added"], ["rule_column_added"]]
+    assert reasons == [["rule_column_added", "columns_changed"], ["rule_column_added", "columns_changed"]]
 
 
-def test_unrelated_alter_keeps_generated_trigger(accounts):
+def test_alter_of_no_column_keeps_generated_trigger(accounts):
     with accounts.connect() as connection:
-        connection.execute("ALTER TABLE account ADD COLUMN age int")
-        connection.execute("ALTER TABLE account RENAME COLUMN email TO mail")
-        connection.execute("ALTER TABLE account ALTER COLUMN age TYPE bigint")
+        connection.execute("ALTER TABLE account ALTER COLUMN email SET DEFAULT 'none'")
+        connection.execute("ALTER TABLE account ADD CONSTRAINT email_length CHECK (length(email) < 200)")
+        connection.execute("ALTER TABLE account SET (fillfactor = 90)")
+        connection.execute("CREATE INDEX ON account (email)")
         functions = _trigger_functions(connection, "account")
         refreshes = _refreshes(connection)
     assert "capture_generic" not in functions
     assert refreshes == []
+
+
+# The one-row UPDATE query of a generated trigger names every column: each of
+# these changes gives the table the interim trigger, and updates of one row
+# keep being recorded with the table's columns as they are now.
+COLUMN_CHANGES = [
+    pytest.param("ALTER TABLE account ADD COLUMN age int", "age", 41, id="added"),
+    pytest.param("ALTER TABLE account RENAME COLUMN email TO mail", "mail", "b@example.org", id="renamed"),
+    pytest.param("ALTER TABLE account ALTER COLUMN id TYPE bigint", "email", "b@example.org", id="retyped"),
+    pytest.param("ALTER TABLE account DROP COLUMN email", "phone", None, id="dropped"),
+]
+
+
+@pytest.mark.parametrize(("statement", "column", "value"), COLUMN_CHANGES)
+def test_column_change_refreshes_generated_trigger(accounts, statement, column, value):
+    with accounts.connect() as connection:
+        connection.execute("INSERT INTO account (id, email) VALUES (1, 'a@example.org')")
+        connection.execute(statement)
+        if value is None:
+            connection.execute("UPDATE account SET notes = 'changed' WHERE id = 1")
+        else:
+            connection.execute(f"UPDATE account SET {column} = %s WHERE id = 1", (value,))
+        [refresh] = _refreshes(connection)
+        update = events(connection, where="action = 'UPDATE'")
+        functions = _trigger_functions(connection, "account")
+    assert refresh["details"]["reasons"][-1] == "columns_changed"
+    assert functions == {"capture_generic"}
+    assert len(update) == 1
+    if value is None:
+        assert update[0]["new_values"] == {"notes": "[masked]"}
+    else:
+        assert update[0]["new_values"] == {column: value}
+        assert update[0]["entity_id"] == "1"
+
+
+def test_column_dropped_by_cascade_refreshes_generated_trigger(db):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TYPE mood AS ENUM ('calm', 'busy');
+            CREATE TABLE worker (id int PRIMARY KEY, name text, state mood);
+            INSERT INTO worker VALUES (1, 'Ann', 'calm');
+        """)
+        install(connection, "audit", ["worker"])
+        connection.execute("DROP TYPE mood CASCADE")
+        connection.execute("UPDATE worker SET name = 'Anna' WHERE id = 1")
+        [refresh] = _refreshes(connection)
+        [update] = events(connection, where="action = 'UPDATE'")
+        functions = _trigger_functions(connection, "worker")
+    assert refresh["details"]["command_tag"] == "DROP TYPE"
+    assert refresh["details"]["reasons"] == ["columns_changed"]
+    assert functions == {"capture_generic"}
+    assert (update["old_values"], update["new_values"]) == ({"name": "Ann"}, {"name": "Anna"})
 
 
 def test_rolled_back_alter_leaves_no_trace(accounts):

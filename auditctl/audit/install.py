@@ -161,7 +161,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             if not table.has_primary_key:
                 result.without_primary_key.append(table)
             trigger = render_trigger(connection, schema, table, rules, size_limit,
-                                     stored_rules.get((table.schema, table.name), {}))
+                                     stored_rules.get((table.schema, table.name), {}), result.ddl_capture)
             found = current.get(table.oid)
             if (found and found.firing == {firing_code(result.enable_always)} and found.sql_hash == trigger.sql_hash
                     and found.names == frozenset(trigger.trigger_names)):

@@ -13,7 +13,7 @@ from .schema import template_context
 
 # Bump when sql/trigger.sql.j2 changes in a way that existing triggers must
 # be regenerated for; status then reports them as outdated.
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 
 # Trigger names are per table, so fixed names cannot collide between tables.
 # NOTE: a second audit schema (install with another --schema) on the same
@@ -60,13 +60,15 @@ def function_name_for(table: Table) -> str:
 
 def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
                    rules: list[ColumnRule] | None = None, max_value_bytes: int | None = None,
-                   stored: dict[str, Rule] | None = None) -> TriggerSql:
+                   stored: dict[str, Rule] | None = None, ddl_capture: bool | None = None) -> TriggerSql:
     """Render the trigger SQL of one table as the template version in use would.
 
     ``rules`` are the table's effective column rules and ``stored`` the rules
     kept in the audit schema for it. ``max_value_bytes`` is the size above
-    which text is stored as size and hash. Each is read from the audit
-    schema when not given.
+    which text is stored as size and hash. ``ddl_capture`` tells whether the
+    DDL event triggers run, which replace the trigger after a column change:
+    only then does a one-row UPDATE take the query that names the columns.
+    Each is read from the database when not given.
     """
     if stored is None:
         stored = load_rules(connection, schema).get((table.schema, table.name), {})
@@ -74,6 +76,9 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         rules = effective_rules(table, stored)
     if max_value_bytes is None:
         max_value_bytes = load_max_value_bytes(connection, schema)
+    if ddl_capture is None:
+        from .ddl import ddl_capture_enabled  # ddl imports this module
+        ddl_capture = ddl_capture_enabled(connection, schema)
     exempt = sorted({r.column for r in rules} | {column for column, rule in stored.items() if rule is Rule.KEEP})
     summarized_bytea = [column for column in table.bytea_columns if column not in exempt]
     excluded_columns = {r.column for r in rules if r.rule is Rule.EXCLUDE}
@@ -93,6 +98,13 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         if len(key_columns) == 1:
             return f"({row}) ->> {key_literals[0]}"
         values = ", ".join(f"({row}) -> {literal}" for literal in key_literals)
+        return f"pg_catalog.jsonb_build_array({values})::text"
+
+    def typed_key(row: str) -> str:
+        # The same text as key_expression() gives for the row's JSON.
+        if len(key_columns) == 1:
+            return f"pg_catalog.to_jsonb({row}.{key_columns[0]}) #>> '{{}}'"
+        values = ", ".join(f"{row}.{column}" for column in key_columns)
         return f"pg_catalog.jsonb_build_array({values})::text"
 
     context = template_context(connection, schema)
@@ -117,6 +129,9 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         entity_type=quote_literal(table.entity_type),
         key_columns=key_columns,
         key_expression=key_expression,
+        typed_update=ddl_capture,
+        typed_key=typed_key,
+        typed_columns=_typed_columns(connection, table, diff_columns) if ddl_capture and set_based else [],
         function_comment=quote_literal(
             f"auditctl trigger function for {table.entity_type} (template {TEMPLATE_VERSION})"),
     )
@@ -127,6 +142,40 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
     sql_text = render("trigger.sql.j2", **context)
     return TriggerSql(table=quoted_table, function_name=function, sql=sql_text, sql_hash=sha256_hex(sql_text),
                       trigger_names=SET_BASED_LAYOUT if set_based else ROW_LAYOUT)
+
+
+def _typed_columns(connection: psycopg.Connection, table: Table, columns: list[str]) -> list[dict[str, str]]:
+    """Describe the stored columns for the one-row UPDATE query of the template.
+
+    Each column gets its name as an SQL literal and the SQL that is true
+    when its value did not change: typed values where the type has an = operator
+    of its own in pg_catalog, their text otherwise (json, arrays, domains,
+    enums, types of extensions, whose operators the trigger's search_path
+    does not reach), as the query of a large UPDATE compares them.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_COLUMN_TYPES_QUERY, (table.oid,))
+        exact = dict(cursor.fetchall())
+    described = []
+    for column in columns:
+        ident = quote_ident(column)
+        if exact.get(column, False):
+            same = f"o.{ident} IS NOT DISTINCT FROM n.{ident}"
+        else:
+            same = f"o.{ident}::text IS NOT DISTINCT FROM n.{ident}::text"
+        described.append({"literal": quote_literal(column), "same": same})
+    return described
+
+
+_COLUMN_TYPES_QUERY = """
+SELECT a.attname,
+       EXISTS (SELECT FROM pg_catalog.pg_operator AS op
+                WHERE op.oprname = '=' AND op.oprleft = a.atttypid AND op.oprright = a.atttypid
+                  AND op.oprresult = 'pg_catalog.bool'::pg_catalog.regtype
+                  AND op.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+  FROM pg_catalog.pg_attribute AS a
+ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
 
 
 def _text_array(values: list[str]) -> str:
