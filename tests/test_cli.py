@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 
@@ -183,6 +184,87 @@ def test_locale_variables_choose_russian(cli, variable):
     if variable == "LANGUAGE":
         env["LANGUAGE"] = "ru"
     assert "Команды" in cli("--help", env=env).stdout
+
+
+# Command lines that typer rejects before any command runs, with the
+# English and the Russian message each must print.
+USAGE_ERRORS = {
+    "unknown-option": (["query", "--bogus"], "No such option: --bogus", "Нет такого параметра: --bogus"),
+    "unknown-option-hint": (["query", "--limt", "5"], "No such option: --limt (Possible options: --limit)",
+                            "Нет такого параметра: --limt (похожие параметры: --limit)"),
+    "missing-argument": (["history"], "Missing argument 'TABLE'.", "Не указан аргумент 'TABLE'."),
+    "not-an-integer": (["query", "--limit", "abc"], "Invalid value for '--limit': 'abc' is not an integer.",
+                       "Неверное значение '--limit': 'abc' — не целое число."),
+    "below-minimum": (["query", "--limit", "0"], "Invalid value for '--limit': 0 is out of range: the minimum is 1.",
+                      "Неверное значение '--limit': 0 вне допустимого диапазона: минимум — 1."),
+    "not-a-choice": (["query", "--format", "xml"],
+                     "Invalid value for '--format': 'xml' is not one of 'table', 'json', 'csv'.",
+                     "Неверное значение '--format': 'xml' не входит в число допустимых значений: "
+                     "'table', 'json', 'csv'."),
+    "directory-not-file": (["export", "-o", "."],
+                           "Invalid value for '--output' / '-o': '.' is a directory, not a file.",
+                           "Неверное значение '--output' / '-o': '.' — каталог, а не файл."),
+    "extra-argument": (["status", "extra"], "Got unexpected extra argument(s) (extra)", "Лишние аргументы: extra"),
+    "unknown-command": (["stauts"], "No such command 'stauts'. Did you mean 'status'?",
+                        "Нет такой команды «stauts». Возможно, вы имели в виду 'status'?"),
+    "option-without-value": (["query", "--limit"], "Option '--limit' requires an argument.",
+                             "Для параметра '--limit' нужно указать значение."),
+    "flag-with-value": (["install", "--all=3"], "Option '--all' does not take a value.",
+                        "Параметр '--all' не принимает значения."),
+}
+
+# Words of typer's English usage errors that a Russian message must not contain.
+ENGLISH_USAGE_WORDS = ("Usage:", "Try '", "Error", "No such", "Missing", "Invalid value", "Got unexpected",
+                       "Did you mean", "Option '", "is not")
+
+
+@pytest.mark.parametrize("case", USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
+@pytest.mark.parametrize(("env", "language"), [({"LANG": "C.UTF-8"}, "en"), ({"LC_ALL": "ru_RU.UTF-8"}, "ru")],
+                         ids=["en", "ru"])
+def test_usage_error_in_user_language(cli, case, env, language):
+    args, english, russian = case
+    result = cli(*args, env=env)
+    assert result.exit_code == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    if language == "en":
+        assert english in result.stderr
+        assert result.stderr.count("─ Error ─") == 1, result.stderr
+    else:
+        assert russian in result.stderr
+        assert result.stderr.count("─ Ошибка ─") == 1, result.stderr
+        assert [word for word in ENGLISH_USAGE_WORDS if word in result.stderr] == [], result.stderr
+
+
+@pytest.mark.parametrize(("env", "usage", "hint"), [
+    ({"LANG": "C.UTF-8"}, "Usage: auditctl query [OPTIONS]", "Try 'auditctl query --help' for help."),
+    ({"LANG": "ru_RU.UTF-8", "LC_ALL": "C"}, "Usage: auditctl query [OPTIONS]",
+     "Try 'auditctl query --help' for help."),
+    ({"LANG": "ru_RU.UTF-8"}, "Использование: auditctl query [OPTIONS]", "Справка: 'auditctl query --help'."),
+], ids=["en", "lc-all-c-over-ru", "ru"])
+def test_usage_error_shows_usage_and_hint(cli, env, usage, hint):
+    result = cli("query", "--bogus", env=env)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[:2] == [usage, hint]
+
+
+def test_no_arguments_prints_help(cli):
+    result = cli()
+    assert result.exit_code == 2
+    assert "Commands" in result.stdout
+    assert result.stderr == ""
+
+
+def test_usage_error_falls_back_to_typer(monkeypatch, capsys):
+    # The package's ``app`` attribute is the typer app, so import the module by name.
+    cli_app = importlib.import_module("auditctl.cli.app")
+    monkeypatch.setattr(cli_app, "find_click_error_classes", lambda: None)
+    # -x fails before the group callback, which would reconfigure the auditctl logger.
+    monkeypatch.setattr("sys.argv", ["auditctl", "-x"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_app.main()
+    assert exit_info.value.code == 2
+    assert "No such option: -x" in capsys.readouterr().err
 
 
 def test_status_and_uninstall_commands(audited, cli):

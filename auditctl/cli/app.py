@@ -13,7 +13,8 @@ from rich.markup import escape
 from ..db import first_line
 from ..errors import AuditctlError
 from ..i18n import _
-from ..render import error_console, print_error
+from ..render import error_console, print_aborted, print_error, print_usage_error
+from .usage_errors import describe_click_error, find_click_error_classes
 
 logger = logging.getLogger("auditctl")
 
@@ -103,6 +104,36 @@ def escape_help_markup(command: Any) -> None:
         escape_help_markup(subcommand)
 
 
+def run_command(command: Any, args: list[str]) -> None:
+    """Run the click command, print its command-line errors in the user's language, and exit.
+
+    typer's standalone mode would print those errors itself, in English, so
+    the command runs with standalone_mode=False and this function does what
+    typer would do otherwise: exit with the code of typer.Exit, print
+    "Aborted." and exit 1 on typer.Abort, and exit 2 on a usage error.
+    """
+    classes = find_click_error_classes()
+    if classes is None:
+        command(args=args, prog_name="auditctl")
+        return
+
+    try:
+        result = command.main(args=args, prog_name="auditctl", standalone_mode=False)
+    except classes.no_args_is_help as exc:
+        # typer has printed the help already.
+        sys.exit(exc.exit_code)
+    except classes.base as exc:
+        report = describe_click_error(exc, classes)
+        print_usage_error(report.message, report.usage, report.command_path, report.help_option)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print_aborted()
+        sys.exit(1)
+    # The result is the code of typer.Exit or Context.exit(), or else what the
+    # command returned: None for every auditctl command.
+    sys.exit(result if isinstance(result, int) else 0)
+
+
 def main() -> None:
     """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
     from . import (  # noqa: F401  (registers the commands)
@@ -112,7 +143,7 @@ def main() -> None:
     try:
         command = typer.main.get_command(app)
         escape_help_markup(command)
-        command(args=hoist_global_options(sys.argv[1:]), prog_name="auditctl")
+        run_command(command, hoist_global_options(sys.argv[1:]))
     except AuditctlError as exc:
         if _state["verbose"]:
             logger.exception("command failed")

@@ -2,13 +2,15 @@
 
 Nothing calls this module. It lists typer's own texts so that message
 extraction puts them into the auditctl catalog, which the CLI installs as
-the default domain. typer 0.29 writes its usage errors ("No such option",
-"Invalid value") and "Usage:" without gettext, so those stay in English.
+the default domain.
 
-NOTE: typer 0.29 runs its own copy of click (``typer._click``), whose
-messages are plain f-strings; the separate click package, which does call
-gettext, is never imported. Translating these errors would mean patching or
-re-rendering typer's private classes, so they are left in English.
+typer 0.29 runs its own copy of click (``typer._click``), whose usage errors
+("No such option", "Invalid value", the "Usage:" line) are English f-strings
+outside gettext. ``usage_errors.py`` rebuilds those messages through ``_()``
+when main() catches them.
+
+NOTE: the "Usage:" line and the "Show this message and exit." text of
+``--help`` output still come from typer in English.
 """
 
 
