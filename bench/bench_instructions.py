@@ -1,8 +1,9 @@
 """Count the CPU instructions of one audited write, with callgrind.
 
-Throughput ratios move with the machine: the same code measured 0.53 and
-0.69 of unaudited UPDATE throughput on two days. Instruction counts do
-not: callgrind counts what the server executes, the same from run to run
+Throughput ratios move with the machine: the same code kept 0.53 of
+unaudited one-row UPDATE throughput on one run and 0.43 on another a day
+later (bench_capture.py, synchronous_commit off). Instruction counts do
+not move: callgrind counts what the server executes, the same from run to run
 for the same binaries and inputs, whatever else the machine is doing.
 
 The script loads the Prisma-style sample schema and seed (schema.sql and
@@ -56,8 +57,8 @@ def backend_instructions(cluster: Cluster, pgbench: str, script: Path, transacti
 
     Callgrind names each file by process id and writes it when the process
     exits, which can take seconds. A connection made just before the run
-    gives a process id above every earlier one; pgbench then opens two
-    connections, one to look at the server and then the client's, whose
+    gives a process id above every earlier one. pgbench then opens two
+    connections: one to look at the server, then the client's, whose
     backend has the higher id.
     """
     with psycopg.connect(cluster.dsn("postgres")) as connection:
