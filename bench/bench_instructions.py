@@ -1,7 +1,7 @@
 """Count the CPU instructions of one audited write, with callgrind.
 
 Throughput ratios move with the machine: the same code kept 0.53 of
-unaudited one-row UPDATE throughput on one run and 0.43 on another a day
+unaudited one-row UPDATE throughput on one run and 0.43 on another hours
 later (bench_capture.py, synchronous_commit off). Instruction counts do
 not move: callgrind counts what the server executes, the same from run to run
 for the same binaries and inputs, whatever else the machine is doing.
