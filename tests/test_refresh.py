@@ -220,6 +220,16 @@ def test_column_change_refreshes_generated_trigger(accounts, statement, column, 
         assert update[0]["entity_id"] == "1"
 
 
+def test_refresh_sends_the_client_no_notice(accounts):
+    notices = []
+    with accounts.connect() as connection:
+        connection.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary))
+        connection.execute("ALTER TABLE account ADD COLUMN age int")
+        connection.execute("ALTER TABLE account DROP COLUMN age")
+        connection.execute("CREATE TABLE later (id int PRIMARY KEY)")
+    assert notices == []
+
+
 def test_column_dropped_by_cascade_refreshes_generated_trigger(db):
     with db.connect() as connection:
         connection.execute("""
