@@ -16,6 +16,7 @@ import psycopg
 from psycopg import conninfo
 
 from .errors import ConnectionFailedError, InvalidArgumentError, ServerVersionError
+from .jsonvalues import keep_numbers_exact
 from .i18n import _
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
             .format(target=describe_dsn(source.dsn), origin=source.origin, error=first_line(str(exc)))
         ) from None
     check_server_version(connection)
+    keep_numbers_exact(connection)
     return connection
 
 

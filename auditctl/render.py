@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import logging
 import os
 import sys
@@ -25,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from . import jsonvalues
 from .audit.cron import CronResult
 from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
@@ -105,7 +105,7 @@ def local_utc_offset() -> str:
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else jsonvalues.dumps(value, ensure_ascii=False)
     return text if len(text) <= _CELL_VALUE_CHARS else text[: _CELL_VALUE_CHARS - 1] + "…"
 
 
@@ -198,7 +198,7 @@ def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+        return jsonvalues.dumps(value, ensure_ascii=False)
     return str(value)
 
 
@@ -210,7 +210,7 @@ def print_next_page_hint(last_id: int) -> None:
 
 def print_json(value: Any) -> None:
     """Print a value as indented JSON, non-ASCII text kept as is."""
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(jsonvalues.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
 def history_to_json(history: RecordHistory) -> dict[str, Any]:

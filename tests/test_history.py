@@ -52,6 +52,26 @@ def test_history_composite_key(shop, key):
     assert [entry.event.action for entry in history.entries] == ["INSERT", "UPDATE"]
 
 
+def test_numbers_shown_with_every_digit(shop, cli):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (3, 'big', 12345678901234567890.123456789)")
+        connection.execute("UPDATE customer SET balance = 12345678901234567891.123456789 WHERE id = 3")
+        connection.execute("UPDATE customer SET balance = 9.00 WHERE id = 3")
+    history = cli("history", "customer", "3", "--format", "json", dsn=shop.dsn)
+    query = cli("query", "--table", "customer", "--action", "UPDATE", "--format", "json", dsn=shop.dsn)
+    table = cli("history", "customer", "3", dsn=shop.dsn, env={"COLUMNS": "200"})
+    assert history.exit_code == 0, history.stderr
+    assert query.exit_code == 0, query.stderr
+    changes = [change for event in json.loads(history.stdout, parse_float=str)["events"] for change in event["changes"]]
+    assert {"column": "balance", "old": "12345678901234567890.123456789",
+            "new": "12345678901234567891.123456789"} in changes
+    assert {"column": "balance", "old": "12345678901234567891.123456789", "new": "9.00"} in changes
+    assert '"balance": 9.00' in query.stdout
+    assert table.exit_code == 0, table.stderr
+    assert "9.00" in table.stdout
+    assert "e+19" not in table.stdout
+
+
 def test_history_cli_json(shop, cli):
     result = cli("history", "customer", "1", "--format", "json", dsn=shop.dsn)
     assert result.exit_code == 0, result.stderr

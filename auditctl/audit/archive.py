@@ -14,7 +14,6 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 import logging
 import os
 import tempfile
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from .. import jsonvalues
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
 from .query import EXPORT_COLUMNS
@@ -138,8 +138,8 @@ def _json_row(row: tuple) -> str:
     record = dict(zip(EXPORT_COLUMNS, row, strict=True))
     for key in ("old", "new", "details"):
         if record[key] is not None:
-            record[key] = json.loads(record[key])
-    return json.dumps(record, ensure_ascii=False)
+            record[key] = jsonvalues.loads(record[key])
+    return jsonvalues.dumps(record, ensure_ascii=False)
 
 
 def _write_jsonl_zst(cursor: psycopg.Cursor, path: Path) -> None:
@@ -239,7 +239,7 @@ def _read_ids_and_times(path: Path, archive_format: ArchiveFormat) -> Iterator[t
 
         with path.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
             for line in io.TextIOWrapper(stream, encoding="utf-8"):
-                record = json.loads(line)
+                record = jsonvalues.loads(line)
                 yield int(record["id"]), record["occurred_at"]
     else:
         import pyarrow.parquet as pq
@@ -390,4 +390,4 @@ class S3Destination(Destination):
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
-    return (json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n").encode()
+    return (jsonvalues.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n").encode()

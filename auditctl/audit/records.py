@@ -7,7 +7,6 @@ the table is dropped and created again.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from .. import jsonvalues
 from ..errors import EventNotFoundError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from .catalog import Table, list_tables
@@ -52,7 +52,7 @@ def parse_key_values(values: list[str]) -> list[str]:
         raise InvalidArgumentError(_("Missing record id: give the primary key value, or one value per key column."))
     if len(values) > 1 or not values[0].lstrip().startswith("["):
         return list(values)
-    return [item if isinstance(item, str) else json.dumps(item)
+    return [item if isinstance(item, str) else jsonvalues.dumps(item)
             for item in load_key_array(values[0], _("record id"))]
 
 
@@ -174,7 +174,7 @@ def _stored_id_of_dropped_table(connection: psycopg.Connection, schema: str, ent
     rows = connection.execute(statement, (entity_type, key_values)).fetchall()
     if rows:
         return rows[0][0]
-    return json.dumps(key_values, ensure_ascii=False)
+    return jsonvalues.dumps(key_values, ensure_ascii=False)
 
 
 def record_events(connection: psycopg.Connection, schema: str, record: RecordKey) -> list[Event]:

@@ -24,6 +24,7 @@ import psycopg.errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from .. import jsonvalues
 from ..errors import RevertConflictError, RevertRefusedError
 from ..i18n import _
 from .catalog import Table, list_tables
@@ -357,6 +358,6 @@ def _check_unchanged(connection: psycopg.Connection, target: sql.Composable, key
         if current.get(column) != expected.get(column):
             return _("event {id}: {table} {key} column {column} is now {current}, the event set {expected}").format(
                 id=event.id, table=event.entity_type, key=event.entity_id, column=column,
-                current=json.dumps(current.get(column), ensure_ascii=False)[:80],
-                expected=json.dumps(expected.get(column), ensure_ascii=False)[:80])
+                current=jsonvalues.dumps(current.get(column), ensure_ascii=False)[:80],
+                expected=jsonvalues.dumps(expected.get(column), ensure_ascii=False)[:80])
     return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime, format_skeleton
 from babel.numbers import format_decimal
 
+from .. import jsonvalues
 from ..audit.browse import DayCount
 from ..audit.query import Event
 
@@ -41,7 +41,7 @@ def value_text(value: Any) -> str:
     # the exports keep the stored text.
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return jsonvalues.dumps(value, ensure_ascii=False)
 
 
 def _short(value: Any) -> str:
@@ -87,7 +87,7 @@ def summary(event: Event) -> tuple[list[ChangeLine], int]:
 
 def pretty_json(value: Any) -> str:
     """Show a JSON value indented, non-ASCII text kept as is."""
-    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+    return jsonvalues.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
 
 
 @dataclass
