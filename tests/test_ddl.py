@@ -41,6 +41,15 @@ def test_ddl_recorded_with_context(captured):
     assert index["details"]["command_tag"] == "CREATE INDEX"
 
 
+def test_drop_column_recorded_once(captured):
+    with captured.connect() as connection:
+        connection.execute("ALTER TABLE item ADD COLUMN doomed int")
+        connection.execute("ALTER TABLE item DROP COLUMN doomed")
+        ddl = _system(connection, "action = 'DDL'")
+    assert [e["details"]["statement"] for e in ddl] == ["ALTER TABLE item ADD COLUMN doomed int",
+                                                       "ALTER TABLE item DROP COLUMN doomed"]
+
+
 def test_grant_recorded_as_permission_change(captured):
     with captured.connect() as connection:
         connection.execute("GRANT SELECT ON item TO PUBLIC")
