@@ -248,7 +248,7 @@ def test_status_reports_states(db):
     assert {t.entity_type: t.events for t in report.tables}["public.good"] == 2
     with db.connect() as connection:
         system = [e["action"] for e in events(connection, system=True) if e["entity_type"] is None]
-    assert system == ["AUDIT_INSTALL", "AUDIT_TRIGGER_DISABLED", "DDL", "DDL", "AUDIT_TRIGGER_REFRESHED"]
+    assert system == ["AUDIT_INSTALL", "AUDIT_TRIGGER_DISABLED", "DDL", "AUDIT_TRIGGER_REFRESHED"]
     assert report.total_events == 2 + len(system)
     assert report.log_bytes > 0
 
