@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import set_json_dumps, set_json_loads
 
-# PostgreSQL's jsonb rejects the \u0000 escape, so no text read from the
-# database contains this marker of a number.
+# Audited values are jsonb, which rejects the \u0000 escape, so no text
+# read from the log contains this marker of a number.
 _MARKER = re.compile(r'"\\u0000(\d+)\\u0000"')
 
 

@@ -175,7 +175,7 @@ def test_new_secret_column_masked_at_once(accounts):
     assert reasons == [["rule_column_added", "columns_changed"], ["rule_column_added", "columns_changed"]]
 
 
-def test_alter_of_no_column_keeps_generated_trigger(accounts):
+def test_non_column_alter_keeps_trigger(accounts):
     with accounts.connect() as connection:
         connection.execute("ALTER TABLE account ALTER COLUMN email SET DEFAULT 'none'")
         connection.execute("ALTER TABLE account ADD CONSTRAINT email_length CHECK (length(email) < 200)")
@@ -199,7 +199,7 @@ COLUMN_CHANGES = [
 
 
 @pytest.mark.parametrize(("statement", "column", "value"), COLUMN_CHANGES)
-def test_column_change_refreshes_generated_trigger(accounts, statement, column, value):
+def test_column_change_refreshes_trigger(accounts, statement, column, value):
     with accounts.connect() as connection:
         connection.execute("INSERT INTO account (id, email) VALUES (1, 'a@example.org')")
         connection.execute(statement)
@@ -220,7 +220,7 @@ def test_column_change_refreshes_generated_trigger(accounts, statement, column, 
         assert update[0]["entity_id"] == "1"
 
 
-def test_refresh_sends_the_client_no_notice(accounts):
+def test_refresh_sends_no_notice(accounts):
     notices = []
     with accounts.connect() as connection:
         connection.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary))
@@ -230,7 +230,7 @@ def test_refresh_sends_the_client_no_notice(accounts):
     assert notices == []
 
 
-def test_column_dropped_by_cascade_refreshes_generated_trigger(db):
+def test_cascade_column_drop_refreshes_trigger(db):
     with db.connect() as connection:
         connection.execute("""
             CREATE TYPE mood AS ENUM ('calm', 'busy');

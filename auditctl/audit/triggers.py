@@ -65,9 +65,9 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
 
     ``rules`` are the table's effective column rules and ``stored`` the rules
     kept in the audit schema for it. ``max_value_bytes`` is the size above
-    which text is stored as size and hash. ``ddl_capture`` tells whether the
-    DDL event triggers run, which replace the trigger after a column change:
-    only then does a one-row UPDATE take the query that names the columns.
+    which text is stored as size and hash. ``ddl_capture`` is true where the
+    DDL event triggers run, which replace the trigger after a column change,
+    and only then does a one-row UPDATE take the query that names the columns.
     Each is read from the database when not given.
     """
     if stored is None:
@@ -154,6 +154,8 @@ def _typed_columns(connection: psycopg.Connection, table: Table, columns: list[s
     enums, types of extensions, whose operators the trigger's search_path
     does not reach), as the query of a large UPDATE compares them.
     """
+    # NOTE: an = that ignores some differences (text under a nondeterministic
+    # collation) hides a change that the JSON comparison of other paths records.
     with connection.cursor() as cursor:
         cursor.execute(_COLUMN_TYPES_QUERY, (table.oid,))
         exact = dict(cursor.fetchall())

@@ -38,7 +38,7 @@ class ClickErrorClasses:
 
 @dataclass(frozen=True)
 class UsageErrorReport:
-    """The parts of one printed click error: its message and, where click knows them, the usage line and help option."""
+    """The parts of one printed click error: its message and, where click has them, the usage line and help option."""
 
     message: str
     usage: str | None = None
