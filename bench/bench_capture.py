@@ -4,8 +4,9 @@ Loads a Prisma-style sample schema and its seed (schema.sql and seed.sql in
 PRISMA_DIR) into the schema bench_capture, then prints, from one run:
 
 - pgbench TPS (-M prepared) of single-row UPDATE, INSERT and DELETE with
-  synchronous_commit on and off, with and without the auditctl triggers, and
-  the ratio audited / unaudited of each pair;
+  synchronous_commit on and off, without triggers, with the minimal row
+  trigger of bench/minimal.py and with the auditctl triggers, and the ratio
+  of each to the unaudited TPS;
 - a capture check: a mixed pgbench run in which about 30% of the
   transactions roll back and some committed ones roll back to a savepoint.
   Every committed transaction records its txid and its row changes in an
@@ -35,12 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from auditctl.audit.install import install, uninstall  # noqa: E402
+from auditctl.audit.schema import schema_exists  # noqa: E402
 from bench_triggers import describe, find_pgbench, pgbench_tps, run_on_server  # noqa: E402
+from minimal import create_log, drop_log, install_minimal, uninstall_minimal  # noqa: E402
 
 PRISMA_DIR = ROOT.parent / "shared" / "data" / "prisma-app"
 SCHEMA = "bench_capture"
 AUDITED_TABLES = [f"{SCHEMA}.Product", f"{SCHEMA}.WorkStage"]
-MODES = ("plain", "audited")
+MODES = ("plain", "minimal", "audited")
+# Primary keys of the audited tables, for the minimal triggers.
+KEY_COLUMNS = {"Product": ["id"], "WorkStage": ["productId", "stageNo"]}
 ROLLBACK_PERCENT = 30
 SAVEPOINT_PERCENT = 25
 
@@ -184,10 +189,24 @@ def load_schema(connection: psycopg.Connection) -> None:
 
 
 def set_audited(connection: psycopg.Connection, audited: bool) -> None:
-    if audited:
+    set_mode(connection, "audited" if audited else "plain")
+
+
+def set_mode(connection: psycopg.Connection, mode: str) -> None:
+    """Leave the written tables unaudited, under the minimal row triggers, or under auditctl's."""
+    tables = [(SCHEMA, name) for name in KEY_COLUMNS]
+    if mode == "audited":
+        for table in tables:
+            uninstall_minimal(connection, table)
         install(connection, "audit", AUDITED_TABLES)
-    else:
+        return
+    if schema_exists(connection, "audit"):
         uninstall(connection, "audit", AUDITED_TABLES)
+    for table in tables:
+        if mode == "minimal":
+            install_minimal(connection, table, KEY_COLUMNS[table[1]], "row")
+        else:
+            uninstall_minimal(connection, table)
 
 
 def settle(connection: psycopg.Connection, checkpoint: bool) -> None:
@@ -211,7 +230,7 @@ def measure_throughput(connection: psycopg.Connection, dsn: str, pgbench: str, s
                 set_audited(connection, False)
                 deletable.ensure(connection, int(rate * 2 * args.seconds) * len(MODES) * args.repeat + 1000)
             for mode in MODES * args.repeat:
-                set_audited(connection, mode == "audited")
+                set_mode(connection, mode)
                 settle(connection, checkpoint)
                 tps = pgbench_tps(pgbench, dsn, scripts[action], args.clients, args.seconds, sync_commit)
                 key = (action, sync_commit, mode)
@@ -287,22 +306,28 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> bool:
         check_path.write_text(check_script(), encoding="utf-8")
         try:
             load_schema(connection)
+            create_log(connection)
             install(connection, "audit", [])  # the schema only, so the first audited run pays no set-up
             deletable = DeletableProducts()
             results = measure_throughput(connection, dsn, pgbench, scripts, deletable, checkpoint, args)
             rate = max(tps for (_action, sync_commit, _mode), tps in results.items() if sync_commit == "on")
             passed, check_lines = run_check(connection, dsn, pgbench, check_path, deletable, rate, args)
         finally:
+            set_mode(connection, "plain")
             uninstall(connection, "audit", [], use_all=True, drop_data=True)
+            drop_log(connection)
             connection.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 
     print()
-    print(f"{'measure':<50}{'no audit':>12}{'audited':>12}{'ratio':>9}")
+    print(f"{'measure':<50}{'no audit':>10}{'minimal':>10}{'audited':>10}{'minimal':>9}{'audited':>9}")
     for sync_commit in ("on", "off"):
         for action in WRITES:
-            plain, audited = (results[(action, sync_commit, mode)] for mode in MODES)
+            plain, minimal, audited = (results[(action, sync_commit, mode)] for mode in MODES)
             label = f"{action} {WRITTEN_TABLE[action]} TPS, synchronous_commit={sync_commit}"
-            print(f"{label:<50}{plain:>12.0f}{audited:>12.0f}{audited / plain:>9.2f}")
+            print(f"{label:<50}{plain:>10.0f}{minimal:>10.0f}{audited:>10.0f}"
+                  f"{minimal / plain:>9.2f}{audited / plain:>9.2f}")
+    print("minimal: a row trigger inserting to_jsonb(NEW), or OLD, into one unindexed table (bench/minimal.py); "
+          "last two columns: TPS ratios to no audit")
     print()
     print(f"capture check: {args.check_seconds} s, {args.clients} clients, about {ROLLBACK_PERCENT}% of transactions "
           f"roll back, {SAVEPOINT_PERCENT}% roll back to a savepoint")

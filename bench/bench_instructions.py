@@ -9,7 +9,8 @@ for the same binaries and inputs, whatever else the machine is doing.
 The script loads the Prisma-style sample schema and seed (schema.sql and
 seed.sql in PRISMA_DIR) into a throwaway cluster and restarts the server
 under callgrind. It then runs the one-row transactions of bench_capture.py
-with pgbench on one client, without and with the auditctl triggers: set
+with pgbench on one client, without triggers, with the minimal row trigger
+of bench/minimal.py and with the auditctl triggers: set
 the who-context, write one row, commit. A backend's count covers its whole
 life, so each figure is the difference between a run of --transactions
 more transactions and a short one, divided by --transactions.
@@ -38,13 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_capture import (PRISMA_DIR, DeletableProducts, load_schema, set_audited,  # noqa: E402
+from bench_capture import (MODES, PRISMA_DIR, DeletableProducts, load_schema, set_mode,  # noqa: E402
                            throughput_script)
 from bench_triggers import describe, find_pgbench  # noqa: E402
+from minimal import create_log  # noqa: E402
 from pgcluster import Cluster, debian_binaries, pgserver_binaries  # noqa: E402
 
 ACTIONS = ("UPDATE", "INSERT", "DELETE")
-MODES = ("plain", "audited")
 # Transactions of the short run, whose count is subtracted: it covers the
 # backend's start, its first plans and its exit.
 SHORT_RUN = 100
@@ -119,9 +120,9 @@ def measure(cluster: Cluster, pgbench: str, workdir: Path, args: argparse.Namesp
         DeletableProducts().ensure(connection, len(MODES) * (1 + 2 * SHORT_RUN + args.transactions))
     per_transaction = {}
     for mode in MODES:
-        if mode == "audited":
+        if mode != "plain":
             with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
-                set_audited(connection, True)
+                set_mode(connection, mode)
                 connection.execute("CHECKPOINT")
         for action in ACTIONS:
             # The first backend after DDL rebuilds the relation cache's
@@ -154,6 +155,7 @@ def main() -> None:
     try:
         with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
             load_schema(connection)
+            create_log(connection)
             settings = describe(connection)
         server = start_under_callgrind(cluster)
         with tempfile.TemporaryDirectory() as workdir:
@@ -173,12 +175,15 @@ def main() -> None:
     print(f"workload: Prisma-style schema from {PRISMA_DIR}, pgbench -M prepared, 1 client, "
           f"{args.transactions} transactions per figure, each: set the who-context, write one row, commit")
     print()
-    print(f"{'instructions per transaction (thousands)':<44}{'no audit':>10}{'audited':>10}{'added':>10}{'ratio':>8}")
+    print(f"{'instructions per transaction (thousands)':<32}{'no audit':>10}{'minimal':>10}{'audited':>10}"
+          f"{'added min.':>12}{'added aud.':>12}{'ratio min.':>12}{'ratio aud.':>12}")
     for action in ACTIONS:
-        plain, audited = counts["plain", action], counts["audited", action]
-        print(f"{'one-row ' + action:<44}{plain / 1000:>10,.1f}{audited / 1000:>10,.1f}"
-              f"{(audited - plain) / 1000:>10,.1f}{plain / audited:>8.2f}")
-    print("ratio: unaudited / audited instructions, the throughput ratio a CPU-bound server would show "
+        plain, minimal, audited = (counts[mode, action] for mode in MODES)
+        print(f"{'one-row ' + action:<32}{plain / 1000:>10,.1f}{minimal / 1000:>10,.1f}{audited / 1000:>10,.1f}"
+              f"{(minimal - plain) / 1000:>12,.1f}{(audited - plain) / 1000:>12,.1f}"
+              f"{plain / minimal:>12.2f}{plain / audited:>12.2f}")
+    print("minimal: a row trigger inserting to_jsonb(NEW), or OLD, into one unindexed table (bench/minimal.py)")
+    print("ratio: unaudited / triggered instructions, the throughput ratio a CPU-bound server would show "
           "if the client cost nothing")
 
 

@@ -1,8 +1,10 @@
 """Measure what auditing costs: single-row UPDATE throughput and one bulk UPDATE.
 
-Prints, from one run, the numbers with and without the auditctl triggers on
-the same table and their ratios, together with the machine and the server
-settings that shape them.
+Prints, from one run, the numbers without triggers, with the minimal
+triggers of bench/minimal.py and with the auditctl triggers on the same
+table, and their ratios, together with the machine and the server settings
+that shape them. The minimal triggers show what part of the cost any
+trigger that stores the rows as JSON would pay on this table.
 
     python bench/bench_triggers.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
     python bench/bench_triggers.py --dsn "host=..."  # an existing database you may write to
@@ -35,9 +37,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from auditctl.audit.install import install, uninstall  # noqa: E402
+from minimal import create_log, drop_log, install_minimal, uninstall_minimal  # noqa: E402
 from pgcluster import Cluster, debian_binaries, pgserver_binaries  # noqa: E402
 
 T = TypeVar("T")
+
+TABLE = ("public", "bench_item")
+MODES = ("plain", "minimal", "audited")
 
 TABLE_SQL = """
 DROP TABLE IF EXISTS bench_item;
@@ -125,6 +131,7 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
               f"{args.seconds} s per run, best of {args.repeat}")
         connection.execute(TABLE_SQL.format(rows=int(args.rows)))
         connection.execute("VACUUM ANALYZE bench_item")
+        create_log(connection)
         install(connection, "audit", [])  # the schema only, so the first audited run pays no set-up
         with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
             handle.write(PGBENCH_SCRIPT.format(rows=args.rows))
@@ -132,11 +139,8 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
 
         results: dict[tuple[str, str], float] = {}
         for sync_commit in ("on", "off"):
-            for mode in ("plain", "audited") * args.repeat:
-                if mode == "audited":
-                    install(connection, "audit", ["bench_item"])
-                else:
-                    uninstall(connection, "audit", ["bench_item"])
+            for mode in MODES * args.repeat:
+                set_mode(connection, mode, "row")
                 tps = pgbench_tps(pgbench, dsn, script, args.clients, args.seconds, sync_commit)
                 key = (mode, sync_commit)
                 results[key] = max(results.get(key, 0.0), tps)
@@ -145,34 +149,49 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
         update_events, update_bytes = log_size(connection)
 
         bulk: dict[tuple[str, str], float] = {}
-        for mode in ("plain", "audited") * args.repeat:
-            if mode == "audited":
-                install(connection, "audit", ["bench_item"])
-            else:
-                uninstall(connection, "audit", ["bench_item"])
+        for mode in MODES * args.repeat:
+            set_mode(connection, mode, "statement")
             # UPDATE, then DELETE every row, then INSERT them back, so the table ends as it began.
             for action, statement in BULK_STATEMENTS.items():
                 connection.execute("VACUUM bench_item")
                 seconds = bulk_seconds(connection, statement.format(rows=int(args.rows)))
                 bulk[(mode, action)] = min(bulk.get((mode, action), float("inf")), seconds)
         events, event_bytes = log_size(connection)
+        set_mode(connection, "plain", "row")
         uninstall(connection, "audit", [], use_all=True, drop_data=True)
+        drop_log(connection)
         connection.execute("DROP TABLE bench_item")
         script.unlink()
 
     print()
-    print(f"{'measure':<44}{'no audit':>12}{'audited':>12}{'ratio':>9}")
+    print(f"{'measure':<44}{'no audit':>10}{'minimal':>10}{'audited':>10}{'minimal':>9}{'audited':>9}")
     for sync_commit in ("on", "off"):
-        plain, audited = results[("plain", sync_commit)], results[("audited", sync_commit)]
+        plain, minimal, audited = (results[(mode, sync_commit)] for mode in MODES)
         label = f"single-row UPDATE TPS, synchronous_commit={sync_commit}"
-        print(f"{label:<44}{plain:>12.0f}{audited:>12.0f}{audited / plain:>9.2f}")
+        print(f"{label:<44}{plain:>10.0f}{minimal:>10.0f}{audited:>10.0f}{minimal / plain:>9.2f}{audited / plain:>9.2f}")
     for action in BULK_STATEMENTS:
-        plain, audited = bulk[("plain", action)], bulk[("audited", action)]
+        plain, minimal, audited = (bulk[(mode, action)] for mode in MODES)
         label = f"one {action} of {args.rows:,} rows, seconds"
-        print(f"{label:<44}{plain:>12.2f}{audited:>12.2f}{audited / plain:>8.2f}x")
+        print(f"{label:<44}{plain:>10.2f}{minimal:>10.2f}{audited:>10.2f}{minimal / plain:>8.1f}x{audited / plain:>8.1f}x")
+    print("minimal: a row trigger inserting to_jsonb(NEW) for single rows, statement triggers with transition "
+          "tables for the bulk statements, into one unindexed table (bench/minimal.py); last two columns: "
+          "ratios to no audit")
     print(f"log size per one-column UPDATE event: {update_bytes / max(update_events, 1):.0f} bytes "
           f"(heap and indexes, {update_events:,} events from the single-row runs)")
     print(f"log size over all events: {event_bytes / max(events, 1):.0f} bytes per event ({events:,} events)")
+
+
+def set_mode(connection: psycopg.Connection, mode: str, level: str) -> None:
+    """Leave bench_item unaudited, under the minimal ``level`` triggers, or under auditctl's."""
+    if mode == "audited":
+        uninstall_minimal(connection, TABLE)
+        install(connection, "audit", ["bench_item"])
+    else:
+        uninstall(connection, "audit", ["bench_item"])
+        if mode == "minimal":
+            install_minimal(connection, TABLE, ["id"], level)
+        else:
+            uninstall_minimal(connection, TABLE)
 
 
 def main() -> None:
