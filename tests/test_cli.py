@@ -229,9 +229,11 @@ def test_usage_error_in_user_language(cli, case, env, language):
     assert "Traceback" not in result.stderr
     if language == "en":
         assert english in result.stderr
+        assert result.stderr.startswith("Usage: auditctl"), result.stderr
         assert result.stderr.count("─ Error ─") == 1, result.stderr
     else:
         assert russian in result.stderr
+        assert result.stderr.startswith("Использование: auditctl"), result.stderr
         assert result.stderr.count("─ Ошибка ─") == 1, result.stderr
         assert [word for word in ENGLISH_USAGE_WORDS if word in result.stderr] == [], result.stderr
 
@@ -246,6 +248,22 @@ def test_usage_error_shows_usage_and_hint(cli, env, usage, hint):
     result = cli("query", "--bogus", env=env)
     assert result.exit_code == 2, result.stderr
     assert result.stderr.splitlines()[:2] == [usage, hint]
+
+
+@pytest.mark.parametrize(("args", "command_path", "usage"), [
+    (["query", "--limit"], "auditctl query", "[OPTIONS]"),
+    (["cron", "maintain", "--schedule"], "auditctl cron maintain", "[OPTIONS]"),
+], ids=["query", "subgroup"])
+@pytest.mark.parametrize(("env", "usage_prefix", "hint"), [
+    ({"LANG": "C.UTF-8"}, "Usage:", "Try '{command_path} --help' for help."),
+    ({"LANG": "ru_RU.UTF-8"}, "Использование:", "Справка: '{command_path} --help'."),
+], ids=["en", "ru"])
+def test_missing_option_value_shows_usage(cli, args, command_path, usage, env, usage_prefix, hint):
+    result = cli(*args, env=env)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{usage_prefix} {command_path} {usage}", result.stderr
+    assert lines[1] == hint.format(command_path=command_path), result.stderr
 
 
 def test_no_arguments_prints_help(cli):

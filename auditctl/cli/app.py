@@ -14,7 +14,7 @@ from ..db import first_line
 from ..errors import AuditctlError
 from ..i18n import _
 from ..render import error_console, print_aborted, print_error, print_usage_error
-from .usage_errors import describe_click_error, find_click_error_classes
+from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes
 
 logger = logging.getLogger("auditctl")
 
@@ -117,6 +117,7 @@ def run_command(command: Any, args: list[str]) -> None:
         command(args=args, prog_name="auditctl")
         return
 
+    attach_context_to_parse_errors(command, classes)
     try:
         result = command.main(args=args, prog_name="auditctl", standalone_mode=False)
     except classes.no_args_is_help as exc:
