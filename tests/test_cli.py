@@ -167,6 +167,39 @@ def test_dsn_sources_in_order(audited, cli):
     assert json.loads(pg_vars.stdout)["installed"] is True
 
 
+# A DSN on which no server listens, to show which of two DSNs a command used.
+UNREACHABLE_DSN = "host=127.0.0.1 port=1 dbname=unreachable connect_timeout=2"
+
+
+@pytest.mark.parametrize(("args", "from_environment", "reachable"), [
+    (["--dsn", "{dsn}", "status"], False, True),
+    (["status", "--dsn", "{dsn}"], False, True),
+    (["--dsn", UNREACHABLE_DSN, "status", "--dsn", "{dsn}"], False, True),
+    (["--dsn", "{dsn}", "status", "--dsn", UNREACHABLE_DSN], False, False),
+    (["--dsn", UNREACHABLE_DSN, "status"], True, False),
+    (["-q", "--dsn", "{dsn}", "status", "-v"], False, True),
+    (["status"], True, True),
+], ids=["before-command", "after-command", "command-over-global", "command-over-global-unreachable",
+        "global-over-environment", "with-global-flags", "environment"])
+def test_dsn_before_or_after_command(audited, cli, args, from_environment, reachable):
+    result = cli(*[arg.format(dsn=audited.dsn) for arg in args], "--format", "json",
+                 dsn=audited.dsn if from_environment else None)
+    if reachable:
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["installed"] is True
+    else:
+        assert result.exit_code == 1, result.stderr
+        assert "Could not connect to host=127.0.0.1 port=1 dbname=unreachable (DSN from --dsn)" in result.stderr
+
+
+def test_cron_line_takes_dsn_before_command(cli, tmp_path):
+    crontab = tmp_path / "crontab"
+    dsn = "host=127.0.0.1 dbname=app user=app_owner"
+    result = cli("--dsn", dsn, "cron", "maintain", "--crontab-file", str(crontab))
+    assert result.exit_code == 0, result.stderr
+    assert f"--dsn '{dsn}'" in crontab.read_text()
+
+
 def test_russian_messages(audited, cli):
     env = {"LANG": "ru_RU.UTF-8"}
     help_text = cli("--help", env=env).stdout
@@ -253,7 +286,8 @@ def test_usage_error_shows_usage_and_hint(cli, env, usage, hint):
 @pytest.mark.parametrize(("args", "command_path", "usage"), [
     (["query", "--limit"], "auditctl query", "[OPTIONS]"),
     (["cron", "maintain", "--schedule"], "auditctl cron maintain", "[OPTIONS]"),
-], ids=["query", "subgroup"])
+    (["--dsn"], "auditctl", "[OPTIONS] COMMAND [ARGS]..."),
+], ids=["query", "subgroup", "before-command"])
 @pytest.mark.parametrize(("env", "usage_prefix", "hint"), [
     ({"LANG": "C.UTF-8"}, "Usage:", "Try '{command_path} --help' for help."),
     ({"LANG": "ru_RU.UTF-8"}, "Использование:", "Справка: '{command_path} --help'."),
