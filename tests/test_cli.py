@@ -7,11 +7,13 @@ import importlib
 import io
 import json
 
+import psycopg
 import pytest
 
 from auditctl.audit.install import install
 from auditctl.audit.rules import Rule
-from helpers import as_app_user, events
+from conftest import run_cli, run_cli_in_terminal
+from helpers import as_app_user, events, table_owner_dsn
 
 
 @pytest.fixture
@@ -445,6 +447,50 @@ def test_install_dry_run_logs_no_progress(db, cli):
     real = cli("install", "--all", dsn=db.dsn)
     assert real.exit_code == 0, real.stderr
     assert "installing triggers: 1 of 1" in real.stderr
+
+
+@pytest.fixture
+def owned_table_dsn(db):
+    """The DSN of a role that is no superuser and owns one table, so that install logs a warning."""
+    with table_owner_dsn(db) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        yield dsn
+
+
+def install_and_maintain(on_terminal: bool, dsn: str, *flags: str) -> str:
+    """Run install and maintain, on a terminal or with pipes, and return all that both printed."""
+    run = run_cli_in_terminal if on_terminal else run_cli
+    output = ""
+    for args in (["install", "--all"], ["maintain", "--ahead", "5"]):
+        result = run(*args, *flags, dsn=dsn)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        output += result.stdout + result.stderr
+    return output
+
+
+# On a terminal, install and maintain show a progress bar, their summary and
+# warnings, and INFO lines only with -v. Through pipes, as under cron, they
+# log every INFO line with a timestamp.
+LOG_CASES = {
+    "terminal": (True, [], ["Installing triggers", "Done: 1 installed or updated, 0 already up to date.",
+                            "WARNING  role owner_", "Created partition events_p"],
+                 ["INFO", "installed audit trigger on", "created partition"]),
+    "terminal-verbose": (True, ["-v"], ["installed audit trigger on public.a", "created partition audit.events_p",
+                                        "Done: 1 installed or updated, 0 already up to date."], []),
+    "pipe": (False, [], ["auditctl INFO installing triggers: 1 of 1",
+                         "auditctl INFO installed audit trigger on public.a", "auditctl WARNING role owner_",
+                         "auditctl INFO created partition audit.events_p"], []),
+}
+
+
+@pytest.mark.parametrize(("on_terminal", "flags", "shown", "hidden"), LOG_CASES.values(), ids=LOG_CASES.keys())
+def test_install_and_maintain_log_lines(owned_table_dsn, on_terminal, flags, shown, hidden):
+    output = install_and_maintain(on_terminal, owned_table_dsn, *flags)
+    for text in shown:
+        assert text in output, text
+    for text in hidden:
+        assert text not in output, text
 
 
 BRACKETED = "[draft] Plan [b]B[/b]"
