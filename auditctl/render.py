@@ -239,20 +239,20 @@ def print_history(history: RecordHistory) -> None:
     table.add_column(_("ID"), justify="right", no_wrap=True)
     table.add_column(_("Time (UTC{offset})").format(offset=local_utc_offset()), no_wrap=True)
     table.add_column(_("User"))
+    table.add_column(_("DB role"), no_wrap=True)
     table.add_column(_("Action"), no_wrap=True)
     table.add_column(_("Field"))
     table.add_column(_("Old value"), overflow="fold", ratio=1)
     table.add_column(_("New value"), overflow="fold", ratio=1)
     for entry in history.entries:
         event = entry.event
-        who = event.user_id or event.db_user
         fields = "\n".join(change.column for change in entry.changes)
         olds = "\n".join(_short(change.old) if change.old is not None else "—" for change in entry.changes)
         news = "\n".join(_short(change.new) if change.new is not None else "—" for change in entry.changes)
         if not entry.changes and event.details:
             fields, news = "", _short(event.details)
-        table.add_row(str(event.id), format_time(event.occurred_at), _plain(who), _plain(event.action),
-                      _plain(fields), _plain(olds), _plain(news))
+        table.add_row(str(event.id), format_time(event.occurred_at), _plain(event.user_id or "—"),
+                      _plain(event.db_user), _plain(event.action), _plain(fields), _plain(olds), _plain(news))
     console.print(table)
     if history.record.table is None:
         console.print(_("The table {table} no longer exists; these events are all that remain of it.")

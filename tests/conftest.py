@@ -13,8 +13,12 @@ Every test that takes ``pg`` runs once per server.
 from __future__ import annotations
 
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -226,13 +230,8 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = None,
-            input_text: str | None = None, cwd: Path | None = None) -> CliResult:
-    """Run ``python -m auditctl ARGS`` as a user would, in an English locale unless ``env`` sets another.
-
-    The process runs in the current folder unless ``cwd`` names another, and
-    imports auditctl from this checkout wherever it runs.
-    """
+def _cli_environment(env: dict[str, str] | None, dsn: str | None) -> dict[str, str]:
+    """Return the environment of a CLI run: English, 200 columns wide, this checkout first on the path."""
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("AUDITCTL_DSN", "DATABASE_URL", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
     environment.update({"LANG": "C.UTF-8", "COLUMNS": "200"})
@@ -240,9 +239,63 @@ def run_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = Non
     if dsn:
         environment["AUDITCTL_DSN"] = dsn
     environment.update(env or {})
+    return environment
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = None,
+            input_text: str | None = None, cwd: Path | None = None) -> CliResult:
+    """Run ``python -m auditctl ARGS`` as a user would, in an English locale unless ``env`` sets another.
+
+    The process runs in the current folder unless ``cwd`` names another, and
+    imports auditctl from this checkout wherever it runs.
+    """
     completed = subprocess.run([sys.executable, "-m", "auditctl", *args], capture_output=True, text=True,
-                               env=environment, input=input_text, timeout=300, check=False, cwd=cwd)
+                               env=_cli_environment(env, dsn), input=input_text, timeout=300, check=False, cwd=cwd)
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+# Control sequences that rich writes to a terminal: colours, cursor moves and line erasing.
+_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def run_cli_in_terminal(*args: str, env: dict[str, str] | None = None, dsn: str | None = None,
+                        timeout: float = 300) -> CliResult:
+    """Run ``python -m auditctl ARGS`` on a pseudo-terminal, as typed in an interactive shell.
+
+    stdin, stdout and stderr are all the terminal, so ``stdout`` of the
+    result contains both output streams, without rich's control sequences,
+    and ``stderr`` is empty.
+    """
+    environment = _cli_environment({"TERM": "xterm", **(env or {})}, dsn)
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "auditctl", *args], stdin=terminal, stdout=terminal,
+                                   stderr=terminal, env=environment)
+    finally:
+        os.close(terminal)
+
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                process.kill()
+                raise TimeoutError(f"auditctl {' '.join(args)} still ran after {timeout} s")
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                # Linux reports EIO once the child has closed its end of the terminal.
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(controller)
+
+    exit_code = process.wait(timeout=timeout)
+    output = b"".join(chunks).decode("utf-8", errors="replace").replace("\r\n", "\n")
+    return CliResult(exit_code, _TERMINAL_CONTROL.sub("", output), "")
 
 
 @dataclass

@@ -129,3 +129,16 @@ def test_doctor_names_each_failure(pg, tmp_path, smtp_starttls, s3_server, loopb
     assert "535" in result.stdout
     assert "no-such-bucket" in result.stdout
     assert "Some checks failed" in result.stderr
+
+
+def test_doctor_uses_dsn_before_command(db, pg, tmp_path):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    config = write_config(tmp_path / "auditctl.toml",
+                          f'[backup]\ndir = "{folder}"\ndsn = "{pg.dsn_for("missing_db")}"\n')
+
+    result = run_cli("--dsn", db.dsn, "doctor", "--config", str(config))
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert f"{db.name} on PostgreSQL" in result.stdout
+    assert "missing_db" not in result.stdout

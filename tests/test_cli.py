@@ -7,11 +7,13 @@ import importlib
 import io
 import json
 
+import psycopg
 import pytest
 
 from auditctl.audit.install import install
 from auditctl.audit.rules import Rule
-from helpers import as_app_user, events
+from conftest import run_cli, run_cli_in_terminal
+from helpers import as_app_user, events, table_owner_dsn
 
 
 @pytest.fixture
@@ -167,6 +169,39 @@ def test_dsn_sources_in_order(audited, cli):
     assert json.loads(pg_vars.stdout)["installed"] is True
 
 
+# A DSN on which no server listens, to show which of two DSNs a command used.
+UNREACHABLE_DSN = "host=127.0.0.1 port=1 dbname=unreachable connect_timeout=2"
+
+
+@pytest.mark.parametrize(("args", "from_environment", "reachable"), [
+    (["--dsn", "{dsn}", "status"], False, True),
+    (["status", "--dsn", "{dsn}"], False, True),
+    (["--dsn", UNREACHABLE_DSN, "status", "--dsn", "{dsn}"], False, True),
+    (["--dsn", "{dsn}", "status", "--dsn", UNREACHABLE_DSN], False, False),
+    (["--dsn", UNREACHABLE_DSN, "status"], True, False),
+    (["-q", "--dsn", "{dsn}", "status", "-v"], False, True),
+    (["status"], True, True),
+], ids=["before-command", "after-command", "command-over-global", "command-over-global-unreachable",
+        "global-over-environment", "with-global-flags", "environment"])
+def test_dsn_before_or_after_command(audited, cli, args, from_environment, reachable):
+    result = cli(*[arg.format(dsn=audited.dsn) for arg in args], "--format", "json",
+                 dsn=audited.dsn if from_environment else None)
+    if reachable:
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["installed"] is True
+    else:
+        assert result.exit_code == 1, result.stderr
+        assert "Could not connect to host=127.0.0.1 port=1 dbname=unreachable (DSN from --dsn)" in result.stderr
+
+
+def test_cron_line_takes_dsn_before_command(cli, tmp_path):
+    crontab = tmp_path / "crontab"
+    dsn = "host=127.0.0.1 dbname=app user=app_owner"
+    result = cli("--dsn", dsn, "cron", "maintain", "--crontab-file", str(crontab))
+    assert result.exit_code == 0, result.stderr
+    assert f"--dsn '{dsn}'" in crontab.read_text()
+
+
 def test_russian_messages(audited, cli):
     env = {"LANG": "ru_RU.UTF-8"}
     help_text = cli("--help", env=env).stdout
@@ -229,9 +264,11 @@ def test_usage_error_in_user_language(cli, case, env, language):
     assert "Traceback" not in result.stderr
     if language == "en":
         assert english in result.stderr
+        assert result.stderr.startswith("Usage: auditctl"), result.stderr
         assert result.stderr.count("─ Error ─") == 1, result.stderr
     else:
         assert russian in result.stderr
+        assert result.stderr.startswith("Использование: auditctl"), result.stderr
         assert result.stderr.count("─ Ошибка ─") == 1, result.stderr
         assert [word for word in ENGLISH_USAGE_WORDS if word in result.stderr] == [], result.stderr
 
@@ -246,6 +283,23 @@ def test_usage_error_shows_usage_and_hint(cli, env, usage, hint):
     result = cli("query", "--bogus", env=env)
     assert result.exit_code == 2, result.stderr
     assert result.stderr.splitlines()[:2] == [usage, hint]
+
+
+@pytest.mark.parametrize(("args", "command_path", "usage"), [
+    (["query", "--limit"], "auditctl query", "[OPTIONS]"),
+    (["cron", "maintain", "--schedule"], "auditctl cron maintain", "[OPTIONS]"),
+    (["--dsn"], "auditctl", "[OPTIONS] COMMAND [ARGS]..."),
+], ids=["query", "subgroup", "before-command"])
+@pytest.mark.parametrize(("env", "usage_prefix", "hint"), [
+    ({"LANG": "C.UTF-8"}, "Usage:", "Try '{command_path} --help' for help."),
+    ({"LANG": "ru_RU.UTF-8"}, "Использование:", "Справка: '{command_path} --help'."),
+], ids=["en", "ru"])
+def test_missing_option_value_shows_usage(cli, args, command_path, usage, env, usage_prefix, hint):
+    result = cli(*args, env=env)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{usage_prefix} {command_path} {usage}", result.stderr
+    assert lines[1] == hint.format(command_path=command_path), result.stderr
 
 
 def test_no_arguments_prints_help(cli):
@@ -393,6 +447,50 @@ def test_install_dry_run_logs_no_progress(db, cli):
     real = cli("install", "--all", dsn=db.dsn)
     assert real.exit_code == 0, real.stderr
     assert "installing triggers: 1 of 1" in real.stderr
+
+
+@pytest.fixture
+def owned_table_dsn(db):
+    """The DSN of a role that is no superuser and owns one table, so that install logs a warning."""
+    with table_owner_dsn(db) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        yield dsn
+
+
+def install_and_maintain(on_terminal: bool, dsn: str, *flags: str) -> str:
+    """Run install and maintain, on a terminal or with pipes, and return all that both printed."""
+    run = run_cli_in_terminal if on_terminal else run_cli
+    output = ""
+    for args in (["install", "--all"], ["maintain", "--ahead", "5"]):
+        result = run(*args, *flags, dsn=dsn)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        output += result.stdout + result.stderr
+    return output
+
+
+# On a terminal, install and maintain show a progress bar, their summary and
+# warnings, and INFO lines only with -v. Through pipes, as under cron, they
+# log every INFO line with a timestamp.
+LOG_CASES = {
+    "terminal": (True, [], ["Installing triggers", "Done: 1 installed or updated, 0 already up to date.",
+                            "WARNING  role owner_", "Created partition events_p"],
+                 ["INFO", "installed audit trigger on", "created partition"]),
+    "terminal-verbose": (True, ["-v"], ["installed audit trigger on public.a", "created partition audit.events_p",
+                                        "Done: 1 installed or updated, 0 already up to date."], []),
+    "pipe": (False, [], ["auditctl INFO installing triggers: 1 of 1",
+                         "auditctl INFO installed audit trigger on public.a", "auditctl WARNING role owner_",
+                         "auditctl INFO created partition audit.events_p"], []),
+}
+
+
+@pytest.mark.parametrize(("on_terminal", "flags", "shown", "hidden"), LOG_CASES.values(), ids=LOG_CASES.keys())
+def test_install_and_maintain_log_lines(owned_table_dsn, on_terminal, flags, shown, hidden):
+    output = install_and_maintain(on_terminal, owned_table_dsn, *flags)
+    for text in shown:
+        assert text in output, text
+    for text in hidden:
+        assert text not in output, text
 
 
 BRACKETED = "[draft] Plan [b]B[/b]"

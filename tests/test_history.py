@@ -89,6 +89,39 @@ def test_history_cli_table(shop, cli):
     assert "UPDATE" in result.stdout
 
 
+def table_cells(output: str, heading: str) -> dict[str, str]:
+    """Map the ID of each row of a table that the CLI printed to its cell under ``heading``."""
+    lines = output.splitlines()
+    headings = [cell.strip() for cell in next(line for line in lines if "┃" in line).split("┃")]
+    column = headings.index(heading)
+    cells = {}
+    for line in lines:
+        if not line.startswith("│"):
+            continue
+        row = [cell.strip() for cell in line.split("│")]
+        # A row's later lines, which continue multi-line cells, have an empty ID cell.
+        if row[1]:
+            cells[row[1]] = row[column]
+    return cells
+
+
+def test_history_user_column_matches_query(shop, cli):
+    with shop.connect() as connection:
+        as_app_user(connection, "u-4", None, "UPDATE customer SET balance = 5 WHERE id = 2")
+        role = connection.execute("SELECT session_user").fetchone()[0]
+    wide = {"COLUMNS": "200"}
+    history = cli("history", "customer", "2", dsn=shop.dsn, env=wide)
+    query = cli("query", "--table", "customer", dsn=shop.dsn, env=wide)
+    assert history.exit_code == 0, history.stderr
+    assert query.exit_code == 0, query.stderr
+
+    history_users = table_cells(history.stdout, "User")
+    query_users = table_cells(query.stdout, "User")
+    assert list(history_users.values()) == ["—", "u-4"]
+    assert history_users == {event_id: query_users[event_id] for event_id in history_users}
+    assert list(table_cells(history.stdout, "DB role").values()) == [role, role]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["customer", "1", "2"], "primary key of 1 column"),
     (["customer", "abc"], "Invalid key value"),

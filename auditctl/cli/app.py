@@ -14,7 +14,8 @@ from ..db import first_line
 from ..errors import AuditctlError
 from ..i18n import _
 from ..render import error_console, print_aborted, print_error, print_usage_error
-from .usage_errors import describe_click_error, find_click_error_classes
+from .options import GlobalOptions
+from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes
 
 logger = logging.getLogger("auditctl")
 
@@ -55,12 +56,19 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
+    dsn: Annotated[str | None, typer.Option(
+        "--dsn", metavar="DSN",
+        help=_("Connection string or postgresql:// URL for the command that follows, unless it is given a --dsn "
+               "of its own. Defaults to AUDITCTL_DSN, then DATABASE_URL, then the PG* variables; keep passwords "
+               "in those or in ~/.pgpass, not here."))] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
                                          help=_("Log more: -v for each object changed, -vv for each SQL statement; "
                                                 "errors then show a traceback."))] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Log errors only."))] = False,
 ) -> None:
     """Audit trail and backups for PostgreSQL."""
+    ctx.obj = GlobalOptions(dsn=dsn)
     _state["verbose"] = verbose
     configure_logging(verbose, quiet)
 
@@ -117,6 +125,7 @@ def run_command(command: Any, args: list[str]) -> None:
         command(args=args, prog_name="auditctl")
         return
 
+    attach_context_to_parse_errors(command, classes)
     try:
         result = command.main(args=args, prog_name="auditctl", standalone_mode=False)
     except classes.no_args_is_help as exc:

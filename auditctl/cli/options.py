@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,10 +10,30 @@ import typer
 
 from ..i18n import _
 
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Options given before the command name, kept as ``obj`` of the root click context, which subcommands inherit."""
+
+    dsn: str | None = None
+
+
+def global_dsn(ctx: typer.Context) -> str | None:
+    """Return the --dsn given before the command name, or None."""
+    options = ctx.obj
+    return options.dsn if isinstance(options, GlobalOptions) else None
+
+
+def _dsn_or_global_dsn(ctx: typer.Context, value: str | None) -> str | None:
+    # The command's own --dsn takes precedence over the one before the command name.
+    return value if value is not None else global_dsn(ctx)
+
+
 DsnOption = Annotated[str | None, typer.Option(
-    "--dsn", metavar="DSN",
-    help=_("Connection string or postgresql:// URL. Defaults to AUDITCTL_DSN, then DATABASE_URL, "
-           "then the PG* variables; keep passwords in those or in ~/.pgpass, not here."))]
+    "--dsn", metavar="DSN", callback=_dsn_or_global_dsn,
+    help=_("Connection string or postgresql:// URL. Defaults to the --dsn given before the command name, then "
+           "AUDITCTL_DSN, then DATABASE_URL, then the PG* variables; keep passwords in those or in ~/.pgpass, "
+           "not here."))]
 
 SchemaOption = Annotated[str, typer.Option(
     "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME",

@@ -67,6 +67,30 @@ def find_click_error_classes() -> ClickErrorClasses | None:
         return None
 
 
+def attach_context_to_parse_errors(command: Any, classes: ClickErrorClasses) -> None:
+    """Wrap ``parse_args`` of the command and its subcommands so that parser errors carry the command's context.
+
+    typer's click parser raises BadOptionUsage without a context for an
+    option that lacks its value ("requires an argument") or a flag given one
+    ("does not take a value"). describe_click_error needs the context for the
+    usage line and the help hint. click attaches it itself only to errors of
+    value conversion.
+    """
+    parse_args = command.parse_args
+
+    def parse_args_with_context(context: Any, args: list[str]) -> list[str]:
+        try:
+            return parse_args(context, args)
+        except classes.usage as error:
+            if error.ctx is None:
+                error.ctx = context
+            raise
+
+    command.parse_args = parse_args_with_context
+    for subcommand in getattr(command, "commands", {}).values():
+        attach_context_to_parse_errors(subcommand, classes)
+
+
 def describe_click_error(error: Any, classes: ClickErrorClasses) -> UsageErrorReport:
     """Build the translated message of a click error, its usage line and its help hint."""
     message = _click_error_message(error, classes)
