@@ -13,7 +13,7 @@ from .schema import template_context
 
 # Bump when sql/trigger.sql.j2 changes in a way that existing triggers must
 # be regenerated for; status then reports them as outdated.
-TEMPLATE_VERSION = 3
+TEMPLATE_VERSION = 4
 
 # Trigger names are per table, so fixed names cannot collide between tables.
 # NOTE: a second audit schema (install with another --schema) on the same
@@ -146,7 +146,7 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
 
 
 def _typed_columns(connection: psycopg.Connection, table: Table, columns: list[str]) -> list[dict[str, str]]:
-    """Describe the stored columns for the one-row UPDATE query of the template.
+    """Describe the stored columns for the one-row UPDATE code of the template.
 
     Each column gets its name as an SQL literal and the SQL that is true
     when its value did not change: typed values where the type has an = operator
@@ -163,9 +163,9 @@ def _typed_columns(connection: psycopg.Connection, table: Table, columns: list[s
     for column in columns:
         ident = quote_ident(column)
         if exact.get(column, False):
-            same = f"o.{ident} IS NOT DISTINCT FROM n.{ident}"
+            same = f"v_old_row.{ident} IS NOT DISTINCT FROM v_new_row.{ident}"
         else:
-            same = f"o.{ident}::text IS NOT DISTINCT FROM n.{ident}::text"
+            same = f"v_old_row.{ident}::text IS NOT DISTINCT FROM v_new_row.{ident}::text"
         described.append({"literal": quote_literal(column), "same": same})
     return described
 
