@@ -396,6 +396,16 @@ def test_event_links_to_record_history(client, log_db):
     assert len(shown_event_ids(client.get("/?" + listed).text)) == 2
 
 
+def test_history_page_names_user_and_role(client, log_db):
+    with psycopg.connect(log_db) as connection:
+        recorded = events(connection, where="entity_type = 'public.Order' AND entity_id = '10'")
+    html = client.get("/history?table=public.Order&entity=10").text
+    shown = [" ".join(text.split()) for text in re.findall(r'</span>\s*<span class="muted">(.*?)</span></h2>', html, re.S)]
+    expected = [f"{event['user_id'] or '—'} · Database user: {event['db_user']}" for event in recorded]
+    assert len(shown) == 2
+    assert shown == expected
+
+
 def test_history_page_without_record_is_rejected(client):
     response = client.get("/history?table=public.Order")
     assert response.status_code == 400
