@@ -400,10 +400,11 @@ def test_history_page_names_user_and_role(client, log_db):
     with psycopg.connect(log_db) as connection:
         recorded = events(connection, where="entity_type = 'public.Order' AND entity_id = '10'")
     html = client.get("/history?table=public.Order&entity=10").text
-    shown = [" ".join(text.split()) for text in re.findall(r'</span>\s*<span class="muted">(.*?)</span></h2>', html, re.S)]
-    expected = [f"{event['user_id'] or '—'} · Database user: {event['db_user']}" for event in recorded]
-    assert len(shown) == 2
-    assert shown == expected
+    users = re.findall(r'<span class="muted user">(.*?)</span>', html)
+    roles = [" ".join(text.split()) for text in re.findall(r'<span class="muted role">(.*?)</span>', html, re.S)]
+    assert len(recorded) == 2
+    assert users == [event["user_id"] or "—" for event in recorded]
+    assert roles == [f"· Database user: {event['db_user']}" for event in recorded]
 
 
 def test_history_page_without_record_is_rejected(client):

@@ -163,7 +163,7 @@ def test_open_event_shows_old_and_new(page, site):
     page.click("text=History of this record")
     page.wait_for_url("**/history?*")
     assert "entity=1" in page.url
-    users = [text.strip() for text in page.locator("section.card h2 span.muted").all_inner_texts()]
+    users = [text.strip() for text in page.locator("section.card h2 span.user").all_inner_texts()]
     assert users == ["alice", "bob"]
 
 
