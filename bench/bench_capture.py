@@ -193,7 +193,7 @@ def set_audited(connection: psycopg.Connection, audited: bool) -> None:
 
 
 def set_mode(connection: psycopg.Connection, mode: str) -> None:
-    """Leave the written tables unaudited, under the minimal row triggers, or under auditctl's."""
+    """Set the triggers of the written tables for ``mode``: none, the minimal row triggers, or auditctl's."""
     tables = [(SCHEMA, name) for name in KEY_COLUMNS]
     if mode == "audited":
         for table in tables:

@@ -182,7 +182,7 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
 
 
 def set_mode(connection: psycopg.Connection, mode: str, level: str) -> None:
-    """Leave bench_item unaudited, under the minimal ``level`` triggers, or under auditctl's."""
+    """Set the triggers of bench_item for ``mode``: none, the minimal ``level`` triggers, or auditctl's."""
     if mode == "audited":
         uninstall_minimal(connection, TABLE)
         install(connection, "audit", ["bench_item"])
