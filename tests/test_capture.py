@@ -112,6 +112,25 @@ def test_malformed_ip_is_null_with_raw_text(shop, raw):
     assert event["details"] == {"ip_address_raw": raw}
 
 
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO customer VALUES (9, 'z', NULL, NULL)",
+    "UPDATE customer SET name = 'b' WHERE id = 1",
+    "UPDATE customer SET name = name || '!'",
+    "DELETE FROM customer WHERE id = 2",
+    "TRUNCATE customer",
+], ids=["insert", "update-one", "update-many", "delete", "truncate"])
+def test_context_recorded_for_each_action(shop, statement):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer VALUES (1, 'a', NULL, NULL), (2, 'b', NULL, NULL)")
+        after = connection.execute("SELECT max(id) FROM audit.events").fetchone()[0]
+        as_app_user(connection, "u-7", "bad-ip", statement)
+        recorded = events(connection, where=f"id > {int(after)}")
+    assert recorded
+    assert {event["user_id"] for event in recorded} == {"u-7"}
+    assert {event["ip_address"] for event in recorded} == {None}
+    assert all(event["details"]["ip_address_raw"] == "bad-ip" for event in recorded)
+
+
 def test_unset_context_falls_back_to_client_address(shop):
     with shop.connect() as connection:
         connection.execute("INSERT INTO customer VALUES (1, 'x', NULL, NULL)")
