@@ -6,6 +6,7 @@ import csv
 import importlib
 import io
 import json
+import re
 
 import psycopg
 import pytest
@@ -200,6 +201,16 @@ def test_cron_line_takes_dsn_before_command(cli, tmp_path):
     result = cli("--dsn", dsn, "cron", "maintain", "--crontab-file", str(crontab))
     assert result.exit_code == 0, result.stderr
     assert f"--dsn '{dsn}'" in crontab.read_text()
+
+
+@pytest.mark.parametrize("command", [[], ["install"], ["maintain"], ["query"], ["backup"], ["rotate"]],
+                         ids=["main", "install", "maintain", "query", "backup", "rotate"])
+def test_help_shows_no_flag_type(cli, command):
+    help_text = cli(*command, "--help").stdout
+    assert "--help" in help_text
+    assert "<bool>" not in help_text
+    assert not re.search(r"-v\s+<int>", help_text)
+    assert re.search(r"--help\s+Show this message", help_text)
 
 
 def test_russian_messages(audited, cli):

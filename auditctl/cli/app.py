@@ -112,6 +112,33 @@ def escape_help_markup(command: Any) -> None:
         escape_help_markup(subcommand)
 
 
+def hide_flag_types(command: Any) -> None:
+    """Show no value type in the help of flags and counters, in the command and its subcommands.
+
+    typer 0.29 prints the type of every option, so ``--quiet`` read
+    ``--quiet <bool>`` and ``-v`` read ``-v <int>``, as if they took a value.
+    An empty metavar leaves the type column of those options blank.
+    """
+    for parameter in command.params:
+        _hide_type(parameter)
+    get_help_option = command.get_help_option
+
+    def help_option_without_type(context: Any) -> Any:
+        option = get_help_option(context)
+        _hide_type(option)
+        return option
+
+    command.get_help_option = help_option_without_type
+    for subcommand in getattr(command, "commands", {}).values():
+        hide_flag_types(subcommand)
+
+
+def _hide_type(parameter: Any) -> None:
+    takes_no_value = getattr(parameter, "is_flag", False) or getattr(parameter, "count", False)
+    if parameter is not None and takes_no_value and parameter.metavar is None:
+        parameter.metavar = ""
+
+
 def run_command(command: Any, args: list[str]) -> None:
     """Run the click command, print its command-line errors in the user's language, and exit.
 
@@ -152,6 +179,7 @@ def main() -> None:
     try:
         command = typer.main.get_command(app)
         escape_help_markup(command)
+        hide_flag_types(command)
         run_command(command, hoist_global_options(sys.argv[1:]))
     except AuditctlError as exc:
         if _state["verbose"]:
