@@ -29,6 +29,6 @@ def parse_when(text: str, option: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidArgumentError(
-            _("Invalid {option} value {value!r}: use 30m, 12h, 7d, a date (2026-12-01) "
+            _("Invalid {option} value {value!r}: use 30m, 12h, 7d, 2w, a date (2026-12-01) "
               "or an ISO timestamp (2026-12-01T09:30:00+03:00).").format(option=option, value=text)) from None
     return moment if moment.tzinfo else moment.astimezone()

@@ -12,8 +12,8 @@ PRISMA_DIR) into the schema bench_capture, then prints, from one run:
   Every committed transaction records its txid and its row changes in an
   unaudited ledger table, and the events are compared with that ledger.
 
-    python bench/bench_capture.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
-    python bench/bench_capture.py --dsn "host=..."  # an existing database you may write to
+    .venv/bin/python bench/bench_capture.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
+    .venv/bin/python bench/bench_capture.py --dsn "host=..."  # an existing database you may write to
 
 Every pgbench transaction sets auditctl.user_id and auditctl.ip_address with
 set_config(..., true), as the application does, and then writes. The script

@@ -15,8 +15,8 @@ the who-context, write one row, commit. A backend's count covers its whole
 life, so each figure is the difference between a run of --transactions
 more transactions and a short one, divided by --transactions.
 
-    python bench/bench_instructions.py
-    python bench/bench_instructions.py --transactions 1000
+    .venv/bin/python bench/bench_instructions.py
+    .venv/bin/python bench/bench_instructions.py --transactions 1000
 
 Needs valgrind and a PostgreSQL server build (Debian's, or pgserver's).
 """

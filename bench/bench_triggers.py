@@ -1,4 +1,4 @@
-"""Measure what auditing costs: single-row UPDATE throughput and one bulk UPDATE.
+"""Measure what auditing costs: single-row UPDATE throughput and one bulk UPDATE, DELETE and INSERT.
 
 Prints, from one run, the numbers without triggers, with the minimal
 triggers of bench/minimal.py and with the auditctl triggers on the same
@@ -6,8 +6,8 @@ table, and their ratios, together with the machine and the server settings
 that shape them. The minimal triggers show what part of the cost any
 trigger that stores the rows as JSON would pay on this table.
 
-    python bench/bench_triggers.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
-    python bench/bench_triggers.py --dsn "host=..."  # an existing database you may write to
+    .venv/bin/python bench/bench_triggers.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
+    .venv/bin/python bench/bench_triggers.py --dsn "host=..."  # an existing database you may write to
 
 The table has 10 columns; an UPDATE changes one integer column. Single-row
 throughput comes from pgbench (-M prepared) with synchronous_commit on and

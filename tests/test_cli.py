@@ -129,7 +129,7 @@ def test_event_command(audited, cli):
     (["query", "--action", "updat"],
      "Unknown action UPDAT: no event in the log has it. Known actions: INSERT, UPDATE, DELETE"),
     (["export", "--action", "Insert", "--action", "updat"], "Unknown action UPDAT"),
-    (["query", "--entity-id", '["a", 5'], """Invalid --entity-id '["a", 5': Expecting ',' delimiter."""),
+    (["query", "--entity-id", '["a", 5'], """Invalid --entity-id '["a", 5': not valid JSON at character 8."""),
     (["query", "--entity-id", '["a", null]'], "key values must be strings or numbers"),
     (["query", "--entity-id", "[]"], "expected a non-empty JSON array"),
 ], ids=["since", "until", "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json",
@@ -220,6 +220,9 @@ def test_russian_messages(audited, cli):
     assert "Команды" in help_text
     error = cli("query", "--since", "вчера", env=env, dsn=audited.dsn)
     assert "Неверное значение --since «вчера»" in error.stderr
+    key_error = cli("query", "--entity-id", '["a",', env=env, dsn=audited.dsn).stderr
+    assert "Неверное значение --entity-id «[\"a\",»: это не JSON (ошибка в символе 6)" in key_error
+    assert "Expecting" not in key_error
     table = cli("query", env=env, dsn=audited.dsn).stdout
     assert "Действие" in table
 

@@ -375,7 +375,7 @@ def test_cron_install_writes_one_line(db, cli, tmp_path):
     (["--schedule", "every day", "--dsn", "dbname=app"], {}, "Invalid --schedule 'every day'"),
     (["--dsn", "host=127.0.0.1 password=secret"], {}, "The DSN from --dsn contains a password"),
     ([], {"AUDITCTL_DSN": "postgresql://app:secret@127.0.0.1/app"}, "The DSN from AUDITCTL_DSN contains a password"),
-    ([], {}, "No DSN for the crontab line: pass --dsn or set AUDITCTL_DSN"),
+    ([], {}, "No DSN for the crontab line: pass --dsn or set AUDITCTL_DSN or DATABASE_URL"),
     ([], {"PGHOST": "127.0.0.1", "PGDATABASE": "app"}, "No DSN for the crontab line"),
     (["--dsn", "host=127.0.0.1 nosuchkey=1"], {}, "Invalid DSN from --dsn"),
 ], ids=["schedule", "password", "env-password", "no-dsn", "pg-variables", "bad-dsn"])

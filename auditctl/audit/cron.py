@@ -63,8 +63,8 @@ def crontab_dsn(dsn_option: str | None) -> str:
     source = resolve_dsn(dsn_option)
     if not source.dsn:
         raise InvalidArgumentError(
-            _("No DSN for the crontab line: pass --dsn or set AUDITCTL_DSN, because cron does not pass on the "
-              "PG* variables of this shell."))
+            _("No DSN for the crontab line: pass --dsn or set AUDITCTL_DSN or DATABASE_URL, because cron does not "
+              "pass on the PG* variables of this shell."))
     try:
         params = conninfo.conninfo_to_dict(source.dsn)
     except psycopg.ProgrammingError as exc:

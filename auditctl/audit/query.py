@@ -73,8 +73,9 @@ def load_key_array(text: str, label: str) -> list[str | int | float]:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidArgumentError(
-            _("Invalid {label} {value!r}: {error}. Give a JSON array such as '[\"pr00000010\", 5]'.")
-            .format(label=label, value=text, error=exc.msg)) from None
+            _("Invalid {label} {value!r}: not valid JSON at character {position}. "
+              "Give a JSON array such as '[\"pr00000010\", 5]'.")
+            .format(label=label, value=text, position=exc.pos + 1)) from None
     if not isinstance(parsed, list) or not parsed:
         raise InvalidArgumentError(
             _("Invalid {label} {value!r}: expected a non-empty JSON array of key values.")

@@ -31,7 +31,7 @@ from .options import DsnOption, SchemaOption
 
 UserOption = Annotated[str | None, typer.Option("--user", metavar="ID", help=_("Application user id."))]
 SinceOption = Annotated[str | None, typer.Option(
-    "--since", metavar="WHEN", help=_("Events at or after WHEN: 30m, 12h, 7d, a date or an ISO timestamp."))]
+    "--since", metavar="WHEN", help=_("Events at or after WHEN: 30m, 12h, 7d, 2w, a date or an ISO timestamp."))]
 UntilOption = Annotated[str | None, typer.Option(
     "--until", metavar="WHEN", help=_("Events before WHEN, in the same forms as --since."))]
 TableOption = Annotated[list[str] | None, typer.Option(
