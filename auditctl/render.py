@@ -578,12 +578,12 @@ def progress(description: str, total: int | None, log_label: str,
         before = done
         done += amount
         if total is None or done == total or done // step > before // step:
+            counted = f"{done} of {total}" if total is not None else f"{done} so far"
             if show_rate:
                 elapsed = max(time.monotonic() - started, 1e-6)
-                logger.info("%s: %d of %s, %.0f per second", log_label, done,
-                            total if total is not None else "?", done / elapsed)
+                logger.info("%s: %s, %.0f per second", log_label, counted, done / elapsed)
             else:
-                logger.info("%s: %d of %s", log_label, done, total if total is not None else "?")
+                logger.info("%s: %s", log_label, counted)
 
     yield log_line
 

@@ -129,5 +129,5 @@ def test_export_logs_rows_per_second(busy_log, cli, tmp_path):
     target = tmp_path / "events.parquet"
     result = cli("-v", "export", "--format", "parquet", "-o", str(target), dsn=busy_log.dsn)
     assert result.exit_code == 0, result.stderr
-    assert "exporting events: 20000 of ?" in result.stderr
+    assert "exporting events: 20000 so far" in result.stderr
     assert "per second" in result.stderr
