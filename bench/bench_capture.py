@@ -36,16 +36,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from auditctl.audit.install import install, uninstall  # noqa: E402
-from auditctl.audit.schema import schema_exists  # noqa: E402
 from bench_triggers import describe, find_pgbench, pgbench_tps, run_on_server  # noqa: E402
-from minimal import create_log, drop_log, install_minimal, uninstall_minimal  # noqa: E402
+from minimal import create_log, drop_log, set_triggers  # noqa: E402
 
 PRISMA_DIR = ROOT.parent / "shared" / "data" / "prisma-app"
 SCHEMA = "bench_capture"
 AUDITED_TABLES = [f"{SCHEMA}.Product", f"{SCHEMA}.WorkStage"]
 MODES = ("plain", "minimal", "audited")
-# Primary keys of the audited tables, for the minimal triggers.
-KEY_COLUMNS = {"Product": ["id"], "WorkStage": ["productId", "stageNo"]}
+# Primary keys of the written tables, for the minimal triggers.
+KEY_COLUMNS = {(SCHEMA, "Product"): ["id"], (SCHEMA, "WorkStage"): ["productId", "stageNo"]}
 ROLLBACK_PERCENT = 30
 SAVEPOINT_PERCENT = 25
 
@@ -194,19 +193,7 @@ def set_audited(connection: psycopg.Connection, audited: bool) -> None:
 
 def set_mode(connection: psycopg.Connection, mode: str) -> None:
     """Set the triggers of the written tables for ``mode``: none, the minimal row triggers, or auditctl's."""
-    tables = [(SCHEMA, name) for name in KEY_COLUMNS]
-    if mode == "audited":
-        for table in tables:
-            uninstall_minimal(connection, table)
-        install(connection, "audit", AUDITED_TABLES)
-        return
-    if schema_exists(connection, "audit"):
-        uninstall(connection, "audit", AUDITED_TABLES)
-    for table in tables:
-        if mode == "minimal":
-            install_minimal(connection, table, KEY_COLUMNS[table[1]], "row")
-        else:
-            uninstall_minimal(connection, table)
+    set_triggers(connection, mode, KEY_COLUMNS, "row")
 
 
 def settle(connection: psycopg.Connection, checkpoint: bool) -> None:

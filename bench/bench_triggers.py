@@ -37,12 +37,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from auditctl.audit.install import install, uninstall  # noqa: E402
-from minimal import create_log, drop_log, install_minimal, uninstall_minimal  # noqa: E402
+from minimal import create_log, drop_log, set_triggers  # noqa: E402
 from pgcluster import Cluster, debian_binaries, pgserver_binaries  # noqa: E402
 
 T = TypeVar("T")
 
-TABLE = ("public", "bench_item")
+# The benchmark table and its primary key, for the minimal triggers.
+TABLE_KEY = {("public", "bench_item"): ["id"]}
 MODES = ("plain", "minimal", "audited")
 
 TABLE_SQL = """
@@ -140,7 +141,7 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
         results: dict[tuple[str, str], float] = {}
         for sync_commit in ("on", "off"):
             for mode in MODES * args.repeat:
-                set_mode(connection, mode, "row")
+                set_triggers(connection, mode, TABLE_KEY, "row")
                 tps = pgbench_tps(pgbench, dsn, script, args.clients, args.seconds, sync_commit)
                 key = (mode, sync_commit)
                 results[key] = max(results.get(key, 0.0), tps)
@@ -150,14 +151,14 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
 
         bulk: dict[tuple[str, str], float] = {}
         for mode in MODES * args.repeat:
-            set_mode(connection, mode, "statement")
+            set_triggers(connection, mode, TABLE_KEY, "statement")
             # UPDATE, then DELETE every row, then INSERT them back, so the table ends as it began.
             for action, statement in BULK_STATEMENTS.items():
                 connection.execute("VACUUM bench_item")
                 seconds = bulk_seconds(connection, statement.format(rows=int(args.rows)))
                 bulk[(mode, action)] = min(bulk.get((mode, action), float("inf")), seconds)
         events, event_bytes = log_size(connection)
-        set_mode(connection, "plain", "row")
+        set_triggers(connection, "plain", TABLE_KEY, "row")
         uninstall(connection, "audit", [], use_all=True, drop_data=True)
         drop_log(connection)
         connection.execute("DROP TABLE bench_item")
@@ -179,19 +180,6 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
     print(f"log size per one-column UPDATE event: {update_bytes / max(update_events, 1):.0f} bytes "
           f"(heap and indexes, {update_events:,} events from the single-row runs)")
     print(f"log size over all events: {event_bytes / max(events, 1):.0f} bytes per event ({events:,} events)")
-
-
-def set_mode(connection: psycopg.Connection, mode: str, level: str) -> None:
-    """Set the triggers of bench_item for ``mode``: none, the minimal ``level`` triggers, or auditctl's."""
-    if mode == "audited":
-        uninstall_minimal(connection, TABLE)
-        install(connection, "audit", ["bench_item"])
-    else:
-        uninstall(connection, "audit", ["bench_item"])
-        if mode == "minimal":
-            install_minimal(connection, TABLE, ["id"], level)
-        else:
-            uninstall_minimal(connection, TABLE)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Minimal audit triggers: the floor the benchmarks hold auditctl's triggers against.
 
-A trigger that records a change cannot cost less than converting the rows
-to JSON and inserting them into a table. These triggers do only that, into
+A trigger that stores row values as JSON pays at least for converting the
+rows and inserting them into a table. These triggers do only that, into
 one unindexed table, with no who-context, no key, no comparison of old and
 new values and no partitioning:
 
@@ -21,8 +21,34 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from auditctl.audit.install import install, uninstall
+from auditctl.audit.schema import schema_exists
+
 LOG_TABLE = sql.Identifier("public", "bench_minimal_log")
 LEVELS = ("row", "statement")
+
+
+def set_triggers(connection: psycopg.Connection, mode: str, key_columns: dict[tuple[str, str], list[str]],
+                 level: str) -> None:
+    """Set the triggers of the tables in ``key_columns`` for ``mode``.
+
+    ``mode`` is "plain" (no trigger), "minimal" (the ``level`` triggers of
+    this module) or "audited" (auditctl's, whose schema must be installed).
+    ``key_columns`` maps each (schema, table) to its primary key columns.
+    """
+    names = [f"{schema}.{name}" for schema, name in key_columns]
+    if mode == "audited":
+        for table in key_columns:
+            uninstall_minimal(connection, table)
+        install(connection, "audit", names)
+        return
+    if schema_exists(connection, "audit"):
+        uninstall(connection, "audit", names)
+    for table, key in key_columns.items():
+        if mode == "minimal":
+            install_minimal(connection, table, key, level)
+        else:
+            uninstall_minimal(connection, table)
 
 
 def install_minimal(connection: psycopg.Connection, table: tuple[str, str], key_columns: list[str],

@@ -281,7 +281,7 @@ def run_cli_in_terminal(*args: str, env: dict[str, str] | None = None, dsn: str 
             ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 process.kill()
-                raise TimeoutError(f"auditctl {' '.join(args)} still ran after {timeout} s")
+                raise TimeoutError(f"auditctl {' '.join(args)} timed out after {timeout} s")
             try:
                 chunk = os.read(controller, 65536)
             except OSError:

@@ -465,7 +465,7 @@ def test_install_dry_run_logs_no_progress(db, cli):
 
 @pytest.fixture
 def owned_table_dsn(db):
-    """The DSN of a role that is no superuser and owns one table, so that install logs a warning."""
+    """Return the DSN of a role that is not a superuser and owns one table, so that install logs a warning."""
     with table_owner_dsn(db) as dsn:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute("CREATE TABLE a (id int PRIMARY KEY)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import psycopg
@@ -101,15 +102,21 @@ def escape_help_markup(command: Any) -> None:
     No help text of auditctl uses markup, so all of them are escaped here,
     after translation.
     """
-    for attribute in ("help", "short_help"):
-        text = getattr(command, attribute, None)
-        if text:
-            setattr(command, attribute, escape(text))
-    for parameter in command.params:
-        if getattr(parameter, "help", None):
-            parameter.help = escape(parameter.help)
+    for each in all_commands(command):
+        for attribute in ("help", "short_help"):
+            text = getattr(each, attribute, None)
+            if text:
+                setattr(each, attribute, escape(text))
+        for parameter in each.params:
+            if getattr(parameter, "help", None):
+                parameter.help = escape(parameter.help)
+
+
+def all_commands(command: Any) -> Iterator[Any]:
+    """Yield a click command and, depth first, every command below it."""
+    yield command
     for subcommand in getattr(command, "commands", {}).values():
-        escape_help_markup(subcommand)
+        yield from all_commands(subcommand)
 
 
 def hide_flag_types(command: Any) -> None:
@@ -119,23 +126,26 @@ def hide_flag_types(command: Any) -> None:
     ``--quiet <bool>`` and ``-v`` read ``-v <int>``, as if they took a value.
     An empty metavar leaves the type column of those options blank.
     """
-    for parameter in command.params:
-        _hide_type(parameter)
-    get_help_option = command.get_help_option
+    for each in all_commands(command):
+        for parameter in each.params:
+            _hide_type(parameter)
+        each.get_help_option = _help_option_without_type(each.get_help_option)
 
-    def help_option_without_type(context: Any) -> Any:
+
+def _help_option_without_type(get_help_option: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # click creates the --help option from the context, so it is not in command.params.
+    def help_option(context: Any) -> Any:
         option = get_help_option(context)
         _hide_type(option)
         return option
 
-    command.get_help_option = help_option_without_type
-    for subcommand in getattr(command, "commands", {}).values():
-        hide_flag_types(subcommand)
+    return help_option
 
 
 def _hide_type(parameter: Any) -> None:
-    takes_no_value = getattr(parameter, "is_flag", False) or getattr(parameter, "count", False)
-    if parameter is not None and takes_no_value and parameter.metavar is None:
+    if parameter is None or parameter.metavar is not None:
+        return
+    if getattr(parameter, "is_flag", False) or getattr(parameter, "count", False):
         parameter.metavar = ""
 
 
