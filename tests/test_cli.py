@@ -211,6 +211,7 @@ def test_help_shows_no_flag_type(cli, command):
     assert "<bool>" not in help_text
     assert not re.search(r"-v\s+<int>", help_text)
     assert re.search(r"--help\s+Show this message", help_text)
+    assert re.search(r"^ *Usage: auditctl", help_text, re.MULTILINE)
 
 
 def test_russian_messages(audited, cli):
@@ -218,6 +219,9 @@ def test_russian_messages(audited, cli):
     help_text = cli("--help", env=env).stdout
     assert "Журнал аудита и резервные копии для PostgreSQL" in help_text
     assert "Команды" in help_text
+    assert re.search(r"--help\s+Показать эту справку и выйти", help_text)
+    assert "Использование: auditctl query [OPTIONS]" in cli("query", "--help", env=env).stdout
+    assert "Usage" not in help_text and "Show this" not in help_text
     error = cli("query", "--since", "вчера", env=env, dsn=audited.dsn)
     assert "Неверное значение --since «вчера»" in error.stderr
     key_error = cli("query", "--entity-id", '["a",', env=env, dsn=audited.dsn).stderr

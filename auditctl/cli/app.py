@@ -119,27 +119,40 @@ def all_commands(command: Any) -> Iterator[Any]:
         yield from all_commands(subcommand)
 
 
-def hide_flag_types(command: Any) -> None:
-    """Show no value type in the help of flags and counters, in the command and its subcommands.
+def adapt_help(command: Any) -> None:
+    """Fix typer's help output in the command and its subcommands.
 
     typer 0.29 prints the type of every option, so ``--quiet`` read
-    ``--quiet <bool>`` and ``-v`` read ``-v <int>``, as if they took a value.
-    An empty metavar leaves the type column of those options blank.
+    ``--quiet <bool>`` and ``-v`` read ``-v <int>``, as if they took a value;
+    an empty metavar leaves the type column of those options blank. Its copy
+    of click also writes "Usage:" and the help text of ``--help`` in English
+    only, so both are replaced by the catalog's text.
     """
     for each in all_commands(command):
         for parameter in each.params:
             _hide_type(parameter)
-        each.get_help_option = _help_option_without_type(each.get_help_option)
+        each.get_help_option = _translated_help_option(each.get_help_option)
+        each.format_usage = _translated_usage(each)
 
 
-def _help_option_without_type(get_help_option: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _translated_help_option(get_help_option: Callable[[Any], Any]) -> Callable[[Any], Any]:
     # click creates the --help option from the context, so it is not in command.params.
     def help_option(context: Any) -> Any:
         option = get_help_option(context)
-        _hide_type(option)
+        if option is not None:
+            _hide_type(option)
+            option.help = _("Show this message and exit.")
         return option
 
     return help_option
+
+
+def _translated_usage(command: Any) -> Callable[[Any, Any], None]:
+    def format_usage(context: Any, formatter: Any) -> None:
+        formatter.write_usage(context.command_path, " ".join(command.collect_usage_pieces(context)),
+                              prefix=_("Usage:") + " ")
+
+    return format_usage
 
 
 def _hide_type(parameter: Any) -> None:
@@ -189,7 +202,7 @@ def main() -> None:
     try:
         command = typer.main.get_command(app)
         escape_help_markup(command)
-        hide_flag_types(command)
+        adapt_help(command)
         run_command(command, hoist_global_options(sys.argv[1:]))
     except AuditctlError as exc:
         if _state["verbose"]:

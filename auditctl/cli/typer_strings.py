@@ -7,10 +7,8 @@ the default domain.
 typer 0.29 runs its own copy of click (``typer._click``), whose usage errors
 ("No such option", "Invalid value", the "Usage:" line) are English f-strings
 outside gettext. ``usage_errors.py`` rebuilds those messages through ``_()``
-when main() catches them.
-
-NOTE: the "Usage:" line and the "Show this message and exit." text of
-``--help`` output still come from typer in English.
+when main() catches them, and ``app.adapt_help()`` writes the "Usage:"
+line and the help text of ``--help`` through ``_()`` as well.
 """
 
 
