@@ -249,6 +249,40 @@ def test_audited_table_drop_recorded(captured):
     assert {"type": "table", "identity": "public.item", "schema": "public"} in drop["details"]["objects"]
 
 
+def _trigger_functions(connection):
+    return connection.execute(
+        """SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace
+           AND obj_description(oid, 'pg_proc') LIKE 'auditctl trigger function%'""").fetchone()[0]
+
+
+def test_dropped_table_leaves_registry(captured):
+    with captured.connect() as connection:
+        connection.execute("CREATE TABLE other (id int PRIMARY KEY)")
+        install(connection, "audit", ["other"])
+        connection.execute("DROP TABLE item")
+        registered = [row[0] for row in connection.execute("SELECT table_name FROM audit.audited_tables")]
+        functions = _trigger_functions(connection)
+        report = collect_status(connection, "audit")
+    assert registered == ["public.other"]
+    assert functions == 1
+    assert [table.entity_type for table in report.tables] == ["public.other"]
+    assert report.orphaned_functions == []
+
+
+def test_rolled_back_drop_keeps_registry(captured):
+    with captured.connect() as connection:
+        connection.execute("BEGIN")
+        connection.execute("DROP TABLE item")
+        connection.execute("ROLLBACK")
+        registered = [row[0] for row in connection.execute("SELECT table_name FROM audit.audited_tables")]
+        functions = _trigger_functions(connection)
+        connection.execute("INSERT INTO item VALUES (1, 'a')")
+        recorded = events(connection)
+    assert registered == ["public.item"]
+    assert functions == 1
+    assert [event["action"] for event in recorded] == ["INSERT"]
+
+
 def test_drop_owned_by_unrelated_role_works(captured):
     role = f"temp_{captured.name}"
     with captured.connect() as connection:

@@ -357,11 +357,18 @@ def test_install_enables_disabled_trigger(db):
     assert len(recorded) == 1
 
 
+def _drop_unseen(connection, table):
+    """Drop a table as on a database without DDL capture, where the registry keeps its row."""
+    with connection.transaction():
+        connection.execute("SELECT set_config('auditctl.internal', 'on', true)")
+        connection.execute(f"DROP TABLE {table}")
+
+
 def test_dropped_table_is_named_and_forgotten(db):
     with db.connect() as connection:
         connection.execute("CREATE TABLE keep (id int PRIMARY KEY); CREATE TABLE gone (id int PRIMARY KEY)")
         install(connection, "audit", [], use_all=True)
-        connection.execute("DROP TABLE gone")
+        _drop_unseen(connection, "gone")
         report = collect_status(connection, "audit")
         result = install(connection, "audit", ["keep"])
         after = collect_status(connection, "audit")
@@ -379,7 +386,7 @@ def test_uninstall_names_dropped_table(db):
     with db.connect() as connection:
         connection.execute("CREATE TABLE gone (id int PRIMARY KEY)")
         install(connection, "audit", ["gone"])
-        connection.execute("DROP TABLE gone")
+        _drop_unseen(connection, "gone")
         result = uninstall(connection, "audit", ["gone"])
         report = collect_status(connection, "audit")
     assert result.removed == ["public.gone"]
@@ -426,7 +433,7 @@ def test_reinstall_after_drop_and_recreate(db):
     with db.connect() as connection:
         connection.execute("CREATE TABLE t (id int PRIMARY KEY)")
         install(connection, "audit", ["t"])
-        connection.execute("DROP TABLE t")
+        _drop_unseen(connection, "t")
         connection.execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
         result = install(connection, "audit", ["t"])
         connection.execute("INSERT INTO t VALUES (1, 'x')")
