@@ -249,6 +249,25 @@ def test_audited_table_drop_recorded(captured):
     assert {"type": "table", "identity": "public.item", "schema": "public"} in drop["details"]["objects"]
 
 
+def test_statement_secrets_replaced(captured):
+    with captured.connect() as connection:
+        connection.execute("CREATE FOREIGN DATA WRAPPER plain_wrapper")
+        connection.execute("CREATE SERVER remote FOREIGN DATA WRAPPER plain_wrapper OPTIONS (host '127.0.0.1')")
+        connection.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER remote "
+                           "OPTIONS (user 'reader', password 'Mapping-Pw-1')")
+        connection.execute("CREATE SUBSCRIPTION copy_sub CONNECTION "
+                           "'host=127.0.0.1 port=1 user=reader password=Conninfo-Pw-2' "
+                           "PUBLICATION nothing WITH (connect = false)")
+        connection.execute("ALTER SUBSCRIPTION copy_sub CONNECTION 'postgresql://reader:Uri-Pw-3@127.0.0.1:1/app'")
+        connection.execute("ALTER SUBSCRIPTION copy_sub SET (slot_name = NONE)")
+        connection.execute("DROP SUBSCRIPTION copy_sub")
+        statements = [event["details"]["statement"] for event in _system(connection, "action = 'DDL'")]
+    assert "OPTIONS (user 'reader', password '********')" in statements[2]
+    assert "user=reader password=********' PUBLICATION" in statements[3]
+    assert "postgresql://reader:********@127.0.0.1:1/app" in statements[4]
+    assert not [statement for statement in statements if "-Pw-" in statement]
+
+
 def _trigger_functions(connection):
     return connection.execute(
         """SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace
