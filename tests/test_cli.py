@@ -147,6 +147,13 @@ def test_bad_input_one_line_error(audited, cli, args, fragment):
         assert connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] == before
 
 
+@pytest.mark.parametrize("action", ["redact", "BACKUP_FAILED", "ROTATE"])
+def test_query_unused_system_action(audited, cli, action):
+    result = cli("query", "--action", action, "--format", "json", dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
 def test_connection_error_hides_password(cli):
     result = cli("status", dsn="postgresql://app:s3cret-pw@127.0.0.1:1/appdb?connect_timeout=2")
     assert result.exit_code != 0

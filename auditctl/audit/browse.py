@@ -22,9 +22,16 @@ from .schema import require_installed
 # Largest id a cursor may name: events.id is a bigint.
 MAX_EVENT_ID = 2**63 - 1
 
-# Actions that auditctl itself writes or documents; an application may add its own.
+# Row changes and the application events that auditctl documents; an
+# application may add its own. The web page offers these in its action filter.
 KNOWN_ACTIONS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "LOGIN", "LOGOUT", "LOGIN_FAILED",
                  "PASSWORD_CHANGE", "EXPORT")
+
+# Actions that auditctl's event triggers and commands write about the log,
+# the schema and the backups. A filter may name them before any has happened.
+SYSTEM_ACTIONS = ("DDL", "PERMISSION_CHANGE", "AUDIT_INSTALL", "AUDIT_UNINSTALL", "AUDIT_TRIGGER_DISABLED",
+                  "AUDIT_TRIGGER_REFRESHED", "REDACT", "REVERT", "ROTATE", "BACKUP_CREATE", "BACKUP_FAILED",
+                  "BACKUP_RESTORE")
 
 
 class CursorNotFoundError(AuditctlError):
@@ -196,12 +203,12 @@ def resolve_tables(connection: psycopg.Connection, schema: str, filters: EventFi
 
 
 def action_exists(connection: psycopg.Connection, schema: str, action: str) -> bool:
-    """Tell whether any event has this action; KNOWN_ACTIONS always count as existing."""
-    if action in KNOWN_ACTIONS:
+    """Tell whether any event has this action; KNOWN_ACTIONS and SYSTEM_ACTIONS always count as existing."""
+    if action in KNOWN_ACTIONS or action in SYSTEM_ACTIONS:
         return True
     require_installed(connection, schema)
     # NOTE: no index covers action, so this scans the log; it runs only for
-    # actions outside KNOWN_ACTIONS.
+    # actions that auditctl does not write itself.
     statement = sql.SQL("SELECT EXISTS (SELECT FROM {}.events WHERE action = %s)").format(sql.Identifier(schema))
     return connection.execute(statement, (action,)).fetchone()[0]
 
@@ -212,7 +219,7 @@ def check_actions(connection: psycopg.Connection, schema: str, actions: list[str
         if not action_exists(connection, schema, action):
             raise UnknownActionError(
                 _("Unknown action {action}: no event in the log has it. Known actions: {known}.")
-                .format(action=action, known=", ".join(KNOWN_ACTIONS)))
+                .format(action=action, known=", ".join(KNOWN_ACTIONS + SYSTEM_ACTIONS)))
 
 
 def recent_actions(connection: psycopg.Connection, schema: str, since: datetime) -> list[str]:
