@@ -210,12 +210,16 @@ def test_cron_line_takes_dsn_before_command(cli, tmp_path):
     assert f"--dsn '{dsn}'" in crontab.read_text()
 
 
-@pytest.mark.parametrize("command", [[], ["install"], ["maintain"], ["query"], ["backup"], ["rotate"]],
-                         ids=["main", "install", "maintain", "query", "backup", "rotate"])
+@pytest.mark.parametrize("command", [[], ["install"], ["maintain"], ["query"], ["backup"], ["rotate"], ["history"],
+                                     ["event"]],
+                         ids=["main", "install", "maintain", "query", "backup", "rotate", "history", "event"])
 def test_help_shows_no_flag_type(cli, command):
     help_text = cli(*command, "--help").stdout
     assert "--help" in help_text
     assert "<bool>" not in help_text
+    assert "<str>" not in help_text
+    assert "<list[" not in help_text
+    assert "......" not in help_text
     assert not re.search(r"-v\s+<int>", help_text)
     assert re.search(r"--help\s+Show this message", help_text)
     assert re.search(r"^ *Usage: auditctl", help_text, re.MULTILINE)

@@ -122,15 +122,19 @@ def all_commands(command: Any) -> Iterator[Any]:
 def adapt_help(command: Any) -> None:
     """Fix typer's help output in the command and its subcommands.
 
-    typer 0.29 prints the type of every option, so ``--quiet`` read
-    ``--quiet <bool>`` and ``-v`` read ``-v <int>``, as if they took a value;
-    an empty metavar leaves the type column of those options blank. Its copy
+    typer 0.29 prints the type of every option and argument, so ``--quiet``
+    read ``--quiet <bool>`` and ``-v`` read ``-v <int>``, as if they took a
+    value; an empty metavar leaves the type column of those options blank,
+    and arguments show their name alone. Its copy
     of click also writes "Usage:" and the help text of ``--help`` in English
     only, so both are replaced by the catalog's text.
     """
     for each in all_commands(command):
         for parameter in each.params:
             _hide_type(parameter)
+            if getattr(parameter, "param_type_name", None) == "argument":
+                # The help's Arguments panel showed Python types such as <list[str]>.
+                parameter.display_type_rich = _no_type
         each.get_help_option = _translated_help_option(each.get_help_option)
         each.format_usage = _translated_usage(each)
 
@@ -153,6 +157,10 @@ def _translated_usage(command: Any) -> Callable[[Any, Any], None]:
                               prefix=_("Usage:") + " ")
 
     return format_usage
+
+
+def _no_type(ctx: Any) -> None:
+    return None
 
 
 def _hide_type(parameter: Any) -> None:

@@ -28,7 +28,7 @@ class HistoryFormat(StrEnum):
 def history(
     table: Annotated[str, typer.Argument(metavar="TABLE", help=_("Table as TABLE or SCHEMA.TABLE."))],
     record_id: Annotated[list[str], typer.Argument(
-        metavar="ID...", help=_("Primary key value; for a composite key one value per column, "
+        metavar="ID", help=_("Primary key value; for a composite key one value per column, "
                                 "or one JSON array such as '[\"pr00000010\", 5]'."))],
     output_format: Annotated[HistoryFormat, typer.Option("--format", help=_("Output format."))] = HistoryFormat.table,
     dsn: DsnOption = None,
