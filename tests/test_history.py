@@ -32,6 +32,15 @@ def shop(db):
     return db
 
 
+def test_history_fields_in_table_order(shop):
+    with shop.connect() as connection:
+        history = record_history(connection, "audit", "customer", ["1"])
+        stages = record_history(connection, "audit", "Work Stage", ["pr00000010", "5"])
+    assert [change.column for change in history.entries[0].changes] == ["id", "name", "balance"]
+    assert [change.column for change in history.entries[1].changes] == ["name", "balance"]
+    assert [change.column for change in stages.entries[0].changes] == ["productId", "stageNo", "title"]
+
+
 def test_history_follows_insert_update_delete(shop):
     with shop.connect() as connection:
         history = record_history(connection, "audit", "customer", ["1"])
