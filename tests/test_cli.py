@@ -83,7 +83,11 @@ def test_export_jsonl_and_csv_agree(audited, cli, tmp_path):
     target = tmp_path / "events.jsonl"
     result = cli("export", "--format", "jsonl", "-o", str(target), dsn=audited.dsn)
     assert result.exit_code == 0, result.stderr
-    lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    text = target.read_text(encoding="utf-8")
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert text.startswith('{"id":')
+    assert list(lines[1]) == ["id", "occurred_at", "user_id", "ip_address", "db_user", "action", "entity_type",
+                              "entity_id", "old", "new", "details", "application_name", "transaction_id"]
     as_csv = list(csv.DictReader(io.StringIO(cli("export", dsn=audited.dsn).stdout)))
     assert [line["action"] for line in lines] == ["AUDIT_INSTALL", "INSERT", "UPDATE", "DELETE"]
     assert [row["id"] for row in as_csv] == [str(line["id"]) for line in lines]

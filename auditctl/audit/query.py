@@ -233,13 +233,13 @@ _EXPORT_TEXT = """SELECT id::text, pg_catalog.to_json(occurred_at) #>> '{{}}', u
                          details::text, application_name, transaction_id::text
                   FROM {audit}.events {where} {order} {limit}"""
 
-_EXPORT_JSON = """SELECT pg_catalog.json_build_object(
-                      'id', id, 'occurred_at', occurred_at, 'user_id', user_id,
-                      'ip_address', host(ip_address), 'db_user', db_user, 'action', action,
-                      'entity_type', entity_type, 'entity_id', entity_id, 'old', old_values,
-                      'new', new_values, 'details', details, 'application_name', application_name,
-                      'transaction_id', transaction_id)::text
-                  FROM {audit}.events {where} {order} {limit}"""
+# row_to_json writes compact lines ("id":2), in the order of these columns.
+_EXPORT_JSON = """SELECT pg_catalog.row_to_json(e)::text
+                  FROM (SELECT id, occurred_at, user_id, host(ip_address) AS ip_address, db_user, action,
+                               entity_type, entity_id, old_values AS old, new_values AS new, details,
+                               application_name, transaction_id
+                        FROM {audit}.events {where}) AS e
+                  {order} {limit}"""
 
 
 # The columns of _EXPORT_TEXT with every text cell that a spreadsheet would
