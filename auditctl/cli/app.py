@@ -168,6 +168,9 @@ def _hide_type(parameter: Any) -> None:
         return
     if getattr(parameter, "is_flag", False) or getattr(parameter, "count", False):
         parameter.metavar = ""
+    elif getattr(parameter, "min", None) is not None or getattr(parameter, "max", None) is not None:
+        # "<int range> [x>=0]" took a third of an 80-column help; the range stays after N.
+        parameter.metavar = "N"
 
 
 def run_command(command: Any, args: list[str]) -> None:
