@@ -123,6 +123,19 @@ def log_size(connection: psycopg.Connection) -> tuple[int, int]:
     return events, size
 
 
+def log_parts(connection: psycopg.Connection) -> list[tuple[str, int]]:
+    """Bytes of the log's heap and of each of its indexes, summed over the partitions."""
+    heap = connection.execute(
+        "SELECT coalesce(sum(pg_relation_size(relid)), 0) FROM pg_partition_tree('audit.events') WHERE isleaf"
+    ).fetchone()[0]
+    indexes = connection.execute(
+        """SELECT i.indexrelid::regclass::text,
+                  (SELECT coalesce(sum(pg_relation_size(t.relid)), 0)
+                     FROM pg_partition_tree(i.indexrelid) AS t WHERE t.isleaf)
+             FROM pg_index AS i WHERE i.indrelid = 'audit.events'::regclass ORDER BY 1""").fetchall()
+    return [("heap", heap), *indexes]
+
+
 def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
     pgbench = find_pgbench(bindir)
     with psycopg.connect(dsn, autocommit=True) as connection:
@@ -148,6 +161,7 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
 
         # Every event so far is a one-column UPDATE of the 10-column table.
         update_events, update_bytes = log_size(connection)
+        update_parts = log_parts(connection)
 
         bulk: dict[tuple[str, str], float] = {}
         for mode in MODES * args.repeat:
@@ -179,6 +193,7 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
           "ratios to no audit")
     print(f"log size per one-column UPDATE event: {update_bytes / max(update_events, 1):.0f} bytes "
           f"(heap and indexes, {update_events:,} events from the single-row runs)")
+    print("  of it: " + ", ".join(f"{name} {size / max(update_events, 1):.1f}" for name, size in update_parts))
     print(f"log size over all events: {event_bytes / max(events, 1):.0f} bytes per event ({events:,} events)")
 
 
