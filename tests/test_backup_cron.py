@@ -131,6 +131,21 @@ def test_doctor_names_each_failure(pg, tmp_path, smtp_starttls, s3_server, loopb
     assert "Some checks failed" in result.stderr
 
 
+@pytest.mark.parametrize(("folder", "detail"), [
+    ("/sys", "/sys is not writable (Permission denied); set dir to another folder."),
+    ("{tmp}/file", "{tmp}/file is not a folder; set dir to a folder."),
+], ids=["sys", "regular-file"])
+def test_doctor_checks_folder_by_writing(db, tmp_path, folder, detail):
+    (tmp_path / "file").write_text("x")
+    config = write_config(tmp_path / "auditctl.toml",
+                          f'[backup]\ndir = "{folder.format(tmp=tmp_path)}"\ndsn = "{db.dsn}"\n')
+
+    result = run_cli("doctor", "--config", str(config), env={"COLUMNS": "400"})
+
+    assert result.exit_code == 1
+    assert detail.format(tmp=tmp_path) in result.stdout
+
+
 def test_doctor_uses_dsn_before_command(db, pg, tmp_path):
     folder = tmp_path / "backups"
     folder.mkdir()

@@ -101,6 +101,36 @@ def test_export_failure_leaves_no_file(audited, cli, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("auditctl-demo-")] == []
 
 
+# Root passes every permission check, yet /sys refuses new files with EACCES
+# and /proc with ENOENT, so these fail for root too.
+UNWRITABLE_OUTPUTS = {
+    "sys": ("/sys/events.{ext}",
+            "Cannot write /sys/events.{ext}: folder /sys is not writable (Permission denied); "
+            "write to another folder."),
+    "proc": ("/proc/events.{ext}",
+             "Cannot write /proc/events.{ext}: folder /proc is not writable (new files cannot be created there); "
+             "write to another folder."),
+    "missing-folder": ("{tmp}/missing/events.{ext}",
+                       "Cannot write {tmp}/missing/events.{ext}: folder {tmp}/missing does not exist; "
+                       "create it or write to another folder."),
+    "file-as-folder": ("{tmp}/file/events.{ext}",
+                       "Cannot write {tmp}/file/events.{ext}: {tmp}/file is not a folder; write to a file in a folder."),
+}
+
+
+@pytest.mark.parametrize("output_format", ["csv", "parquet"])
+@pytest.mark.parametrize(("target", "message"), UNWRITABLE_OUTPUTS.values(), ids=UNWRITABLE_OUTPUTS.keys())
+def test_export_to_unwritable_place(audited, cli, tmp_path, output_format, target, message):
+    (tmp_path / "file").write_text("x")
+    values = {"tmp": tmp_path, "ext": output_format}
+
+    result = cli("export", "--format", output_format, "-o", target.format(**values), dsn=audited.dsn)
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip() == f"Error: {message.format(**values)}"
+    assert [path.name for path in tmp_path.iterdir()] == ["file"]
+
+
 def test_event_command(audited, cli):
     result = cli("event", "login", "--user", "alice", "--ip", "2001:db8::1", "--details", '{"method": "sso"}',
                  dsn=audited.dsn)
