@@ -145,6 +145,10 @@ def test_event_command(audited, cli):
 @pytest.mark.parametrize(("args", "fragment"), [
     (["query", "--since", "yesterday"], "Invalid --since value 'yesterday'"),
     (["query", "--until", "2026-13-45"], "Invalid --until value"),
+    (["query", "--since", "10000000d"], "Invalid --since value '10000000d': the moment is out of range"),
+    (["query", "--until", "99999999999999999999w"], "Invalid --until value '99999999999999999999w': the moment"),
+    (["export", "--since", "0001-01-01"], "Invalid --since value '0001-01-01': the moment is out of range"),
+    (["status", "--keep", "10000000d"], "Invalid --keep value '10000000d': it reaches back before the year 1"),
     (["query", "--since", "1d", "--until", "2d"], "is later than --until"),
     (["install", "nosuch"], "Table 'nosuch' not found"),
     (["install", "Order", "--all"], "either table names or --all"),
@@ -162,9 +166,10 @@ def test_event_command(audited, cli):
     (["query", "--entity-id", '["a", 5'], """Invalid --entity-id '["a", 5': not valid JSON at character 8."""),
     (["query", "--entity-id", '["a", null]'], "key values must be strings or numbers"),
     (["query", "--entity-id", "[]"], "expected a non-empty JSON array"),
-], ids=["since", "until", "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json",
-        "details-array", "reserved-action", "bad-action", "bad-ip", "no-schema", "unknown-query-table",
-        "unknown-action", "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty"])
+], ids=["since", "until", "since-too-far-back", "until-huge-number", "since-first-day", "status-keep-too-long",
+        "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json", "details-array",
+        "reserved-action", "bad-action", "bad-ip", "no-schema", "unknown-query-table", "unknown-action",
+        "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty"])
 def test_bad_input_one_line_error(audited, cli, args, fragment):
     with audited.connect() as connection:
         before = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]

@@ -274,10 +274,11 @@ def test_rotate_never_drops_newest_or_default(old_log, cli, tmp_path):
 @pytest.mark.parametrize("arguments", [
     ["--keep", "soon", "--archive-dir", "."],
     ["--keep", "0d", "--archive-dir", "."],
+    ["--keep", "10000000d", "--archive-dir", "."],
     ["--keep", KEEP],
     ["--keep", KEEP, "--archive-dir", ".", "--archive-s3", "s3://bucket"],
     ["--keep", KEEP, "--archive-s3", "http://bucket"],
-], ids=["word", "zero", "no-destination", "two-destinations", "not-s3"])
+], ids=["word", "zero", "before-year-one", "no-destination", "two-destinations", "not-s3"])
 def test_rotate_rejects_bad_input(old_log, cli, arguments):
     with old_log.connect() as connection:
         before = partition_rows(connection)

@@ -108,6 +108,11 @@ def parse_time(text: str, label: str, time_zone: ZoneInfo, end_of_day: bool = Fa
         raise FilterError(
             _("Invalid {field} date {value!r}: use a date such as 2026-12-01 or a time such as "
               "2026-12-01T09:30.").format(field=label, value=text)) from None
+    except OverflowError:
+        # The day after 9999-12-31, which the ``to`` field needs, is past the end of datetime.
+        raise FilterError(
+            _("Invalid {field} date {value!r}: the date is out of range; use a date before 9999-12-31.")
+            .format(field=label, value=text)) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=time_zone)
 
 
