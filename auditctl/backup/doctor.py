@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import smtplib
+import ssl
 from dataclasses import dataclass, field
 
 from ..db import connect
@@ -133,6 +134,13 @@ def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:
             raise smtplib.SMTPException(_("login skipped: the connection is not encrypted"))
         with smtp_session(mail, password):
             pass
+    except ssl.SSLCertVerificationError as exc:
+        detail = _("{host}:{port}: certificate verify failed ({reason}). If the server's certificate is self-signed "
+                   "or from a private CA, set SSL_CERT_FILE to that certificate for this command and in the cron "
+                   "line.")
+        report.checks.append(Check(_("SMTP"), False, detail.format(host=mail.host, port=port,
+                                                                   reason=exc.verify_message or exc.reason)))
+        return
     except (AuditctlError, smtplib.SMTPException, OSError) as exc:
         report.checks.append(Check(_("SMTP"), False, _("{host}:{port}: {error}").format(
             host=mail.host, port=port, error=exc)))
