@@ -187,8 +187,8 @@ def _rotate_one(connection: psycopg.Connection, schema: str, candidate: Rotation
                   details={"partition": partition.name, "rows": expected.rows, "archive": location,
                            "sha256": sha256, "bytes": size, "range_from": manifest.range_from,
                            "range_to": manifest.range_to, "auditctl_version": __version__})
-    logger.info("archived %d rows of %s.%s to %s and dropped the partition", expected.rows, schema,
-                partition.name, location)
+    logger.info("archived partition %s.%s to %s and dropped it (rows: %d)", schema, partition.name, location,
+                expected.rows)
     outcome.location = location
     outcome.archive_bytes = size
     outcome.released_bytes = released
