@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -107,6 +108,18 @@ def test_wrong_token_is_rejected_and_recorded(fresh_db):
         [failed] = events(connection, where="action = 'LOGIN_FAILED'")
     assert str(failed["ip_address"]) == CLIENT_ADDRESS
     assert failed["details"] == {"reason": "wrong token", "via": "token"}
+
+
+def test_failed_login_log_names_no_user(fresh_db, caplog):
+    caplog.set_level(logging.INFO, logger="auditctl.web")
+    with new_client(fresh_db) as client:
+        client.post("/login", data={"token": "not-the-token", "next": "/"})
+        client.post("/login", data={"token": TOKEN, "next": "/"})
+    recorded = [record.getMessage() for record in caplog.records if record.getMessage().startswith("recorded")]
+    assert len(recorded) == 2
+    assert re.fullmatch(rf"recorded LOGIN_FAILED event \d+ from {re.escape(CLIENT_ADDRESS)}", recorded[0])
+    assert re.fullmatch(rf"recorded LOGIN event \d+ for user auditctl-web from {re.escape(CLIENT_ADDRESS)}",
+                        recorded[1])
 
 
 def test_missing_token_is_bad_request(fresh_db):
