@@ -17,6 +17,10 @@ class InvalidArgumentError(AuditctlError):
     exit_code = 2
 
 
+class OutputFileError(InvalidArgumentError):
+    """A file named on the command line, or its folder, cannot be written."""
+
+
 class ConnectionFailedError(AuditctlError):
     """The database could not be reached or refused the login."""
 

@@ -42,7 +42,7 @@ from .backup.job import JobReport, format_size
 from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
-from .i18n import _, format_number
+from .i18n import _, format_number, ngettext
 
 logger = logging.getLogger(__name__)
 
@@ -269,20 +269,24 @@ def print_revert(result: RevertResult) -> None:
             id=step.event_id, table=step.entity_type, key=key, done=labels[step.statement],
             columns=", ".join(step.columns)), markup=False)
     if result.dry_run:
-        console.print(_("Dry run: {count} event(s) can be reverted; nothing was changed.")
+        console.print(ngettext("Dry run: {count} event can be reverted; nothing was changed.",
+                               "Dry run: {count} events can be reverted; nothing was changed.", len(result.steps))
                       .format(count=len(result.steps)), markup=False)
     else:
-        console.print(_("Reverted {count} event(s); recorded as REVERT event {id}.")
+        console.print(ngettext("Reverted {count} event; recorded as REVERT event {id}.",
+                               "Reverted {count} events; recorded as REVERT event {id}.", len(result.steps))
                       .format(count=len(result.steps), id=result.revert_event_id), markup=False)
 
 
 def print_redact(result: RedactResult) -> None:
     """Report how many events a redaction rewrote."""
     if result.dry_run:
-        console.print(_("Dry run: {count} event(s) would be redacted; nothing was changed.")
+        console.print(ngettext("Dry run: {count} event would be redacted; nothing was changed.",
+                               "Dry run: {count} events would be redacted; nothing was changed.", result.events)
                       .format(count=result.events), markup=False)
     else:
-        console.print(_("Redacted {count} event(s); recorded as REDACT event {id}.")
+        console.print(ngettext("Redacted {count} event; recorded as REDACT event {id}.",
+                               "Redacted {count} events; recorded as REDACT event {id}.", result.events)
                       .format(count=result.events, id=result.redact_event_id), markup=False)
 
 
@@ -512,15 +516,22 @@ def _print_replica_bypass(report: StatusReport) -> None:
                             "session_replication_role = replica."), markup=False)
         return
     if report.enable_always:
-        console.print(_("install chose --enable-always, but the audit triggers of {count} table(s) are not "
-                        "ENABLE ALWAYS: {tables}. Run `auditctl install` to set them again.")
+        console.print(ngettext("install chose --enable-always, but the audit trigger of {count} table is not "
+                               "ENABLE ALWAYS: {tables}. Run `auditctl install` to set it again.",
+                               "install chose --enable-always, but the audit triggers of {count} tables are not "
+                               "ENABLE ALWAYS: {tables}. Run `auditctl install` to set them again.", len(skipped))
                       .format(count=len(skipped), tables=", ".join(skipped)), style="yellow", markup=False)
         return
     roles = ", ".join(_replica_role_label(role) for role in report.replica_roles) or "—"
-    console.print(_("Auditing can be bypassed: a session with session_replication_role = replica skips the audit "
-                    "triggers of {count} table(s). Roles that may set it: {roles}. `auditctl install "
-                    "--enable-always` closes this; read its cost for logical replication subscribers in the "
-                    "README first.").format(count=len(skipped), roles=roles), style="yellow", markup=False)
+    console.print(ngettext("Auditing can be bypassed: a session with session_replication_role = replica skips the "
+                           "audit trigger of {count} table. Roles that may set it: {roles}. `auditctl install "
+                           "--enable-always` closes this; read its cost for logical replication subscribers in the "
+                           "README first.",
+                           "Auditing can be bypassed: a session with session_replication_role = replica skips the "
+                           "audit triggers of {count} tables. Roles that may set it: {roles}. `auditctl install "
+                           "--enable-always` closes this; read its cost for logical replication subscribers in the "
+                           "README first.", len(skipped))
+                  .format(count=len(skipped), roles=roles), style="yellow", markup=False)
 
 
 def format_bytes(size: int) -> str:
@@ -723,7 +734,9 @@ def _print_partitions(report: StatusReport) -> None:
         return
     days = int(report.keep.total_seconds() // 86400)
     if candidates:
-        console.print(_("The next `auditctl rotate --keep {days}d` would archive and drop {count} partitions.")
+        console.print(ngettext("The next `auditctl rotate --keep {days}d` would archive and drop {count} partition.",
+                               "The next `auditctl rotate --keep {days}d` would archive and drop {count} partitions.",
+                               len(candidates))
                       .format(days=days, count=len(candidates)), markup=False)
     else:
         console.print(_("The next `auditctl rotate --keep {days}d` would archive nothing.").format(days=days),
@@ -744,12 +757,16 @@ def print_rotation(result: RotationResult) -> None:
         return
     for outcome in result.outcomes:
         if result.dry_run:
-            console.print(_("Would archive {rows} events of {partition} to {location} and drop the partition.")
+            console.print(ngettext("Would archive {rows} event of {partition} to {location} and drop the partition.",
+                                   "Would archive {rows} events of {partition} to {location} and drop the partition.",
+                                   outcome.rows)
                           .format(rows=format_number(outcome.rows), partition=outcome.partition,
                                   location=outcome.location), markup=False)
         elif outcome.dropped:
-            console.print(_("Archived {rows} events of {partition} to {location} ({size}) and dropped the "
-                            "partition, releasing {released}.")
+            console.print(ngettext("Archived {rows} event of {partition} to {location} ({size}) and dropped the "
+                                   "partition, releasing {released}.",
+                                   "Archived {rows} events of {partition} to {location} ({size}) and dropped the "
+                                   "partition, releasing {released}.", outcome.rows)
                           .format(rows=format_number(outcome.rows), partition=outcome.partition,
                                   location=outcome.location, size=format_bytes(outcome.archive_bytes),
                                   released=format_bytes(outcome.released_bytes)), markup=False)
@@ -763,12 +780,15 @@ def print_maintenance(result: MaintainResult) -> None:
     for name in result.created:
         console.print(_("Created partition {name}.").format(name=name), markup=False)
     if result.moved_rows:
-        console.print(_("Moved {rows} events out of the default partition.")
+        console.print(ngettext("Moved {rows} event out of the default partition.",
+                               "Moved {rows} events out of the default partition.", result.moved_rows)
                       .format(rows=format_number(result.moved_rows)), markup=False)
     if result.left_in_default:
-        console.print(_("{rows} events stay in the default partition because their period overlaps an existing "
-                        "partition of another length.").format(rows=format_number(result.left_in_default)),
-                      style="yellow", markup=False)
+        console.print(ngettext("{rows} event stays in the default partition because its period overlaps an "
+                               "existing partition of another length.",
+                               "{rows} events stay in the default partition because their period overlaps an "
+                               "existing partition of another length.", result.left_in_default)
+                      .format(rows=format_number(result.left_in_default)), style="yellow", markup=False)
     if not result.created and not result.moved_rows:
         console.print(_("Partitions are up to date."))
 

@@ -17,18 +17,38 @@ def parse_when(text: str, option: str, now: datetime | None = None) -> datetime:
 
     A relative value counts back from ``now``. A date means local midnight,
     and a timestamp without an offset is taken in the local time zone.
+    Raises InvalidArgumentError naming ``option`` for text of another form,
+    and for a moment at or beyond the ends of the years 1 to 9999 that
+    Python's datetime covers.
     """
     now = now or datetime.now(timezone.utc)
-    match = _RELATIVE.match(text)
-    if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
-            day = date.fromisoformat(text.strip())
-            return datetime(day.year, day.month, day.day).astimezone()
-        moment = datetime.fromisoformat(text.strip())
+        return _parse(text.strip(), now)
+    except OverflowError:
+        raise InvalidArgumentError(
+            _("Invalid {option} value {value!r}: the moment is out of range; use a shorter time back such as 30d "
+              "or 2w, or a date such as 2026-12-01.").format(option=option, value=text)) from None
     except ValueError:
         raise InvalidArgumentError(
             _("Invalid {option} value {value!r}: use 30m, 12h, 7d, 2w, a date (2026-12-01) "
               "or an ISO timestamp (2026-12-01T09:30:00+03:00).").format(option=option, value=text)) from None
-    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _parse(text: str, now: datetime) -> datetime:
+    match = _RELATIVE.match(text)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        day = date.fromisoformat(text)
+        return _in_local_zone(datetime(day.year, day.month, day.day))
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else _in_local_zone(moment)
+
+
+def _in_local_zone(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone()
+    except ValueError as exc:
+        # Near the ends of the datetime range, astimezone() raises ValueError
+        # ("year 0 is out of range") where arithmetic raises OverflowError.
+        raise OverflowError(str(exc)) from None

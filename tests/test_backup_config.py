@@ -82,6 +82,34 @@ def test_bad_input_gives_one_line_and_leaves_nothing(db, tmp_path, args, message
     assert after == before
 
 
+@pytest.mark.parametrize(("folder", "message"), [
+    ("/sys", "Backup folder /sys is not writable (Permission denied); set another with --dir."),
+    ("/proc/sys", "Backup folder /proc/sys is not writable"),
+    ("{tmp}/file", "Backup folder {tmp}/file is not a folder; set a folder with --dir."),
+], ids=["sys", "proc", "regular-file"])
+def test_unusable_backup_dir_is_one_line(db, tmp_path, folder, message):
+    # Root passes every permission check, yet /sys and /proc take no new files.
+    (tmp_path / "file").write_text("x")
+
+    result = run_cli("backup", "--dir", folder.format(tmp=tmp_path), dsn=db.dsn)
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith(f"Error: {message.format(tmp=tmp_path)}")
+    assert [path.name for path in tmp_path.iterdir()] == ["file"]
+
+
+def test_unopenable_lock_file_is_one_line(db, tmp_path):
+    (tmp_path / ".auditctl-backup.lock").mkdir()
+
+    result = run_cli("backup", "--dir", str(tmp_path), dsn=db.dsn)
+
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.strip() == (f"Error: Cannot open the lock file {tmp_path}/.auditctl-backup.lock: "
+                                     "Is a directory; check the backup folder set with --dir.")
+    assert [path.name for path in tmp_path.iterdir()] == [".auditctl-backup.lock"]
+
+
 def test_verify_of_missing_file_is_one_line():
     result = run_cli("backup", "verify", "/nonexistent/app_20261204T020000Z.dump")
     assert result.exit_code == 2

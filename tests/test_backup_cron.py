@@ -131,6 +131,35 @@ def test_doctor_names_each_failure(pg, tmp_path, smtp_starttls, s3_server, loopb
     assert "Some checks failed" in result.stderr
 
 
+def test_doctor_explains_untrusted_certificate(pg, tmp_path, smtp_starttls, s3_server):
+    config = doctor_config(tmp_path, pg.dsn_for("postgres"), smtp_starttls, s3_server)
+    # Without SSL_CERT_FILE the test server's self-signed certificate is unknown.
+    # A wide terminal keeps the detail on one line of the table.
+    environment = {"DOCTOR_SMTP_PASSWORD": SMTP_PASSWORD, "COLUMNS": "400", **s3_server.environment}
+
+    result = run_cli("doctor", "--config", str(config), env=environment)
+
+    assert result.exit_code == 1
+    [smtp_row] = [line for line in result.stdout.splitlines() if "SMTP" in line]
+    assert "certificate verify failed (self-signed certificate)" in smtp_row
+    assert "set SSL_CERT_FILE to that certificate for this command and in the cron line" in smtp_row
+
+
+@pytest.mark.parametrize(("folder", "detail"), [
+    ("/sys", "/sys is not writable (Permission denied); set dir to another folder."),
+    ("{tmp}/file", "{tmp}/file is not a folder; set dir to a folder."),
+], ids=["sys", "regular-file"])
+def test_doctor_checks_folder_by_writing(db, tmp_path, folder, detail):
+    (tmp_path / "file").write_text("x")
+    config = write_config(tmp_path / "auditctl.toml",
+                          f'[backup]\ndir = "{folder.format(tmp=tmp_path)}"\ndsn = "{db.dsn}"\n')
+
+    result = run_cli("doctor", "--config", str(config), env={"COLUMNS": "400"})
+
+    assert result.exit_code == 1
+    assert detail.format(tmp=tmp_path) in result.stdout
+
+
 def test_doctor_uses_dsn_before_command(db, pg, tmp_path):
     folder = tmp_path / "backups"
     folder.mkdir()

@@ -105,6 +105,36 @@ def test_export_failure_leaves_no_file(audited, cli, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("auditctl-demo-")] == []
 
 
+# Root passes every permission check, yet /sys refuses new files with EACCES
+# and /proc with ENOENT, so these fail for root too.
+UNWRITABLE_OUTPUTS = {
+    "sys": ("/sys/events.{ext}",
+            "Cannot write /sys/events.{ext}: folder /sys is not writable (Permission denied); "
+            "write to another folder."),
+    "proc": ("/proc/events.{ext}",
+             "Cannot write /proc/events.{ext}: folder /proc is not writable (new files cannot be created there); "
+             "write to another folder."),
+    "missing-folder": ("{tmp}/missing/events.{ext}",
+                       "Cannot write {tmp}/missing/events.{ext}: folder {tmp}/missing does not exist; "
+                       "create it or write to another folder."),
+    "file-as-folder": ("{tmp}/file/events.{ext}",
+                       "Cannot write {tmp}/file/events.{ext}: {tmp}/file is not a folder; write to a file in a folder."),
+}
+
+
+@pytest.mark.parametrize("output_format", ["csv", "parquet"])
+@pytest.mark.parametrize(("target", "message"), UNWRITABLE_OUTPUTS.values(), ids=UNWRITABLE_OUTPUTS.keys())
+def test_export_to_unwritable_place(audited, cli, tmp_path, output_format, target, message):
+    (tmp_path / "file").write_text("x")
+    values = {"tmp": tmp_path, "ext": output_format}
+
+    result = cli("export", "--format", output_format, "-o", target.format(**values), dsn=audited.dsn)
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip() == f"Error: {message.format(**values)}"
+    assert [path.name for path in tmp_path.iterdir()] == ["file"]
+
+
 def test_event_command(audited, cli):
     result = cli("event", "login", "--user", "alice", "--ip", "2001:db8::1", "--details", '{"method": "sso"}',
                  dsn=audited.dsn)
@@ -119,6 +149,10 @@ def test_event_command(audited, cli):
 @pytest.mark.parametrize(("args", "fragment"), [
     (["query", "--since", "yesterday"], "Invalid --since value 'yesterday'"),
     (["query", "--until", "2026-13-45"], "Invalid --until value"),
+    (["query", "--since", "10000000d"], "Invalid --since value '10000000d': the moment is out of range"),
+    (["query", "--until", "99999999999999999999w"], "Invalid --until value '99999999999999999999w': the moment"),
+    (["export", "--since", "0001-01-01"], "Invalid --since value '0001-01-01': the moment is out of range"),
+    (["status", "--keep", "10000000d"], "Invalid --keep value '10000000d': it reaches back before the year 1"),
     (["query", "--since", "1d", "--until", "2d"], "is later than --until"),
     (["install", "nosuch"], "Table 'nosuch' not found"),
     (["install", "Order", "--all"], "either table names or --all"),
@@ -136,9 +170,10 @@ def test_event_command(audited, cli):
     (["query", "--entity-id", '["a", 5'], """Invalid --entity-id '["a", 5': not valid JSON at character 8."""),
     (["query", "--entity-id", '["a", null]'], "key values must be strings or numbers"),
     (["query", "--entity-id", "[]"], "expected a non-empty JSON array"),
-], ids=["since", "until", "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json",
-        "details-array", "reserved-action", "bad-action", "bad-ip", "no-schema", "unknown-query-table",
-        "unknown-action", "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty"])
+], ids=["since", "until", "since-too-far-back", "until-huge-number", "since-first-day", "status-keep-too-long",
+        "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json", "details-array",
+        "reserved-action", "bad-action", "bad-ip", "no-schema", "unknown-query-table", "unknown-action",
+        "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty"])
 def test_bad_input_one_line_error(audited, cli, args, fragment):
     with audited.connect() as connection:
         before = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]

@@ -100,7 +100,7 @@ def test_redact_needs_audit_schema_owner(app):
 def test_redact_cli(app, cli):
     result = cli("redact", "--entity", "project", "1", "--actor", "dpo", dsn=app.dsn)
     assert result.exit_code == 0, result.stderr
-    assert "Redacted 2 event(s)" in result.stdout
+    assert "Redacted 2 events" in result.stdout
     result = cli("redact", dsn=app.dsn)
     assert result.exit_code == 2
     assert "Give exactly one of --user ID and --entity TABLE ID" in result.stderr

@@ -109,7 +109,7 @@ def test_status_flags_trigger_not_always(item_db, cli):
     assert report.skipped_under_replica == ["public.item"]
     assert report.tables[0].firing is TriggerFiring.ORIGIN
     assert printed.exit_code == 0, printed.stderr
-    assert "are not ENABLE ALWAYS: public.item" in " ".join(printed.stdout.split())
+    assert "the audit trigger of 1 table is not ENABLE ALWAYS: public.item" in " ".join(printed.stdout.split())
     assert fixed.exit_code == 0, fixed.stderr
     assert codes == {"A"}
 

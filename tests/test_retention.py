@@ -201,17 +201,23 @@ def test_rotate_dry_run_changes_nothing(old_log, cli, tmp_path):
 
 
 @pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["real", "dry-run"])
-@pytest.mark.parametrize("folder", ["file", "missing", "/proc/self"], ids=["file", "missing", "proc"])
-def test_rotate_keeps_partition_when_dir_unusable(old_log, cli, tmp_path, folder, dry_run):
+@pytest.mark.parametrize(("folder", "problem"), [
+    ("file", "is not a folder"),
+    ("missing", "does not exist"),
+    ("/proc/self", "is not writable"),
+    ("/sys", "is not writable (Permission denied)"),
+], ids=["file", "missing", "proc", "sys"])
+def test_rotate_keeps_partition_when_dir_unusable(old_log, cli, tmp_path, folder, problem, dry_run):
     (tmp_path / "file").write_text("x")
-    # /proc/self takes no new files, not even from root.
+    # /proc/self and /sys take no new files, not even from root, whose
+    # permission checks always pass.
     archive_dir = tmp_path / folder
     with old_log.connect() as connection:
         before = partition_rows(connection)
     result = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), *dry_run, dsn=old_log.dsn)
     assert result.exit_code != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert f"Archive folder {archive_dir}" in result.stderr
+    assert f"Archive folder {archive_dir} {problem}" in result.stderr
     assert "Would archive" not in result.stdout
     with old_log.connect() as connection:
         assert partition_rows(connection) == before
@@ -268,10 +274,11 @@ def test_rotate_never_drops_newest_or_default(old_log, cli, tmp_path):
 @pytest.mark.parametrize("arguments", [
     ["--keep", "soon", "--archive-dir", "."],
     ["--keep", "0d", "--archive-dir", "."],
+    ["--keep", "10000000d", "--archive-dir", "."],
     ["--keep", KEEP],
     ["--keep", KEEP, "--archive-dir", ".", "--archive-s3", "s3://bucket"],
     ["--keep", KEEP, "--archive-s3", "http://bucket"],
-], ids=["word", "zero", "no-destination", "two-destinations", "not-s3"])
+], ids=["word", "zero", "before-year-one", "no-destination", "two-destinations", "not-s3"])
 def test_rotate_rejects_bad_input(old_log, cli, arguments):
     with old_log.connect() as connection:
         before = partition_rows(connection)
@@ -387,6 +394,25 @@ def test_cron_install_rejects_bad_input(cli, tmp_path, arguments, env, message):
     assert message in result.stderr
     assert "secret" not in result.stderr
     assert not crontab.exists()
+
+
+@pytest.mark.parametrize(("crontab", "message"), [
+    ("/sys/crontab", "Cannot write /sys/crontab: folder /sys is not writable (Permission denied)"),
+    ("/proc/crontab", "Cannot write /proc/crontab: folder /proc is not writable"),
+    ("{tmp}/missing/crontab", "Cannot write {tmp}/missing/crontab: folder {tmp}/missing does not exist"),
+    ("{tmp}/latin1-crontab", "Cannot read the crontab file {tmp}/latin1-crontab: it is not UTF-8 text"),
+], ids=["sys", "proc", "missing-folder", "not-utf8"])
+def test_cron_install_to_unusable_file(cli, tmp_path, crontab, message):
+    latin1 = tmp_path / "latin1-crontab"
+    latin1.write_bytes("MAILTO=andré@example.com\n".encode("latin-1"))
+
+    result = cli("cron", "maintain", "--crontab-file", crontab.format(tmp=tmp_path), "--dsn", "dbname=app")
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith(f"Error: {message.format(tmp=tmp_path)}")
+    assert [path.name for path in tmp_path.iterdir()] == ["latin1-crontab"]
+    assert latin1.read_bytes() == "MAILTO=andré@example.com\n".encode("latin-1")
 
 
 def test_cron_line_takes_dsn_from_environment(db, cli, tmp_path):

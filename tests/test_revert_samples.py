@@ -91,7 +91,7 @@ def test_revert_prisma_user_delete_restores_links(prisma_app, cli):
 
     result = cli("revert", "--transaction", str(transaction_id), "--user", "cl00000001", dsn=prisma_app.dsn)
     assert result.exit_code == 0, result.stderr
-    assert "Reverted 4 event(s)" in result.stdout
+    assert "Reverted 4 events" in result.stdout
     assert 'public._ProjectToUser {"A": 8, "B": "cl00000999"} re-inserted (A, B).' in result.stdout
     with prisma_app.connect() as connection:
         after = connection.execute(_USER_SNAPSHOT).fetchone()[0]

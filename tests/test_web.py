@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -107,6 +108,18 @@ def test_wrong_token_is_rejected_and_recorded(fresh_db):
         [failed] = events(connection, where="action = 'LOGIN_FAILED'")
     assert str(failed["ip_address"]) == CLIENT_ADDRESS
     assert failed["details"] == {"reason": "wrong token", "via": "token"}
+
+
+def test_failed_login_log_names_no_user(fresh_db, caplog):
+    caplog.set_level(logging.INFO, logger="auditctl.web")
+    with new_client(fresh_db) as client:
+        client.post("/login", data={"token": "not-the-token", "next": "/"})
+        client.post("/login", data={"token": TOKEN, "next": "/"})
+    recorded = [record.getMessage() for record in caplog.records if record.getMessage().startswith("recorded")]
+    assert len(recorded) == 2
+    assert re.fullmatch(rf"recorded LOGIN_FAILED event \d+ from {re.escape(CLIENT_ADDRESS)}", recorded[0])
+    assert re.fullmatch(rf"recorded LOGIN event \d+ for user auditctl-web from {re.escape(CLIENT_ADDRESS)}",
+                        recorded[1])
 
 
 def test_missing_token_is_bad_request(fresh_db):
@@ -325,6 +338,7 @@ def test_page_links_keep_filters(log_db):
 @pytest.mark.parametrize(("path", "status", "text"), [
     ("/?from=2026-13-45", 400, "Invalid from date"),
     ("/?to=yesterday", 400, "Invalid to date"),
+    ("/?to=9999-12-31", 400, "Invalid to date"),
     ("/?from=2026-12-05&to=2026-12-01", 400, "later than"),
     ("/?table=Nope", 400, "Nope&#39; not found in the database"),
     ("/?action=NO_SUCH_ACTION", 400, "Unknown action NO_SUCH_ACTION"),
@@ -343,7 +357,7 @@ def test_page_links_keep_filters(log_db):
     ("/no/such/page", 404, "There is no page"),
     ("/preferences/apply?lang=de", 400, "Unknown language"),
     ("/preferences/apply?tz=Mars/Olympus", 400, "Unknown time zone"),
-], ids=["bad-from", "bad-to", "swapped-range", "unknown-table", "unknown-action", "malformed-action", "bad-period", "huge-page",
+], ids=["bad-from", "bad-to", "last-day-to", "swapped-range", "unknown-table", "unknown-action", "malformed-action", "bad-period", "huge-page",
         "negative-page", "bad-cursor", "huge-cursor", "two-cursors", "missing-cursor", "missing-event",
         "bad-event-id", "huge-event-id", "bad-export-format", "unknown-path", "bad-language", "bad-time-zone"])
 def test_invalid_request_gets_clear_error_page(client, path, status, text):

@@ -173,3 +173,54 @@ def test_serve_without_audit_schema_fails_fast(db):
     _stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 1
     assert "is not installed" in stderr
+
+
+def test_serve_on_taken_port_is_one_line(db):
+    with db.connect() as connection:
+        seed_audit_log(connection)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_server(db.dsn, port)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert stdout == ""
+    errors = [line for line in stderr.splitlines() if "WARNING" not in line]
+    assert errors == [f"Error: Port {port} on 127.0.0.1 is already in use: pick another with --port, "
+                      "or stop the program that listens there."]
+
+
+def _ipv6_loopback_works() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback_works(), reason="no IPv6 loopback on this machine")
+def test_serve_listens_on_ipv6_loopback(db):
+    with db.connect() as connection:
+        seed_audit_log(connection)
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    process = start_server(db.dsn, port, "--host", "::1")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket(socket.AF_INET6) as client:
+                if client.connect_ex(("::1", port)) == 0:
+                    break
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "auditctl serve did not listen on [::1]"
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://[::1]:{port}/login", timeout=10) as response:
+            status = response.status
+    finally:
+        stop_server(process)
+    stdout = process.stdout.read()
+    assert status == 200
+    assert stdout.startswith(f"Serving the audit log on http://[::1]:{port}/")

@@ -29,6 +29,7 @@ from psycopg import sql
 
 from .. import jsonvalues
 from ..errors import AuditctlError, InvalidArgumentError
+from ..files import check_writable_folder
 from ..i18n import _
 from .query import EXPORT_COLUMNS
 
@@ -299,11 +300,14 @@ class LocalDestination(Destination):
         return str(self.folder / name)
 
     def check(self) -> None:
-        if not self.folder.is_dir():
-            raise ArchiveError(_("Archive folder {folder} does not exist or is not a folder; create it first.")
-                               .format(folder=self.folder))
-        if not os.access(self.folder, os.W_OK | os.X_OK):
-            raise ArchiveError(_("Archive folder {folder} is not writable.").format(folder=self.folder))
+        problem = check_writable_folder(self.folder)
+        if problem is not None:
+            raise ArchiveError(problem.message(
+                missing=_("Archive folder {folder} does not exist; create it first."),
+                not_a_folder=_("Archive folder {folder} is not a folder; pass a folder to --archive-dir."),
+                not_writable=_("Archive folder {folder} is not writable ({error}); pass another folder to "
+                               "--archive-dir."),
+                folder=self.folder))
 
     def scratch_dir(self) -> str | None:
         return str(self.folder)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from psycopg import conninfo
 from ..backup.cron import cron_quote
 from ..db import first_line, resolve_dsn
 from ..errors import AuditctlError, InvalidArgumentError
+from ..files import os_reason, replace_when_complete
 from ..i18n import _
 
 logger = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def install_line(line: str, crontab_file: Path | None) -> CronResult:
         current = _read_user_crontab()
         target = "crontab"
     else:
-        current = crontab_file.read_text() if crontab_file.exists() else ""
+        current = _read_crontab_file(crontab_file)
         target = str(crontab_file)
     kept = [existing for existing in current.splitlines() if not existing.rstrip().endswith(MARKER)]
     replaced = len(kept) != len(current.splitlines())
@@ -93,9 +92,22 @@ def install_line(line: str, crontab_file: Path | None) -> CronResult:
     if crontab_file is None:
         _write_user_crontab(text)
     else:
-        _write_file_atomically(crontab_file, text)
+        with replace_when_complete(crontab_file) as handle:
+            handle.write(text.encode())
     logger.info("wrote the auditctl maintain line to %s", target)
     return CronResult(line, target, replaced)
+
+
+def _read_crontab_file(path: Path) -> str:
+    """Return the text of a crontab file, or an empty text when it does not exist yet."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        error = os_reason(exc) if isinstance(exc, OSError) else _("it is not UTF-8 text")
+        raise InvalidArgumentError(_("Cannot read the crontab file {path}: {error}; pass another --crontab-file.")
+                                   .format(path=path, error=error)) from None
 
 
 def _crontab_program() -> str:
@@ -118,18 +130,3 @@ def _write_user_crontab(text: str) -> None:
     completed = subprocess.run([_crontab_program(), "-"], input=text, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise CrontabError(_("Writing the crontab failed: {error}").format(error=completed.stderr.strip()))
-
-
-def _write_file_atomically(path: Path, text: str) -> None:
-    folder = path.resolve().parent
-    if not folder.is_dir():
-        raise InvalidArgumentError(
-            _("Cannot write {path}: folder {folder} does not exist.").format(path=path, folder=folder))
-    handle = tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise

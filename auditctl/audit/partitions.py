@@ -175,8 +175,8 @@ def _move_default_rows(connection: psycopg.Connection, schema: str, interval: In
             left = connection.execute(
                 sql.SQL("SELECT count(*) FROM {} WHERE occurred_at >= {} AND occurred_at < {}").format(
                     default, start, end)).fetchone()[0]
-            logger.warning("left %d rows of %s to %s in the default partition: the period overlaps "
-                           "an existing partition", left, start, end)
+            logger.warning("left the rows of %s to %s in the default partition (rows: %d): the period overlaps "
+                           "an existing partition", start, end, left)
             result.left_in_default += left
             continue
         name = partition_name(start, interval)
@@ -189,7 +189,7 @@ def _move_default_rows(connection: psycopg.Connection, schema: str, interval: In
             "INSERT INTO {} SELECT * FROM moved").format(default, start, end, table))
         _execute(connection, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
             sql.Identifier(schema, "events"), table, start, end))
-        logger.info("moved %d rows from the default partition into new partition %s.%s", moved, schema, name)
+        logger.info("moved rows from the default partition into new partition %s.%s (rows: %d)", schema, name, moved)
         result.created.append(name)
         result.moved_rows += moved
         partitions.append(Partition(name, False, start, end, moved, 0))

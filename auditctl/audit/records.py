@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from .. import jsonvalues
 from ..errors import EventNotFoundError, InvalidArgumentError, TableNotFoundError
-from ..i18n import _
+from ..i18n import _, ngettext
 from .catalog import Table, list_tables
 from .query import SELECT_EVENTS, Event, entity_types_for, load_key_array
 from .schema import require_installed
@@ -89,8 +89,10 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
             .format(table=entity_type))
     if len(key_values) != len(table.key_columns):
         raise InvalidArgumentError(
-            _("Table {table} has a primary key of {count} column(s) ({columns}); give {count} value(s), "
-              "or one JSON array such as '[\"a\", 5]'.")
+            ngettext("Table {table} has a primary key of {count} column ({columns}); give {count} value, "
+                     "or one JSON array such as '[\"a\", 5]'.",
+                     "Table {table} has a primary key of {count} columns ({columns}); give {count} values, "
+                     "or one JSON array such as '[\"a\", 5]'.", len(table.key_columns))
             .format(table=entity_type, count=len(table.key_columns), columns=", ".join(table.key_columns)))
     entity_id = stored_entity_id(connection, table, key_values)
     return RecordKey(entity_type, entity_id, table,

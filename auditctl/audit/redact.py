@@ -118,7 +118,7 @@ def _run(connection: psycopg.Connection, schema: str, statement: sql.Composable,
             raise psycopg.Rollback()
     if dry_run:
         return RedactResult(count, None, dry_run=True)
-    logger.info("redacted %s events (REDACT event %s)", count, event_id)
+    logger.info("redacted events (count: %s, REDACT event %s)", count, event_id)
     return RedactResult(count, event_id, dry_run=False)
 
 

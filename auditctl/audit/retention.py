@@ -39,14 +39,26 @@ KEEP_NEWEST = 1
 
 
 def parse_keep(text: str) -> timedelta:
-    """Parse ``--keep`` such as ``180d`` or ``26w`` into a positive duration."""
+    """Parse ``--keep`` such as ``180d`` or ``26w`` into a positive duration.
+
+    Raises InvalidArgumentError unless the window starts after the year 1,
+    the first that Python's datetime covers, since rotate and status count
+    it back from now.
+    """
     match = _KEEP.match(text)
     if not match or int(match.group(1)) < 1:
         raise InvalidArgumentError(
             _("Invalid --keep value {value!r}: use a number of days or weeks of at least 1, such as 180d or 26w.")
             .format(value=text))
     amount = int(match.group(1))
-    return timedelta(days=amount) if match.group(2) == "d" else timedelta(weeks=amount)
+    try:
+        keep = timedelta(days=amount) if match.group(2) == "d" else timedelta(weeks=amount)
+        datetime.now(timezone.utc) - keep
+    except OverflowError:
+        raise InvalidArgumentError(
+            _("Invalid --keep value {value!r}: it reaches back before the year 1; use a shorter window such as "
+              "180d or 26w.").format(value=text)) from None
+    return keep
 
 
 @dataclass
@@ -175,8 +187,8 @@ def _rotate_one(connection: psycopg.Connection, schema: str, candidate: Rotation
                   details={"partition": partition.name, "rows": expected.rows, "archive": location,
                            "sha256": sha256, "bytes": size, "range_from": manifest.range_from,
                            "range_to": manifest.range_to, "auditctl_version": __version__})
-    logger.info("archived %d rows of %s.%s to %s and dropped the partition", expected.rows, schema,
-                partition.name, location)
+    logger.info("archived partition %s.%s to %s and dropped it (rows: %d)", schema, partition.name, location,
+                expected.rows)
     outcome.location = location
     outcome.archive_bytes = size
     outcome.released_bytes = released

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import smtplib
+import ssl
 from dataclasses import dataclass, field
 
 from ..db import connect
 from ..errors import AuditctlError
+from ..files import check_writable_folder
 from ..i18n import _, ngettext
 from .config import BackupSettings
 from .encryption import load_encryption
@@ -86,12 +87,12 @@ def _check_tools(settings: BackupSettings, server_major: int, report: DoctorRepo
 
 def _check_folder(settings: BackupSettings, report: DoctorReport) -> None:
     folder = settings.folder
-    if not folder.is_dir():
-        report.checks.append(Check(_("backup folder"), False, _("{folder} does not exist; create it.").format(
-            folder=folder)))
-        return
-    if not os.access(folder, os.W_OK):
-        report.checks.append(Check(_("backup folder"), False, _("{folder} is not writable by this user.").format(
+    problem = check_writable_folder(folder)
+    if problem is not None:
+        report.checks.append(Check(_("backup folder"), False, problem.message(
+            missing=_("{folder} does not exist; create it."),
+            not_a_folder=_("{folder} is not a folder; set dir to a folder."),
+            not_writable=_("{folder} is not writable ({error}); set dir to another folder."),
             folder=folder)))
         return
     free = shutil.disk_usage(folder).free
@@ -133,6 +134,13 @@ def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:
             raise smtplib.SMTPException(_("login skipped: the connection is not encrypted"))
         with smtp_session(mail, password):
             pass
+    except ssl.SSLCertVerificationError as exc:
+        detail = _("{host}:{port}: certificate verify failed ({reason}). If the server's certificate is self-signed "
+                   "or from a private CA, set SSL_CERT_FILE to that certificate for this command and in the cron "
+                   "line.")
+        report.checks.append(Check(_("SMTP"), False, detail.format(host=mail.host, port=port,
+                                                                   reason=exc.verify_message or exc.reason)))
+        return
     except (AuditctlError, smtplib.SMTPException, OSError) as exc:
         report.checks.append(Check(_("SMTP"), False, _("{host}:{port}: {error}").format(
             host=mail.host, port=port, error=exc)))

@@ -21,6 +21,7 @@ from psycopg import conninfo
 
 from ..db import connect, format_server_version, resolve_dsn
 from ..errors import BackupError, InvalidArgumentError
+from ..files import check_writable_folder
 from ..i18n import _
 from .encryption import AGE_EXTENSION, Encryption, PipeWriter
 from .manifest import Manifest, backup_name, fsync_folder, sha256_of_tree, utc_now, write_sidecars
@@ -119,12 +120,14 @@ def validate_options(options: DumpOptions) -> None:
 
 
 def require_folder(folder: Path) -> None:
-    """Raise InvalidArgumentError unless ``folder`` exists and this user can write to it."""
-    if not folder.is_dir():
-        raise InvalidArgumentError(
-            _("Backup folder {folder} does not exist; create it or set another with --dir.").format(folder=folder))
-    if not os.access(folder, os.W_OK):
-        raise InvalidArgumentError(_("Backup folder {folder} is not writable.").format(folder=folder))
+    """Raise InvalidArgumentError unless a file can be created in ``folder``."""
+    problem = check_writable_folder(folder)
+    if problem is not None:
+        raise InvalidArgumentError(problem.message(
+            missing=_("Backup folder {folder} does not exist; create it or set another with --dir."),
+            not_a_folder=_("Backup folder {folder} is not a folder; set a folder with --dir."),
+            not_writable=_("Backup folder {folder} is not writable ({error}); set another with --dir."),
+            folder=folder))
 
 
 @contextlib.contextmanager

@@ -176,8 +176,11 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
     elif is_file and settings.storage is not None:
         try:
             report.upload = upload_backup(settings.storage, result.path)
-            lines.append(_("The backup is too large to attach; download it within {hours} hours from:\n{url}")
-                         .format(hours=report.upload.expires_seconds // 3600, url=report.upload.url))
+            hours = report.upload.expires_seconds // 3600
+            lines.append(ngettext("The backup is too large to attach; download it within {hours} hour from:\n{url}",
+                                  "The backup is too large to attach; download it within {hours} hours from:\n{url}",
+                                  hours)
+                         .format(hours=hours, url=report.upload.url))
         except DeliveryError as exc:
             report.delivery_errors.append(str(exc))
             lines.append(_("The backup is too large to attach and the upload failed: {error}").format(error=exc))

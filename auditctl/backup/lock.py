@@ -9,7 +9,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import BackupLockedError
+from ..errors import BackupError, BackupLockedError
+from ..files import os_reason
 from ..i18n import _
 
 logger = logging.getLogger(__name__)
@@ -21,12 +22,18 @@ LOCK_NAME = ".auditctl-backup.lock"
 def backup_lock(folder: Path) -> Iterator[Path]:
     """Hold an exclusive ``flock`` on ``FOLDER/.auditctl-backup.lock`` or raise BackupLockedError at once.
 
+    Raises BackupError when the lock file cannot be opened or created.
+
     The kernel releases a flock when its process dies, so a crashed run never
     leaves a stale lock. The file itself stays, because deleting a lock file
     while another process opens it would let two runs lock two different files.
     """
     path = folder / LOCK_NAME
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise BackupError(_("Cannot open the lock file {path}: {error}; check the backup folder set with --dir.")
+                          .format(path=path, error=os_reason(exc))) from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

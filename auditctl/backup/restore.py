@@ -11,7 +11,7 @@ import psycopg
 
 from ..db import connect
 from ..errors import BackupError
-from ..i18n import _
+from ..i18n import _, ngettext
 from .dump import child_connection
 from .encryption import Decryption
 from .manifest import Manifest, require_manifest
@@ -61,8 +61,10 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
         target_major = connection.info.server_version // 10000
     if relations and not clean:
         raise BackupError(
-            _("Target database {database} is not empty ({count} tables, views or sequences); restore into an "
-              "empty database, or pass --clean to drop and re-create the backup's objects.")
+            ngettext("Target database {database} is not empty ({count} table, view or sequence); restore into an "
+                     "empty database, or pass --clean to drop and re-create the backup's objects.",
+                     "Target database {database} is not empty ({count} tables, views or sequences); restore into an "
+                     "empty database, or pass --clean to drop and re-create the backup's objects.", relations)
             .format(database=database, count=relations))
     pg_restore = find_tool("pg_restore", max(target_major, archive_major(manifest)), pg_bindir)
     child = child_connection(target_dsn)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 
@@ -24,6 +22,7 @@ from ..audit.query import (EventFilter, count_events, entity_id_as_stored, query
 from ..audit.schema import DEFAULT_SCHEMA
 from ..db import connect
 from ..errors import InvalidArgumentError
+from ..files import replace_when_complete
 from ..i18n import _
 from ..timeparse import parse_when
 from .app import app
@@ -122,27 +121,14 @@ def _write_csv_page(chunks: Iterator[bytes]) -> tuple[int, int | None]:
 
 
 @contextlib.contextmanager
-def _atomic_output(path: Path | None):
-    """Write to a temporary file beside ``path`` and rename it into place on success."""
+def _output(path: Path | None) -> Iterator[BinaryIO]:
+    """Yield stdout, or a file that replaces ``path`` only when complete."""
     if path is None:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    directory = path.resolve().parent
-    if not directory.is_dir():
-        raise InvalidArgumentError(
-            _("Cannot write {path}: folder {folder} does not exist.").format(path=path, folder=directory))
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(handle.name)
-        raise
+    with replace_when_complete(path) as handle:
+        yield handle
 
 
 @app.command(help=_("Stream every matching event, oldest first, as CSV, JSON Lines or Parquet."))
@@ -169,7 +155,7 @@ def export(
         # Counting costs a scan, so it is done only when a progress bar will show it.
         show_bar = output is not None and render.error_console.is_terminal
         total = count_events(connection, schema, filters) if show_bar else None
-        with _atomic_output(output) as sink, render.progress(_("Exporting events"), total, "exporting events",
+        with _output(output) as sink, render.progress(_("Exporting events"), total, "exporting events",
                                                              show_rate=True) as advance:
             if output_format is ExportFormat.parquet:
                 write_parquet_batches(stream_row_batches(connection, schema, filters), sink,

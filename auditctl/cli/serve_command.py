@@ -68,6 +68,7 @@ def serve(
     from ..web import WebConfig, create_app
     from ..web.auth import load_token
     from ..web.database import can_modify_log, read_only_connection
+    from ..web.listen import bind_sockets
 
     token = load_token(token_file) if auth is AuthMode.token else ""
     with read_only_connection(dsn) as connection:
@@ -82,9 +83,19 @@ def serve(
 
     config = WebConfig(dsn=dsn, schema=schema, auth=auth.value, token=token, token_user=token_user,
                        proxy_user_header=proxy_user_header, session_seconds=session_hours * 3600, page_size=page_size)
-    web_app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(config), host=host, port=port, proxy_headers=proxy_headers, forwarded_allow_ips="127.0.0.1",
+        server_header=False, log_level="info" if logger.isEnabledFor(logging.INFO) else "warning"))
+    # Bound here, so that a port in use is one line of ours and not uvicorn's log.
+    sockets = bind_sockets(host, port)
     shown_host = f"[{host}]" if ":" in host else host
     render.console.print(_("Serving the audit log on http://{host}:{port}/ (press Ctrl+C to stop)")
                          .format(host=shown_host, port=port), markup=False)
-    uvicorn.run(web_app, host=host, port=port, proxy_headers=proxy_headers, forwarded_allow_ips="127.0.0.1",
-                server_header=False, log_level="info" if logger.isEnabledFor(logging.INFO) else "warning")
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        # uvicorn has shut down gracefully and re-raised the signal; Ctrl+C is the way to stop it.
+        pass
+    finally:
+        for listener in sockets:
+            listener.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
-from ..i18n import _
+from ..i18n import _, ngettext
 
 TOKEN_ENV = "AUDITCTL_WEB_TOKEN"
 # Shorter tokens are easy to guess even at five tries per address and window.
@@ -54,8 +54,10 @@ def load_token(token_file: Path | None, environ: dict[str, str] | None = None) -
               "or use --auth proxy behind a reverse proxy that checks passwords.").format(variable=TOKEN_ENV))
     if len(token) < MIN_TOKEN_LENGTH:
         raise InvalidArgumentError(
-            _("The access token from {origin} is shorter than {length} characters; generate one with "
-              "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.")
+            ngettext("The access token from {origin} is shorter than {length} character; generate one with "
+                     "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.",
+                     "The access token from {origin} is shorter than {length} characters; generate one with "
+                     "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.", MIN_TOKEN_LENGTH)
             .format(origin=origin, length=MIN_TOKEN_LENGTH))
     return token
 

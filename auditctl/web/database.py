@@ -52,7 +52,12 @@ def record_event(dsn: str | None, schema: str, action: str, *, user_id: str | No
             connection.execute("SET TRANSACTION READ WRITE")
             event_id = log_event(connection, schema, action, user_id=user_id, ip_address=address,
                                  details=details or None)
-    logger.info("recorded %s event %d for user %s from %s", action, event_id, user_id, client)
+    where = client or "an unknown address"
+    if user_id is None:
+        # A failed login names no user.
+        logger.info("recorded %s event %d from %s", action, event_id, where)
+    else:
+        logger.info("recorded %s event %d for user %s from %s", action, event_id, user_id, where)
     return event_id
 
 

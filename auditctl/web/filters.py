@@ -13,7 +13,7 @@ from starlette.datastructures import QueryParams
 
 from ..audit.browse import MAX_EVENT_ID
 from ..audit.query import EventFilter
-from ..i18n import _
+from ..i18n import _, ngettext
 
 # Quick picks of the time range, as URL values and their lengths.
 PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7),
@@ -84,7 +84,9 @@ class PageRequest:
 def _text(params: QueryParams, name: str, label: str) -> str:
     value = params.get(name, "").strip()
     if len(value) > MAX_VALUE_LENGTH:
-        raise FilterError(_("The {field} filter is longer than {length} characters; shorten it.")
+        raise FilterError(ngettext("The {field} filter is longer than {length} character; shorten it.",
+                                   "The {field} filter is longer than {length} characters; shorten it.",
+                                   MAX_VALUE_LENGTH)
                           .format(field=label, length=MAX_VALUE_LENGTH))
     return value
 
@@ -108,6 +110,11 @@ def parse_time(text: str, label: str, time_zone: ZoneInfo, end_of_day: bool = Fa
         raise FilterError(
             _("Invalid {field} date {value!r}: use a date such as 2026-12-01 or a time such as "
               "2026-12-01T09:30.").format(field=label, value=text)) from None
+    except OverflowError:
+        # The day after 9999-12-31, which the ``to`` field needs, is past the end of datetime.
+        raise FilterError(
+            _("Invalid {field} date {value!r}: the date is out of range; use a date before 9999-12-31.")
+            .format(field=label, value=text)) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=time_zone)
 
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import AuditctlError
-from ..i18n import _
+from ..i18n import _, ngettext
 from .auth import SessionState, tokens_match
 from .database import record_event
 from .rendering import WebError, render
@@ -141,8 +141,9 @@ async def login_submit(request: Request) -> Response:
     if retry_after is not None:
         logger.warning("login from %s rejected: too many failed logins", address)
         response = render(request, "login.html", {
-            "error": _("Too many failed logins from your address. Try again in {seconds} seconds.")
-            .format(seconds=retry_after), "next": next_path}, status_code=429)
+            "error": ngettext("Too many failed logins from your address. Try again in {seconds} second.",
+                              "Too many failed logins from your address. Try again in {seconds} seconds.",
+                              retry_after).format(seconds=retry_after), "next": next_path}, status_code=429)
         response.headers["retry-after"] = str(retry_after)
         return response
 
