@@ -41,7 +41,7 @@ SchemaOption = Annotated[str, typer.Option(
 
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", metavar="FILE", envvar="AUDITCTL_CONFIG",
-    help=_("TOML settings file. Defaults to ./auditctl.toml, then ~/.config/auditctl/config.toml."))]
+    help=_("TOML settings file. Defaults to ./auditctl.toml, then config.toml in ~/.config/auditctl."))]
 
 
 def typed_flags(**values: Any) -> dict[str, Any]:
