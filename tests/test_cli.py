@@ -264,6 +264,24 @@ def test_help_shows_no_flag_type(cli, command):
     assert re.search(r"^ *Usage: auditctl", help_text, re.MULTILINE)
 
 
+@pytest.mark.parametrize("language", ["C.UTF-8", "ru_RU.UTF-8"])
+def test_help_fits_eighty_columns(cli, language):
+    env = {"COLUMNS": "80", "LANG": language}
+    install = " ".join(cli("install", "--help", env=env).stdout.split())
+    backup = " ".join(cli("backup", "--help", env=env).stdout.split())
+    assert "session_replication_role" in install
+    assert "--[no-]enable-always" in install
+    assert "--[no-]globals" in backup
+    assert "~/.config/auditctl." in backup
+    assert "\\[mail]" not in backup
+
+
+def test_switch_negative_form_parses(cli, tmp_path):
+    result = cli("backup", "--no-globals", "--dir", str(tmp_path / "missing"))
+    assert "No such option" not in result.stderr
+    assert "does not exist" in result.stderr
+
+
 def test_russian_messages(audited, cli):
     env = {"LANG": "ru_RU.UTF-8"}
     help_text = cli("--help", env=env).stdout
@@ -611,6 +629,6 @@ def test_help_keeps_brackets(cli, language):
     install_help = cli("install", "--help", env=env)
     assert main_help.exit_code == 0, main_help.stderr
     assert "[audit]" in main_help.stdout
-    options = install_help.stdout.split("--auto-audit", 1)[1]
+    options = install_help.stdout.split("--[no-]auto-audit", 1)[1]
     assert options.count("[audit]") >= 4, install_help.stdout
     assert "[audit.tables]" in install_help.stdout

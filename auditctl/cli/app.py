@@ -137,6 +137,7 @@ def adapt_help(command: Any) -> None:
                 parameter.display_type_rich = _no_type
         each.get_help_option = _translated_help_option(each.get_help_option)
         each.format_usage = _translated_usage(each)
+        each.format_help = _help_with_short_switches(each, each.format_help)
 
 
 def _translated_help_option(get_help_option: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -157,6 +158,34 @@ def _translated_usage(command: Any) -> Callable[[Any, Any], None]:
                               prefix=_("Usage:") + " ")
 
     return format_usage
+
+
+def _help_with_short_switches(command: Any, format_help: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """Show an on/off switch such as --globals/--no-globals as --[no-]globals while the help is written.
+
+    typer gives the --no- form a column of its own, which left the
+    descriptions of the whole panel so narrow at 80 columns that long words
+    were cut. Parsing is unchanged: the names are put back afterwards.
+    """
+    def format_help_with_short_switches(context: Any, formatter: Any) -> None:
+        switches = [parameter for parameter in command.params if getattr(parameter, "secondary_opts", None)]
+        saved = [(parameter.opts, parameter.secondary_opts) for parameter in switches]
+        try:
+            for parameter in switches:
+                parameter.opts = [_short_switch(name, parameter.secondary_opts) for name in parameter.opts]
+                parameter.secondary_opts = []
+            format_help(context, formatter)
+        finally:
+            for parameter, (opts, secondary_opts) in zip(switches, saved, strict=True):
+                parameter.opts, parameter.secondary_opts = opts, secondary_opts
+
+    return format_help_with_short_switches
+
+
+def _short_switch(name: str, negatives: list[str]) -> str:
+    if name.startswith("--") and "--no-" + name[2:] in negatives:
+        return "--[no-]" + name[2:]
+    return name
 
 
 def _no_type(ctx: Any) -> None:

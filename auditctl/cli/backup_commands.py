@@ -89,7 +89,7 @@ def backup(
     header_file: Annotated[Path | None, typer.Option(
         "--header-file", metavar="FILE", help=_("File (mode 0600) holding the header line for --from-url."))] = None,
     mail_to: Annotated[list[str] | None, typer.Option(
-        "--mail-to", metavar="ADDRESS", help=_("Send the report to this address instead of \\[mail] to; "
+        "--mail-to", metavar="ADDRESS", help=_("Send the report to this address instead of [mail] to; "
                                                "may be repeated."))] = None,
 ) -> None:
     """Run a backup now (the command cron runs), or one of the subcommands below."""

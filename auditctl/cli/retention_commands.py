@@ -48,7 +48,8 @@ def rotate(
         "--s3-endpoint-url", metavar="URL", envvar="AWS_ENDPOINT_URL",
         help=_("Endpoint of an S3-compatible store; AWS when not given."))] = None,
     archive_format: Annotated[ArchiveFormat, typer.Option(
-        "--format", help=_("Archive file format."))] = ArchiveFormat.csv_gz,
+        "--format", metavar="FORMAT",
+        help=_("Archive file format: csv.gz, jsonl.zst or parquet."))] = ArchiveFormat.csv_gz,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help=_("Check the archive destination and list what would be archived and dropped; "
                            "change nothing."))] = False,
