@@ -255,6 +255,8 @@ def test_statement_secrets_replaced(captured):
         connection.execute("CREATE SERVER remote FOREIGN DATA WRAPPER plain_wrapper OPTIONS (host '127.0.0.1')")
         connection.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER remote "
                            "OPTIONS (user 'reader', password 'Mapping-Pw-1')")
+        connection.execute("ALTER USER MAPPING FOR CURRENT_USER SERVER remote OPTIONS (SET password E'Esc\\'-Pw-4')")
+        connection.execute("ALTER USER MAPPING FOR CURRENT_USER SERVER remote OPTIONS (SET password $x$Dollar$-Pw-5$x$)")
         connection.execute("CREATE SUBSCRIPTION copy_sub CONNECTION "
                            "'host=127.0.0.1 port=1 user=reader password=Conninfo-Pw-2' "
                            "PUBLICATION nothing WITH (connect = false)")
@@ -263,8 +265,10 @@ def test_statement_secrets_replaced(captured):
         connection.execute("DROP SUBSCRIPTION copy_sub")
         statements = [event["details"]["statement"] for event in _system(connection, "action = 'DDL'")]
     assert "OPTIONS (user 'reader', password '********')" in statements[2]
-    assert "user=reader password=********' PUBLICATION" in statements[3]
-    assert "postgresql://reader:********@127.0.0.1:1/app" in statements[4]
+    assert "OPTIONS (SET password '********')" in statements[3]
+    assert "OPTIONS (SET password '********')" in statements[4]
+    assert "user=reader password=********' PUBLICATION" in statements[5]
+    assert "postgresql://reader:********@127.0.0.1:1/app" in statements[6]
     assert not [statement for statement in statements if "-Pw-" in statement]
 
 
