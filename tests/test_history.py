@@ -9,6 +9,7 @@ import pytest
 
 from auditctl.audit.history import record_history
 from auditctl.audit.install import install
+from auditctl.audit.query import EventFilter, query_events
 from auditctl.errors import InvalidArgumentError
 from helpers import as_app_user
 
@@ -39,6 +40,17 @@ def test_history_fields_in_table_order(shop):
     assert [change.column for change in history.entries[0].changes] == ["id", "name", "balance"]
     assert [change.column for change in history.entries[1].changes] == ["name", "balance"]
     assert [change.column for change in stages.entries[0].changes] == ["productId", "stageNo", "title"]
+
+
+def test_query_values_in_table_order(shop):
+    with shop.connect() as connection:
+        recorded = query_events(connection, "audit", EventFilter(), limit=None)
+        connection.execute('DROP TABLE "Work Stage"')
+        after_drop = query_events(connection, "audit", EventFilter(), limit=None)
+    inserts = [event for event in recorded if event.entity_type == "public.Work Stage" and event.action == "INSERT"]
+    dropped = [event for event in after_drop if event.entity_type == "public.Work Stage" and event.action == "INSERT"]
+    assert list(inserts[0].new) == ["productId", "stageNo", "title"]
+    assert list(dropped[0].new) == ["productId", "stageNo", "title"]
 
 
 def test_history_follows_insert_update_delete(shop):

@@ -16,7 +16,7 @@ from psycopg.rows import class_row
 
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
-from .query import SELECT_EVENTS, Event, EventFilter, entity_types_for, where_clause
+from .query import SELECT_EVENTS, Event, EventFilter, entity_types_for, in_column_order, where_clause
 from .schema import require_installed
 
 # Largest id a cursor may name: events.id is a bigint.
@@ -120,7 +120,7 @@ def browse_events(connection: psycopg.Connection, schema: str, filters: EventFil
         cursor.execute(statement)
         rows = cursor.fetchall()
     more = len(rows) > size
-    rows = rows[:size]
+    rows = in_column_order(connection, rows[:size])
     if newer_than is not None:
         rows.reverse()
     if not rows:
@@ -140,7 +140,8 @@ def get_event(connection: psycopg.Connection, schema: str, event_id: int) -> Eve
     statement = sql.SQL(SELECT_EVENTS + " WHERE id = %s").format(audit=sql.Identifier(schema), where=sql.SQL(""))
     with connection.cursor(row_factory=class_row(Event)) as cursor:
         cursor.execute(statement, (event_id,))
-        return cursor.fetchone()
+        event = cursor.fetchone()
+    return in_column_order(connection, [event])[0] if event is not None else None
 
 
 def daily_counts(connection: psycopg.Connection, schema: str, filters: EventFilter, time_zone: ZoneInfo,

@@ -50,28 +50,16 @@ class RecordHistory:
         return None
 
 
-def field_changes(event: Event, column_order: tuple[str, ...] = ()) -> list[FieldChange]:
-    """List the fields an event changed: every column for INSERT and DELETE, the changed ones for UPDATE.
-
-    The log stores values as jsonb, whose keys come back ordered by length,
-    so the fields follow ``column_order`` (the table's columns) where given,
-    and columns that are not in it follow by name.
-    """
+def field_changes(event: Event) -> list[FieldChange]:
+    """List the fields an event changed: every column for INSERT and DELETE, the changed ones for UPDATE."""
     if event.action == "INSERT":
-        changes = [FieldChange(column, ABSENT, value) for column, value in (event.new or {}).items()]
-    elif event.action == "DELETE":
-        changes = [FieldChange(column, value, ABSENT) for column, value in (event.old or {}).items()]
-    elif event.action == "UPDATE":
+        return [FieldChange(column, ABSENT, value) for column, value in (event.new or {}).items()]
+    if event.action == "DELETE":
+        return [FieldChange(column, value, ABSENT) for column, value in (event.old or {}).items()]
+    if event.action == "UPDATE":
         old = event.old or {}
-        changes = [FieldChange(column, old.get(column), value) for column, value in (event.new or {}).items()]
-    else:
-        return []
-    position = {column: index for index, column in enumerate(column_order)}
-    return sorted(changes, key=lambda change: (position.get(change.column, len(position)), change.column))
-
-
-def _column_order(record: RecordKey) -> tuple[str, ...]:
-    return record.table.columns if record.table is not None else ()
+        return [FieldChange(column, old.get(column), value) for column, value in (event.new or {}).items()]
+    return []
 
 
 def record_history(connection: psycopg.Connection, schema: str, table_name: str,
@@ -83,8 +71,7 @@ def record_history(connection: psycopg.Connection, schema: str, table_name: str,
     found by name as well.
     """
     record = resolve_record(connection, schema, table_name, key_values)
-    order = _column_order(record)
-    entries = [HistoryEntry(event, field_changes(event, order)) for event in record_events(connection, schema, record)]
+    entries = [HistoryEntry(event, field_changes(event)) for event in record_events(connection, schema, record)]
     return RecordHistory(record, entries)
 
 
@@ -99,5 +86,4 @@ def entity_history(connection: psycopg.Connection, schema: str, entity_type: str
     require_installed(connection, schema)
     record = RecordKey(entity_type, entity_id, find_current_table(connection, schema, entity_type))
     events = record_events(connection, schema, record)[:limit]
-    order = _column_order(record)
-    return RecordHistory(record, [HistoryEntry(event, field_changes(event, order)) for event in events])
+    return RecordHistory(record, [HistoryEntry(event, field_changes(event)) for event in events])

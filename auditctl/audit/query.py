@@ -188,7 +188,40 @@ def query_events(connection: psycopg.Connection, schema: str, filters: EventFilt
     """
     with connection.cursor(row_factory=class_row(Event)) as cursor:
         cursor.execute(query_statement(connection, schema, filters, limit, after_id))
-        return cursor.fetchall()
+        return in_column_order(connection, cursor.fetchall())
+
+
+_COLUMN_ORDER = """SELECT n.nspname || '.' || c.relname, pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
+                     FROM pg_catalog.pg_class AS c
+                     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                    WHERE c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY(%s)
+                    GROUP BY 1"""
+
+
+def in_column_order(connection: psycopg.Connection, events: list[Event]) -> list[Event]:
+    """Put the old and new values of each event in the column order of its table, and return the events.
+
+    The log stores values as jsonb, which returns keys ordered by length.
+    Columns that the table no longer has, and every column of a table
+    dropped since, follow by name.
+    """
+    tables = sorted({event.entity_type for event in events if event.entity_type and (event.old or event.new)})
+    if not tables:
+        return events
+    orders = {table: {column: position for position, column in enumerate(columns)}
+              for table, columns in connection.execute(_COLUMN_ORDER, (tables,)).fetchall()}
+    for event in events:
+        position = orders.get(event.entity_type or "", {})
+        event.old = _ordered(event.old, position)
+        event.new = _ordered(event.new, position)
+    return events
+
+
+def _ordered(values: dict[str, Any] | None, position: dict[str, int]) -> dict[str, Any] | None:
+    if not values:
+        return values
+    return dict(sorted(values.items(), key=lambda item: (position.get(item[0], len(position)), item[0])))
 
 
 def query_statement(connection: psycopg.Connection, schema: str, filters: EventFilter,

@@ -19,7 +19,7 @@ from .. import jsonvalues
 from ..errors import EventNotFoundError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _, ngettext
 from .catalog import Table, list_tables
-from .query import SELECT_EVENTS, Event, entity_types_for, load_key_array
+from .query import SELECT_EVENTS, Event, entity_types_for, in_column_order, load_key_array
 from .schema import require_installed
 
 
@@ -189,7 +189,7 @@ def record_events(connection: psycopg.Connection, schema: str, record: RecordKey
         audit=sql.Identifier(schema), where=sql.SQL("WHERE entity_type = %s AND entity_id = ANY(%s)"))
     with connection.cursor(row_factory=class_row(Event)) as cursor:
         cursor.execute(statement, (record.entity_type, record.entity_ids))
-        return cursor.fetchall()
+        return in_column_order(connection, cursor.fetchall())
 
 
 def load_event(connection: psycopg.Connection, schema: str, event_id: int) -> Event:
@@ -203,7 +203,7 @@ def load_event(connection: psycopg.Connection, schema: str, event_id: int) -> Ev
         raise EventNotFoundError(
             _("Event {id} is not in the audit log. Find event ids with `auditctl query` or `auditctl history`.")
             .format(id=event_id))
-    return event
+    return in_column_order(connection, [event])[0]
 
 
 def transaction_events(connection: psycopg.Connection, schema: str, transaction_id: int) -> list[Event]:
@@ -218,4 +218,4 @@ def transaction_events(connection: psycopg.Connection, schema: str, transaction_
         raise EventNotFoundError(
             _("Transaction {id} has no events in the audit log. Find transaction ids with "
               "`auditctl query --format json`.").format(id=transaction_id))
-    return events
+    return in_column_order(connection, events)
