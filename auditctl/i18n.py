@@ -86,4 +86,15 @@ def format_number(value: float, decimals: int = 0) -> str:
     return text
 
 
+def format_bytes(size: int) -> str:
+    """Show a byte count with a binary unit (kB means KiB here, as in pg_size_pretty)."""
+    units = (gettext("B"), gettext("kB"), gettext("MB"), gettext("GB"), gettext("TB"))
+    value = float(size)
+    for index, unit in enumerate(units):
+        if value < 1024 or index == len(units) - 1:
+            return f"{format_number(value, 0 if index == 0 else 1)} {unit}"
+        value /= 1024
+    return f"{size} {units[0]}"
+
+
 _ = gettext

@@ -38,11 +38,11 @@ from .audit.rules import ColumnRule, Rule
 from .audit.retention import RotationResult
 from .audit.status import StatusReport, TableState
 from .backup.doctor import DoctorReport
-from .backup.job import JobReport, format_size
+from .backup.job import JobReport
 from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
-from .i18n import _, format_number, ngettext
+from .i18n import _, format_bytes, format_number, ngettext
 
 logger = logging.getLogger(__name__)
 
@@ -534,17 +534,6 @@ def _print_replica_bypass(report: StatusReport) -> None:
                   .format(count=len(skipped), roles=roles), style="yellow", markup=False)
 
 
-def format_bytes(size: int) -> str:
-    """Show a byte count with a binary unit (kB means KiB here, as in pg_size_pretty)."""
-    units = (_("B"), _("kB"), _("MB"), _("GB"), _("TB"))
-    value = float(size)
-    for index, unit in enumerate(units):
-        if value < 1024 or index == len(units) - 1:
-            return f"{format_number(value, 0 if index == 0 else 1)} {unit}"
-        value /= 1024
-    return f"{size} {units[0]}"
-
-
 class _RateColumn(ProgressColumn):
     """Items per second, such as ``312,000 rows/s``."""
 
@@ -630,7 +619,7 @@ def byte_progress(description: str) -> Iterator[Callable[[int], None]]:
         nonlocal written, next_report
         written += amount
         if written >= next_report:
-            logger.info("%s: %s written", description, format_size(written))
+            logger.info("%s: %s written", description, format_bytes(written))
             next_report += _PROGRESS_LOG_STEP
 
     yield log_progress
@@ -641,7 +630,7 @@ def print_backup_report(report: JobReport) -> None:
     if report.result is not None:
         result = report.result
         console.print(_("Backup of {database} written to {path} ({size}, {seconds:.1f} s), verified.").format(
-            database=result.database, path=result.path, size=format_size(result.size),
+            database=result.database, path=result.path, size=format_bytes(result.size),
             seconds=result.duration_seconds), markup=False, soft_wrap=True)
     if report.rotation is not None and report.rotation.deleted:
         for path in report.rotation.deleted:
@@ -667,7 +656,7 @@ def print_backup_list(entries: list[BackupEntry]) -> None:
     for entry in entries:
         manifest = entry.manifest
         table.add_row(_plain(entry.path.name), _plain(manifest.database), format_time(manifest.started),
-                      format_size(manifest.size), manifest.format, _("yes") if manifest.encrypted else _("no"))
+                      format_bytes(manifest.size), manifest.format, _("yes") if manifest.encrypted else _("no"))
     console.print(table)
 
 

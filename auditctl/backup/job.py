@@ -19,7 +19,7 @@ from psycopg import conninfo
 
 from ..db import describe_dsn, resolve_dsn
 from ..errors import AuditctlError, DeliveryError
-from ..i18n import _, ngettext
+from ..i18n import _, format_bytes, ngettext
 from . import events, monitoring
 from .config import BackupSettings
 from .dump import BackupResult, DumpOptions, dump_database, require_folder
@@ -159,7 +159,7 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
     """Decide attachment, link or path, and word the success mail."""
     result = report.result
     mail = settings.mail
-    size_text = format_size(result.size)
+    size_text = format_bytes(result.size)
     lines = [
         _("Database: {database}").format(database=result.database),
         _("Result: backup succeeded and was verified"),
@@ -225,12 +225,3 @@ def database_label(settings: BackupSettings) -> str:
     except psycopg.ProgrammingError:
         params = {}
     return params.get("dbname") or os.environ.get("PGDATABASE") or describe_dsn(text)
-
-
-def format_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
