@@ -215,7 +215,7 @@ def test_rotate_keeps_partition_when_dir_unusable(old_log, cli, tmp_path, folder
     with old_log.connect() as connection:
         before = partition_rows(connection)
     result = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), *dry_run, dsn=old_log.dsn)
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert f"Archive folder {archive_dir} {problem}" in result.stderr
     assert "Would archive" not in result.stdout

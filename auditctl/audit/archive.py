@@ -302,7 +302,8 @@ class LocalDestination(Destination):
     def check(self) -> None:
         problem = check_writable_folder(self.folder)
         if problem is not None:
-            raise ArchiveError(problem.message(
+            # A folder that cannot be used is bad input, as for export and backup.
+            raise InvalidArgumentError(problem.message(
                 missing=_("Archive folder {folder} does not exist; create it first."),
                 not_a_folder=_("Archive folder {folder} is not a folder; pass a folder to --archive-dir."),
                 not_writable=_("Archive folder {folder} is not writable ({error}); pass another folder to "
