@@ -249,6 +249,16 @@ def test_audited_table_drop_recorded(captured):
     assert {"type": "table", "identity": "public.item", "schema": "public"} in drop["details"]["objects"]
 
 
+def test_ddl_objects_listed_once(captured):
+    with captured.connect() as connection:
+        connection.execute('CREATE TABLE "Invoice" (id serial PRIMARY KEY, total numeric)')
+        [create] = _system(connection, "action = 'DDL'")
+    identities = [item["identity"] for item in create["details"]["objects"]]
+    assert identities[0] == 'public."Invoice_id_seq"'
+    assert len(identities) == len(set(identities))
+    assert 'public."Invoice"' in identities
+
+
 def test_statement_secrets_replaced(captured):
     with captured.connect() as connection:
         connection.execute("CREATE FOREIGN DATA WRAPPER plain_wrapper")
