@@ -125,9 +125,9 @@ def adapt_help(command: Any) -> None:
     typer 0.29 prints the type of every option and argument, so ``--quiet``
     read ``--quiet <bool>`` and ``-v`` read ``-v <int>``, as if they took a
     value; an empty metavar leaves the type column of those options blank,
-    and arguments show their name alone. Its copy
-    of click also writes "Usage:" and the help text of ``--help`` in English
-    only, so both are replaced by the catalog's text.
+    and arguments show their name alone. Its copy of click also writes
+    "Usage:" and the help text of ``--help`` in English only, so both are
+    replaced by the catalog's text.
     """
     for each in all_commands(command):
         for parameter in each.params:
@@ -168,7 +168,10 @@ def _help_with_short_switches(command: Any, format_help: Callable[[Any, Any], No
     were cut. Parsing is unchanged: the names are put back afterwards.
     """
     def format_help_with_short_switches(context: Any, formatter: Any) -> None:
-        switches = [parameter for parameter in command.params if getattr(parameter, "secondary_opts", None)]
+        # Only switches whose every off form is --no- and an on form's name are shortened.
+        switches = [parameter for parameter in command.params if getattr(parameter, "secondary_opts", None)
+                    and {"--no-" + name[2:] for name in parameter.opts if name.startswith("--")}
+                    >= set(parameter.secondary_opts)]
         saved = [(parameter.opts, parameter.secondary_opts) for parameter in switches]
         try:
             for parameter in switches:
