@@ -124,8 +124,8 @@ def adapt_help(command: Any) -> None:
 
     typer 0.29 prints the type of every option and argument, so ``--quiet``
     read ``--quiet <bool>`` and ``-v`` read ``-v <int>``, as if they took a
-    value; an empty metavar leaves the type column of those options blank,
-    and arguments show their name alone. Its copy of click also writes
+    value. An empty metavar leaves the type column of those options blank,
+    and arguments show their name alone. typer's copy of click also writes
     "Usage:" and the help text of ``--help`` in English only, so both are
     replaced by the catalog's text.
     """
