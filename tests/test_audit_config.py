@@ -9,9 +9,8 @@ import pytest
 from auditctl.audit.catalog import like_matches
 from auditctl.audit.config import load_audit_settings
 from auditctl.audit.ddl import AutoAuditPolicy
-from auditctl.audit.rules import Rule, hmac_hex
+from auditctl.audit.rules import hmac_hex
 from auditctl.audit.status import collect_status
-from auditctl.errors import ConfigError
 from conftest import REPO_ROOT
 from helpers import events
 
@@ -126,7 +125,7 @@ def test_config_rules_take_effect(orders, cli, tmp_path):
     text = " ".join(result.stdout.split())
     assert f"Settings of [audit] read from {config}." in text
     assert f"Column public.account.phone is hashed: values are stored as HMAC-SHA256. Rule from {config}." in text
-    assert f'Column public.Заказ.Сумма "итог" is masked' in text
+    assert 'Column public.Заказ.Сумма "итог" is masked' in text
 
 
 def test_flag_overrides_file_rule(orders, cli, tmp_path):

@@ -9,7 +9,6 @@ import json
 import socket
 import subprocess
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 

@@ -10,7 +10,6 @@ from auditctl.audit.install import install
 from auditctl.audit.revert import revert_event, revert_transaction
 from auditctl.audit.rules import Rule
 from auditctl.errors import RevertRefusedError
-from conftest import shared_data
 from helpers import events
 
 pytestmark = pytest.mark.shared_data

@@ -113,7 +113,7 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
             """SELECT count(*), COALESCE(sum(pg_catalog.pg_total_relation_size(relid)), 0)::bigint
                FROM pg_catalog.pg_partition_tree(%s::regclass) WHERE isleaf""", (f"{audit}.events",))
         report.partitions, report.log_bytes = cursor.fetchone()
-        cursor.execute(f"""SELECT p.proname FROM pg_catalog.pg_proc p
+        cursor.execute("""SELECT p.proname FROM pg_catalog.pg_proc p
                            WHERE p.pronamespace = %s::regnamespace
                              AND pg_catalog.obj_description(p.oid, 'pg_proc') LIKE 'auditctl trigger function%%'
                              AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgfoid = p.oid)
@@ -162,7 +162,7 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
                 state = TableState.OUTDATED
         report.tables.append(TableStatus(table.entity_type, state, table.has_primary_key,
                                          counts.get(table.entity_type, 0), firing, interim))
-    for oid, (name, exists) in registered.items():
+    for oid, (name, _exists) in registered.items():
         if oid not in seen:
             # A registered table that is gone, or moved where auditctl does not look.
             report.tables.append(TableStatus(name, TableState.MISSING, None, 0))
