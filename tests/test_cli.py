@@ -288,7 +288,7 @@ def test_russian_messages(audited, cli):
     assert "Журнал аудита и резервные копии для PostgreSQL" in help_text
     assert "Команды" in help_text
     assert re.search(r"--help\s+Показать эту справку и выйти", help_text)
-    assert "Использование: auditctl query [OPTIONS]" in cli("query", "--help", env=env).stdout
+    assert "Использование: auditctl query [ПАРАМЕТРЫ]" in cli("query", "--help", env=env).stdout
     assert "Usage" not in help_text
     assert "Show this" not in help_text
     error = cli("query", "--since", "вчера", env=env, dsn=audited.dsn)
@@ -364,7 +364,7 @@ def test_usage_error_in_user_language(cli, case, env, language):
     ({"LANG": "C.UTF-8"}, "Usage: auditctl query [OPTIONS]", "Try 'auditctl query --help' for help."),
     ({"LANG": "ru_RU.UTF-8", "LC_ALL": "C"}, "Usage: auditctl query [OPTIONS]",
      "Try 'auditctl query --help' for help."),
-    ({"LANG": "ru_RU.UTF-8"}, "Использование: auditctl query [OPTIONS]", "Справка: 'auditctl query --help'."),
+    ({"LANG": "ru_RU.UTF-8"}, "Использование: auditctl query [ПАРАМЕТРЫ]", "Справка: 'auditctl query --help'."),
 ], ids=["en", "lc-all-c-over-ru", "ru"])
 def test_usage_error_shows_usage_and_hint(cli, env, usage, hint):
     result = cli("query", "--bogus", env=env)
@@ -373,19 +373,19 @@ def test_usage_error_shows_usage_and_hint(cli, env, usage, hint):
 
 
 @pytest.mark.parametrize(("args", "command_path", "usage"), [
-    (["query", "--limit"], "auditctl query", "[OPTIONS]"),
-    (["cron", "maintain", "--schedule"], "auditctl cron maintain", "[OPTIONS]"),
-    (["--dsn"], "auditctl", "[OPTIONS] COMMAND [ARGS]..."),
+    (["query", "--limit"], "auditctl query", ("[OPTIONS]", "[ПАРАМЕТРЫ]")),
+    (["cron", "maintain", "--schedule"], "auditctl cron maintain", ("[OPTIONS]", "[ПАРАМЕТРЫ]")),
+    (["--dsn"], "auditctl", ("[OPTIONS] COMMAND [ARGS]...", "[ПАРАМЕТРЫ] КОМАНДА [АРГУМЕНТЫ]...")),
 ], ids=["query", "subgroup", "before-command"])
-@pytest.mark.parametrize(("env", "usage_prefix", "hint"), [
-    ({"LANG": "C.UTF-8"}, "Usage:", "Try '{command_path} --help' for help."),
-    ({"LANG": "ru_RU.UTF-8"}, "Использование:", "Справка: '{command_path} --help'."),
+@pytest.mark.parametrize(("env", "usage_prefix", "hint", "language"), [
+    ({"LANG": "C.UTF-8"}, "Usage:", "Try '{command_path} --help' for help.", 0),
+    ({"LANG": "ru_RU.UTF-8"}, "Использование:", "Справка: '{command_path} --help'.", 1),
 ], ids=["en", "ru"])
-def test_missing_option_value_shows_usage(cli, args, command_path, usage, env, usage_prefix, hint):
+def test_missing_option_value_shows_usage(cli, args, command_path, usage, env, usage_prefix, hint, language):
     result = cli(*args, env=env)
     assert result.exit_code == 2, result.stderr
     lines = result.stderr.splitlines()
-    assert lines[0] == f"{usage_prefix} {command_path} {usage}", result.stderr
+    assert lines[0] == f"{usage_prefix} {command_path} {usage[language]}", result.stderr
     assert lines[1] == hint.format(command_path=command_path), result.stderr
 
 

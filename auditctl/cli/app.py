@@ -16,7 +16,7 @@ from ..errors import AuditctlError
 from ..i18n import _
 from ..render import error_console, print_aborted, print_error, print_usage_error
 from .options import GlobalOptions
-from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes
+from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes, usage_arguments
 
 logger = logging.getLogger("auditctl")
 
@@ -154,8 +154,7 @@ def _translated_help_option(get_help_option: Callable[[Any], Any]) -> Callable[[
 
 def _translated_usage(command: Any) -> Callable[[Any, Any], None]:
     def format_usage(context: Any, formatter: Any) -> None:
-        formatter.write_usage(context.command_path, " ".join(command.collect_usage_pieces(context)),
-                              prefix=_("Usage:") + " ")
+        formatter.write_usage(context.command_path, usage_arguments(command, context), prefix=_("Usage:") + " ")
 
     return format_usage
 

@@ -99,11 +99,24 @@ def describe_click_error(error: Any, classes: ClickErrorClasses) -> UsageErrorRe
         return UsageErrorReport(message)
 
     formatter = context.make_formatter()
-    formatter.write_usage(context.command_path, " ".join(context.command.collect_usage_pieces(context)),
-                          prefix=_("Usage:") + " ")
+    formatter.write_usage(context.command_path, usage_arguments(context.command, context), prefix=_("Usage:") + " ")
     has_help = context.command.get_help_option(context) is not None
     return UsageErrorReport(message, usage=formatter.getvalue().rstrip("\n"), command_path=context.command_path,
                             help_option=context.help_option_names[0] if has_help else None)
+
+
+def usage_arguments(command: Any, context: Any) -> str:
+    """Return what follows the command name on the usage line, with typer's placeholders translated."""
+    return " ".join(_placeholder(piece) for piece in command.collect_usage_pieces(context))
+
+
+def _placeholder(piece: str) -> str:
+    # Argument names are auditctl's own metavars; these two come from typer.
+    if piece == "[OPTIONS]":
+        return _("[OPTIONS]")
+    if piece == "COMMAND [ARGS]...":
+        return _("COMMAND [ARGS]...")
+    return piece
 
 
 def _click_error_message(error: Any, classes: ClickErrorClasses) -> str:
