@@ -175,7 +175,7 @@ def test_serve_without_audit_schema_fails_fast(db):
     assert "is not installed" in stderr
 
 
-def test_serve_on_taken_port_is_one_line(db):
+def test_serve_taken_port_one_line(db):
     with db.connect() as connection:
         seed_audit_log(connection)
     with socket.socket() as taken:
