@@ -258,6 +258,7 @@ def test_help_shows_no_flag_type(cli, command):
     assert "<bool>" not in help_text
     assert "<str>" not in help_text
     assert "<list[" not in help_text
+    assert "<int range>" not in help_text
     assert "......" not in help_text
     assert not re.search(r"-v\s+<int>", help_text)
     assert re.search(r"--help\s+Show this message", help_text)
@@ -274,6 +275,9 @@ def test_help_fits_eighty_columns(cli, language):
     assert "--[no-]globals" in backup
     assert "~/.config/auditctl." in backup
     assert "\\[mail]" not in backup
+    rotate = " ".join(cli("rotate", "--help", env=env).stdout.split())
+    assert "csv.gz, jsonl.zst" in rotate
+    assert "<csv.gz" not in rotate
 
 
 def test_switch_negative_form_parses(cli, tmp_path):

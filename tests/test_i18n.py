@@ -38,3 +38,14 @@ def test_every_message_has_a_russian_translation():
 def test_compiled_catalog_is_current():
     compiled = catalog_tool.po_path("ru").with_suffix(".mo").read_bytes()
     assert compiled == catalog_tool.compiled_bytes("ru"), "run `python tools/i18n.py compile`"
+
+
+def test_byte_sizes_per_language():
+    from auditctl.i18n import format_bytes, use_language
+
+    with use_language("en"):
+        english = [format_bytes(512), format_bytes(1536), format_bytes(3 * 1024 ** 3)]
+    with use_language("ru"):
+        russian = format_bytes(1536)
+    assert english == ["512 B", "1.5 kB", "3.0 GB"]
+    assert russian == "1,5 КБ"

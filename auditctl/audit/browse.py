@@ -141,7 +141,9 @@ def get_event(connection: psycopg.Connection, schema: str, event_id: int) -> Eve
     with connection.cursor(row_factory=class_row(Event)) as cursor:
         cursor.execute(statement, (event_id,))
         event = cursor.fetchone()
-    return in_column_order(connection, [event])[0] if event is not None else None
+    if event is None:
+        return None
+    return in_column_order(connection, [event])[0]
 
 
 def daily_counts(connection: psycopg.Connection, schema: str, filters: EventFilter, time_zone: ZoneInfo,

@@ -200,11 +200,11 @@ _COLUMN_ORDER = """SELECT n.nspname || '.' || c.relname, pg_catalog.array_agg(a.
 
 
 def in_column_order(connection: psycopg.Connection, events: list[Event]) -> list[Event]:
-    """Put the old and new values of each event in the column order of its table, and return the events.
+    """Sort the old and new values of each event into its table's column order, and return the events.
 
-    The log stores values as jsonb, which returns keys ordered by length.
-    Columns that the table no longer has, and every column of a table
-    dropped since, follow by name.
+    jsonb returns keys ordered by length, not as the table lists them.
+    Columns the table no longer has, and those of a dropped table, follow
+    in name order.
     """
     tables = sorted({event.entity_type for event in events if event.entity_type and (event.old or event.new)})
     if not tables:
