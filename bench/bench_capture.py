@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from auditctl.audit.install import install, uninstall  # noqa: E402
-from bench_triggers import describe, find_pgbench, pgbench_tps, run_on_server  # noqa: E402
+from bench_triggers import add_locale_option, describe, find_pgbench, pgbench_tps, run_on_server  # noqa: E402
 from minimal import create_log, drop_log, set_triggers  # noqa: E402
 
 PRISMA_DIR = ROOT.parent / "shared" / "data" / "prisma-app"
@@ -332,6 +332,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs per measure; the best is kept (default 2)")
     parser.add_argument("--check-seconds", type=int, default=20,
                         help="length of the capture check run in seconds (default 20)")
+    add_locale_option(parser)
     args = parser.parse_args()
     print("command:", shlex.join([sys.executable, *sys.argv]))
     if not (PRISMA_DIR / "schema.sql").is_file() or not (PRISMA_DIR / "seed.sql").is_file():

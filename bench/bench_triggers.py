@@ -8,6 +8,7 @@ trigger that stores the rows as JSON would pay on this table.
 
     .venv/bin/python bench/bench_triggers.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
     .venv/bin/python bench/bench_triggers.py --dsn "host=..."  # an existing database you may write to
+    .venv/bin/python bench/bench_triggers.py --icu-locale en-US  # in a database with ICU's en-US collation
 
 The table has 10 columns; an UPDATE changes one integer column. Single-row
 throughput comes from pgbench (-M prepared) with synchronous_commit on and
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import psycopg
+from psycopg import conninfo, sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -109,6 +111,10 @@ def describe(connection: psycopg.Connection) -> list[str]:
     settings = {name: connection.execute(f"SHOW {name}").fetchone()[0]
                 for name in ("server_version", "shared_buffers", "synchronous_commit", "fsync", "wal_level",
                              "max_wal_size")}
+    settings["collation"] = connection.execute(
+        "SELECT coalesce(nullif(daticulocale, ''), datcollate) FROM pg_database WHERE datname = current_database()"
+        if connection.info.server_version >= 150000 else
+        "SELECT datcollate FROM pg_database WHERE datname = current_database()").fetchone()[0]
     return [f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
             "server: " + ", ".join(f"{key}={value}" for key, value in settings.items())]
 
@@ -204,23 +210,49 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="pgbench clients (default 4)")
     parser.add_argument("--seconds", type=int, default=10, help="length of each pgbench run (default 10)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per measure; the best is kept (default 2)")
+    add_locale_option(parser)
     args = parser.parse_args()
     run_on_server(run, args)
+
+
+def add_locale_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--icu-locale", metavar="LOCALE",
+                        help="run in a new database whose default collation is this ICU locale, such as en-US, "
+                             "as on many production servers (PostgreSQL 15 or later); default: the database's own, "
+                             "C.UTF-8 in the throwaway cluster")
 
 
 def run_on_server(benchmark: Callable[[str, Path | None, argparse.Namespace], T], args: argparse.Namespace) -> T:
     """Call ``benchmark`` on the --dsn database, or on a throwaway durable cluster that is removed afterwards."""
     if args.dsn:
-        return benchmark(args.dsn, None, args)
+        return in_locale_database(benchmark, args.dsn, None, args)
     binaries = (debian_binaries() or [b for b in [pgserver_binaries()] if b])
     if not binaries:
         sys.exit("no PostgreSQL server binaries found; pass --dsn")
     cluster = Cluster(binaries[-1], durable=True)
     cluster.start()
     try:
-        return benchmark(cluster.dsn(), binaries[-1].bindir, args)
+        return in_locale_database(benchmark, cluster.dsn(), binaries[-1].bindir, args)
     finally:
         cluster.stop()
+
+
+def in_locale_database(benchmark: Callable[[str, Path | None, argparse.Namespace], T], dsn: str,
+                       bindir: Path | None, args: argparse.Namespace) -> T:
+    """Run ``benchmark`` on ``dsn``, or with --icu-locale in a new database of that collation, dropped afterwards."""
+    locale = getattr(args, "icu_locale", None)
+    if not locale:
+        return benchmark(dsn, bindir, args)
+    name = "auditctl_bench_icu"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL(
+            "CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE {} LOCALE 'C.UTF-8'").format(
+                sql.Identifier(name), sql.Literal(locale)))
+    try:
+        return benchmark(conninfo.make_conninfo(dsn, dbname=name), bindir, args)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 if __name__ == "__main__":

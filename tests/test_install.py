@@ -297,6 +297,24 @@ def test_partitions_created_ahead_with_default(db):
     assert len([n for n in names if n.startswith("events_p")]) == 4
 
 
+def test_name_columns_compare_bytes_in_partitions(db):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        connection.execute("SELECT audit.create_partitions(8)")
+        collations = connection.execute("""
+            SELECT a.attname, array_agg(DISTINCT a.attcollation::regcollation::text), count(*)
+              FROM pg_partition_tree('audit.events') AS t
+              JOIN pg_attribute AS a ON a.attrelid = t.relid
+             WHERE a.attname IN ('user_id', 'db_user', 'application_name', 'action', 'entity_type', 'entity_id')
+             GROUP BY 1""").fetchall()
+        tables = connection.execute("SELECT count(*) FROM pg_partition_tree('audit.events')").fetchone()[0]
+        plan = connection.execute("""EXPLAIN (COSTS OFF) SELECT id FROM audit.events_default
+                                     WHERE entity_type = 'public.t' AND entity_id LIKE '[1,%'""").fetchall()
+    assert len(collations) == 6
+    assert all(names == ['"C"'] and count == tables for _, names, count in collations)
+    assert "Index Cond" in "\n".join(line for (line,) in plan)
+
+
 def test_default_partition_rows_move_into_new_partition(db):
     with db.connect() as connection:
         install(connection, "audit", [])
