@@ -311,7 +311,9 @@ def test_name_columns_compare_bytes_in_partitions(db):
         plan = connection.execute("""EXPLAIN (COSTS OFF) SELECT id FROM audit.events_default
                                      WHERE entity_type = 'public.t' AND entity_id LIKE '[1,%'""").fetchall()
     assert len(collations) == 6
-    assert all(names == ['"C"'] and count == tables for _, names, count in collations)
+    for column, names, count in collations:
+        assert names == ['"C"'], column
+        assert count == tables, column
     assert "Index Cond" in "\n".join(line for (line,) in plan)
 
 
