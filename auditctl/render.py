@@ -26,6 +26,7 @@ from rich.text import Text
 
 from . import jsonvalues
 from .audit.cron import CronResult
+from .audit.ddl import DdlCapture
 from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
@@ -308,10 +309,14 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
                       .format(table=name), markup=False)
     for rule in result.column_rules:
         console.print(_rule_message(rule), markup=False)
-    if not result.ddl_capture:
+    if result.event_triggers is DdlCapture.OFF:
         console.print(_("This role may not create event triggers, so schema changes and tampering with the audit "
                         "triggers are not recorded; row changes are. A superuser can add DDL capture with "
                         "`auditctl install`."), style="yellow", markup=False)
+    elif result.event_triggers is DdlCapture.KEPT:
+        console.print(_("DDL capture is on, with the event triggers installed earlier by a superuser. This role may "
+                        "not replace them, so after upgrading auditctl run `auditctl install` once as a superuser."),
+                      markup=False)
     if result.enable_always:
         console.print(_("Audit triggers are ENABLE ALWAYS: sessions with session_replication_role = replica are "
                         "recorded too, and so are changes that a logical replication subscriber applies."),

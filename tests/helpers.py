@@ -42,7 +42,8 @@ def as_app_user(connection: psycopg.Connection, user_id: str | None, ip_address:
 def table_owner_dsn(db) -> Iterator[str]:
     """Create a login role that may create schemas and tables but is no superuser; yield its DSN.
 
-    The role and everything it owns in ``db`` are dropped afterwards.
+    The role and everything it owns in ``db`` are dropped afterwards, with
+    the audit schema, where a superuser's install may have added functions.
     """
     owner = f"owner_{db.name}"
     with db.connect() as connection:
@@ -53,4 +54,6 @@ def table_owner_dsn(db) -> Iterator[str]:
         yield db.dsn.replace("user=postgres", f"user={owner}")
     finally:
         with db.connect() as connection:
+            connection.execute("SET auditctl.internal = 'on'")
+            connection.execute("DROP SCHEMA IF EXISTS audit CASCADE")
             connection.execute(f"DROP OWNED BY {owner}; DROP ROLE {owner}")

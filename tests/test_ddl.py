@@ -398,3 +398,35 @@ def test_table_audited_on_creation_is_refreshed(captured, cli):
     assert insert["new_values"] == {"id": 1, "digest": "[masked]", "note": "n"}
     assert [d["table"] for d in refreshed] == ["public.account", "public.member"]
     assert {t.entity_type: t.state.value for t in report.tables}["public.member"] == "outdated"
+
+
+# Who runs each install in turn. The owner owns the audit schema and the table.
+INSTALL_SEQUENCES = {
+    "owner-superuser-owner": (["owner", "superuser", "owner"], True),
+    "owner-only": (["owner", "owner"], False),
+    "superuser-only": (["superuser", "superuser"], True),
+}
+
+
+@pytest.mark.parametrize(("sequence", "capture"), INSTALL_SEQUENCES.values(), ids=INSTALL_SEQUENCES.keys())
+def test_install_and_status_agree_on_capture(db, cli, sequence, capture):
+    with table_owner_dsn(db) as owner_dsn:
+        dsns = {"owner": owner_dsn, "superuser": db.dsn}
+        with psycopg.connect(dsns[sequence[0]], autocommit=True) as connection:
+            connection.execute("CREATE TABLE note (id int PRIMARY KEY, body text)")
+        for role in sequence:
+            printed = cli("install", "--all", dsn=dsns[role])
+            assert printed.exit_code == 0, printed.stderr
+        again = cli("install", "note", dsn=dsns[sequence[-1]])
+        status = cli("status", dsn=dsns[sequence[-1]])
+        with psycopg.connect(dsns[sequence[-1]], autocommit=True) as connection:
+            report = collect_status(connection, "audit")
+            recorded = events(connection, where="action = 'AUDIT_INSTALL'", system=True)[-1]
+    text = " ".join(printed.stdout.split())
+    assert report.ddl_capture is capture
+    assert recorded["details"]["ddl_capture"] is capture
+    assert [t.state.value for t in report.tables] == ["audited"]
+    assert "0 installed or updated, 1 already up to date" in again.stdout
+    assert ("DDL capture: on" in status.stdout) is capture
+    assert ("may not create event triggers" in text) is (not capture)
+    assert ("installed earlier by a superuser" in text) is (capture and sequence[-1] == "owner")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 
 import psycopg
 
@@ -29,6 +30,30 @@ def can_create_event_triggers(connection: psycopg.Connection) -> bool:
     """Tell whether the current role may create event triggers (PostgreSQL requires a superuser)."""
     return connection.execute(
         "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]
+
+
+class DdlCapture(StrEnum):
+    """Action of an install on the DDL event triggers."""
+
+    # The role may create event triggers, so the install creates or replaces them.
+    INSTALLED = "installed"
+    # A superuser installed both earlier and they are enabled, but this role may not replace them.
+    KEPT = "kept"
+    # Neither this role nor an earlier install put enabled event triggers in place.
+    OFF = "off"
+
+
+def plan_ddl_capture(connection: psycopg.Connection, schema: str) -> DdlCapture:
+    """Decide what an install by the current role does about DDL capture.
+
+    Capture is on after the install unless the result is OFF. Status reads
+    ``ddl_capture_enabled``, which then returns the same.
+    """
+    if can_create_event_triggers(connection):
+        return DdlCapture.INSTALLED
+    if ddl_capture_enabled(connection, schema):
+        return DdlCapture.KEPT
+    return DdlCapture.OFF
 
 
 # Interim trigger function of tables audited on creation or altered since

@@ -15,7 +15,7 @@ from ..errors import DatabaseError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
-from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, can_create_event_triggers, drop_statements, policy_statement,
+from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, drop_statements, plan_ddl_capture, policy_statement,
                   render_ddl_capture)
 from .firing import enable_always_statement, enable_statement, firing_code, load_enable_always
 from .rules import ColumnRule, Rule, RuleRequest, effective_rules, load_rules, resolve_requests, save_rules
@@ -43,10 +43,15 @@ class InstallResult:
     column_rules: list[ColumnRule] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
-    ddl_capture: bool = False
+    event_triggers: DdlCapture = DdlCapture.OFF
     # Whether the audit triggers are ENABLE ALWAYS, as chosen now or by an earlier install.
     enable_always: bool = False
     dry_run: bool = False
+
+    @property
+    def ddl_capture(self) -> bool:
+        """Whether the DDL event triggers run once the install commits."""
+        return self.event_triggers is not DdlCapture.OFF
 
 
 @dataclass
@@ -115,8 +120,9 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         fresh = not schema_exists(connection, schema)
         result.enable_always = enable_always if enable_always is not None else (
             not fresh and load_enable_always(connection, schema))
-        result.ddl_capture = can_create_event_triggers(connection)
-        ddl_sql = render_ddl_capture(connection, schema, result.enable_always) if result.ddl_capture else None
+        result.event_triggers = plan_ddl_capture(connection, schema)
+        ddl_sql = (render_ddl_capture(connection, schema, result.enable_always)
+                   if result.event_triggers is DdlCapture.INSTALLED else None)
         policy_sql = None if auto_audit is True else policy_statement(schema, auto_audit)
         firing_sql = None if enable_always is None else enable_always_statement(schema, enable_always)
         if max_value_bytes is not None and max_value_bytes < 0:
@@ -140,7 +146,10 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             for statement in (ddl_sql, policy_sql, size_sql, firing_sql):
                 if statement:
                     connection.execute(statement)
-            if not ddl_sql:
+            if result.event_triggers is DdlCapture.KEPT:
+                logger.info("role %s may not replace the event triggers a superuser installed: DDL capture stays on",
+                            connection.info.user)
+            elif result.event_triggers is DdlCapture.OFF:
                 logger.warning("role %s may not create event triggers: DDL capture is off", connection.info.user)
 
         stored_rules = {} if fresh else load_rules(connection, schema)
@@ -188,6 +197,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 "unchanged": len(result.unchanged),
                 "schema_steps": [name for name in result.schema_steps if name.startswith("schema/")],
                 "ddl_capture": result.ddl_capture,
+                "event_triggers": result.event_triggers.value,
                 "enable_always": result.enable_always,
             })
     return result
