@@ -9,7 +9,7 @@ from auditctl.audit.install import install, uninstall
 from auditctl.audit.status import TableState, collect_status
 from auditctl.audit.rules import Rule
 from auditctl.errors import InvalidArgumentError, TableNotFoundError
-from helpers import events
+from helpers import events, table_owner_dsn
 
 # Names that need quoting; the last is 63 bytes, PostgreSQL's limit.
 AWKWARD_NAMES = ["User", "order", "user", "with space", 'quo"te', "Заказ", "x" * 63]
@@ -460,3 +460,53 @@ def test_reinstall_after_drop_and_recreate(db):
         [event] = events(connection)
     assert result.forgotten == ["public.t"]
     assert event["new_values"] == {"id": 1, "note": "x"}
+
+
+def test_owner_of_existing_schema_installs(db, cli):
+    with table_owner_dsn(db) as owner_dsn:
+        owner = psycopg.conninfo.conninfo_to_dict(owner_dsn)["user"]
+        with db.connect() as connection:
+            connection.execute(f"REVOKE CREATE ON DATABASE {db.name} FROM {owner}")
+            connection.execute(f"CREATE SCHEMA audit AUTHORIZATION {owner}")
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE note (id int PRIMARY KEY)")
+        result = cli("install", "--all", dsn=owner_dsn)
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("INSERT INTO note VALUES (1)")
+            [event] = events(connection)
+    assert result.exit_code == 0, result.stderr
+    assert event["entity_type"] == "public.note"
+
+
+def test_schema_without_create_privilege_fails(db, cli):
+    with table_owner_dsn(db) as owner_dsn:
+        owner = psycopg.conninfo.conninfo_to_dict(owner_dsn)["user"]
+        with db.connect() as connection:
+            connection.execute(f"REVOKE CREATE ON DATABASE {db.name} FROM {owner}")
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE note (id int PRIMARY KEY)")
+        result = cli("install", "--all", dsn=owner_dsn)
+        with db.connect() as connection:
+            schema = connection.execute("SELECT to_regnamespace('audit')").fetchone()[0]
+    message = result.stderr.strip()
+    assert result.exit_code == 1
+    assert len(message.splitlines()) == 1, message
+    assert f"GRANT CREATE ON DATABASE {db.name} TO {owner}" in message
+    assert f"CREATE SCHEMA audit AUTHORIZATION {owner}" in message
+    assert schema is None
+
+
+def test_schema_of_another_owner_fails(db, cli):
+    with table_owner_dsn(db) as owner_dsn:
+        owner = psycopg.conninfo.conninfo_to_dict(owner_dsn)["user"]
+        with db.connect() as connection:
+            connection.execute("CREATE SCHEMA audit")
+        result = cli("install", dsn=owner_dsn)
+        with db.connect() as connection:
+            tables = connection.execute(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = 'audit'::regnamespace").fetchone()[0]
+    message = result.stderr.strip()
+    assert result.exit_code == 1
+    assert len(message.splitlines()) == 1, message
+    assert f"owned by role postgres, and role {owner} is not a member of it" in message
+    assert tables == 0

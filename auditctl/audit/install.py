@@ -19,7 +19,7 @@ from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, drop_statements
                   render_ddl_capture)
 from .firing import enable_always_statement, enable_statement, firing_code, load_enable_always
 from .rules import ColumnRule, Rule, RuleRequest, effective_rules, load_rules, resolve_requests, save_rules
-from .schema import apply_schema, plan_schema, require_installed, schema_exists
+from .schema import apply_schema, plan_schema, require_installed, require_schema_privileges, schema_exists
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES, TriggerSql, hash_from_comment, load_max_value_bytes,
                        render_trigger, trigger_comment)
 
@@ -115,6 +115,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         tables = choose_tables(all_tables, names, use_all, exclude or [])
         given_rules, rule_origins = resolve_requests(column_rules or [], all_tables)
 
+        require_schema_privileges(connection, schema)
         steps = plan_schema(connection, schema)
         result.schema_steps = [step.name for step in steps]
         fresh = not schema_exists(connection, schema)

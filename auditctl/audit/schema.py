@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import psycopg
 
 from .. import __version__
-from ..errors import NotInstalledError
+from ..errors import NotInstalledError, PermissionDeniedError
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal, render, schema_files
 from .rules import MASK_MARKER, SECRET_NAME
@@ -57,6 +57,35 @@ def schema_exists(connection: psycopg.Connection, schema: str) -> bool:
         return cursor.fetchone()[0]
 
 
+def require_schema_privileges(connection: psycopg.Connection, schema: str) -> None:
+    """Raise PermissionDeniedError unless the current role may create the audit schema or owns it.
+
+    Install creates the schema when it is missing, which needs the CREATE
+    privilege on the database, and otherwise comments on it and sets its
+    grants, which only its owner and the owner's members may do.
+    """
+    # Names are quoted by the server, only where SQL needs it, for the statements in the messages.
+    role, database, quoted_schema, owner, member, may_create = connection.execute(
+        """SELECT pg_catalog.quote_ident(current_user), pg_catalog.quote_ident(pg_catalog.current_database()),
+                  pg_catalog.quote_ident(%s), n.nspowner::regrole::text,
+                  pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE'),
+                  pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')
+           FROM (SELECT) AS one
+           LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = %s""", (schema, schema)).fetchone()
+    if owner is None and not may_create:
+        raise PermissionDeniedError(
+            _("Role {role} may not create the audit schema {schema}, because it lacks the CREATE privilege on "
+              "database {database}. As a superuser or the database owner, run GRANT CREATE ON DATABASE {database} "
+              "TO {role}, or create the schema for it with CREATE SCHEMA {schema} AUTHORIZATION {role}, "
+              "then run install again.")
+            .format(role=role, schema=quoted_schema, database=database))
+    if owner is not None and not member:
+        raise PermissionDeniedError(
+            _("The audit schema {schema} is owned by role {owner}, and role {role} is not a member of it. "
+              "Run install as {owner} or as a member of that role.")
+            .format(schema=quoted_schema, owner=owner, role=role))
+
+
 def read_setting(connection: psycopg.Connection, schema: str, name: str) -> object | None:
     """Return the JSON value of one row of the settings table; None when it is unset or the table is absent."""
     settings = f"{quote_ident(schema)}.settings"
@@ -87,7 +116,8 @@ def plan_schema(connection: psycopg.Connection, schema: str) -> list[SchemaStep]
     """List the scripts that bring the schema up to date, without running them."""
     context = template_context(connection, schema)
     done = applied_versions(connection, schema)
-    steps = [SchemaStep("bootstrap", render("bootstrap.sql.j2", **context))]
+    bootstrap = render("bootstrap.sql.j2", create_schema=not schema_exists(connection, schema), **context)
+    steps = [SchemaStep("bootstrap", bootstrap)]
     for version, template in schema_files():
         if version in done:
             continue
