@@ -307,6 +307,13 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
     for name in result.forgotten:
         console.print(_("Table {table} no longer exists; its trigger function and registry entry were removed.")
                       .format(table=name), markup=False)
+    for table, old, new in result.followed_rules:
+        console.print(_("Column {old} of {table} was renamed to {new}, and the rule it had under its old name now "
+                        "applies to {new}.").format(old=old, table=table.entity_type, new=new), markup=False)
+    for table, column, rule in result.removed_rules:
+        console.print(_("Column {column} of {table} no longer exists, so its {rule} rule was removed. If its values "
+                        "moved to another column, run `auditctl install {table} --{rule}-column {table}.COLUMN`.")
+                      .format(column=column, table=table.entity_type, rule=rule.value), style="yellow", markup=False)
     for rule in result.column_rules:
         console.print(_rule_message(rule), markup=False)
     if result.event_triggers is DdlCapture.OFF:
@@ -466,8 +473,14 @@ def print_status(report: StatusReport) -> None:
 
 
 def _print_outdated(report: StatusReport) -> None:
-    """Tell how to bring each outdated table's trigger up to date."""
+    """Tell how to bring each outdated table's trigger up to date, and how to settle rules that name no column."""
     for item in report.tables:
+        for column, rule in item.unused_rules:
+            console.print(_("{table}: the {rule} rule of column {column} applies to nothing, because the table has "
+                            "no such column. `auditctl install {table}` removes the rule; if the values moved to "
+                            "another column, add --{rule}-column {table}.COLUMN.")
+                          .format(table=item.entity_type, rule=rule.value, column=column),
+                          style="yellow", markup=False)
         if item.state is not TableState.OUTDATED:
             continue
         if item.interim:

@@ -334,3 +334,93 @@ def test_non_superuser_rename_flags_table_outdated(db):
     assert result.ddl_capture is False
     assert event["entity_type"] == "public.note"
     assert states["public.memo"] is TableState.OUTDATED
+
+
+@pytest.fixture
+def owner_sessions(db):
+    """Return the DSN of a table owner without DDL capture whose "Session" is audited with userAgent masked."""
+    with table_owner_dsn(db) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                'CREATE TABLE "Session" (id int PRIMARY KEY, "userAgent" text, "passwordHash" text, note text)')
+            install(connection, "audit", ["Session"], column_rules=[('"Session"."userAgent"', Rule.MASK)])
+        yield dsn
+
+
+# Each case renames a column that has a stored rule or is masked for its
+# name, where no event trigger moves the rule, and names the rule the new
+# name must have afterwards.
+OWNER_RENAMES = [
+    pytest.param('"userAgent"', "ua", "mask", id="stored-mask"),
+    pytest.param('"passwordHash"', '"pwHash"', "mask", id="default-mask"),
+    pytest.param('"passwordHash"', '"passwordDigest"', None, id="default-mask-secret-name"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "rule"), OWNER_RENAMES)
+def test_install_follows_renamed_rule_column(owner_sessions, old, new, rule):
+    name = new.strip('"')
+    with psycopg.connect(owner_sessions, autocommit=True) as connection:
+        connection.execute(f'ALTER TABLE "Session" RENAME COLUMN {old} TO {new}')
+        before = _states(connection)
+        result = install(connection, "audit", ["Session"])
+        connection.execute(f'INSERT INTO "Session" (id, {new}) VALUES (1, %s)', ("s3cret",))
+        connection.execute(f'UPDATE "Session" SET {new} = %s WHERE id = 1', ("s3cret!",))
+        insert, update = events(connection)
+        rules = dict(connection.execute("SELECT column_name, rule FROM audit.column_rules").fetchall())
+        after = _states(connection)
+    assert result.ddl_capture is False
+    assert before["public.Session"] is TableState.OUTDATED
+    assert insert["new_values"][name] == "[masked]"
+    assert update["new_values"][name] == "[masked]"
+    assert update["old_values"][name] == "[masked]"
+    assert old.strip('"') not in rules
+    assert rules.get(name) == rule
+    assert after["public.Session"] is TableState.AUDITED
+
+
+def test_install_follows_renamed_table_rules(owner_sessions):
+    with psycopg.connect(owner_sessions, autocommit=True) as connection:
+        connection.execute('ALTER TABLE "Session" RENAME TO "Login"')
+        connection.execute('ALTER TABLE "Login" RENAME COLUMN "userAgent" TO agent')
+        install(connection, "audit", ["Login"])
+        connection.execute("""INSERT INTO "Login" (id, agent) VALUES (1, 'curl/8')""")
+        [event] = events(connection)
+        rules = connection.execute("SELECT table_name, column_name, rule FROM audit.column_rules").fetchall()
+    assert event["entity_type"] == "public.Login"
+    assert event["new_values"]["agent"] == "[masked]"
+    assert rules == [("Login", "agent", "mask")]
+
+
+def test_install_removes_rule_of_dropped_column(owner_sessions, cli):
+    with psycopg.connect(owner_sessions, autocommit=True) as connection:
+        connection.execute('ALTER TABLE "Session" DROP COLUMN "userAgent"')
+    status = cli("status", dsn=owner_sessions)
+    printed = cli("install", "Session", dsn=owner_sessions)
+    with psycopg.connect(owner_sessions, autocommit=True) as connection:
+        rules = connection.execute("SELECT column_name FROM audit.column_rules").fetchall()
+    status_text = " ".join(status.stdout.split())
+    install_text = " ".join(printed.stdout.split())
+    assert printed.exit_code == 0, printed.stderr
+    assert status_text.count("userAgent") == 1
+    assert ("public.Session: the mask rule of column userAgent applies to nothing, because the table has no such "
+            "column. `auditctl install public.Session` removes the rule; if the values moved to another column, "
+            "add --mask-column public.Session.COLUMN.") in status_text
+    assert install_text.count("userAgent") == 1
+    assert ("Column userAgent of public.Session no longer exists, so its mask rule was removed. If its values "
+            "moved to another column, run `auditctl install public.Session --mask-column "
+            "public.Session.COLUMN`.") in install_text
+    assert rules == []
+
+
+def test_dry_run_follows_renames_unstored(owner_sessions):
+    with psycopg.connect(owner_sessions, autocommit=True) as connection:
+        connection.execute('ALTER TABLE "Session" RENAME COLUMN "userAgent" TO ua')
+        result = install(connection, "audit", ["Session"], dry_run=True)
+        rules = connection.execute("SELECT column_name, rule FROM audit.column_rules").fetchall()
+    [(table, old, new)] = result.followed_rules
+    trigger_sql = next(statement for statement in result.statements if "auditctl trigger function" in statement)
+    assert (table.name, old, new) == ("Session", "userAgent", "ua")
+    assert "'ua'" in trigger_sql
+    assert "'userAgent'" not in trigger_sql
+    assert rules == [("userAgent", "mask")]

@@ -18,7 +18,9 @@ from .catalog import Table, list_tables, parse_table_name, resolve_tables
 from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, drop_statements, plan_ddl_capture, policy_statement,
                   render_ddl_capture)
 from .firing import enable_always_statement, enable_statement, firing_code, load_enable_always
-from .rules import ColumnRule, Rule, RuleRequest, effective_rules, load_rules, resolve_requests, save_rules
+from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
+from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
+                    save_rules)
 from .schema import apply_schema, plan_schema, require_installed, require_schema_privileges, schema_exists
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES, TriggerSql, hash_from_comment, load_max_value_bytes,
                        render_trigger, trigger_comment)
@@ -41,6 +43,10 @@ class InstallResult:
     reenabled: list[Table] = field(default_factory=list)
     without_primary_key: list[Table] = field(default_factory=list)
     column_rules: list[ColumnRule] = field(default_factory=list)
+    # (table, old name, new name) of renamed columns whose rule now names the new name.
+    followed_rules: list[tuple[Table, str, str]] = field(default_factory=list)
+    # (table, column, rule) of stored rules removed because the table has no such column.
+    removed_rules: list[tuple[Table, str, Rule]] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     event_triggers: DdlCapture = DdlCapture.OFF
@@ -137,12 +143,15 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             raise InvalidArgumentError(
                 _("Auditing new tables automatically needs event triggers, which only a superuser may create; "
                   "run install as one, or leave out --auto-audit and auto_audit in the config file."))
+        if not dry_run:
+            apply_schema(connection, schema)
+        # Before the rules given now are saved, so that they replace a rule that followed a rename.
+        followed = {} if fresh else follow_renames(connection, schema, tables, apply=not dry_run)
         if dry_run:
             result.statements.extend(step.sql for step in steps)
             result.statements.extend(_rule_statements(schema, given_rules))
             result.statements.extend(sql for sql in (ddl_sql, policy_sql, size_sql, firing_sql) if sql)
         else:
-            apply_schema(connection, schema)
             save_rules(connection, schema, given_rules)
             for statement in (ddl_sql, policy_sql, size_sql, firing_sql):
                 if statement:
@@ -154,8 +163,13 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 logger.warning("role %s may not create event triggers: DDL capture is off", connection.info.user)
 
         stored_rules = {} if fresh else load_rules(connection, schema)
+        for table in tables:
+            if table.oid in followed:
+                # The same as stored after a real run; a dry run stored nothing.
+                stored_rules[(table.schema, table.name)] = dict(followed[table.oid].rules)
         for table, column, rule in given_rules:
             stored_rules.setdefault((table.schema, table.name), {})[column] = rule
+        _settle_rules(connection, schema, tables, followed, stored_rules, result)
         if not dry_run and not fresh:
             # First, so that a table dropped and created again can take its old function name.
             result.forgotten = _forget_dropped_tables(connection, schema)
@@ -202,6 +216,36 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 "enable_always": result.enable_always,
             })
     return result
+
+
+def _settle_rules(connection: psycopg.Connection, schema: str, tables: list[Table],
+                  followed: dict[int, FollowedRules], stored_rules: RulesByTable, result: InstallResult) -> None:
+    """Report the rules that followed a rename, and remove those that name a column the table does not have.
+
+    A dry run removes nothing and lists the DELETE instead.
+    """
+    for table in tables:
+        if table.oid in followed:
+            for old, new in followed[table.oid].moved():
+                result.followed_rules.append((table, old, new))
+                logger.info("the rule of column %s of %s now applies to its new name %s", old, table.entity_type, new)
+        rules = stored_rules.get((table.schema, table.name), {})
+        unused = unused_rules(table, rules)
+        if not unused:
+            continue
+        columns = [column for column, _rule in unused]
+        if result.dry_run:
+            result.statements.append(
+                f"DELETE FROM {quote_ident(schema)}.column_rules WHERE table_schema = {quote_literal(table.schema)} "
+                f"AND table_name = {quote_literal(table.name)} "
+                f"AND column_name IN ({', '.join(quote_literal(column) for column in columns)});")
+        else:
+            remove_rules(connection, schema, table, columns)
+        for column, rule in unused:
+            del rules[column]
+            result.removed_rules.append((table, column, rule))
+            logger.warning("removed the %s rule of column %s of %s: the table has no such column",
+                           rule.value, column, table.entity_type)
 
 
 def _store_layouts(connection: psycopg.Connection, schema: str, unchanged: list[Table]) -> None:

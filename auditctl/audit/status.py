@@ -14,7 +14,8 @@ from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, load_po
 from .firing import ReplicaRole, TriggerFiring, load_enable_always, replica_roles, table_firing
 from .partitions import Partition, list_partitions
 from .retention import rotation_candidates
-from .rules import effective_rules, load_rules
+from .renames import follow_renames, unused_rules
+from .rules import Rule, effective_rules, load_rules
 from .schema import applied_versions, schema_exists
 from .triggers import TRIGGER_NAMES, hash_from_comment, load_max_value_bytes, render_trigger
 
@@ -42,6 +43,12 @@ class TableStatus:
     # True when the table runs the interim trigger function (created under
     # the auto_audit policy, or altered since install); its state is OUTDATED.
     interim: bool = False
+    # Columns that a rule or a secret-looking name should keep out of the log
+    # but the installed trigger stores in clear, each with the name it had
+    # when a rename took its rule away, or None.
+    exposed_columns: list[tuple[str, str | None]] = field(default_factory=list)
+    # Stored rules, after following renames, that name a column the table does not have.
+    unused_rules: list[tuple[str, Rule]] = field(default_factory=list)
 
 
 @dataclass
@@ -132,9 +139,14 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
 
     stored_rules = load_rules(connection, schema)
     size_limit = load_max_value_bytes(connection, schema)
+    tables = list_tables(connection, schema)
+    followed = follow_renames(connection, schema, [t for t in tables if t.oid in registered], apply=False)
     seen: set[int] = set()
-    for table in list_tables(connection, schema):
+    for table in tables:
         seen.add(table.oid)
+        # The rules that install would use, once they follow renames made without DDL capture.
+        stored = (followed[table.oid].rules if table.oid in followed
+                  else stored_rules.get((table.schema, table.name), {}))
         found = triggers.get(table.oid, {})
         firing = table_firing({enabled for enabled, _, _ in found.values()}) if found else None
         interim = False
@@ -149,7 +161,6 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
             state = TableState.OUTDATED
             interim = True
         else:
-            stored = stored_rules.get((table.schema, table.name), {})
             expected = render_trigger(connection, schema, table, effective_rules(table, stored), size_limit, stored)
             hashes = {hash_from_comment(comment) for _, _, comment in found.values()}
             if not set(expected.trigger_names) <= set(found):
@@ -160,8 +171,16 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
                 state = TableState.AUDITED
             else:
                 state = TableState.OUTDATED
-        report.tables.append(TableStatus(table.entity_type, state, table.has_primary_key,
-                                         counts.get(table.entity_type, 0), firing, interim))
+        status = TableStatus(table.entity_type, state, table.has_primary_key, counts.get(table.entity_type, 0),
+                             firing, interim)
+        if table.oid in registered:
+            status.unused_rules = unused_rules(table, stored)
+        if state is TableState.OUTDATED and not interim and table.oid in followed:
+            # The interim function applies the rules by the current column names, so it exposes nothing.
+            renamed_from = {new: old for old, new in followed[table.oid].renamed.items()}
+            status.exposed_columns = [(column, renamed_from.get(column))
+                                      for column in followed[table.oid].exposed(table)]
+        report.tables.append(status)
     for oid, (name, _exists) in registered.items():
         if oid not in seen:
             # A registered table that is gone, or moved where auditctl does not look.
