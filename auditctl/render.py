@@ -25,12 +25,13 @@ from rich.table import Table
 from rich.text import Text
 
 from . import jsonvalues
+from .audit import catalog
 from .audit.cron import CronResult
 from .audit.ddl import DdlCapture
 from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
-from .audit.interim import SpecialiseResult
+from .audit.outdated import RegenerateResult
 from .audit.partitions import MaintainResult, Partition
 from .audit.query import EXPORT_COLUMNS, Event
 from .audit.redact import RedactResult
@@ -307,13 +308,7 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
     for name in result.forgotten:
         console.print(_("Table {table} no longer exists; its trigger function and registry entry were removed.")
                       .format(table=name), markup=False)
-    for table, old, new in result.followed_rules:
-        console.print(_("Column {old} of {table} was renamed to {new}, and the rule it had under its old name now "
-                        "applies to {new}.").format(old=old, table=table.entity_type, new=new), markup=False)
-    for table, column, rule in result.removed_rules:
-        console.print(_("Column {column} of {table} no longer exists, so its {rule} rule was removed. If its values "
-                        "moved to another column, run `auditctl install {table} --{rule}-column {table}.COLUMN`.")
-                      .format(column=column, table=table.entity_type, rule=rule.value), style="yellow", markup=False)
+    _print_rule_changes(result.followed_rules, result.removed_rules)
     for rule in result.column_rules:
         console.print(_rule_message(rule), markup=False)
     if result.event_triggers is DdlCapture.OFF:
@@ -335,6 +330,18 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
     console.print(
         _("Done: {installed} installed or updated, {unchanged} already up to date.")
         .format(installed=len(result.installed), unchanged=len(result.unchanged)), markup=False)
+
+
+def _print_rule_changes(followed: list[tuple[catalog.Table, str, str]],
+                        removed: list[tuple[catalog.Table, str, Rule]]) -> None:
+    """Report the rules that moved to a renamed column's new name, and those removed with their column."""
+    for table, old, new in followed:
+        console.print(_("Column {old} of {table} was renamed to {new}, and the rule it had under its old name now "
+                        "applies to {new}.").format(old=old, table=table.entity_type, new=new), markup=False)
+    for table, column, rule in removed:
+        console.print(_("Column {column} of {table} no longer exists, so its {rule} rule was removed. If its values "
+                        "moved to another column, run `auditctl install {table} --{rule}-column {table}.COLUMN`.")
+                      .format(column=column, table=table.entity_type, rule=rule.value), style="yellow", markup=False)
 
 
 def _rule_message(rule: ColumnRule) -> str:
@@ -800,13 +807,16 @@ def print_maintenance(result: MaintainResult) -> None:
         console.print(_("Partitions are up to date."))
 
 
-def print_specialised(result: SpecialiseResult) -> None:
-    """Report the tables that maintain moved from the interim trigger to their generated one."""
+def print_regenerated(result: RegenerateResult) -> None:
+    """Report the tables whose outdated audit triggers maintain generated again."""
     for table in result.specialised:
         console.print(_("Installed the generated audit trigger of {table} in place of the interim one.")
                       .format(table=table), markup=False)
+    for table in result.regenerated:
+        console.print(_("Regenerated the outdated audit trigger of {table}.").format(table=table), markup=False)
+    _print_rule_changes(result.followed_rules, result.removed_rules)
     for table, error in result.failed:
-        print_error(_("{table} keeps the interim audit trigger, which still records its changes: {error}")
+        print_error(_("{table} keeps its outdated audit trigger, which still records its changes: {error}")
                     .format(table=table, error=error))
 
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from auditctl.audit.install import install
-from auditctl.audit.interim import specialise_interim_tables
+from auditctl.audit.outdated import regenerate_outdated_triggers
 from auditctl.audit.rules import Rule, hmac_hex
 from auditctl.audit.status import TableState, collect_status
 from helpers import events, table_owner_dsn
@@ -308,7 +308,7 @@ def test_maintain_specialises_interim_tables(accounts, cli):
         pads = connection.execute("SELECT inner_pad, outer_pad FROM audit.hash_key").fetchone()
         assert _states(connection)["public.account"] is TableState.AUDITED
         assert "capture_generic" not in _trigger_functions(connection, "account")
-        assert specialise_interim_tables(connection, "audit").specialised == []
+        assert regenerate_outdated_triggers(connection, "audit").specialised == []
     assert event["new_values"]["tel"] == hmac_hex(*pads, "+7 900")
 
 
@@ -424,3 +424,33 @@ def test_dry_run_follows_renames_unstored(owner_sessions):
     assert "'ua'" in trigger_sql
     assert "'userAgent'" not in trigger_sql
     assert rules == [("userAgent", "mask")]
+
+
+def test_maintain_regenerates_outdated_triggers(owner_sessions, cli):
+    with psycopg.connect(owner_sessions, autocommit=True) as connection:
+        connection.execute('CREATE TABLE "Device" (id int PRIMARY KEY, label text)')
+        install(connection, "audit", ["Device"])
+        connection.execute('ALTER TABLE "Device" DISABLE TRIGGER auditctl_insert')
+        connection.execute('ALTER TABLE "Session" ADD COLUMN "apiToken" text')
+        connection.execute('ALTER TABLE "Session" RENAME COLUMN "userAgent" TO ua')
+        before = _states(connection)
+    first = cli("maintain", dsn=owner_sessions)
+    second = cli("maintain", dsn=owner_sessions)
+    with psycopg.connect(owner_sessions, autocommit=True) as connection:
+        connection.execute("""INSERT INTO "Session" (id, ua, "apiToken") VALUES (1, 'curl/8', 't-1')""")
+        [event] = events(connection)
+        after = _states(connection)
+        installs = events(connection, where="action = 'AUDIT_INSTALL'", system=True)
+    assert before == {"public.Device": TableState.DISABLED, "public.Session": TableState.OUTDATED}
+    assert first.exit_code == 0, first.stderr
+    assert "Regenerated the outdated audit trigger of public.Session." in first.stdout
+    assert ("Column userAgent of public.Session was renamed to ua, and the rule it had under its old name now "
+            "applies to ua.") in " ".join(first.stdout.split())
+    assert "Device" not in first.stdout
+    assert second.exit_code == 0, second.stderr
+    assert "Session" not in second.stdout
+    assert after == {"public.Device": TableState.DISABLED, "public.Session": TableState.AUDITED}
+    assert event["new_values"]["ua"] == "[masked]"
+    assert event["new_values"]["apiToken"] == "[masked]"
+    assert installs[-1]["details"]["installed"] == ["public.Session"]
+    assert len(installs) == 3

@@ -9,7 +9,7 @@ from enum import StrEnum
 import psycopg
 
 from ..sqltext import quote_ident
-from .catalog import list_tables
+from .catalog import Table, list_tables
 from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, load_policy
 from .firing import ReplicaRole, TriggerFiring, load_enable_always, replica_roles, table_firing
 from .partitions import Partition, list_partitions
@@ -105,15 +105,7 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
     audit = quote_ident(schema)
     report = StatusReport(schema=schema, installed=True,
                           schema_versions=sorted(applied_versions(connection, schema)))
-    triggers: dict[int, dict[str, tuple[str, str, str | None]]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(_TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit))
-        for oid, name, enabled, function, comment in cursor.fetchall():
-            triggers.setdefault(oid, {})[name] = (enabled, function, comment)
-        cursor.execute(f"""SELECT r.table_id::oid::bigint, r.table_name, c.oid IS NOT NULL
-                           FROM {audit}.audited_tables r
-                           LEFT JOIN pg_catalog.pg_class c ON c.oid = r.table_id""")
-        registered = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
         cursor.execute(f"SELECT entity_type, count(*) FROM {audit}.events GROUP BY entity_type")
         counts = dict(cursor.fetchall())
         cursor.execute(
@@ -136,53 +128,76 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
         report.keep = keep
         report.rotation_candidates = [p.name for p in rotation_candidates(
             report.partition_list, keep, datetime.now(timezone.utc))]
+    for _table, status in table_states(connection, schema):
+        status.events = counts.get(status.entity_type, 0)
+        report.tables.append(status)
+    return report
+
+
+def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Table | None, TableStatus]]:
+    """Compare each table's audit triggers with what install would generate for it now.
+
+    Returns every auditable table with its state, and then each registered
+    table that is gone, with None in place of the table. Event counts are 0.
+    """
+    audit = quote_ident(schema)
+    triggers: dict[int, dict[str, tuple[str, str, str | None]]] = {}
+    for oid, name, enabled, function, comment in connection.execute(
+            _TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit)).fetchall():
+        triggers.setdefault(oid, {})[name] = (enabled, function, comment)
+    registered = dict(connection.execute(
+        f"SELECT table_id::oid::bigint, table_name FROM {audit}.audited_tables").fetchall())
 
     stored_rules = load_rules(connection, schema)
     size_limit = load_max_value_bytes(connection, schema)
     tables = list_tables(connection, schema)
     followed = follow_renames(connection, schema, [t for t in tables if t.oid in registered], apply=False)
-    seen: set[int] = set()
+    states: list[tuple[Table | None, TableStatus]] = []
     for table in tables:
-        seen.add(table.oid)
         # The rules that install would use, once they follow renames made without DDL capture.
         stored = (followed[table.oid].rules if table.oid in followed
                   else stored_rules.get((table.schema, table.name), {}))
         found = triggers.get(table.oid, {})
         firing = table_firing({enabled for enabled, _, _ in found.values()}) if found else None
-        interim = False
-        if not found:
-            state = TableState.MISSING if table.oid in registered else TableState.NOT_AUDITED
-        elif firing in (TriggerFiring.DISABLED, TriggerFiring.REPLICA):
-            # ENABLE REPLICA triggers fire only under session_replication_role = replica.
-            state = TableState.DISABLED
-        elif any(function == GENERIC_FUNCTION for _, function, _ in found.values()):
-            # Audited on creation or refreshed after an ALTER by the interim
-            # function; install generates its own.
-            state = TableState.OUTDATED
-            interim = True
-        else:
-            expected = render_trigger(connection, schema, table, effective_rules(table, stored), size_limit, stored)
-            hashes = {hash_from_comment(comment) for _, _, comment in found.values()}
-            if not set(expected.trigger_names) <= set(found):
-                # Trigger names of another layout come from an earlier template,
-                # which install replaces. Without them, some triggers were dropped.
-                state = TableState.OUTDATED if set(found) - set(expected.trigger_names) else TableState.MISSING
-            elif hashes == {expected.sql_hash} and set(found) == set(expected.trigger_names):
-                state = TableState.AUDITED
-            else:
-                state = TableState.OUTDATED
-        status = TableStatus(table.entity_type, state, table.has_primary_key, counts.get(table.entity_type, 0),
-                             firing, interim)
+        interim = bool(found) and any(function == GENERIC_FUNCTION for _, function, _ in found.values())
+        state = _table_state(connection, schema, table, found, table.oid in registered, stored, size_limit)
+        status = TableStatus(table.entity_type, state, table.has_primary_key, 0, firing,
+                             interim and state is TableState.OUTDATED)
         if table.oid in registered:
             status.unused_rules = unused_rules(table, stored)
-        if state is TableState.OUTDATED and not interim and table.oid in followed:
+        if state is TableState.OUTDATED and not status.interim and table.oid in followed:
             # The interim function applies the rules by the current column names, so it exposes nothing.
             renamed_from = {new: old for old, new in followed[table.oid].renamed.items()}
             status.exposed_columns = [(column, renamed_from.get(column))
                                       for column in followed[table.oid].exposed(table)]
-        report.tables.append(status)
-    for oid, (name, _exists) in registered.items():
+        states.append((table, status))
+    seen = {table.oid for table in tables}
+    for oid, name in registered.items():
         if oid not in seen:
             # A registered table that is gone, or moved where auditctl does not look.
-            report.tables.append(TableStatus(name, TableState.MISSING, None, 0))
-    return report
+            states.append((None, TableStatus(name, TableState.MISSING, None, 0)))
+    return states
+
+
+def _table_state(connection: psycopg.Connection, schema: str, table: Table,
+                 found: dict[str, tuple[str, str, str | None]], registered: bool, stored: dict[str, Rule],
+                 size_limit: int) -> TableState:
+    """Decide one table's state from its auditctl triggers, by name: (tgenabled, function, comment)."""
+    if not found:
+        return TableState.MISSING if registered else TableState.NOT_AUDITED
+    if table_firing({enabled for enabled, _, _ in found.values()}) in (TriggerFiring.DISABLED, TriggerFiring.REPLICA):
+        # ENABLE REPLICA triggers fire only under session_replication_role = replica.
+        return TableState.DISABLED
+    if any(function == GENERIC_FUNCTION for _, function, _ in found.values()):
+        # Audited on creation or refreshed after an ALTER by the interim
+        # function; install generates its own.
+        return TableState.OUTDATED
+    expected = render_trigger(connection, schema, table, effective_rules(table, stored), size_limit, stored)
+    hashes = {hash_from_comment(comment) for _, _, comment in found.values()}
+    if not set(expected.trigger_names) <= set(found):
+        # Trigger names of another layout come from an earlier template,
+        # which install replaces. Without them, some triggers were dropped.
+        return TableState.OUTDATED if set(found) - set(expected.trigger_names) else TableState.MISSING
+    if hashes == {expected.sql_hash} and set(found) == set(expected.trigger_names):
+        return TableState.AUDITED
+    return TableState.OUTDATED

@@ -10,7 +10,7 @@ import typer
 from .. import render
 from ..audit.archive import ArchiveFormat, Destination, LocalDestination, S3Destination
 from ..audit.cron import DEFAULT_SCHEDULE, cron_line, crontab_dsn, install_line
-from ..audit.interim import specialise_interim_tables
+from ..audit.outdated import regenerate_outdated_triggers
 from ..audit.partitions import Interval, maintain as maintain_partitions, run_pg_partman
 from ..audit.retention import parse_keep, rotate as rotate_partitions
 from ..audit.schema import DEFAULT_SCHEMA
@@ -65,8 +65,8 @@ def rotate(
         raise typer.Exit(1)
 
 
-@app.command(help=_("Create partitions ahead, move rows out of the default partition, and install the generated "
-                    "triggers of tables on the interim audit trigger; run it from cron."))
+@app.command(help=_("Create partitions ahead, move rows out of the default partition, and generate outdated audit "
+                    "triggers again; run it after migrations and from cron."))
 def maintain(
     ahead: AheadOption = 3,
     interval: IntervalOption = Interval.monthly,
@@ -83,9 +83,9 @@ def maintain(
         else:
             result = maintain_partitions(connection, schema, ahead=ahead, interval=interval)
             render.print_maintenance(result)
-        specialised = specialise_interim_tables(connection, schema)
-    render.print_specialised(specialised)
-    if specialised.failed:
+        regenerated = regenerate_outdated_triggers(connection, schema)
+    render.print_regenerated(regenerated)
+    if regenerated.failed:
         raise typer.Exit(1)
 
 

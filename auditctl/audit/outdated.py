@@ -1,0 +1,79 @@
+"""Outdated audit triggers, and their regeneration by ``auditctl maintain``.
+
+The DDL event trigger puts capture_generic on tables created under the
+auto_audit policy and on audited tables whose ALTER renamed them, their key
+or a column with a rule. It captures correctly but reads from the catalog
+on every row what a generated function has written into its code. Without
+DDL capture, a generated trigger stays as it was after an ALTER, and may
+store a renamed or added secret column in clear. ``auditctl maintain``
+installs the generated triggers of both kinds of outdated tables again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import psycopg
+
+from ..errors import AuditctlError
+from .catalog import Table
+from .install import install
+from .rules import Rule
+from .schema import schema_exists
+from .status import TableState, table_states
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RegenerateResult:
+    """Tables that got their generated triggers back, and those that failed, with the error."""
+
+    # Tables that ran the interim trigger function.
+    specialised: list[str] = field(default_factory=list)
+    # Tables whose generated trigger was outdated.
+    regenerated: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    # Rules that followed a renamed column, and rules removed, as install reports them.
+    followed_rules: list[tuple[Table, str, str]] = field(default_factory=list)
+    removed_rules: list[tuple[Table, str, Rule]] = field(default_factory=list)
+
+
+def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
+                                 lock_timeout_seconds: float = 10.0) -> RegenerateResult:
+    """Install the generated triggers of every table that status reports as outdated, one transaction per table.
+
+    That covers tables on the interim function and tables whose generated
+    trigger no longer matches their columns, rules or auditctl. Disabled
+    and missing triggers stay as they are, for status to report. A table
+    that fails, for example because another transaction holds its lock,
+    keeps its triggers, which still record its changes.
+    """
+    result = RegenerateResult()
+    if not schema_exists(connection, schema):
+        return result
+    outdated = [(table, status.interim) for table, status in table_states(connection, schema)
+                if table is not None and status.state is TableState.OUTDATED]
+    for table, interim in outdated:
+        try:
+            installed = install(connection, schema, [_qualified_name(table)],
+                                lock_timeout_seconds=lock_timeout_seconds)
+        except AuditctlError as exc:
+            result.failed.append((table.entity_type, str(exc)))
+            logger.warning("kept the outdated audit trigger of %s: %s", table.entity_type, exc)
+            continue
+        result.followed_rules.extend(installed.followed_rules)
+        result.removed_rules.extend(installed.removed_rules)
+        if interim:
+            result.specialised.append(table.entity_type)
+            logger.info("replaced the interim audit trigger of %s with its generated one", table.entity_type)
+        else:
+            result.regenerated.append(table.entity_type)
+            logger.info("regenerated the outdated audit trigger of %s", table.entity_type)
+    return result
+
+
+def _qualified_name(table: Table) -> str:
+    """Write the table's name as install parses it: each part double-quoted, quotes doubled."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (table.schema, table.name))
