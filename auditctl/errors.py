@@ -66,6 +66,13 @@ class DeliveryError(BackupError):
     exit_code = 3
 
 
+class StatusProblemsError(AuditctlError):
+    """status found audited tables whose changes are not recorded, or recorded in clear against a rule."""
+
+    # The report itself is complete, as the backup is with DeliveryError, so monitoring can tell this from a failed run.
+    exit_code = 3
+
+
 class ConfigError(InvalidArgumentError):
     """The configuration file is missing, unreadable or contains an invalid value."""
 

@@ -38,7 +38,7 @@ from .audit.redact import RedactResult
 from .audit.revert import RevertResult
 from .audit.rules import ColumnRule, Rule
 from .audit.retention import RotationResult
-from .audit.status import StatusReport, TableState
+from .audit.status import StatusReport, TableState, TableStatus
 from .backup.doctor import DoctorReport
 from .backup.job import JobReport
 from .backup.manifest import BackupEntry
@@ -427,9 +427,13 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
         "auto_audit": ({"schemas": list(report.auto_audit.schemas), "exclude": list(report.auto_audit.exclude)}
                        if report.auto_audit else None),
         "orphaned_functions": report.orphaned_functions,
+        "needs_attention": report.needs_attention,
         "tables": [{"table": t.entity_type, "state": t.state.value, "interim": t.interim,
                     "has_primary_key": t.has_primary_key, "events": t.events,
-                    "firing": t.firing.value if t.firing else None} for t in report.tables],
+                    "firing": t.firing.value if t.firing else None,
+                    "exposed_columns": [{"column": column, "renamed_from": old} for column, old in t.exposed_columns],
+                    "unused_rules": [{"column": column, "rule": rule.value} for column, rule in t.unused_rules]}
+                   for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
         "keep_days": report.keep.total_seconds() / 86400 if report.keep is not None else None,
         "next_rotate": report.rotation_candidates,
@@ -469,7 +473,7 @@ def print_status(report: StatusReport) -> None:
         _("Events: {events}; partitions: {partitions}; size on disk: {size}.")
         .format(events=format_number(report.total_events), partitions=report.partitions,
                 size=format_bytes(report.log_bytes)), markup=False)
-    _print_outdated(report)
+    _print_advice(report)
     _print_protections(report)
     _print_replica_bypass(report)
     _print_partitions(report)
@@ -479,8 +483,8 @@ def print_status(report: StatusReport) -> None:
                       .format(schema=report.schema, name=name), style="yellow", markup=False)
 
 
-def _print_outdated(report: StatusReport) -> None:
-    """Tell how to bring each outdated table's trigger up to date, and how to settle rules that name no column."""
+def _print_advice(report: StatusReport) -> None:
+    """Tell what to run for each audited table whose trigger is outdated, disabled or missing, or whose rules drifted."""
     for item in report.tables:
         for column, rule in item.unused_rules:
             console.print(_("{table}: the {rule} rule of column {column} applies to nothing, because the table has "
@@ -488,15 +492,40 @@ def _print_outdated(report: StatusReport) -> None:
                             "another column, add --{rule}-column {table}.COLUMN.")
                           .format(table=item.entity_type, rule=rule.value, column=column),
                           style="yellow", markup=False)
-        if item.state is not TableState.OUTDATED:
-            continue
-        if item.interim:
-            message = _("{table} runs the interim audit trigger because it was created or altered after install; "
-                        "`auditctl install {table}` or the next `auditctl maintain` generates its own.")
+        for message in _state_advice(item):
+            console.print(message, style=_STATE_STYLE[item.state], markup=False)
+
+
+def _state_advice(item: TableStatus) -> list[str]:
+    """Say what to run for one table whose audit trigger is not up to date, or nothing."""
+    table = item.entity_type
+    if item.state is TableState.DISABLED:
+        return [_("{table}: its audit trigger is disabled, so its changes are not recorded. "
+                  "Run `auditctl install {table}` to enable it again.").format(table=table)]
+    if item.state is TableState.MISSING and item.has_primary_key is None:
+        return [_("{table} is registered for auditing but no longer exists. "
+                  "Run `auditctl uninstall {table}` to remove it from the registry.").format(table=table)]
+    if item.state is TableState.MISSING:
+        return [_("{table}: its audit trigger is missing, so its changes are not recorded. "
+                  "Run `auditctl install {table}` to create it again.").format(table=table)]
+    if item.state is not TableState.OUTDATED:
+        return []
+    if item.interim:
+        return [_("{table} runs the interim audit trigger because it was created or altered after install; "
+                  "`auditctl install {table}` or the next `auditctl maintain` generates its own.").format(table=table)]
+    if not item.exposed_columns:
+        return [_("{table}: its audit trigger was generated for older columns, rules or auditctl; "
+                  "run `auditctl install {table}` or `auditctl maintain`.").format(table=table)]
+    messages = []
+    for column, old in item.exposed_columns:
+        if old is None:
+            message = _("{table}: column {column} looks like a secret, but its values are stored in clear until "
+                        "`auditctl install {table}` or the next `auditctl maintain` masks it.")
         else:
-            message = _("{table}: its audit trigger was generated for older columns, rules or auditctl; "
-                        "run `auditctl install {table}`.")
-        console.print(message.format(table=item.entity_type), style="yellow", markup=False)
+            message = _("{table}: column {column} was renamed from {old}, and its values are stored in clear until "
+                        "`auditctl install {table}` or the next `auditctl maintain` protects it as {old} was.")
+        messages.append(message.format(table=table, column=column, old=old))
+    return messages
 
 
 def _print_protections(report: StatusReport) -> None:

@@ -422,7 +422,8 @@ def test_status_and_uninstall_commands(audited, cli):
     assert "Audit trigger removed from public.Order" in removed.stdout
     after = json.loads(cli("status", "--format", "json", dsn=audited.dsn).stdout)
     assert after["tables"] == [{"table": "public.Order", "state": "not_audited", "interim": False,
-                                "has_primary_key": True, "events": 3, "firing": None}]
+                                "has_primary_key": True, "events": 3, "firing": None, "exposed_columns": [],
+                                "unused_rules": []}]
 
 
 def test_install_dry_run_prints_sql(db, cli):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
@@ -511,3 +513,55 @@ def test_schema_of_another_owner_fails(db, cli):
     assert len(message.splitlines()) == 1, message
     assert f"owned by role postgres, and role {owner} is not a member of it" in message
     assert tables == 0
+
+
+def test_status_advises_on_disabled_and_missing(db, cli):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE good (id int PRIMARY KEY); CREATE TABLE off (id int PRIMARY KEY);
+            CREATE TABLE gone (id int PRIMARY KEY);
+        """)
+        install(connection, "audit", ["good", "off", "gone"])
+        connection.execute("ALTER TABLE off DISABLE TRIGGER auditctl_update")
+        with connection.transaction():
+            connection.execute("SET LOCAL auditctl.internal = 'on'")
+            connection.execute("DROP TRIGGER auditctl_update ON gone")
+    broken = cli("status", dsn=db.dsn)
+    broken_json = cli("status", "--format", "json", dsn=db.dsn)
+    fixed = cli("install", "off", "gone", dsn=db.dsn)
+    healthy = cli("status", dsn=db.dsn)
+    text = " ".join(broken.stdout.split())
+    assert broken.exit_code == 3
+    assert ("public.off: its audit trigger is disabled, so its changes are not recorded. "
+            "Run `auditctl install public.off` to enable it again.") in text
+    assert ("public.gone: its audit trigger is missing, so its changes are not recorded. "
+            "Run `auditctl install public.gone` to create it again.") in text
+    assert "public.good:" not in text
+    assert broken.stderr.strip() == "Error: 2 audited tables need attention; see the advice above."
+    assert broken_json.exit_code == 3
+    assert json.loads(broken_json.stdout)["needs_attention"] == ["public.gone", "public.off"]
+    assert fixed.exit_code == 0, fixed.stderr
+    assert healthy.exit_code == 0, healthy.stderr
+
+
+def test_status_exit_for_outdated_columns(db, cli):
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute('CREATE TABLE "Session" (id int PRIMARY KEY, "userAgent" text)')
+            install(connection, "audit", ["Session"], column_rules=[('"Session"."userAgent"', Rule.MASK)])
+            connection.execute('ALTER TABLE "Session" ADD COLUMN note text')
+        plain = cli("status", dsn=owner_dsn)
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute('ALTER TABLE "Session" ADD COLUMN "apiToken" text')
+            connection.execute('ALTER TABLE "Session" RENAME COLUMN "userAgent" TO ua')
+        exposed = cli("status", dsn=owner_dsn)
+    text = " ".join(exposed.stdout.split())
+    assert plain.exit_code == 0, plain.stderr
+    assert "older columns, rules or auditctl" in " ".join(plain.stdout.split())
+    assert exposed.exit_code == 3
+    assert ("public.Session: column apiToken looks like a secret, but its values are stored in clear until "
+            "`auditctl install public.Session` or the next `auditctl maintain` masks it.") in text
+    assert ("public.Session: column ua was renamed from userAgent, and its values are stored in clear until "
+            "`auditctl install public.Session` or the next `auditctl maintain` protects it as userAgent "
+            "was.") in text
+    assert "older columns, rules or auditctl" not in text

@@ -401,6 +401,7 @@ def test_install_removes_rule_of_dropped_column(owner_sessions, cli):
         rules = connection.execute("SELECT column_name FROM audit.column_rules").fetchall()
     status_text = " ".join(status.stdout.split())
     install_text = " ".join(printed.stdout.split())
+    assert status.exit_code == 3
     assert printed.exit_code == 0, printed.stderr
     assert status_text.count("userAgent") == 1
     assert ("public.Session: the mask rule of column userAgent applies to nothing, because the table has no such "

@@ -76,6 +76,17 @@ class StatusReport:
     replica_roles: list[ReplicaRole] = field(default_factory=list)
 
     @property
+    def needs_attention(self) -> list[str]:
+        """Audited tables whose changes are not recorded, or recorded against their rules, in report order.
+
+        A missing or disabled trigger, a column stored in clear that a rule
+        or a secret-looking name should protect, or a rule that names no
+        column. An outdated trigger alone is not among them.
+        """
+        return [t.entity_type for t in self.tables
+                if t.state in (TableState.MISSING, TableState.DISABLED) or t.exposed_columns or t.unused_rules]
+
+    @property
     def skipped_under_replica(self) -> list[str]:
         """Audited tables whose triggers do not fire in a session with session_replication_role = replica."""
         return [t.entity_type for t in self.tables

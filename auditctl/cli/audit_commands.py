@@ -18,7 +18,8 @@ from ..audit.schema import DEFAULT_SCHEMA, not_installed_error
 from ..audit.status import collect_status
 from ..config import find_config
 from ..db import connect
-from ..i18n import _
+from ..errors import StatusProblemsError
+from ..i18n import _, ngettext
 from ..sqltext import quote_ident
 from .app import app
 from .options import ConfigOption, DsnOption, SchemaOption, typed_flags
@@ -158,7 +159,8 @@ def uninstall(
 
 
 @app.command(help=_("Show which tables are audited, which triggers are outdated, and the size of the log. "
-                    "Before install, lists the tables and exits with status 1."))
+                    "Before install, lists the tables and exits with status 1. Exits with status 3 when an audited "
+                    "table's changes are not recorded, or recorded in clear against a rule."))
 def status(
     output_format: Annotated[OutputFormat, typer.Option("--format", help=_("Output format."))] = OutputFormat.table,
     keep: Annotated[str, typer.Option(
@@ -175,3 +177,8 @@ def status(
         render.print_status(report)
     if not report.installed:
         raise not_installed_error(schema)
+    problems = report.needs_attention
+    if problems:
+        raise StatusProblemsError(ngettext("{count} audited table needs attention; see the advice above.",
+                                           "{count} audited tables need attention; see the advice above.",
+                                           len(problems)).format(count=len(problems)))
