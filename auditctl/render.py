@@ -297,6 +297,7 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
     if result.dry_run:
         for statement in result.statements:
             sys.stdout.write(statement.rstrip() + "\n\n")
+        _print_dry_run_summary(result)
         return
     if config_path is not None:
         console.print(_("Settings of [audit] read from {path}.").format(path=config_path), markup=False)
@@ -330,6 +331,19 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
     console.print(
         _("Done: {installed} installed or updated, {unchanged} already up to date.")
         .format(installed=len(result.installed), unchanged=len(result.unchanged)), markup=False)
+
+
+def _print_dry_run_summary(result: InstallResult) -> None:
+    """Print on stderr, in one line, what a dry run found up to date and what it would do about DDL capture."""
+    tables = _("Dry run: {installed} to install or update, {unchanged} already up to date.").format(
+        installed=len(result.installed), unchanged=len(result.unchanged))
+    capture = {
+        DdlCapture.INSTALLED: _("Event triggers (DDL capture) would be installed."),
+        DdlCapture.KEPT: _("Event triggers (DDL capture) that a superuser installed earlier would be kept as they "
+                           "are, because this role may not replace them."),
+        DdlCapture.OFF: _("Event triggers (DDL capture) would be left out, because this role may not create them."),
+    }[result.event_triggers]
+    error_console.print(tables + " " + capture, markup=False, soft_wrap=True)
 
 
 def _print_rule_changes(followed: list[tuple[catalog.Table, str, str]],

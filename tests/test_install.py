@@ -565,3 +565,21 @@ def test_status_exit_for_outdated_columns(db, cli):
             "`auditctl install public.Session` or the next `auditctl maintain` protects it as userAgent "
             "was.") in text
     assert "older columns, rules or auditctl" not in text
+
+
+def test_dry_run_summary_on_stderr(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
+        install(connection, "audit", ["a"])
+    superuser = cli("install", "--all", "--dry-run", dsn=db.dsn)
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE c (id int PRIMARY KEY)")
+        owner = cli("install", "c", "--dry-run", "--schema", "audit_c", dsn=owner_dsn)
+    assert superuser.exit_code == 0, superuser.stderr
+    assert superuser.stderr.strip() == ("Dry run: 1 to install or update, 1 already up to date. "
+                                        "Event triggers (DDL capture) would be installed.")
+    assert "Dry run" not in superuser.stdout
+    assert owner.exit_code == 0, owner.stderr
+    assert owner.stderr.strip() == ("Dry run: 1 to install or update, 0 already up to date. Event triggers "
+                                    "(DDL capture) would be left out, because this role may not create them.")
