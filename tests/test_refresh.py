@@ -455,3 +455,14 @@ def test_maintain_regenerates_outdated_triggers(owner_sessions, cli):
     assert event["new_values"]["apiToken"] == "[masked]"
     assert installs[-1]["details"]["installed"] == ["public.Session"]
     assert len(installs) == 3
+
+
+def test_install_follows_swapped_column_names(owner_sessions):
+    with psycopg.connect(owner_sessions, autocommit=True) as connection:
+        install(connection, "audit", ["Session"], column_rules=[('"Session".note', Rule.HASH)])
+        connection.execute('ALTER TABLE "Session" RENAME COLUMN "userAgent" TO swap')
+        connection.execute('ALTER TABLE "Session" RENAME COLUMN note TO "userAgent"')
+        connection.execute('ALTER TABLE "Session" RENAME COLUMN swap TO note')
+        install(connection, "audit", ["Session"])
+        rules = connection.execute("SELECT column_name, rule FROM audit.column_rules ORDER BY 1").fetchall()
+    assert rules == [("note", "mask"), ("userAgent", "hash")]

@@ -228,7 +228,9 @@ def _settle_rules(connection: psycopg.Connection, schema: str, tables: list[Tabl
         if table.oid in followed:
             for old, new in followed[table.oid].moved():
                 result.followed_rules.append((table, old, new))
-                logger.info("the rule of column %s of %s now applies to its new name %s", old, table.entity_type, new)
+                if not result.dry_run:
+                    logger.info("the rule of column %s of %s now applies to its new name %s",
+                                old, table.entity_type, new)
         rules = stored_rules.get((table.schema, table.name), {})
         unused = unused_rules(table, rules)
         if not unused:
@@ -244,8 +246,9 @@ def _settle_rules(connection: psycopg.Connection, schema: str, tables: list[Tabl
         for column, rule in unused:
             del rules[column]
             result.removed_rules.append((table, column, rule))
-            logger.warning("removed the %s rule of column %s of %s: the table has no such column",
-                           rule.value, column, table.entity_type)
+            if not result.dry_run:
+                logger.warning("removed the %s rule of column %s of %s: the table has no such column",
+                               rule.value, column, table.entity_type)
 
 
 def _store_layouts(connection: psycopg.Connection, schema: str, unchanged: list[Table]) -> None:
