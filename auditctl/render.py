@@ -25,7 +25,6 @@ from rich.table import Table
 from rich.text import Text
 
 from . import jsonvalues
-from .audit.cron import CronResult
 from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
@@ -42,6 +41,7 @@ from .backup.job import JobReport
 from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
+from .crontab import CronResult
 from .i18n import _, format_bytes, format_number, ngettext
 
 logger = logging.getLogger(__name__)
@@ -679,11 +679,6 @@ def print_line(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def print_cron_installed(line: str) -> None:
-    console.print(_("Installed in the crontab of this user:"), markup=False)
-    print_line(line)
-
-
 def print_doctor(report: DoctorReport) -> None:
     """Print one row per check: passed or failed, and the detail or fix."""
     table = Table()
@@ -801,8 +796,8 @@ def print_pg_partman(partman_schema: str) -> None:
 def print_cron(result: CronResult) -> None:
     """Show the crontab line that was written and where."""
     if result.replaced:
-        console.print(_("Replaced the auditctl maintain line in {target}:").format(target=result.target),
-                      markup=False)
+        console.print(_("Replaced the line marked {marker} in {target}:").format(marker=result.marker,
+                                                                                 target=result.target), markup=False)
     else:
         console.print(_("Added to {target}:").format(target=result.target), markup=False)
     console.print(result.line, markup=False, soft_wrap=True)

@@ -24,6 +24,20 @@ def filled(db):
     return db
 
 
+def fake_crontab(tmp_path: Path, list_error: str | None = None) -> tuple[dict[str, str], Path]:
+    """Put a crontab program on PATH that keeps the crontab in a file; ``list_error`` makes ``crontab -l`` fail."""
+    store = tmp_path / "crontab.txt"
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    if list_error is None:
+        listing = f'cat "{store}"'
+    else:
+        listing = f"echo '{list_error}' >&2; exit 1"
+    (folder / "crontab").write_text(f'#!/bin/sh\nif [ "$1" = -l ]; then {listing}; else cat > "{store}"; fi\n')
+    (folder / "crontab").chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}, store
+
+
 def test_printed_cron_line_runs_in_bare_environment(filled, tmp_path):
     folder = tmp_path / "backups"
     folder.mkdir()
@@ -51,13 +65,8 @@ def test_printed_cron_line_runs_in_bare_environment(filled, tmp_path):
 
 def test_install_replaces_earlier_entry_and_keeps_others(tmp_path):
     config = write_config(tmp_path / "auditctl.toml", "[backup]\n")
-    store = tmp_path / "crontab.txt"
+    environment, store = fake_crontab(tmp_path)
     store.write_text("MAILTO=ops@example.test\n15 * * * * /usr/bin/true\n")
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "crontab").write_text(f'#!/bin/sh\nif [ "$1" = -l ]; then cat "{store}"; else cat > "{store}"; fi\n')
-    (fake / "crontab").chmod(0o755)
-    environment = {"PATH": f"{fake}:{os.environ['PATH']}"}
 
     for schedule in ("0 2 * * *", "30 3 * * *"):
         result = run_cli("cron", "install", "--schedule", schedule, "--config", str(config), env=environment)
@@ -67,6 +76,52 @@ def test_install_replaces_earlier_entry_and_keeps_others(tmp_path):
     assert lines[:2] == ["MAILTO=ops@example.test", "15 * * * * /usr/bin/true"]
     assert len(lines) == 3
     assert lines[2].startswith("30 3 * * * ")
+    assert "Replaced the line marked # auditctl backup in crontab:" in result.stdout
+
+
+def test_install_without_crontab_program(tmp_path):
+    config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
+    no_programs = tmp_path / "bin"
+    no_programs.mkdir()
+    crontab = tmp_path / "crontab"
+    crontab.write_text("MAILTO=ops@example.test\n")
+    arguments = ["cron", "install", "--schedule", "0 2 * * *", "--config", str(config)]
+
+    missing = run_cli(*arguments, env={"PATH": str(no_programs)})
+    to_file = run_cli(*arguments, "--crontab-file", str(crontab), env={"PATH": str(no_programs)})
+
+    assert missing.exit_code == 1, missing.stderr
+    assert missing.stderr == "Error: The crontab program was not found; install cron, or pass --crontab-file.\n"
+    assert to_file.exit_code == 0, to_file.stderr
+    lines = crontab.read_text().splitlines()
+    assert lines[0] == "MAILTO=ops@example.test"
+    assert lines[1].endswith(" # auditctl backup")
+    assert f"Added to {crontab}:" in to_file.stdout
+
+
+def test_missing_user_crontab_counts_as_empty(tmp_path):
+    config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
+    environment, store = fake_crontab(tmp_path, list_error="no crontab for postgres")
+
+    result = run_cli("cron", "install", "--schedule", "0 2 * * *", "--config", str(config), env=environment)
+
+    assert result.exit_code == 0, result.stderr
+    [line] = store.read_text().splitlines()
+    assert line.endswith(" # auditctl backup")
+
+
+def test_crontab_read_failure_changes_nothing(tmp_path):
+    config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
+    error = "crontab: cannot open /var/spool/cron/crontabs/postgres: Permission denied"
+    environment, store = fake_crontab(tmp_path, list_error=error)
+    store.write_text("15 * * * * /usr/local/bin/vacuum-all\n")
+
+    result = run_cli("cron", "install", "--schedule", "0 2 * * *", "--config", str(config), env=environment)
+
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: Reading the crontab with `crontab -l` failed: {error}. Nothing was changed; "
+                             "fix the cause, or pass --crontab-file.\n")
+    assert store.read_text() == "15 * * * * /usr/local/bin/vacuum-all\n"
 
 
 @pytest.mark.parametrize("schedule", ["0 2 * *", "every night", "0 2 * * * rm"], ids=["four-fields", "words",

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..crontab import CronResult, cron_quote, replace_marked_line
 from ..errors import InvalidArgumentError
 from ..i18n import _
 
@@ -50,14 +49,6 @@ def validate_schedule(schedule: str) -> str:
     return text
 
 
-def cron_quote(value: str) -> str:
-    """Quote one word of a crontab command for the shell, and its % signs for cron.
-
-    cron turns an unescaped % into a newline, so it is escaped after shell quoting.
-    """
-    return shlex.quote(value).replace("%", "\\%")
-
-
 def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path) -> CronEntry:
     """Build the crontab line: absolute interpreter, config and log paths, UTF-8 locale, output appended to the log."""
     if not config.is_file():
@@ -73,16 +64,6 @@ def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path) 
     return CronEntry(validate_schedule(schedule), " ".join(parts))
 
 
-def install_entry(entry: CronEntry) -> str:
-    """Replace any earlier auditctl entry in the user's crontab with ``entry``; return the new crontab."""
-    current = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    # crontab -l exits 1 with "no crontab for USER" when there is none yet.
-    lines = current.stdout.splitlines() if current.returncode == 0 else []
-    other_lines = [line for line in lines if not line.rstrip().endswith(MARKER)]
-    text = "\n".join([*other_lines, entry.line]) + "\n"
-    result = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise InvalidArgumentError(_("crontab rejected the new entry: {error}").format(
-            error=result.stderr.strip() or result.returncode))
-    logger.info("installed the crontab entry: %s", entry.line)
-    return text
+def install_entry(entry: CronEntry, crontab_file: Path | None = None) -> CronResult:
+    """Replace any earlier auditctl backup line in the crontab, or in ``crontab_file``, with ``entry``."""
+    return replace_marked_line(entry.line, MARKER, crontab_file)
