@@ -124,6 +124,29 @@ def test_crontab_read_failure_changes_nothing(tmp_path):
     assert store.read_text() == "15 * * * * /usr/local/bin/vacuum-all\n"
 
 
+@pytest.mark.parametrize(("log_file", "message"), [
+    ("{tmp}/missing/backup.log",
+     "Cannot write the log file {tmp}/missing/backup.log: folder {tmp}/missing does not exist"),
+    ("{tmp}/file/backup.log", "Cannot write the log file {tmp}/file/backup.log: {tmp}/file is not a folder"),
+    ("/proc/backup.log", "Cannot write the log file /proc/backup.log: folder /proc is not writable"),
+    ("{tmp}", "The log file {tmp} is a folder; pass a file name with --log-file."),
+], ids=["missing-folder", "file-as-folder", "proc", "folder"])
+def test_unwritable_log_file_is_rejected(tmp_path, log_file, message):
+    config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
+    (tmp_path / "file").write_text("x")
+    crontab = tmp_path / "crontab"
+
+    for extra in ([], ["--print"]):
+        result = run_cli("cron", "install", "--schedule", "0 2 * * *", "--config", str(config), "--crontab-file",
+                         str(crontab), "--log-file", log_file.format(tmp=tmp_path), *extra)
+
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.startswith(f"Error: {message.format(tmp=tmp_path)}")
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stdout == ""
+        assert not crontab.exists()
+
+
 @pytest.mark.parametrize("schedule", ["0 2 * *", "every night", "0 2 * * * rm"], ids=["four-fields", "words",
                                                                                       "six-fields"])
 def test_invalid_schedule_is_rejected(tmp_path, schedule):
