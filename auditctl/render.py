@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -677,6 +677,13 @@ def print_restore_result(result: RestoreResult) -> None:
 def print_line(text: str) -> None:
     """Print text as it is, for output that other programs read (such as a crontab line)."""
     sys.stdout.write(text + "\n")
+
+
+def print_warnings(messages: Iterable[str]) -> None:
+    """Print each warning as one line to stderr, so that stdout contains only the output that other programs read."""
+    for message in messages:
+        error_console.print(_("Warning: {message}").format(message=message), style="yellow", markup=False,
+                            soft_wrap=True)
 
 
 def print_doctor(report: DoctorReport) -> None:

@@ -2,9 +2,10 @@
 
 cron starts jobs with a minimal PATH, no locale and none of the login
 shell's variables, so the entry names the Python interpreter and every file
-by absolute path. It sends all output to a log file whose folder is checked
-at install time, because a redirection that fails stops the job before
-auditctl can log or mail.
+by absolute path and sets the variables that ``cron_environment`` chooses.
+It sends all output to a log file whose folder is checked at install time,
+because a redirection that fails stops the job before auditctl can log or
+mail.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from ..crontab import CronResult, cron_quote, replace_marked_line
 from ..errors import InvalidArgumentError, OutputFileError
 from ..files import check_writable_folder, os_reason
 from ..i18n import _
+from .config import load_settings
+from .cron_environment import assigned_names, carried_variables, environment_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +33,12 @@ _FIELD = re.compile(r"^[\d*/,\-A-Za-z]+$")
 
 @dataclass(frozen=True)
 class CronEntry:
-    """One crontab line and the marker comment that finds it again on the next install."""
+    """One crontab line, the variables it sets, and what will differ under cron from a run by hand."""
 
     schedule: str
     command: str
+    variables: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def line(self) -> str:
@@ -53,22 +59,36 @@ def validate_schedule(schedule: str) -> str:
     return text
 
 
-def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path) -> CronEntry:
-    """Build the crontab line: absolute interpreter, config and log paths, UTF-8 locale, output appended to the log."""
+def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path, env_requests: Sequence[str] = (),
+                environment: Mapping[str, str] | None = None) -> CronEntry:
+    """Build the crontab line that runs ``auditctl backup --config CONFIG`` as it would run in ``working_dir``.
+
+    The line changes into ``working_dir``, which matters only for a config
+    file without ``dir``, because relative paths inside the file are read
+    from the file's own folder. ``-P`` keeps Python from importing a folder named
+    auditctl there instead of the installed package. ``env_requests`` are
+    the ``--env`` values; ``environment`` defaults to this process's.
+    """
     if not config.is_file():
         raise InvalidArgumentError(
             _("Config file {path} does not exist; the cron job needs one (see auditctl.example.toml).")
             .format(path=config))
+    environment = os.environ if environment is None else environment
+    schedule = validate_schedule(schedule)
+    settings = load_settings(config, {})
+    variables = carried_variables(env_requests, environment, settings)
     log_file = log_file.resolve()
     check_log_file(log_file)
 
+    working_dir = working_dir.resolve()
     parts = [
-        "cd", cron_quote(str(working_dir.resolve())), "&&",
-        "LANG=C.UTF-8", cron_quote(sys.executable), "-m", "auditctl", "backup",
-        "--config", cron_quote(str(config.resolve())),
+        "cd", cron_quote(str(working_dir)), "&&",
+        *(f"{name}={cron_quote(value)}" for name, value in variables.items()),
+        cron_quote(sys.executable), "-P", "-m", "auditctl", "backup", "--config", cron_quote(str(config.resolve())),
         ">>", cron_quote(str(log_file)), "2>&1",
     ]
-    return CronEntry(validate_schedule(schedule), " ".join(parts))
+    warnings = environment_warnings(settings, environment, variables, working_dir)
+    return CronEntry(schedule, " ".join(parts), tuple(variables), tuple(warnings))
 
 
 def check_log_file(log_file: Path) -> None:
@@ -102,3 +122,12 @@ def check_log_file(log_file: Path) -> None:
 def install_entry(entry: CronEntry, crontab_file: Path | None = None) -> CronResult:
     """Replace any earlier auditctl backup line in the crontab, or in ``crontab_file``, with ``entry``."""
     return replace_marked_line(entry.line, MARKER, crontab_file)
+
+
+def dropped_variable_warnings(result: CronResult, entry: CronEntry) -> list[str]:
+    """Warn about each variable that a replaced line set, by hand or by an earlier install, and ``entry`` does not."""
+    dropped = []
+    for line in result.replaced_lines:
+        dropped.extend(name for name in assigned_names(line) if name not in entry.variables and name not in dropped)
+    return [_("The replaced line set {name}, which the new line does not; to keep it, run cron install again with "
+              "--env {name}=VALUE.").format(name=name) for name in dropped]
