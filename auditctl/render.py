@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from rich.table import Table
 from rich.text import Text
 
 from . import jsonvalues
-from .audit.cron import CronResult
 from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
@@ -42,6 +41,7 @@ from .backup.job import JobReport
 from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
+from .crontab import CronResult
 from .i18n import _, format_bytes, format_number, ngettext
 
 logger = logging.getLogger(__name__)
@@ -679,9 +679,11 @@ def print_line(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def print_cron_installed(line: str) -> None:
-    console.print(_("Installed in the crontab of this user:"), markup=False)
-    print_line(line)
+def print_warnings(messages: Iterable[str]) -> None:
+    """Print each warning as one line to stderr, so that stdout contains only the output that other programs read."""
+    for message in messages:
+        error_console.print(_("Warning: {message}").format(message=message), style="yellow", markup=False,
+                            soft_wrap=True)
 
 
 def print_doctor(report: DoctorReport) -> None:
@@ -801,8 +803,8 @@ def print_pg_partman(partman_schema: str) -> None:
 def print_cron(result: CronResult) -> None:
     """Show the crontab line that was written and where."""
     if result.replaced:
-        console.print(_("Replaced the auditctl maintain line in {target}:").format(target=result.target),
-                      markup=False)
+        console.print(_("Replaced the line marked {marker} in {target}:").format(marker=result.marker,
+                                                                                 target=result.target), markup=False)
     else:
         console.print(_("Added to {target}:").format(target=result.target), markup=False)
     console.print(result.line, markup=False, soft_wrap=True)

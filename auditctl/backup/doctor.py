@@ -136,8 +136,8 @@ def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:
             pass
     except ssl.SSLCertVerificationError as exc:
         detail = _("{host}:{port}: certificate verify failed ({reason}). If the server's certificate is self-signed "
-                   "or from a private CA, set SSL_CERT_FILE to that certificate for this command and in the cron "
-                   "line.")
+                   "or from a private CA, set SSL_CERT_FILE to that certificate for this command and for `auditctl "
+                   "cron install`, which copies it into the cron line.")
         report.checks.append(Check(_("SMTP"), False, detail.format(host=mail.host, port=port,
                                                                    reason=exc.verify_message or exc.reason)))
         return

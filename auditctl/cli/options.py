@@ -43,6 +43,10 @@ ConfigOption = Annotated[Path | None, typer.Option(
     "--config", metavar="FILE", envvar="AUDITCTL_CONFIG",
     help=_("TOML settings file. Defaults to ./auditctl.toml, then config.toml in ~/.config/auditctl."))]
 
+CrontabFileOption = Annotated[Path | None, typer.Option(
+    "--crontab-file", metavar="FILE", dir_okay=False,
+    help=_("Edit this file, in the format of `crontab -l`, instead of your crontab."))]
+
 
 def typed_flags(**values: Any) -> dict[str, Any]:
     """Keep only the flags the user gave, so that they override the config file and nothing else does."""
