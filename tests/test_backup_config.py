@@ -124,6 +124,8 @@ def test_connection_error_names_config_file_as_dsn_origin(pg, tmp_path):
 
     assert result.exit_code == 1
     assert f"(DSN from {config})" in result.stderr
+    assert f"Check the DSN in {config}." in result.stderr
+    assert "Check --dsn" not in result.stderr
 
 
 def test_restore_error_names_target_dsn(pg, tmp_path):
