@@ -138,12 +138,14 @@ def verify(
     render.print_verify_report(verify_backup(file, _decryption(settings), settings.pg_bindir))
 
 
-@backup_app.command(help=_("Restore a backup into a database; it must be empty unless --clean is given."))
+@backup_app.command(help=_("Restore a backup into an existing database in one transaction; the database must be "
+                            "empty unless --clean is given."))
 def restore(
     file: Annotated[Path, typer.Argument(metavar="FILE", help=_("Backup file or directory-format folder."))],
     target_dsn: Annotated[str | None, typer.Option(
         "--target-dsn", metavar="DSN", envvar="AUDITCTL_TARGET_DSN",
-        help=_("Database to restore into; keep its password in PGPASSWORD or ~/.pgpass."))] = None,
+        help=_("Existing database to restore into (create it first with createdb); keep its password in "
+               "PGPASSWORD or ~/.pgpass."))] = None,
     clean: Annotated[bool, typer.Option("--clean", help=_(
         "Drop the backup's objects in the target before re-creating them."))] = False,
     config: ConfigOption = None,
