@@ -139,14 +139,14 @@ def test_password_file_readable_by_others_is_rejected(filled, folder, tmp_path, 
     assert smtp_tls.messages == []
 
 
-def test_plaintext_auth_is_refused_and_backup_kept(filled, folder, smtp_starttls, loopback_certificate):
+def test_plaintext_auth_is_refused_before_backup(filled, folder, smtp_starttls, loopback_certificate):
     config = write_config(folder, smtp_mail(smtp_starttls, security="none"))
 
     result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=mail_env(loopback_certificate))
 
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert "Refusing to send the SMTP password over an unencrypted connection" in result.stderr
-    assert len(list(folder.glob("*.dump"))) == 1
+    assert list(folder.iterdir()) == []
     assert smtp_starttls.logins == []
 
 

@@ -158,8 +158,7 @@ def test_credentials_in_url_are_rejected(http_endpoint, tmp_path):
     result = run_cli("backup", "--dir", str(tmp_path), "--from-url", url)
 
     assert result.exit_code == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert errors == [
+    assert result.stderr.splitlines() == [
         "Error: Credentials in the URL of --from-url are not supported: send them as a header line through "
         "--header-env NAME or --header-file FILE (header_env or header_file in [backup.source]), such as "
         "'Authorization: Basic …'."]
