@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def test_cyrillic_database_name_in_subject_and_file_name(pg, tmp_path, smtp_tls,
         [message] = smtp_tls.messages
         assert str(message["Subject"]).startswith(f"[auditctl] Резервная копия {name} создана (")
         assert message.as_bytes().isascii()
-        assert "Результат: копия создана и проверена" in message.get_body(("plain",)).get_content()
+        body = message.get_body(("plain",)).get_content()
+        assert "Результат: копия создана и проверена" in body
+        assert re.search(r"^Длительность: \d+,\d с\r?$", body, re.M), body
         [attachment] = list(message.iter_attachments())
         assert attachment.get_filename().startswith(name + "_")
     finally:
