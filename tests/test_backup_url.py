@@ -58,10 +58,14 @@ def test_json_backup_encrypted_decrypts(http_endpoint, tmp_path):
 
 @pytest.mark.parametrize(("status", "content_type", "body", "declared", "message"), [
     (500, "application/json", b'{"error": "boom"}', None, "returned HTTP 500"),
-    (200, "text/html", b"<html><body>502 Bad Gateway</body></html>", None, "is not complete JSON"),
-    (200, "application/json", b'{"users": [{"id": 1}, {"id"', None, "is not complete JSON"),
+    (200, "text/html", b"<html><body>502 Bad Gateway</body></html>", None,
+     "is not complete JSON (invalid JSON at line 1, column 1); no backup was saved."),
+    (200, "application/json", b'{"users": [{"id": 1}, {"id"', None,
+     "is not complete JSON (the text ends early, at line 1, column 28); no backup was saved."),
+    (200, "application/json", b'{"users": []}\n{"users": []}', None,
+     "is not complete JSON (more text follows the JSON value at line 2, column 1); no backup was saved."),
     (200, "application/json", b'{"users": []', 4096, "is truncated"),
-], ids=["http-500", "html-error-page", "truncated-json", "short-body"])
+], ids=["http-500", "html-error-page", "truncated-json", "two-values", "short-body"])
 def test_bad_response_fails_and_leaves_nothing(http_endpoint, tmp_path, status, content_type, body, declared,
                                                message):
     http_endpoint.status = status
@@ -73,6 +77,18 @@ def test_bad_response_fails_and_leaves_nothing(http_endpoint, tmp_path, status, 
 
     assert result.exit_code == 1
     assert message in result.stderr
+    assert saved(tmp_path) == []
+
+
+def test_invalid_json_error_is_translated(http_endpoint, tmp_path):
+    http_endpoint.content_type = "text/html"
+    http_endpoint.body = b"<html><body>502 Bad Gateway</body></html>"
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, env={"LANG": "ru_RU.UTF-8"})
+
+    assert result.exit_code == 1
+    assert "не является полным JSON (ошибка JSON в строке 1, столбце 1); копия не сохранена." in result.stderr
+    assert "Expecting" not in result.stderr
     assert saved(tmp_path) == []
 
 

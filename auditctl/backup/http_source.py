@@ -133,8 +133,25 @@ def fetch_body(source: UrlSource) -> bytes:
         json.loads(body)
     except ValueError as exc:
         raise BackupError(_("The response of {url} is not complete JSON ({error}); no backup was saved.").format(
-            url=display_url, error=exc)) from None
+            url=display_url, error=describe_json_error(exc))) from None
     return body
+
+
+def describe_json_error(error: ValueError) -> str:
+    """Word the error of ``json.loads`` in the active language, with where in the text it stopped.
+
+    The json module's own messages ("Expecting value: line 1 column 1 (char 0)") are English only.
+    """
+    if not isinstance(error, json.JSONDecodeError):
+        # json.loads decodes bytes as UTF-8, UTF-16 or UTF-32 first, and raises UnicodeDecodeError.
+        return _("the body is not UTF-8, UTF-16 or UTF-32 text")
+    if not error.doc[error.pos:].strip():
+        return _("the text ends early, at line {line}, column {column}").format(
+            line=error.lineno, column=error.colno)
+    if error.msg == "Extra data":
+        return _("more text follows the JSON value at line {line}, column {column}").format(
+            line=error.lineno, column=error.colno)
+    return _("invalid JSON at line {line}, column {column}").format(line=error.lineno, column=error.colno)
 
 
 def redirect_message(display_url: str, status: int, request_url: str, location: str | None) -> str:
