@@ -19,16 +19,13 @@ from ..config import find_config
 from ..errors import InvalidArgumentError, BackupError, DeliveryError
 from ..i18n import _
 from .app import app
-from .options import ConfigOption, DsnOption, typed_flags
+from .options import ConfigOption, DirOption, DsnOption, typed_flags
 
 backup_app = typer.Typer(
     help=_("Dump the database with pg_dump into a verified, checksummed file; rotate, encrypt and mail it."),
     invoke_without_command=True, no_args_is_help=False, rich_markup_mode="rich")
 app.add_typer(backup_app, name="backup")
 
-DirOption = Annotated[Path | None, typer.Option(
-    "--dir", metavar="FOLDER", envvar="AUDITCTL_BACKUP_DIR",
-    help=_("Folder for the backups (config key: dir). Defaults to the current folder."))]
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", metavar="FILE",
     help=_("age identity file (AGE-SECRET-KEY-1…) to decrypt encrypted backups (config: identity_file)."))]

@@ -15,7 +15,7 @@ from ..config import find_config
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
 from .app import app
-from .options import ConfigOption, global_dsn, typed_flags
+from .options import ConfigOption, DirOption, DsnOption, typed_flags
 
 cron_app = typer.Typer(help=_("Schedule the nightly backup (install) and partition maintenance (maintain) with cron."),
                        no_args_is_help=True)
@@ -47,8 +47,8 @@ def install(
 
 
 @app.command(help=_("Check what a nightly backup needs: connection, pg_dump, folder, disk space, SMTP and storage."))
-def doctor(ctx: typer.Context, config: ConfigOption = None) -> None:
-    report = run_checks(load_settings(find_config(config), typed_flags(dsn=global_dsn(ctx))))
+def doctor(config: ConfigOption = None, dsn: DsnOption = None, folder: DirOption = None) -> None:
+    report = run_checks(load_settings(find_config(config), typed_flags(dsn=dsn, folder=folder)))
     render.print_doctor(report)
     if not report.ok:
         raise DoctorFailed(_("Some checks failed; fix them before the next scheduled run."))
