@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from auditctl.backup.config import load_settings
+from auditctl.backup.config import check_dump_options, load_settings
 from auditctl.errors import ConfigError, InvalidArgumentError
 from conftest import REPO_ROOT, run_cli
 
@@ -89,9 +89,6 @@ MAIL = '[mail]\nto = ["ops@example.test"]\nfrom = "backup@example.test"\n'
      "Invalid value for compress in [backup] of PATH: expected a whole number from 0 to 9, got 12."),
     ("[backup]\njobs = 0\n",
      "Invalid value for jobs in [backup] of PATH: expected a whole number of 1 or more, got 0."),
-    ("[backup]\njobs = 4\n", "--jobs above 1 needs --format directory"),
-    ('[backup]\nformat = "directory"\n[backup.encryption]\npassphrase_file = "/etc/passphrase"\n',
-     "The directory format cannot be encrypted"),
     ('[backup]\ndsn = "host=db password=hunter2-secret nosuchkey=1"\n',
      "Invalid value for dsn in [backup] of PATH: expected a libpq connection string or a postgresql:// URL."),
     ('[backup.encryption]\nrecipients = ["age1notakey"]\n',
@@ -110,7 +107,7 @@ MAIL = '[mail]\nto = ["ops@example.test"]\nfrom = "backup@example.test"\n'
      "Invalid value for link_expires_hours in [storage] of PATH: expected a number of hours above 0 and at most "
      "168 (7 days), got 200."),
 ], ids=["port", "security", "transport", "to", "from", "password", "password-without-username", "plaintext-auth",
-        "format", "compress", "jobs-zero", "jobs-without-directory", "directory-encrypted", "dsn", "recipient",
+        "format", "compress", "jobs-zero", "dsn", "recipient",
         "url-scheme", "url-credentials", "header", "heartbeat-url", "link-expires"])
 def test_invalid_value_is_rejected_on_load(tmp_path, text, message):
     config = tmp_path / "auditctl.toml"
@@ -121,6 +118,32 @@ def test_invalid_value_is_rejected_on_load(tmp_path, text, message):
 
     assert message.replace("PATH", str(config)) in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[backup]\njobs = 4\n", "--jobs above 1 needs --format directory"),
+    ('[backup]\nformat = "directory"\n[backup.encryption]\npassphrase_file = "/etc/passphrase"\n',
+     "The directory format cannot be encrypted"),
+], ids=["jobs-without-directory", "directory-encrypted"])
+def test_impossible_dump_options_are_rejected(tmp_path, text, message):
+    config = tmp_path / "auditctl.toml"
+    config.write_text(text)
+    settings = load_settings(config, {})
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_dump_options(settings)
+
+    assert message in str(caught.value)
+
+
+def test_decryption_key_loads_with_directory_format(tmp_path):
+    config = tmp_path / "auditctl.toml"
+    config.write_text('[backup]\nformat = "directory"\n')
+
+    settings = load_settings(config, {"passphrase_file": tmp_path / "passphrase"})
+
+    assert settings.dump_format == "directory"
+    assert settings.passphrase_file == tmp_path / "passphrase"
 
 
 @pytest.mark.parametrize("text", [

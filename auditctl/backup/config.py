@@ -121,6 +121,7 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
     """Read the config file (if any) and apply ``overrides``: the flags the user typed, never defaults.
 
     Every value is checked here, so a bad one stops the command before any work.
+    ``check_dump_options`` checks how the dump options combine.
     """
     data = read_config(path)
     values: dict[str, Any] = {"config_path": path}
@@ -150,9 +151,7 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
     settings = BackupSettings(**values)
     plain = {key: value for key, value in overrides.items() if not key.startswith("mail.")}
     valid = {item.name for item in fields(BackupSettings)}
-    settings = replace(settings, **{key: value for key, value in plain.items() if key in valid})
-    _check_dump_options(settings)
-    return settings
+    return replace(settings, **{key: value for key, value in plain.items() if key in valid})
 
 
 def _read_checked(data: dict[str, Any], table: str, keys: KeyMap, path: Path | None,
@@ -211,8 +210,12 @@ def _check_mail_login(mail: MailSettings, path: Path | None) -> None:
               "the link is trusted.").format(host=mail.host, path=path))
 
 
-def _check_dump_options(settings: BackupSettings) -> None:
-    """Reject combinations of dump options that pg_dump or age cannot carry out."""
+def check_dump_options(settings: BackupSettings) -> None:
+    """Reject combinations of dump options that pg_dump or age cannot carry out, before a backup run starts.
+
+    ``backup verify`` and ``backup restore`` skip this check, because they
+    read the encryption keys only to decrypt.
+    """
     if settings.jobs > 1 and settings.dump_format != "directory":
         raise InvalidArgumentError(_("--jobs above 1 needs --format directory (pg_dump dumps in parallel only there)."))
     encrypted = bool(settings.recipients or settings.recipients_file or settings.passphrase_file)

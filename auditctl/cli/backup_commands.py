@@ -9,7 +9,7 @@ import typer
 
 from .. import render
 from ..backup import events
-from ..backup.config import BackupSettings, load_settings
+from ..backup.config import BackupSettings, check_dump_options, load_settings
 from ..backup.encryption import Decryption
 from ..backup.job import run_job
 from ..backup.manifest import find_backups
@@ -98,6 +98,7 @@ def backup(
         recipients_file=recipients_file, passphrase_file=passphrase_file, keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
         keep_monthly=keep_monthly, from_url=from_url, header_env=header_env, header_file=header_file,
         **{"mail.to": tuple(mail_to) if mail_to else None})
+    check_dump_options(settings)
     with render.byte_progress(_("Writing backup")) as advance:
         report = run_job(settings, advance)
     render.print_backup_report(report)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import render
-from ..backup.config import load_settings
+from ..backup.config import check_dump_options, load_settings
 from ..backup.cron import build_entry, install_entry
 from ..backup.doctor import run_checks
 from ..config import find_config
@@ -48,7 +48,9 @@ def install(
 
 @app.command(help=_("Check what a nightly backup needs: connection, pg_dump, folder, disk space, SMTP and storage."))
 def doctor(config: ConfigOption = None, dsn: DsnOption = None, folder: DirOption = None) -> None:
-    report = run_checks(load_settings(find_config(config), typed_flags(dsn=dsn, folder=folder)))
+    settings = load_settings(find_config(config), typed_flags(dsn=dsn, folder=folder))
+    check_dump_options(settings)
+    report = run_checks(settings)
     render.print_doctor(report)
     if not report.ok:
         raise DoctorFailed(_("Some checks failed; fix them before the next scheduled run."))
