@@ -105,7 +105,7 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
 
 
 def inspect_target(target_dsn: str) -> TargetState:
-    """Connect to the target database, which must exist, and read its name, size and server version."""
+    """Connect to the target database, which must exist, and read what the restore checks and reorders."""
     try:
         with connect(target_dsn, option_origin="--target-dsn") as connection:
             return TargetState(
