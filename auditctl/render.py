@@ -42,7 +42,7 @@ from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
 from .crontab import CronResult
-from .i18n import _, format_bytes, format_number, ngettext
+from .i18n import _, format_bytes, format_duration, format_number, ngettext
 
 logger = logging.getLogger(__name__)
 
@@ -629,9 +629,9 @@ def print_backup_report(report: JobReport) -> None:
     """Report one backup run: the file, rotation and delivery."""
     if report.result is not None:
         result = report.result
-        console.print(_("Backup of {database} written to {path} ({size}, {seconds:.1f} s), verified.").format(
+        console.print(_("Backup of {database} written to {path} ({size}, {duration}), verified.").format(
             database=result.database, path=result.path, size=format_bytes(result.size),
-            seconds=result.duration_seconds), markup=False, soft_wrap=True)
+            duration=format_duration(result.duration_seconds)), markup=False, soft_wrap=True)
     if report.rotation is not None and report.rotation.deleted:
         for path in report.rotation.deleted:
             console.print(_("Rotation deleted {path}").format(path=path.name), markup=False, soft_wrap=True)

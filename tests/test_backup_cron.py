@@ -329,15 +329,18 @@ def test_doctor_passes_with_working_setup(filled, tmp_path, smtp_starttls, s3_se
 
 def test_doctor_names_each_failure(pg, tmp_path, smtp_starttls, s3_server, loopback_certificate):
     config = doctor_config(tmp_path, pg.dsn_for("missing_db"), smtp_starttls, s3_server)
+    # A wide terminal keeps each detail on one line of the table.
     environment = {"SSL_CERT_FILE": str(loopback_certificate.cert_path), "DOCTOR_SMTP_PASSWORD": "wrong",
-                   "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+                   "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "COLUMNS": "400"}
     config.write_text(config.read_text().replace('bucket = "backups"', 'bucket = "no-such-bucket"'))
 
     result = run_cli("doctor", "--config", str(config), env=environment)
 
     assert result.exit_code == 1
     assert 'database "missing_db" does not exist' in result.stdout
-    assert "535" in result.stdout
+    [smtp_row] = [line for line in result.stdout.splitlines() if "SMTP" in line]
+    assert f"localhost:{smtp_starttls.port}: 535 5.7.8 Authentication credentials invalid" in smtp_row
+    assert "(535, b'" not in smtp_row
     assert "no-such-bucket" in result.stdout
     assert "Some checks failed" in result.stderr
 
@@ -370,6 +373,21 @@ def test_doctor_checks_folder_by_writing(db, tmp_path, folder, detail):
 
     assert result.exit_code == 1
     assert detail.format(tmp=tmp_path) in result.stdout
+
+
+def test_doctor_takes_own_dsn_and_dir(db, pg, tmp_path):
+    config = write_config(tmp_path / "auditctl.toml",
+                          f'[backup]\ndir = "{tmp_path}/missing"\ndsn = "{pg.dsn_for("missing_db")}"\n')
+    folder = tmp_path / "other"
+    folder.mkdir()
+
+    result = run_cli("doctor", "--config", str(config), "--dsn", db.dsn, "--dir", str(folder),
+                     env={"COLUMNS": "400"})
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert f"{db.name} on PostgreSQL" in result.stdout
+    assert f"{folder}: " in result.stdout
+    assert "missing" not in result.stdout
 
 
 def test_doctor_uses_dsn_before_command(db, pg, tmp_path):

@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 
 from .. import render
-from ..backup.config import load_settings
+from ..backup.config import check_dump_options, load_settings
 from ..backup.cron import build_entry, dropped_variable_warnings, install_entry
 from ..backup.doctor import run_checks
 from ..config import find_config
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
 from .app import app
-from .options import ConfigOption, CrontabFileOption, global_dsn, typed_flags
+from .options import ConfigOption, CrontabFileOption, DirOption, DsnOption, typed_flags
 
 cron_app = typer.Typer(help=_("Schedule the nightly backup (install) and partition maintenance (maintain) with cron."),
                        no_args_is_help=True)
@@ -56,8 +56,10 @@ def install(
 
 
 @app.command(help=_("Check what a nightly backup needs: connection, pg_dump, folder, disk space, SMTP and storage."))
-def doctor(ctx: typer.Context, config: ConfigOption = None) -> None:
-    report = run_checks(load_settings(find_config(config), typed_flags(dsn=global_dsn(ctx))))
+def doctor(config: ConfigOption = None, dsn: DsnOption = None, folder: DirOption = None) -> None:
+    settings = load_settings(find_config(config), typed_flags(dsn=dsn, folder=folder))
+    check_dump_options(settings)
+    report = run_checks(settings)
     render.print_doctor(report)
     if not report.ok:
         raise DoctorFailed(_("Some checks failed; fix them before the next scheduled run."))

@@ -39,6 +39,10 @@ SchemaOption = Annotated[str, typer.Option(
     "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME",
     help=_("Schema that contains the audit log."))]
 
+DirOption = Annotated[Path | None, typer.Option(
+    "--dir", metavar="FOLDER", envvar="AUDITCTL_BACKUP_DIR",
+    help=_("Folder for the backups (config key: dir). Defaults to the current folder."))]
+
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", metavar="FILE", envvar="AUDITCTL_CONFIG",
     help=_("TOML settings file. Defaults to ./auditctl.toml, then config.toml in ~/.config/auditctl."))]
