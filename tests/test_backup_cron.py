@@ -205,6 +205,7 @@ dir = "{tmp_path}"
 [mail]
 to = ["ops@example.test"]
 from = "backup@example.test"
+username = "backup"
 password_env = "SMTP_SECRET_VAR"
 """)
     crontab = tmp_path / "crontab"
@@ -229,6 +230,7 @@ header_env = "APP_HEADER"
 [mail]
 to = ["ops@example.test"]
 from = "backup@example.test"
+username = "backup"
 password_env = "SMTP_SECRET_VAR"
 
 [storage]
