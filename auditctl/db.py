@@ -31,6 +31,10 @@ PRISMA_ONLY_PARAMETERS = frozenset({
 })
 
 
+# The origin of an empty DSN, with which libpq reads its PG* variables and ~/.pgpass.
+PG_VARIABLES_ORIGIN = "PG* environment variables"
+
+
 @dataclass(frozen=True)
 class DsnSource:
     """A DSN and the place it was read from, for messages."""
@@ -52,7 +56,7 @@ def resolve_dsn(dsn_option: str | None, option_origin: str = "--dsn") -> DsnSour
     elif os.environ.get("DATABASE_URL"):
         source = DsnSource(os.environ["DATABASE_URL"], "DATABASE_URL")
     else:
-        source = DsnSource("", "PG* environment variables")
+        source = DsnSource("", PG_VARIABLES_ORIGIN)
     return DsnSource(strip_prisma_parameters(source.dsn), source.origin)
 
 
@@ -113,13 +117,20 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
         connection = psycopg.connect(autocommit=autocommit, **params)
     except psycopg.OperationalError as exc:
         raise ConnectionFailedError(
-            _("Could not connect to {target} (DSN from {origin}): {error}. "
-              "Check --dsn, AUDITCTL_DSN, DATABASE_URL or the PG* variables.")
-            .format(target=describe_dsn(source.dsn), origin=source.origin, error=first_line(str(exc)))
+            _("Could not connect to {target} (DSN from {origin}): {error}. {hint}")
+            .format(target=describe_dsn(source.dsn), origin=source.origin, error=first_line(str(exc)),
+                    hint=connection_hint(source.origin))
         ) from None
     check_server_version(connection)
     keep_numbers_exact(connection)
     return connection
+
+
+def connection_hint(origin: str) -> str:
+    """Say where to correct a DSN that came from ``origin``: an option, a variable or a config file."""
+    if origin == PG_VARIABLES_ORIGIN:
+        return _("Check the PG* variables and ~/.pgpass, or pass --dsn.")
+    return _("Check the DSN in {origin}.").format(origin=origin)
 
 
 def check_server_version(connection: psycopg.Connection) -> None:

@@ -97,4 +97,10 @@ def format_bytes(size: int) -> str:
     return f"{size} {units[0]}"
 
 
+def format_duration(seconds: float) -> str:
+    """Show a duration in seconds with one decimal, with the active language's decimal sign."""
+    unit = gettext("s")
+    return f"{format_number(seconds, 1)} {unit}"
+
+
 _ = gettext

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from rich.text import Text
 
 from . import jsonvalues
 from .audit import catalog
-from .audit.cron import CronResult
 from .audit.ddl import DdlCapture
 from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
@@ -44,7 +43,8 @@ from .backup.job import JobReport
 from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
-from .i18n import _, format_bytes, format_number, ngettext
+from .crontab import CronResult
+from .i18n import _, format_bytes, format_duration, format_number, ngettext
 
 logger = logging.getLogger(__name__)
 
@@ -697,9 +697,9 @@ def print_backup_report(report: JobReport) -> None:
     """Report one backup run: the file, rotation and delivery."""
     if report.result is not None:
         result = report.result
-        console.print(_("Backup of {database} written to {path} ({size}, {seconds:.1f} s), verified.").format(
+        console.print(_("Backup of {database} written to {path} ({size}, {duration}), verified.").format(
             database=result.database, path=result.path, size=format_bytes(result.size),
-            seconds=result.duration_seconds), markup=False, soft_wrap=True)
+            duration=format_duration(result.duration_seconds)), markup=False, soft_wrap=True)
     if report.rotation is not None and report.rotation.deleted:
         for path in report.rotation.deleted:
             console.print(_("Rotation deleted {path}").format(path=path.name), markup=False, soft_wrap=True)
@@ -747,9 +747,11 @@ def print_line(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def print_cron_installed(line: str) -> None:
-    console.print(_("Installed in the crontab of this user:"), markup=False)
-    print_line(line)
+def print_warnings(messages: Iterable[str]) -> None:
+    """Print each warning as one line to stderr, so that stdout contains only the output that other programs read."""
+    for message in messages:
+        error_console.print(_("Warning: {message}").format(message=message), style="yellow", markup=False,
+                            soft_wrap=True)
 
 
 def print_doctor(report: DoctorReport) -> None:
@@ -872,8 +874,8 @@ def print_pg_partman(partman_schema: str) -> None:
 def print_cron(result: CronResult) -> None:
     """Show the crontab line that was written and where."""
     if result.replaced:
-        console.print(_("Replaced the auditctl maintain line in {target}:").format(target=result.target),
-                      markup=False)
+        console.print(_("Replaced the line marked {marker} in {target}:").format(marker=result.marker,
+                                                                                 target=result.target), markup=False)
     else:
         console.print(_("Added to {target}:").format(target=result.target), markup=False)
     console.print(result.line, markup=False, soft_wrap=True)

@@ -5,6 +5,7 @@ Every server listens on 127.0.0.1 only and is stopped when its fixture ends.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email
 import email.policy
@@ -160,35 +161,43 @@ def s3_server() -> Iterator[S3Server]:
 
 @dataclass
 class HttpEndpoint:
-    """A loopback HTTP server whose response the test sets; it records the request headers."""
+    """A loopback HTTP server whose response the test sets, and the method, path and headers of each request."""
 
     url: str
     status: int = 200
     body: bytes = b"{}"
     content_type: str = "application/json"
     declared_length: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     requests: list[dict[str, str]] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
 
 
-@pytest.fixture
-def http_endpoint() -> Iterator[HttpEndpoint]:
+@contextlib.contextmanager
+def serve_endpoint() -> Iterator[HttpEndpoint]:
+    """Run an HttpEndpoint on a free loopback port until the block ends; GET and POST get the same response."""
     port = free_port()
     endpoint = HttpEndpoint(f"http://127.0.0.1:{port}/api/backup/create")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's naming)
             endpoint.requests.append(dict(self.headers))
+            endpoint.methods.append(self.command)
             endpoint.paths.append(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             endpoint.bodies.append(self.rfile.read(length) if length else b"")
             self.send_response(endpoint.status)
             self.send_header("Content-Type", endpoint.content_type)
+            for name, value in endpoint.headers.items():
+                self.send_header(name, value)
             length = endpoint.declared_length if endpoint.declared_length is not None else len(endpoint.body)
             self.send_header("Content-Length", str(length))
             self.end_headers()
             self.wfile.write(endpoint.body)
+
+        do_GET = do_POST  # noqa: N815 (http.server's naming)
 
         def log_message(self, *args):
             pass
@@ -196,9 +205,24 @@ def http_endpoint() -> Iterator[HttpEndpoint]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield endpoint
-    server.shutdown()
-    server.server_close()
+    try:
+        yield endpoint
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def http_endpoint() -> Iterator[HttpEndpoint]:
+    with serve_endpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def other_http_endpoint() -> Iterator[HttpEndpoint]:
+    """A second endpoint on another port, as the target of a redirect."""
+    with serve_endpoint() as endpoint:
+        yield endpoint
 
 
 def sample_rows(connection, name: str = "invoice", rows: int = 50) -> None:

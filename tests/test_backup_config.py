@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from auditctl.backup.config import load_settings
-from auditctl.errors import ConfigError
+from auditctl.backup.config import check_dump_options, load_settings
+from auditctl.errors import ConfigError, InvalidArgumentError
 from conftest import REPO_ROOT, run_cli
 
 EXAMPLE = REPO_ROOT / "auditctl.example.toml"
@@ -59,14 +59,132 @@ def test_invalid_config_is_rejected(tmp_path, text, message):
     assert message.replace("PATH", str(config)) in str(caught.value)
 
 
+MAIL = '[mail]\nto = ["ops@example.test"]\nfrom = "backup@example.test"\n'
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (MAIL + "port = 99999\n",
+     "Invalid value for port in [mail] of PATH: expected a port number from 1 to 65535, got 99999."),
+    (MAIL + 'security = "ssl"\n',
+     "Invalid value for security in [mail] of PATH: expected tls, starttls or none, got 'ssl'."),
+    (MAIL + 'transport = "smtps"\n',
+     "Invalid value for transport in [mail] of PATH: expected smtp or sendmail, got 'smtps'."),
+    ('[mail]\nto = ["ops@example.test", "not an address"]\nfrom = "backup@example.test"\n',
+     "Invalid value for to in [mail] of PATH: expected e-mail addresses such as ops@example.com, "
+     "got 'not an address'."),
+    ('[mail]\nto = ["ops@example.test"]\nfrom = "backups"\n',
+     "Invalid value for from in [mail] of PATH: expected an e-mail address such as backups@example.com, "
+     "got 'backups'."),
+    (MAIL + 'username = "bot"\npassword = "hunter2-secret"\n',
+     "Unknown key password in [mail] of PATH: the config file must not contain secrets. Name the environment "
+     "variable or the file of mode 0600 that contains it with password_env / password_file."),
+    (MAIL + 'password_env = "SMTP_PASSWORD"\n',
+     "[mail] in PATH names a password (password_env or password_file) but no username; set username too."),
+    (MAIL + 'username = "bot"\npassword_env = "SMTP_PASSWORD"\nsecurity = "none"\nhost = "relay.example.test"\n',
+     'Refusing to send the SMTP password over an unencrypted connection to relay.example.test (security = "none" '
+     "in [mail] of PATH)."),
+    ('[backup]\nformat = "tar"\n',
+     "Invalid value for format in [backup] of PATH: expected custom or directory, got 'tar'."),
+    ("[backup]\ncompress = 12\n",
+     "Invalid value for compress in [backup] of PATH: expected a whole number from 0 to 9, got 12."),
+    ("[backup]\njobs = 0\n",
+     "Invalid value for jobs in [backup] of PATH: expected a whole number of 1 or more, got 0."),
+    ('[backup]\ndsn = "host=db password=hunter2-secret nosuchkey=1"\n',
+     "Invalid value for dsn in [backup] of PATH: expected a libpq connection string or a postgresql:// URL."),
+    ('[backup.encryption]\nrecipients = ["age1notakey"]\n',
+     "Invalid value for recipients in [backup.encryption] of PATH: expected an age1… public key or an SSH public "
+     "key, got 'age1notakey'."),
+    ('[backup.source]\nurl = "ftp://files.example.test/backup?token=hunter2-secret"\n',
+     "Invalid value for url in [backup.source] of PATH: expected an http:// or https:// URL, "
+     "got 'ftp://files.example.test/backup'."),
+    ('[backup.source]\nurl = "https://app:hunter2-secret@app.example.test/api/backup"\n',
+     "Credentials in the URL of url in [backup.source] of PATH are not supported"),
+    ('[backup.source]\nheader = "Authorization: Bearer hunter2-secret"\n',
+     "Unknown key header in [backup.source] of PATH: the config file must not contain secrets."),
+    ('[backup.monitoring]\nheartbeat_url = "hc-ping.com/abc"\n',
+     "Invalid value for heartbeat_url in [backup.monitoring] of PATH: expected an http:// or https:// URL"),
+    ('[storage]\nbucket = "b"\nlink_expires_hours = 200\n',
+     "Invalid value for link_expires_hours in [storage] of PATH: expected a number of hours above 0 and at most "
+     "168 (7 days), got 200."),
+], ids=["port", "security", "transport", "to", "from", "password", "password-without-username", "plaintext-auth",
+        "format", "compress", "jobs-zero", "dsn", "recipient",
+        "url-scheme", "url-credentials", "header", "heartbeat-url", "link-expires"])
+def test_invalid_value_is_rejected_on_load(tmp_path, text, message):
+    config = tmp_path / "auditctl.toml"
+    config.write_text(text)
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        load_settings(config, {})
+
+    assert message.replace("PATH", str(config)) in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[backup]\njobs = 4\n", "--jobs above 1 needs --format directory"),
+    ('[backup]\nformat = "directory"\n[backup.encryption]\npassphrase_file = "/etc/passphrase"\n',
+     "The directory format cannot be encrypted"),
+], ids=["jobs-without-directory", "directory-encrypted"])
+def test_impossible_dump_options_are_rejected(tmp_path, text, message):
+    config = tmp_path / "auditctl.toml"
+    config.write_text(text)
+    settings = load_settings(config, {})
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_dump_options(settings)
+
+    assert message in str(caught.value)
+
+
+def test_decryption_key_loads_with_directory_format(tmp_path):
+    config = tmp_path / "auditctl.toml"
+    config.write_text('[backup]\nformat = "directory"\n')
+
+    settings = load_settings(config, {"passphrase_file": tmp_path / "passphrase"})
+
+    assert settings.dump_format == "directory"
+    assert settings.passphrase_file == tmp_path / "passphrase"
+
+
+@pytest.mark.parametrize("text", [
+    MAIL + "port = 99999\n",
+    MAIL + 'security = "ssl"\n',
+    '[mail]\nto = ["not an address"]\nfrom = "backup@example.test"\n',
+    MAIL + 'password = "hunter2-secret"\n',
+    '[backup]\nformat = "tar"\n',
+    "[backup]\ncompress = 12\n",
+], ids=["port", "security", "to", "password", "format", "compress"])
+def test_invalid_config_stops_before_any_work(db, tmp_path, text):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup]\ndir = "{folder}"\n' + text.replace("[backup]\n", ""))
+
+    result = run_cli("backup", "--config", str(config), dsn=db.dsn)
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("Error: Invalid value for ") or result.stderr.startswith("Error: Unknown key ")
+    assert str(config) in result.stderr
+    assert "hunter2" not in result.stderr
+    assert list(folder.iterdir()) == []
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--config", "/nonexistent/auditctl.toml"], "Config file /nonexistent/auditctl.toml does not exist"),
     (["--dir", "/nonexistent/backups"], "Backup folder /nonexistent/backups does not exist"),
     (["--jobs", "2"], "--jobs above 1 needs --format directory"),
-    (["--format", "tar"], "Invalid dump format 'tar'"),
-    (["--recipient", "age1notakey"], "Invalid age recipient"),
-    (["--from-url", "ftp://127.0.0.1/x"], "Invalid --from-url"),
-], ids=["missing-config", "missing-dir", "jobs-without-directory", "bad-format", "bad-recipient", "bad-url"])
+    (["--format", "tar"], "Invalid value for --format: expected custom or directory, got 'tar'."),
+    (["--recipient", "age1notakey"], "Invalid value for --recipient: expected an age1… public key or an SSH public "
+                                     "key, got 'age1notakey'."),
+    (["--from-url", "ftp://127.0.0.1/x"], "Invalid value for --from-url: expected an http:// or https:// URL, got "
+                                          "'ftp://127.0.0.1/x'."),
+    (["--mail-to", "not an address"], "Invalid value for --mail-to: expected e-mail addresses such as "
+                                      "ops@example.com, got 'not an address'."),
+    (["--dsn", "host=127.0.0.1 nosuchkey=1"], "Invalid value for --dsn: expected a libpq connection string or a "
+                                              "postgresql:// URL."),
+], ids=["missing-config", "missing-dir", "jobs-without-directory", "bad-format", "bad-recipient", "bad-url",
+        "bad-mail-to", "bad-dsn"])
 def test_bad_input_gives_one_line_and_leaves_nothing(db, tmp_path, args, message):
     before = sorted(tmp_path.iterdir())
     folder_args = [] if "--dir" in args or "--config" in args else ["--dir", str(tmp_path)]
@@ -124,6 +242,8 @@ def test_connection_error_names_config_file_as_dsn_origin(pg, tmp_path):
 
     assert result.exit_code == 1
     assert f"(DSN from {config})" in result.stderr
+    assert f"Check the DSN in {config}." in result.stderr
+    assert "Check --dsn" not in result.stderr
 
 
 def test_restore_error_names_target_dsn(pg, tmp_path):

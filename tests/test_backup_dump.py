@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -84,6 +85,13 @@ def test_backup_writes_verified_dump_with_manifest(filled, tmp_path):
     listing = subprocess.run([newest_pg_restore(filled.server), "--list", str(dump)],
                              capture_output=True, text=True, check=True)
     assert "TABLE public invoice" in listing.stdout
+
+
+def test_russian_report_uses_decimal_commas(filled, tmp_path):
+    result = run_cli("backup", "--dir", str(tmp_path), dsn=filled.dsn, env={"LANG": "ru_RU.UTF-8"})
+
+    assert result.exit_code == 0, result.stderr
+    assert re.search(r"\(\d+(,\d)? (Б|КБ|МБ), \d+,\d с\)", result.stdout), result.stdout
 
 
 def test_verify_reports_checks_and_detects_damage(filled, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def test_cyrillic_database_name_in_subject_and_file_name(pg, tmp_path, smtp_tls,
         [message] = smtp_tls.messages
         assert str(message["Subject"]).startswith(f"[auditctl] Резервная копия {name} создана (")
         assert message.as_bytes().isascii()
-        assert "Результат: копия создана и проверена" in message.get_body(("plain",)).get_content()
+        body = message.get_body(("plain",)).get_content()
+        assert "Результат: копия создана и проверена" in body
+        assert re.search(r"^Длительность: \d+,\d с\r?$", body, re.M), body
         [attachment] = list(message.iter_attachments())
         assert attachment.get_filename().startswith(name + "_")
     finally:
@@ -139,14 +142,14 @@ def test_password_file_readable_by_others_is_rejected(filled, folder, tmp_path, 
     assert smtp_tls.messages == []
 
 
-def test_plaintext_auth_is_refused_and_backup_kept(filled, folder, smtp_starttls, loopback_certificate):
+def test_plaintext_auth_is_refused_before_backup(filled, folder, smtp_starttls, loopback_certificate):
     config = write_config(folder, smtp_mail(smtp_starttls, security="none"))
 
     result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=mail_env(loopback_certificate))
 
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert "Refusing to send the SMTP password over an unencrypted connection" in result.stderr
-    assert len(list(folder.glob("*.dump"))) == 1
+    assert list(folder.iterdir()) == []
     assert smtp_starttls.logins == []
 
 

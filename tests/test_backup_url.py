@@ -58,10 +58,14 @@ def test_json_backup_encrypted_decrypts(http_endpoint, tmp_path):
 
 @pytest.mark.parametrize(("status", "content_type", "body", "declared", "message"), [
     (500, "application/json", b'{"error": "boom"}', None, "returned HTTP 500"),
-    (200, "text/html", b"<html><body>502 Bad Gateway</body></html>", None, "is not complete JSON"),
-    (200, "application/json", b'{"users": [{"id": 1}, {"id"', None, "is not complete JSON"),
+    (200, "text/html", b"<html><body>502 Bad Gateway</body></html>", None,
+     "is not complete JSON (invalid JSON at line 1, column 1); no backup was saved."),
+    (200, "application/json", b'{"users": [{"id": 1}, {"id"', None,
+     "is not complete JSON (the text ends early, at line 1, column 28); no backup was saved."),
+    (200, "application/json", b'{"users": []}\n{"users": []}', None,
+     "is not complete JSON (more text follows the JSON value at line 2, column 1); no backup was saved."),
     (200, "application/json", b'{"users": []', 4096, "is truncated"),
-], ids=["http-500", "html-error-page", "truncated-json", "short-body"])
+], ids=["http-500", "html-error-page", "truncated-json", "two-values", "short-body"])
 def test_bad_response_fails_and_leaves_nothing(http_endpoint, tmp_path, status, content_type, body, declared,
                                                message):
     http_endpoint.status = status
@@ -73,6 +77,18 @@ def test_bad_response_fails_and_leaves_nothing(http_endpoint, tmp_path, status, 
 
     assert result.exit_code == 1
     assert message in result.stderr
+    assert saved(tmp_path) == []
+
+
+def test_invalid_json_error_is_translated(http_endpoint, tmp_path):
+    http_endpoint.content_type = "text/html"
+    http_endpoint.body = b"<html><body>502 Bad Gateway</body></html>"
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, env={"LANG": "ru_RU.UTF-8"})
+
+    assert result.exit_code == 1
+    assert "не является полным JSON (ошибка JSON в строке 1, столбце 1); копия не сохранена." in result.stderr
+    assert "Expecting" not in result.stderr
     assert saved(tmp_path) == []
 
 
@@ -115,3 +131,53 @@ def test_heartbeat_and_metrics_on_success_then_failure(http_endpoint, tmp_path, 
     text = metrics.read_text()
     assert f'auditctl_backup_last_success{{database="{database}"}} 0' in text
     assert success_line in text
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_fails_without_following(http_endpoint, other_http_endpoint, tmp_path, status):
+    other_http_endpoint.body = BODY
+    final = other_http_endpoint.url.replace("://", "://redirect-user:redirect-pw@") + "?token=query-secret"
+    http_endpoint.status = status
+    http_endpoint.headers = {"Location": final}
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--header-env", "APP_TOKEN",
+                     env={"APP_TOKEN": "Authorization: Bearer s3cr3t-token"})
+
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [f"Error: {http_endpoint.url} returned HTTP {status}, a redirect to {other_http_endpoint.url}; "
+                      "no backup was saved. auditctl does not follow redirects, so that the header reaches no "
+                      "other address. Set --from-url (or url in [backup.source]) to the final URL."]
+    for secret in ("redirect-pw", "query-secret", "s3cr3t-token"):
+        assert secret not in result.stdout + result.stderr
+    assert http_endpoint.methods == ["POST"]
+    assert other_http_endpoint.requests == []
+    assert saved(tmp_path) == []
+
+
+def test_relative_redirect_names_full_location(http_endpoint, tmp_path):
+    http_endpoint.status = 302
+    http_endpoint.headers = {"Location": "/login?next=/api/backup/create"}
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url)
+
+    assert result.exit_code == 1
+    base = http_endpoint.url.rsplit("/api/", 1)[0]
+    assert f"a redirect to {base}/login;" in result.stderr
+    assert "next=" not in result.stderr
+    assert saved(tmp_path) == []
+
+
+def test_credentials_in_url_are_rejected(http_endpoint, tmp_path):
+    url = http_endpoint.url.replace("://", "://backup:pa55word@")
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", url)
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: Credentials in the URL of --from-url are not supported: send them as a header line through "
+        "--header-env NAME or --header-file FILE (header_env or header_file in [backup.source]), such as "
+        "'Authorization: Basic …'."]
+    assert "pa55word" not in result.stdout + result.stderr
+    assert http_endpoint.requests == []
+    assert saved(tmp_path) == []

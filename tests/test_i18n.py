@@ -49,3 +49,14 @@ def test_byte_sizes_per_language():
         russian = format_bytes(1536)
     assert english == ["512 B", "1.5 kB", "3.0 GB"]
     assert russian == "1,5 КБ"
+
+
+def test_durations_per_language():
+    from auditctl.i18n import format_duration, use_language
+
+    with use_language("en"):
+        english = [format_duration(0.24), format_duration(1234.56)]
+    with use_language("ru"):
+        russian = [format_duration(0.24), format_duration(1234.56)]
+    assert english == ["0.2 s", "1,234.6 s"]
+    assert russian == ["0,2 с", "1\u00a0234,6 с"]

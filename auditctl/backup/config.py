@@ -10,9 +10,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import MEBIBYTE, read_config, read_table
-from ..errors import ConfigError
+from ..config import MEBIBYTE, KeyMap, config_table, read_config, read_table
+from ..errors import ConfigError, InvalidArgumentError
 from ..i18n import _
+from .config_values import FLAG_NAMES, find_invalid
+from .urls import credentials_message, has_credentials
 
 
 @dataclass(frozen=True)
@@ -110,17 +112,28 @@ _STORAGE_KEYS = {
 }
 
 
+# Keys that would put a secret into the file, and the keys that name where the secret is kept instead.
+_SECRET_KEYS = {("mail", "password"): "password_env / password_file",
+                ("backup.source", "header"): "header_env / header_file"}
+
+
 def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSettings:
-    """Read the config file (if any) and apply ``overrides``: the flags the user typed, never defaults."""
+    """Read the config file (if any) and apply ``overrides``: the flags the user typed, never defaults.
+
+    Every value is checked here, so a bad one stops the command before any work.
+    ``check_dump_options`` checks how the dump options combine.
+    """
     data = read_config(path)
     values: dict[str, Any] = {"config_path": path}
-    values.update(read_table(data, "backup", _BACKUP_KEYS, path, _BACKUP_SUBTABLES))
+    values.update(_read_checked(data, "backup", _BACKUP_KEYS, path, _BACKUP_SUBTABLES))
     for table, keys in (("backup.rotation", _ROTATION_KEYS), ("backup.encryption", _ENCRYPTION_KEYS),
                         ("backup.source", _SOURCE_KEYS), ("backup.monitoring", _MONITORING_KEYS)):
-        values.update(read_table(data, table, keys, path))
-    mail = read_table(data, "mail", _MAIL_KEYS, path)
-    storage = read_table(data, "storage", _STORAGE_KEYS, path)
+        values.update(_read_checked(data, table, keys, path))
+    mail = _read_checked(data, "mail", _MAIL_KEYS, path)
+    storage = _read_checked(data, "storage", _STORAGE_KEYS, path)
 
+    for field_name, value in overrides.items():
+        _check_flag(field_name.removeprefix("mail."), value)
     mail_overrides = {key[len("mail."):]: value for key, value in overrides.items() if key.startswith("mail.")}
     mail.update(mail_overrides)
     if mail:
@@ -128,6 +141,7 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
             raise ConfigError(_("[mail] in {path} needs both `to` (one or more addresses) and `from`.")
                               .format(path=path or _("the config file")))
         values["mail"] = MailSettings(**mail)
+        _check_mail_login(values["mail"], path)
     if storage:
         if not storage.get("bucket"):
             raise ConfigError(_("[storage] in {path} needs `bucket`.").format(path=path))
@@ -138,3 +152,73 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
     plain = {key: value for key, value in overrides.items() if not key.startswith("mail.")}
     valid = {item.name for item in fields(BackupSettings)}
     return replace(settings, **{key: value for key, value in plain.items() if key in valid})
+
+
+def _read_checked(data: dict[str, Any], table: str, keys: KeyMap, path: Path | None,
+                  subtables: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read one table like ``read_table``, then check each value against its rule in ``config_values``."""
+    section = config_table(data, table, path)
+    for (secret_table, key), alternatives in _SECRET_KEYS.items():
+        if secret_table == table and key in section:
+            raise ConfigError(_("Unknown key {key} in [{table}] of {path}: the config file must not contain "
+                                "secrets. Name the environment variable or the file of mode 0600 that contains it "
+                                "with {alternatives}.").format(key=key, table=table, path=path,
+                                                          alternatives=alternatives))
+    values = read_table(data, table, keys, path, subtables)
+    for key, (field_name, _kind) in keys.items():
+        if key not in section:
+            continue
+        invalid = find_invalid(field_name, values[field_name], section[key])
+        if invalid is not None and invalid.quoted_value is None:
+            raise ConfigError(_("Invalid value for {key} in [{table}] of {path}: expected {expected}.")
+                              .format(key=key, table=table, path=path, expected=invalid.expected))
+        if invalid is not None:
+            raise ConfigError(_("Invalid value for {key} in [{table}] of {path}: expected {expected}, got {value!r}.")
+                              .format(key=key, table=table, path=path, expected=invalid.expected,
+                                      value=invalid.quoted_value))
+        if field_name == "from_url" and has_credentials(values[field_name]):
+            raise ConfigError(credentials_message(_("url in [{table}] of {path}").format(table=table, path=path)))
+    return values
+
+
+def _check_flag(field_name: str, value: Any) -> None:
+    """Check a value typed on the command line against the rule of its settings field."""
+    flag = FLAG_NAMES.get(field_name, field_name)
+    invalid = find_invalid(field_name, value)
+    if invalid is not None and invalid.quoted_value is None:
+        raise InvalidArgumentError(_("Invalid value for {option}: expected {expected}.").format(
+            option=flag, expected=invalid.expected))
+    if invalid is not None:
+        raise InvalidArgumentError(_("Invalid value for {option}: expected {expected}, got {value!r}.").format(
+            option=flag, expected=invalid.expected, value=invalid.quoted_value))
+    if field_name == "from_url" and has_credentials(value):
+        raise InvalidArgumentError(credentials_message(flag))
+
+
+def _check_mail_login(mail: MailSettings, path: Path | None) -> None:
+    """Reject SMTP login settings that could never work: a password without a user, or one sent in the clear."""
+    has_password = mail.password_env is not None or mail.password_file is not None
+    if mail.transport != "smtp" or not has_password:
+        return
+    if not mail.username:
+        raise ConfigError(_("[mail] in {path} names a password (password_env or password_file) but no username; "
+                            "set username too.").format(path=path))
+    if mail.security == "none" and not mail.allow_plaintext_auth:
+        raise ConfigError(
+            _("Refusing to send the SMTP password over an unencrypted connection to {host} (security = \"none\" in "
+              "[mail] of {path}). Use security = \"tls\" or \"starttls\", or set allow_plaintext_auth = true if "
+              "the link is trusted.").format(host=mail.host, path=path))
+
+
+def check_dump_options(settings: BackupSettings) -> None:
+    """Reject combinations of dump options that pg_dump or age cannot carry out, before a backup run starts.
+
+    ``backup verify`` and ``backup restore`` skip this check, because they
+    read the encryption keys only to decrypt.
+    """
+    if settings.jobs > 1 and settings.dump_format != "directory":
+        raise InvalidArgumentError(_("--jobs above 1 needs --format directory (pg_dump dumps in parallel only there)."))
+    encrypted = bool(settings.recipients or settings.recipients_file or settings.passphrase_file)
+    if settings.dump_format == "directory" and encrypted and not settings.from_url:
+        raise InvalidArgumentError(
+            _("The directory format cannot be encrypted; use the custom format with encryption."))

@@ -2,21 +2,28 @@
 
 cron starts jobs with a minimal PATH, no locale and none of the login
 shell's variables, so the entry names the Python interpreter and every file
-by absolute path and sends all output to a log file.
+by absolute path and sets the variables that ``cron_environment`` chooses.
+It sends all output to a log file whose folder is checked at install time,
+because a redirection that fails stops the job before auditctl can log or
+mail.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-import shlex
-import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidArgumentError
+from ..crontab import CronResult, cron_quote, replace_marked_line
+from ..errors import InvalidArgumentError, OutputFileError
+from ..files import check_writable_folder, os_reason
 from ..i18n import _
+from .config import load_settings
+from .cron_environment import assigned_names, carried_variables, environment_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +33,12 @@ _FIELD = re.compile(r"^[\d*/,\-A-Za-z]+$")
 
 @dataclass(frozen=True)
 class CronEntry:
-    """One crontab line and the marker comment that finds it again on the next install."""
+    """One crontab line, the variables it sets, and what will differ under cron from a run by hand."""
 
     schedule: str
     command: str
+    variables: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def line(self) -> str:
@@ -50,39 +59,75 @@ def validate_schedule(schedule: str) -> str:
     return text
 
 
-def cron_quote(value: str) -> str:
-    """Quote one word of a crontab command for the shell, and its % signs for cron.
+def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path, env_requests: Sequence[str] = (),
+                environment: Mapping[str, str] | None = None) -> CronEntry:
+    """Build the crontab line that runs ``auditctl backup --config CONFIG`` as it would run in ``working_dir``.
 
-    cron turns an unescaped % into a newline, so it is escaped after shell quoting.
+    The line changes into ``working_dir``, which matters only for a config
+    file without ``dir``, because relative paths inside the file are read
+    from the file's own folder. ``-P`` keeps Python from importing a folder named
+    auditctl there instead of the installed package. ``env_requests`` are
+    the ``--env`` values; ``environment`` defaults to this process's.
     """
-    return shlex.quote(value).replace("%", "\\%")
-
-
-def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path) -> CronEntry:
-    """Build the crontab line: absolute interpreter, config and log paths, UTF-8 locale, output appended to the log."""
     if not config.is_file():
         raise InvalidArgumentError(
             _("Config file {path} does not exist; the cron job needs one (see auditctl.example.toml).")
             .format(path=config))
+    environment = os.environ if environment is None else environment
+    schedule = validate_schedule(schedule)
+    settings = load_settings(config, {})
+    variables = carried_variables(env_requests, environment, settings)
+    log_file = log_file.resolve()
+    check_log_file(log_file)
+
+    working_dir = working_dir.resolve()
     parts = [
-        "cd", cron_quote(str(working_dir.resolve())), "&&",
-        "LANG=C.UTF-8", cron_quote(sys.executable), "-m", "auditctl", "backup",
-        "--config", cron_quote(str(config.resolve())),
-        ">>", cron_quote(str(log_file.resolve())), "2>&1",
+        "cd", cron_quote(str(working_dir)), "&&",
+        *(f"{name}={cron_quote(value)}" for name, value in variables.items()),
+        cron_quote(sys.executable), "-P", "-m", "auditctl", "backup", "--config", cron_quote(str(config.resolve())),
+        ">>", cron_quote(str(log_file)), "2>&1",
     ]
-    return CronEntry(validate_schedule(schedule), " ".join(parts))
+    warnings = environment_warnings(settings, environment, variables, working_dir)
+    return CronEntry(schedule, " ".join(parts), tuple(variables), tuple(warnings))
 
 
-def install_entry(entry: CronEntry) -> str:
-    """Replace any earlier auditctl entry in the user's crontab with ``entry``; return the new crontab."""
-    current = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    # crontab -l exits 1 with "no crontab for USER" when there is none yet.
-    lines = current.stdout.splitlines() if current.returncode == 0 else []
-    other_lines = [line for line in lines if not line.rstrip().endswith(MARKER)]
-    text = "\n".join([*other_lines, entry.line]) + "\n"
-    result = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise InvalidArgumentError(_("crontab rejected the new entry: {error}").format(
-            error=result.stderr.strip() or result.returncode))
-    logger.info("installed the crontab entry: %s", entry.line)
-    return text
+def check_log_file(log_file: Path) -> None:
+    """Raise OutputFileError unless the job's shell can append to ``log_file``, an absolute path.
+
+    The folder is checked by creating a file in it, because root passes every
+    permission check yet cannot write to /proc, /sys or a read-only mount.
+    """
+    folder = log_file.parent
+    problem = check_writable_folder(folder)
+    if problem is not None:
+        raise OutputFileError(problem.message(
+            missing=_("Cannot write the log file {path}: folder {folder} does not exist; create it or pass another "
+                      "--log-file."),
+            not_a_folder=_("Cannot write the log file {path}: {folder} is not a folder; pass another --log-file."),
+            not_writable=_("Cannot write the log file {path}: folder {folder} is not writable ({error}); pass "
+                           "another --log-file."),
+            path=log_file, folder=folder))
+    if log_file.is_dir():
+        raise OutputFileError(_("The log file {path} is a folder; pass a file name with --log-file.")
+                              .format(path=log_file))
+    if log_file.exists():
+        try:
+            # Opening for appending changes neither the content nor the modification time.
+            os.close(os.open(log_file, os.O_WRONLY | os.O_APPEND))
+        except OSError as exc:
+            raise OutputFileError(_("Cannot write the log file {path}: {error}; pass another --log-file.")
+                                  .format(path=log_file, error=os_reason(exc))) from None
+
+
+def install_entry(entry: CronEntry, crontab_file: Path | None = None) -> CronResult:
+    """Replace any earlier auditctl backup line in the crontab, or in ``crontab_file``, with ``entry``."""
+    return replace_marked_line(entry.line, MARKER, crontab_file)
+
+
+def dropped_variable_warnings(result: CronResult, entry: CronEntry) -> list[str]:
+    """Warn about each variable that a replaced line set, by hand or by an earlier install, and ``entry`` does not."""
+    dropped = []
+    for line in result.replaced_lines:
+        dropped.extend(name for name in assigned_names(line) if name not in entry.variables and name not in dropped)
+    return [_("The replaced line set {name}, which the new line does not; to keep it, run cron install again with "
+              "--env {name}=VALUE.").format(name=name) for name in dropped]

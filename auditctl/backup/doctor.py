@@ -136,20 +136,30 @@ def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:
             pass
     except ssl.SSLCertVerificationError as exc:
         detail = _("{host}:{port}: certificate verify failed ({reason}). If the server's certificate is self-signed "
-                   "or from a private CA, set SSL_CERT_FILE to that certificate for this command and in the cron "
-                   "line.")
+                   "or from a private CA, set SSL_CERT_FILE to that certificate for this command and for `auditctl "
+                   "cron install`, which copies it into the cron line.")
         report.checks.append(Check(_("SMTP"), False, detail.format(host=mail.host, port=port,
                                                                    reason=exc.verify_message or exc.reason)))
         return
     except (AuditctlError, smtplib.SMTPException, OSError) as exc:
         report.checks.append(Check(_("SMTP"), False, _("{host}:{port}: {error}").format(
-            host=mail.host, port=port, error=exc)))
+            host=mail.host, port=port, error=describe_smtp_error(exc))))
         return
     if password is None:
         detail = _("{host}:{port}, connected; no login configured").format(host=mail.host, port=port)
     else:
         detail = _("{host}:{port}, login accepted").format(host=mail.host, port=port)
     report.checks.append(Check(_("SMTP"), True, detail))
+
+
+def describe_smtp_error(error: Exception) -> str:
+    """Show an SMTP reply as the server wrote it ("535 5.7.8 …"), not as smtplib's (code, bytes) tuple."""
+    if isinstance(error, smtplib.SMTPResponseException):
+        text = error.smtp_error
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return f"{error.smtp_code} {' '.join(str(text).split())}"
+    return str(error) or type(error).__name__
 
 
 def _check_storage(settings: BackupSettings, report: DoctorReport) -> None:

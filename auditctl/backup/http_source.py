@@ -2,6 +2,7 @@
 
 The response must be a 2xx with a body that is complete (as long as its
 Content-Length header states) and parses as JSON; anything else is a failed backup.
+Redirects are not followed: the secret header goes to the configured URL only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from ..errors import BackupError, ConfigError, InvalidArgumentError
 from ..i18n import _
@@ -24,6 +25,7 @@ from .dump import BackupResult, _open_exclusive, _removed_on_failure, require_fo
 from .encryption import AGE_EXTENSION, Encryption
 from .manifest import Manifest, backup_name, fsync_folder, utc_now, write_sidecars
 from .streams import HashingWriter, copy_stream
+from .urls import credentials_message, has_credentials, is_http_url, public_url
 
 logger = logging.getLogger(__name__)
 
@@ -69,24 +71,45 @@ def read_header(source: UrlSource) -> tuple[str, str] | None:
     return name.strip(), value.strip()
 
 
+class _RejectRedirects(urllib.request.HTTPRedirectHandler):
+    """Turn every 3xx response into an HTTPError instead of following it.
+
+    urllib would repeat the request at the new address with the same
+    headers, the secret one included, and turn a POST into a GET.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def check_endpoint_url(url: str) -> None:
+    """Raise InvalidArgumentError unless ``url`` is an http(s) URL without credentials in it."""
+    if not is_http_url(url):
+        raise InvalidArgumentError(_("Invalid --from-url {url!r}: use an http:// or https:// URL.").format(
+            url=public_url(url)))
+    if has_credentials(url):
+        raise InvalidArgumentError(credentials_message("--from-url"))
+
+
 def fetch_body(source: UrlSource) -> bytes:
     """Fetch the endpoint and return its body after checking status, length and JSON syntax."""
-    parts = urlsplit(source.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgumentError(_("Invalid --from-url {url!r}: use an http:// or https:// URL.").format(
-            url=source.url))
+    check_endpoint_url(source.url)
     request = urllib.request.Request(source.url, method="POST", headers={"Accept": "application/json"})
     header = read_header(source)
     if header is not None:
         request.add_header(*header)
 
-    display_url = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    display_url = public_url(source.url)
+    opener = urllib.request.build_opener(_RejectRedirects)
     try:
-        with urllib.request.urlopen(request, timeout=source.timeout_seconds) as response:
+        with opener.open(request, timeout=source.timeout_seconds) as response:
             status = response.status
             expected = response.headers.get("Content-Length")
             body = response.read(source.max_body_bytes + 1)
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            raise BackupError(redirect_message(display_url, exc.code, source.url,
+                                               exc.headers.get("Location"))) from None
         raise BackupError(_("{url} returned HTTP {status} {reason}; no backup was saved.").format(
             url=display_url, status=exc.code, reason=exc.reason)) from None
     except http.client.IncompleteRead as exc:
@@ -110,8 +133,33 @@ def fetch_body(source: UrlSource) -> bytes:
         json.loads(body)
     except ValueError as exc:
         raise BackupError(_("The response of {url} is not complete JSON ({error}); no backup was saved.").format(
-            url=display_url, error=exc)) from None
+            url=display_url, error=describe_json_error(exc))) from None
     return body
+
+
+def describe_json_error(error: ValueError) -> str:
+    """Word the error of ``json.loads`` in the active language, with where in the text it stopped.
+
+    The json module's own messages ("Expecting value: line 1 column 1 (char 0)") are English only.
+    """
+    if not isinstance(error, json.JSONDecodeError):
+        # json.loads decodes bytes as UTF-8, UTF-16 or UTF-32 first, and raises UnicodeDecodeError.
+        return _("the body is not UTF-8, UTF-16 or UTF-32 text")
+    if not error.doc[error.pos:].strip():
+        return _("the text ends early, at line {line}, column {column}").format(
+            line=error.lineno, column=error.colno)
+    if error.msg == "Extra data":
+        return _("more text follows the JSON value at line {line}, column {column}").format(
+            line=error.lineno, column=error.colno)
+    return _("invalid JSON at line {line}, column {column}").format(line=error.lineno, column=error.colno)
+
+
+def redirect_message(display_url: str, status: int, request_url: str, location: str | None) -> str:
+    """Word a rejected redirect: where it pointed, without credentials or query, and what to configure."""
+    target = public_url(urljoin(request_url, location)) if location else _("no Location header")
+    return _("{url} returned HTTP {status}, a redirect to {location}; no backup was saved. auditctl does not follow "
+             "redirects, so that the header reaches no other address. Set --from-url (or url in [backup.source]) to "
+             "the final URL.").format(url=display_url, status=status, location=target)
 
 
 def backup_from_url(source: UrlSource, folder: Path, encryption: Encryption | None) -> BackupResult:

@@ -19,7 +19,7 @@ from psycopg import conninfo
 
 from ..db import describe_dsn, resolve_dsn
 from ..errors import AuditctlError, DeliveryError
-from ..i18n import _, format_bytes, ngettext
+from ..i18n import _, format_bytes, format_duration, ngettext
 from . import events, monitoring
 from .config import BackupSettings
 from .dump import BackupResult, DumpOptions, dump_database, require_folder
@@ -164,7 +164,7 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
         _("Database: {database}").format(database=result.database),
         _("Result: backup succeeded and was verified"),
         _("Size: {size}").format(size=size_text),
-        _("Duration: {seconds:.1f} s").format(seconds=result.duration_seconds),
+        _("Duration: {duration}").format(duration=format_duration(result.duration_seconds)),
         _("File on the server: {path}").format(path=_where(report)),
         "sha256: " + (result.manifest.sha256 or _("per file, see the .sha256 file")),
     ]
@@ -205,7 +205,7 @@ def failure_report(settings: BackupSettings, report: JobReport, log_tail: str) -
         _("Database: {database}").format(database=database),
         _("Result: BACKUP FAILED"),
         _("Error: {error}").format(error=report.error),
-        _("Duration: {seconds:.1f} s").format(seconds=report.duration_seconds),
+        _("Duration: {duration}").format(duration=format_duration(report.duration_seconds)),
         _("Backup folder: {folder}").format(folder=settings.folder.resolve()),
         "",
         _("Last log lines:"),

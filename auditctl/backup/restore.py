@@ -1,21 +1,32 @@
-"""Restoring a backup into a database with pg_restore."""
+"""Restoring a backup into an existing database with pg_restore, in one transaction.
+
+``pg_restore --single-transaction`` makes the restore atomic: when any
+statement fails, the target database is left exactly as it was, --clean's
+drops included. It rules out pg_restore's parallel jobs (``--jobs``), so a
+restore runs as one process, for the directory format too.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import shlex
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import conninfo
 
-from ..db import connect
-from ..errors import BackupError
+from ..db import connect, resolve_dsn
+from ..errors import BackupError, ConnectionFailedError
 from ..i18n import _, ngettext
+from .clean_order import AttachedIndex, attached_indexes, reorder_listing
 from .dump import child_connection
 from .encryption import Decryption
 from .manifest import Manifest, require_manifest
-from .pgtools import find_tool
+from .pgtools import PgTool, find_tool
 from .verify import archive_major, run_on_decrypted, verify_checksum
 
 logger = logging.getLogger(__name__)
@@ -35,13 +46,23 @@ class RestoreResult:
     cleaned: bool
 
 
+@dataclass
+class TargetState:
+    """Facts about the target database that the restore reads before it starts."""
+
+    database: str
+    relations: int
+    server_major: int
+    attached: list[AttachedIndex] = field(default_factory=list)
+
+
 def count_user_relations(connection: psycopg.Connection) -> int:
     return connection.execute(_USER_OBJECTS).fetchone()[0]
 
 
 def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decryption: Decryption | None = None,
                    pg_bindir: Path | None = None) -> RestoreResult:
-    """Check the checksum, then restore ``path`` into ``target_dsn``.
+    """Check the checksum, then restore ``path`` into the existing database ``target_dsn`` in one transaction.
 
     A target that already contains tables, views or sequences is rejected unless
     ``clean`` is set, which drops the archive's objects before re-creating them.
@@ -55,37 +76,103 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
         raise BackupError(_("{path} is encrypted; pass --identity with the age private key or --passphrase-file.")
                           .format(path=path))
     verify_checksum(path, manifest)
-    with connect(target_dsn, option_origin="--target-dsn") as connection:
-        database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
-        relations = count_user_relations(connection)
-        target_major = connection.info.server_version // 10000
-    if relations and not clean:
+    target = inspect_target(target_dsn)
+    if target.relations and not clean:
         raise BackupError(
             ngettext("Target database {database} is not empty ({count} table, view or sequence); restore into an "
                      "empty database, or pass --clean to drop and re-create the backup's objects.",
                      "Target database {database} is not empty ({count} tables, views or sequences); restore into an "
-                     "empty database, or pass --clean to drop and re-create the backup's objects.", relations)
-            .format(database=database, count=relations))
-    pg_restore = find_tool("pg_restore", max(target_major, archive_major(manifest)), pg_bindir)
+                     "empty database, or pass --clean to drop and re-create the backup's objects.", target.relations)
+            .format(database=target.database, count=target.relations))
+    pg_restore = find_tool("pg_restore", max(target.server_major, archive_major(manifest)), pg_bindir)
     child = child_connection(target_dsn)
-    args = [str(pg_restore.path), f"--dbname={child.conninfo}", "--exit-on-error"]
+    args = [str(pg_restore.path), f"--dbname={child.conninfo}", "--single-transaction", "--exit-on-error"]
     if clean:
         args += ["--clean", "--if-exists"]
-    logger.info("restoring %s into database %s", path, database)
-    if manifest.encrypted:
-        _restore_encrypted(args, child.environment, path, decryption)
-    else:
-        result = subprocess.run([*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=child.environment, check=False)
-        for line in result.stderr.decode("utf-8", "replace").splitlines():
-            logger.warning("pg_restore: %s", line)
-        if result.returncode != 0:
-            raise BackupError(_("pg_restore failed with exit code {code}: {error}").format(
-                code=result.returncode, error=result.stderr.decode("utf-8", "replace").strip()))
-    return RestoreResult(path, manifest, database, clean)
-
-
-def _restore_encrypted(args: list[str], environment: dict[str, str], path: Path, decryption: Decryption) -> None:
-    code, error = run_on_decrypted(args, path, decryption, environment)
+    logger.info("restoring %s into database %s in one transaction", path, target.database)
+    with tempfile.TemporaryDirectory(prefix="auditctl-restore-") as scratch:
+        if clean and target.attached:
+            listing = list_archive(pg_restore, path, manifest, decryption, Path(scratch) / "archive.list")
+            reordered = reorder_listing(listing, target.attached)
+            if reordered is not None:
+                order_file = Path(scratch) / "clean-order.list"
+                order_file.write_text(reordered, encoding="utf-8")
+                args.append(f"--use-list={order_file}")
+        code, error = _run_pg_restore(args, child.environment, path, manifest, decryption)
     if code != 0:
-        raise BackupError(_("pg_restore failed with exit code {code}: {error}").format(code=code, error=error))
+        raise BackupError(restore_failure(code, error, target.database, clean))
+    return RestoreResult(path, manifest, target.database, clean)
+
+
+def inspect_target(target_dsn: str) -> TargetState:
+    """Connect to the target database, which must exist, and read what the restore checks and reorders."""
+    try:
+        with connect(target_dsn, option_origin="--target-dsn") as connection:
+            return TargetState(
+                database=connection.execute("SELECT pg_catalog.current_database()").fetchone()[0],
+                relations=count_user_relations(connection),
+                server_major=connection.info.server_version // 10000,
+                attached=attached_indexes(connection))
+    except ConnectionFailedError as exc:
+        name = _database_name(target_dsn)
+        # NOTE: this matches the server's English message only, so with other lc_messages the hint is left out.
+        if name and f'database "{name}" does not exist' in str(exc):
+            raise ConnectionFailedError(
+                _("{error} The target database must exist: create it first, for example with createdb {name}.")
+                .format(error=exc, name=shlex.quote(name))) from None
+        raise
+
+
+def _database_name(target_dsn: str) -> str | None:
+    try:
+        return conninfo.conninfo_to_dict(resolve_dsn(target_dsn).dsn).get("dbname")
+    except psycopg.ProgrammingError:
+        return None
+
+
+def list_archive(pg_restore: PgTool, path: Path, manifest: Manifest, decryption: Decryption,
+                 list_file: Path) -> str:
+    """Return the archive's table of contents as ``pg_restore --list`` prints it."""
+    args = [str(pg_restore.path), "--list", f"--file={list_file}"]
+    if manifest.encrypted:
+        code, error = run_on_decrypted(args, path, decryption)
+    else:
+        result = subprocess.run([*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        code, error = result.returncode, result.stderr.decode("utf-8", "replace").strip()
+    if code != 0:
+        raise BackupError(_("pg_restore --list could not read {path}: {error}").format(path=path, error=error))
+    return list_file.read_text(encoding="utf-8", errors="replace")
+
+
+def _run_pg_restore(args: list[str], environment: dict[str, str], path: Path, manifest: Manifest,
+                    decryption: Decryption) -> tuple[int, str]:
+    if manifest.encrypted:
+        return run_on_decrypted(args, path, decryption, environment)
+    result = subprocess.run([*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=environment, check=False)
+    error = result.stderr.decode("utf-8", "replace")
+    for line in error.splitlines():
+        logger.warning("pg_restore: %s", line)
+    return result.returncode, error
+
+
+def restore_failure(code: int, stderr: str, database: str, clean: bool) -> str:
+    """Word a failed restore as one line: pg_restore's error, that nothing changed, and what to do with --clean."""
+    message = _("pg_restore failed with exit code {code}: {error}. The restore ran in one transaction, so database "
+                "{database} is unchanged.").format(code=code, error=summarize_pg_error(stderr), database=database)
+    if clean:
+        message += " " + _("Objects that are not in the backup can block --clean, so restore into a new, empty "
+                           "database instead.")
+    return message
+
+
+def summarize_pg_error(stderr: str) -> str:
+    """Reduce pg_restore's stderr to its first error and that error's DETAIL line, on one line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return _("no error output")
+    start = next((index for index, line in enumerate(lines) if line.startswith("pg_restore: error:")), 0)
+    parts = [lines[start].removeprefix("pg_restore: error:").strip()]
+    if start + 1 < len(lines) and lines[start + 1].startswith("DETAIL:"):
+        parts.append(lines[start + 1])
+    return re.sub(r"\s+", " ", "; ".join(parts)).rstrip(".")

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import BackupError, InvalidArgumentError
 from ..i18n import _
 from .encryption import Decryption, PipeWriter
+from .http_source import describe_json_error
 from .manifest import Manifest, require_manifest, sha256_of_file, sha256_of_tree
 from .pgtools import find_tool
 from .streams import StderrCollector
@@ -72,7 +73,8 @@ def verify_backup(path: Path, decryption: Decryption | None = None, pg_bindir: P
         try:
             json.loads(body)
         except ValueError as exc:
-            raise BackupError(_("{path} does not hold valid JSON: {error}").format(path=path, error=exc)) from None
+            raise BackupError(_("{path} does not hold valid JSON: {error}").format(
+                path=path, error=describe_json_error(exc))) from None
         report.checks.append("decrypt+json" if manifest.encrypted else "json")
         return report
 

@@ -9,7 +9,7 @@ import typer
 
 from .. import render
 from ..backup import events
-from ..backup.config import BackupSettings, load_settings
+from ..backup.config import BackupSettings, check_dump_options, load_settings
 from ..backup.encryption import Decryption
 from ..backup.job import run_job
 from ..backup.manifest import find_backups
@@ -19,16 +19,13 @@ from ..config import find_config
 from ..errors import InvalidArgumentError, BackupError, DeliveryError
 from ..i18n import _
 from .app import app
-from .options import ConfigOption, DsnOption, typed_flags
+from .options import ConfigOption, DirOption, DsnOption, typed_flags
 
 backup_app = typer.Typer(
     help=_("Dump the database with pg_dump into a verified, checksummed file; rotate, encrypt and mail it."),
     invoke_without_command=True, no_args_is_help=False, rich_markup_mode="rich")
 app.add_typer(backup_app, name="backup")
 
-DirOption = Annotated[Path | None, typer.Option(
-    "--dir", metavar="FOLDER", envvar="AUDITCTL_BACKUP_DIR",
-    help=_("Folder for the backups (config key: dir). Defaults to the current folder."))]
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", metavar="FILE",
     help=_("age identity file (AGE-SECRET-KEY-1…) to decrypt encrypted backups (config: identity_file)."))]
@@ -101,6 +98,7 @@ def backup(
         recipients_file=recipients_file, passphrase_file=passphrase_file, keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
         keep_monthly=keep_monthly, from_url=from_url, header_env=header_env, header_file=header_file,
         **{"mail.to": tuple(mail_to) if mail_to else None})
+    check_dump_options(settings)
     with render.byte_progress(_("Writing backup")) as advance:
         report = run_job(settings, advance)
     render.print_backup_report(report)
@@ -138,12 +136,14 @@ def verify(
     render.print_verify_report(verify_backup(file, _decryption(settings), settings.pg_bindir))
 
 
-@backup_app.command(help=_("Restore a backup into a database; it must be empty unless --clean is given."))
+@backup_app.command(help=_("Restore a backup into an existing database in one transaction; the database must be "
+                            "empty unless --clean is given."))
 def restore(
     file: Annotated[Path, typer.Argument(metavar="FILE", help=_("Backup file or directory-format folder."))],
     target_dsn: Annotated[str | None, typer.Option(
         "--target-dsn", metavar="DSN", envvar="AUDITCTL_TARGET_DSN",
-        help=_("Database to restore into; keep its password in PGPASSWORD or ~/.pgpass."))] = None,
+        help=_("Existing database to restore into (create it first with createdb); keep its password in "
+               "PGPASSWORD or ~/.pgpass."))] = None,
     clean: Annotated[bool, typer.Option("--clean", help=_(
         "Drop the backup's objects in the target before re-creating them."))] = False,
     config: ConfigOption = None,

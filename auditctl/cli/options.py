@@ -39,9 +39,17 @@ SchemaOption = Annotated[str, typer.Option(
     "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME",
     help=_("Schema that contains the audit log."))]
 
+DirOption = Annotated[Path | None, typer.Option(
+    "--dir", metavar="FOLDER", envvar="AUDITCTL_BACKUP_DIR",
+    help=_("Folder for the backups (config key: dir). Defaults to the current folder."))]
+
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", metavar="FILE", envvar="AUDITCTL_CONFIG",
     help=_("TOML settings file. Defaults to ./auditctl.toml, then config.toml in ~/.config/auditctl."))]
+
+CrontabFileOption = Annotated[Path | None, typer.Option(
+    "--crontab-file", metavar="FILE", dir_okay=False,
+    help=_("Edit this file, in the format of `crontab -l`, instead of your crontab."))]
 
 
 def typed_flags(**values: Any) -> dict[str, Any]:

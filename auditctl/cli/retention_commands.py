@@ -19,7 +19,7 @@ from ..errors import InvalidArgumentError
 from ..i18n import _
 from .app import app
 from .cron_commands import cron_app
-from .options import DsnOption, SchemaOption
+from .options import CrontabFileOption, DsnOption, SchemaOption
 
 AheadOption = Annotated[int, typer.Option(
     "--ahead", metavar="N", help=_("Partitions to keep ready after the current one."))]
@@ -94,9 +94,7 @@ def cron_install(
     schedule: Annotated[str, typer.Option(
         "--schedule", metavar="CRON", help=_("Five crontab fields, such as '17 3 * * *' (03:17 every day)."))]
         = DEFAULT_SCHEDULE,
-    crontab_file: Annotated[Path | None, typer.Option(
-        "--crontab-file", metavar="FILE", dir_okay=False,
-        help=_("Edit this file, in the format of `crontab -l`, instead of your crontab."))] = None,
+    crontab_file: CrontabFileOption = None,
     ahead: AheadOption = 3,
     interval: IntervalOption = Interval.monthly,
     dsn: DsnOption = None,
