@@ -5,6 +5,7 @@ Every server listens on 127.0.0.1 only and is stopped when its fixture ends.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email
 import email.policy
@@ -174,6 +175,13 @@ class HttpEndpoint:
 
 @pytest.fixture
 def http_endpoint() -> Iterator[HttpEndpoint]:
+    with serve_endpoint() as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def serve_endpoint() -> Iterator[HttpEndpoint]:
+    """Serve an HttpEndpoint on a free port of 127.0.0.1 until the block ends."""
     port = free_port()
     endpoint = HttpEndpoint(f"http://127.0.0.1:{port}/api/backup/create")
 
@@ -196,9 +204,47 @@ def http_endpoint() -> Iterator[HttpEndpoint]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield endpoint
-    server.shutdown()
-    server.server_close()
+    try:
+        yield endpoint
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def tcp_forwarder(target_host: str, target_port: int) -> Iterator[int]:
+    """Forward a new port of 127.0.0.1 to ``target_host:target_port``, so one server looks like two; yield the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stopping = threading.Event()
+    connections: list[socket.socket] = []
+
+    def pump(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                client, _address = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((target_host, target_port))
+            connections.extend((client, upstream))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield port
+    finally:
+        stopping.set()
+        listener.close()
+        for connection in connections:
+            connection.close()
 
 
 def sample_rows(connection, name: str = "invoice", rows: int = 50) -> None:

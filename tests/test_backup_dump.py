@@ -68,10 +68,10 @@ def test_backup_writes_verified_dump_with_manifest(filled, tmp_path):
     assert result.exit_code == 0, result.stderr
     dump = only_backup(tmp_path)
     assert dump.name.startswith(f"{filled.name}_")
-    assert backup_files(tmp_path) == sorted([dump.name, dump.name + ".json", dump.name + ".sha256"])
+    assert backup_files(tmp_path) == sorted([dump.name, dump.name + ".manifest.json", dump.name + ".sha256"])
     digest = hashlib.sha256(dump.read_bytes()).hexdigest()
     assert (tmp_path / (dump.name + ".sha256")).read_text() == f"{digest}  {dump.name}\n"
-    manifest = read_json(tmp_path / (dump.name + ".json"))
+    manifest = read_json(tmp_path / (dump.name + ".manifest.json"))
     assert manifest["database"] == filled.name
     assert manifest["sha256"] == digest
     assert manifest["size"] == dump.stat().st_size
@@ -172,7 +172,7 @@ def test_backup_and_restore_database_with_unusual_name(pg, tmp_path, name):
         assert result.exit_code == 0, result.stderr
         dump = only_backup(tmp_path)
         assert dump.name.startswith(name.replace(" ", "_") + "_")
-        assert read_json(tmp_path / (dump.name + ".json"))["database"] == name
+        assert read_json(tmp_path / (dump.name + ".manifest.json"))["database"] == name
 
         listed = run_cli("backup", "list", "--dir", str(tmp_path))
         assert name in listed.stdout
@@ -321,7 +321,7 @@ def test_directory_format_with_jobs_and_globals(filled, tmp_path):
     assert result.exit_code == 0, result.stderr
     folder = only_backup(tmp_path, ".dir")
     assert folder.is_dir()
-    manifest = read_json(tmp_path / (folder.name + ".json"))
+    manifest = read_json(tmp_path / (folder.name + ".manifest.json"))
     assert "toc.dat" in manifest["files"]
     globals_file = tmp_path / manifest["globals_file"]
     assert "CREATE ROLE postgres" in globals_file.read_text()

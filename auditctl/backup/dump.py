@@ -24,6 +24,7 @@ from ..errors import BackupError, InvalidArgumentError
 from ..files import check_writable_folder
 from ..i18n import _
 from .encryption import AGE_EXTENSION, Encryption, PipeWriter
+from .identity import database_identity
 from .manifest import Manifest, backup_name, fsync_folder, sha256_of_tree, utc_now, write_sidecars
 from .pgtools import PgTool, find_tool
 from .streams import HashingWriter, StderrCollector, TeeReader, copy_stream
@@ -95,14 +96,18 @@ def child_connection(dsn: str | None) -> ChildConnection:
 
 @dataclass(frozen=True)
 class ServerInfo:
+    """The database a DSN reaches: its name, the server's version, and the host and port libpq connected to."""
+
     database: str
     version: int
+    host: str
+    port: int
 
 
 def describe_server(dsn: str | None, dsn_origin: str = "--dsn") -> ServerInfo:
     with connect(dsn, option_origin=dsn_origin) as connection:
         database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
-        return ServerInfo(database, connection.info.server_version)
+        return ServerInfo(database, connection.info.server_version, connection.info.host, connection.info.port)
 
 
 def validate_options(options: DumpOptions) -> None:
@@ -289,7 +294,7 @@ def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None =
             started_at=started.isoformat(), finished_at=utc_now().isoformat(),
             encrypted=options.encryption is not None, server_version=format_server_version(server.version),
             pg_dump_version=pg_dump.version_text, globals_file=globals_name, globals_sha256=globals_digest,
-            files=files)
+            files=files, source_identity=database_identity(server.host, server.port, server.database))
         write_sidecars(final, manifest)
     logger.info("wrote %s (%d bytes, sha256 %s)", final, size, digest or "per file")
     return BackupResult(final, manifest)

@@ -27,7 +27,7 @@ from .encryption import Encryption, load_encryption
 from .http_source import UrlSource, backup_from_url
 from .lock import backup_lock
 from .mail import MailReport, attachment_fits, build_message, send_message
-from .manifest import find_backups, utc_now
+from .manifest import BackupEntry, find_backups, utc_now
 from .rotation import RotationPolicy, RotationResult, rotate
 from .storage import UploadResult, upload_backup
 
@@ -119,7 +119,8 @@ def _run_locked(settings: BackupSettings, encryption: Encryption | None, report:
     result = report.result
     policy = RotationPolicy(settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly)
     try:
-        report.rotation = rotate(find_backups(settings.folder, result.database), policy, utc_now())
+        report.rotation = rotate(find_backups(settings.folder), policy, utc_now(),
+                                 BackupEntry(result.path, result.manifest))
     except OSError as exc:
         # The new backup is complete; a file that cannot be deleted must not turn the run into a failure.
         logger.warning("rotation stopped: could not delete %s: %s", exc.filename, exc.strerror)
