@@ -18,13 +18,14 @@ import psycopg
 from psycopg import conninfo
 
 from ..db import describe_dsn, resolve_dsn
-from ..errors import AuditctlError, DeliveryError
+from ..errors import AuditctlError
 from ..i18n import _, format_bytes, ngettext
 from . import events, monitoring
 from .config import BackupSettings
 from .dump import BackupResult, DumpOptions, dump_database, require_folder
 from .encryption import Encryption, load_encryption
 from .http_source import UrlSource, backup_from_url
+from .identity import url_identity
 from .lock import backup_lock
 from .mail import MailReport, attachment_fits, build_message, send_message
 from .manifest import BackupEntry, find_backups, utc_now
@@ -162,7 +163,7 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
     mail = settings.mail
     size_text = format_bytes(result.size)
     lines = [
-        _("Database: {database}").format(database=result.database),
+        _source_line(settings, result.database),
         _("Result: backup succeeded and was verified"),
         _("Size: {size}").format(size=size_text),
         _("Duration: {seconds:.1f} s").format(seconds=result.duration_seconds),
@@ -170,11 +171,16 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
         "sha256: " + (result.manifest.sha256 or _("per file, see the .sha256 file")),
     ]
     attachment: Path | None = None
-    is_file = result.path.is_file()
-    if is_file and attachment_fits(result.size, mail.max_attachment_bytes):
+    if not result.path.exists():
+        logger.warning("backup %s not found while writing the report mail; the mail says it is missing", result.path)
+        lines.append(_("The backup is no longer at the path above; it was not attached or uploaded."))
+    elif result.path.is_dir():
+        lines.append(_("The backup is a directory-format folder, which cannot be attached or uploaded; "
+                       "it is on the server at the path above."))
+    elif attachment_fits(result.size, mail.max_attachment_bytes):
         attachment = result.path
         lines.append(_("The backup is attached."))
-    elif is_file and settings.storage is not None:
+    elif settings.storage is not None:
         try:
             report.upload = upload_backup(settings.storage, result.path)
             hours = report.upload.expires_seconds // 3600
@@ -182,12 +188,10 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
                                   "The backup is too large to attach; download it within {hours} hours from:\n{url}",
                                   hours)
                          .format(hours=hours, url=report.upload.url))
-        except DeliveryError as exc:
+        except AuditctlError as exc:
+            # DeliveryError from the store, or ConfigError when its credentials are missing.
             report.delivery_errors.append(str(exc))
             lines.append(_("The backup is too large to attach and the upload failed: {error}").format(error=exc))
-    elif not is_file:
-        lines.append(_("The backup is a directory-format folder, which cannot be attached or uploaded; "
-                       "it is on the server at the path above."))
     else:
         lines.append(_("The backup is too large to attach; it is on the server at the path above."))
     if report.rotation is not None and report.rotation.deleted:
@@ -214,6 +218,13 @@ def failure_report(settings: BackupSettings, report: JobReport, log_tail: str) -
     ]
     subject = _("[auditctl] Backup of {database} FAILED").format(database=database)
     return MailReport(subject, "\n".join(lines) + "\n")
+
+
+def _source_line(settings: BackupSettings, database: str) -> str:
+    """Name the source: the database, or the endpoint's URL without credentials and query."""
+    if settings.from_url:
+        return _("Source: {url}").format(url=url_identity(settings.from_url)["url"])
+    return _("Database: {database}").format(database=database)
 
 
 def database_label(settings: BackupSettings) -> str:
