@@ -76,6 +76,12 @@ def print_error(message: str) -> None:
                         soft_wrap=True)
 
 
+def print_warning(message: str) -> None:
+    """Print one warning line to stderr."""
+    error_console.print(_("Warning: {message}").format(message=message), style="yellow", markup=False,
+                        soft_wrap=True)
+
+
 def print_usage_error(message: str, usage: str | None = None, command_path: str | None = None,
                       help_option: str | None = None) -> None:
     """Print a command-line error to stderr as typer does: usage line, help hint, then the message in a box."""
@@ -640,6 +646,10 @@ def print_backup_report(report: JobReport) -> None:
         console.print(_("Uploaded to storage as {key}.").format(key=report.upload.key), markup=False, soft_wrap=True)
     if report.mail_sent:
         console.print(_("Report mail sent."))
+    if report.error is not None:
+        # The CLI raises the backup's own error; problems of delivery would otherwise go unseen.
+        for problem in report.delivery_errors:
+            print_warning(problem)
 
 
 def _print_unknown_source(report: JobReport) -> None:

@@ -535,3 +535,25 @@ def test_dsn_password_never_on_a_command_line(filled, tmp_path):
     assert password not in result.stdout + result.stderr
     for path in folder.iterdir():
         assert password.encode() not in path.read_bytes() if path.is_file() else True
+
+
+def test_connection_failure_printed_once(pg, tmp_path):
+    result = run_cli("backup", "--dir", str(tmp_path), dsn=pg.dsn_for("no_such_database"))
+
+    assert result.exit_code == 1
+    assert result.stderr.count('database "no_such_database" does not exist') == 1, result.stderr
+    assert error_lines(result) == 1
+    assert "could not record BACKUP_FAILED in the audit log either, because of the same error" in result.stderr
+
+
+def test_dsn_password_warned_once(filled, tmp_path):
+    with filled.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+    params = psycopg.conninfo.conninfo_to_dict(filled.dsn)
+    # The test server trusts loopback connections, so libpq sends no password at all.
+    dsn = psycopg.conninfo.make_conninfo(**{**params, "password": "unused-password"})
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--dsn", dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("contains a password") == 1, result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -177,7 +178,7 @@ def test_failure_mail_has_error_and_log_tail(pg, folder, smtp_starttls, loopback
     assert "Result: BACKUP FAILED" in body
     assert 'database "no_such_database" does not exist' in body
     assert "Last log lines:" in body
-    assert "ERROR backup failed" in body
+    assert "WARNING could not record BACKUP_FAILED in the audit log either" in body
     assert list(message.iter_attachments()) == []
     assert [path.name for path in folder.iterdir() if not path.name.startswith(".")] == []
 
@@ -342,6 +343,34 @@ def test_missing_storage_credentials_still_mail(filled, folder, smtp_starttls, l
     body = message.get_body(("plain",)).get_content()
     assert ("the upload failed: Storage credentials missing: set the environment variables AWS_ACCESS_KEY_ID "
             "and AWS_SECRET_ACCESS_KEY.") in body
+
+
+@pytest.mark.parametrize("problem", ["missing", "read-only"])
+def test_folder_problem_sends_failure_mail(filled, tmp_path, smtp_starttls, loopback_certificate, problem):
+    folder = tmp_path / "backups"
+    config = write_config(folder, smtp_mail(smtp_starttls))
+    mounted = False
+    if problem == "read-only":
+        folder.mkdir()
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                               capture_output=True, text=True)
+        if mount.returncode != 0:
+            pytest.skip(f"cannot mount a read-only tmpfs here: {mount.stderr.strip()}")
+        mounted = True
+    try:
+        result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=mail_env(loopback_certificate))
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+
+    assert result.exit_code == 2
+    expected = f"Backup folder {folder} " + ("does not exist" if problem == "missing" else "is not writable")
+    [error] = error_lines(result)
+    assert expected in error
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    assert message["Subject"] == f"[auditctl] Backup of {filled.name} FAILED"
+    assert expected in message.get_body(("plain",)).get_content()
 
 
 def test_url_backup_mail_names_source_url(http_endpoint, folder, smtp_starttls, loopback_certificate):

@@ -1,16 +1,19 @@
 """One ``auditctl backup`` run: lock, dump (or fetch), rotate, record the event and mail the report.
 
 The order matters: rotation runs only after a verified backup, and mail and
-audit events never decide whether the backup itself is kept.
+audit events never decide whether the backup itself is kept. Every failure
+after the settings were read, from a missing backup folder to a failed dump,
+is recorded, mailed and reported to monitoring.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,24 +68,50 @@ class _TailHandler(logging.Handler):
         self.lines.append(self.format(record))
 
 
+@contextlib.contextmanager
+def _log_tail(size: int) -> Iterator[_TailHandler]:
+    tail = _TailHandler(size)
+    package_logger = logging.getLogger("auditctl")
+    package_logger.addHandler(tail)
+    try:
+        yield tail
+    finally:
+        package_logger.removeHandler(tail)
+
+
 def run_job(settings: BackupSettings, on_bytes: Callable[[int], None] | None = None) -> JobReport:
-    """Run the whole nightly job under the folder's lock; BackupLockedError escapes before anything is done."""
-    encryption = load_encryption(list(settings.recipients), settings.recipients_file, settings.passphrase_file)
-    require_folder(settings.folder)
-    with backup_lock(settings.folder):
-        report = JobReport(started=time.monotonic())
-        tail = _TailHandler(settings.mail.log_lines if settings.mail else 40)
-        package_logger = logging.getLogger("auditctl")
-        package_logger.addHandler(tail)
+    """Run the whole nightly job under the folder's lock and report its outcome.
+
+    Nothing is raised: the failure of the backup is in ``report.error`` and
+    those of upload and mail in ``report.delivery_errors``. A second run that
+    finds the lock held gets BackupLockedError there and touches no file.
+    """
+    report = JobReport(started=time.monotonic())
+    with _log_tail(settings.mail.log_lines if settings.mail else 40) as tail, contextlib.ExitStack() as lock:
         try:
             monitoring.ping_heartbeat(settings.heartbeat_url, "start")
+            encryption = load_encryption(list(settings.recipients), settings.recipients_file,
+                                         settings.passphrase_file)
+            require_folder(settings.folder)
+            lock.enter_context(backup_lock(settings.folder))
             _run_locked(settings, encryption, report, on_bytes)
-            if settings.mail is not None:
-                _send_report(settings, report, "\n".join(tail.lines))
-        finally:
-            package_logger.removeHandler(tail)
-        _report_to_monitoring(settings, report)
+        except AuditctlError as exc:
+            report.error = exc
+        if report.error is not None:
+            _record_failure(settings, report)
+        if settings.mail is not None:
+            _send_report(settings, report, "\n".join(tail.lines))
+    _report_to_monitoring(settings, report)
     return report
+
+
+def _record_failure(settings: BackupSettings, report: JobReport) -> None:
+    """Record BACKUP_FAILED in the audit log of the database, unless the run had no database (``--from-url``)."""
+    if settings.from_url:
+        return
+    report.event_id = events.record_backup_event(
+        settings.dsn, events.BACKUP_FAILED, {"error": str(report.error), "folder": str(settings.folder)},
+        settings.audit_schema, settings.dsn_origin, backup_error=str(report.error))
 
 
 def _report_to_monitoring(settings: BackupSettings, report: JobReport) -> None:
@@ -97,25 +126,17 @@ def _report_to_monitoring(settings: BackupSettings, report: JobReport) -> None:
 
 def _run_locked(settings: BackupSettings, encryption: Encryption | None, report: JobReport,
                 on_bytes: Callable[[int], None] | None) -> None:
-    try:
-        if settings.from_url:
-            source = UrlSource(settings.from_url, settings.header_env, settings.header_file,
-                               settings.url_timeout_seconds, settings.max_body_bytes)
-            report.result = backup_from_url(source, settings.folder, encryption)
-        else:
-            options = DumpOptions(folder=settings.folder, dsn=settings.dsn, dsn_origin=settings.dsn_origin,
-                                  dump_format=settings.dump_format,
-                                  jobs=settings.jobs, compress=settings.compress, with_globals=settings.with_globals,
-                                  encryption=encryption, pg_bindir=settings.pg_bindir)
-            report.result = dump_database(options, on_bytes)
-    except AuditctlError as exc:
-        report.error = exc
-        logger.error("backup failed: %s", exc)
-        if not settings.from_url:
-            report.event_id = events.record_backup_event(
-                settings.dsn, events.BACKUP_FAILED, {"error": str(exc), "folder": str(settings.folder)},
-                settings.audit_schema, settings.dsn_origin)
-        return
+    """Dump or fetch, rotate and record BACKUP_CREATE; a failure of the backup itself is raised."""
+    if settings.from_url:
+        source = UrlSource(settings.from_url, settings.header_env, settings.header_file,
+                           settings.url_timeout_seconds, settings.max_body_bytes)
+        report.result = backup_from_url(source, settings.folder, encryption)
+    else:
+        options = DumpOptions(folder=settings.folder, dsn=settings.dsn, dsn_origin=settings.dsn_origin,
+                              dump_format=settings.dump_format,
+                              jobs=settings.jobs, compress=settings.compress, with_globals=settings.with_globals,
+                              encryption=encryption, pg_bindir=settings.pg_bindir)
+        report.result = dump_database(options, on_bytes)
 
     result = report.result
     policy = RotationPolicy(settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly)
@@ -137,20 +158,19 @@ def _run_locked(settings: BackupSettings, encryption: Encryption | None, report:
 def _send_report(settings: BackupSettings, report: JobReport, log_tail: str) -> None:
     """Attach, upload or point to the file, then send the mail.
 
-    A mail or storage failure is logged and added to ``delivery_errors``
-    instead of raised, so the backup itself is kept.
+    A mail or storage failure is added to ``delivery_errors`` instead of
+    raised, so the backup itself is kept. The CLI prints those errors.
     """
     mail = settings.mail
     try:
-        if report.result is None:
+        if report.error is not None or report.result is None:
             message = build_message(mail, failure_report(settings, report, log_tail))
         else:
             message = build_message(mail, success_report(settings, report))
         send_message(mail, message)
         report.mail_sent = True
     except (AuditctlError, OSError) as exc:
-        logger.error("report mail not sent: %s", exc)
-        report.delivery_errors.append(str(exc))
+        report.delivery_errors.append(_("Report mail not sent: {error}").format(error=exc))
 
 
 def _where(report: JobReport) -> str:
@@ -207,7 +227,7 @@ def failure_report(settings: BackupSettings, report: JobReport, log_tail: str) -
     """Word the failure mail: the error and the tail of the log."""
     database = database_label(settings)
     lines = [
-        _("Database: {database}").format(database=database),
+        _source_line(settings, database),
         _("Result: BACKUP FAILED"),
         _("Error: {error}").format(error=report.error),
         _("Duration: {seconds:.1f} s").format(seconds=report.duration_seconds),
