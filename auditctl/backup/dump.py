@@ -26,6 +26,7 @@ from ..i18n import _
 from .encryption import AGE_EXTENSION, Encryption, PipeWriter
 from .identity import database_identity
 from .manifest import Manifest, backup_name, fsync_folder, sha256_of_tree, utc_now, write_sidecars
+from .partials import partial_path
 from .pgtools import PgTool, find_tool
 from .streams import HashingWriter, StderrCollector, TeeReader, copy_stream
 
@@ -235,7 +236,7 @@ def fsync_tree(folder: Path) -> None:
 def unused_stem(folder: Path, stem: str, extension: str) -> str:
     """Add ``-2``, ``-3``… to a name already taken by a run that started in the same second."""
     candidate, number = stem, 1
-    while (folder / (candidate + extension)).exists() or (folder / f".{candidate}{extension}.partial").exists():
+    while (folder / (candidate + extension)).exists() or partial_path(folder / (candidate + extension)).exists():
         number += 1
         candidate = f"{stem}-{number}"
     return candidate
@@ -259,7 +260,7 @@ def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None =
     stem = unused_stem(options.folder, backup_name(server.database, started, ""), extension)
     final = options.folder / (stem + extension)
     globals_path = options.folder / (stem + ".globals.sql" + (AGE_EXTENSION if options.encryption else ""))
-    temporary = options.folder / f".{final.name}.partial"
+    temporary = partial_path(final)
     logger.info("dumping database %s with %s into %s", server.database, pg_dump.path, final)
 
     args = [str(pg_dump.path), f"--format={options.dump_format}", f"--dbname={child.conninfo}"]
@@ -316,7 +317,7 @@ def run_to_folder(args: list[str], environment: dict[str, str]) -> None:
 
 def dump_globals(pg_dumpall: PgTool, child: ChildConnection, options: DumpOptions, target: Path) -> str:
     """Dump roles and tablespaces with ``pg_dumpall --globals-only`` into ``target``; return its sha256."""
-    temporary = options.folder / f".{target.name}.partial"
+    temporary = partial_path(target)
     args = [str(pg_dumpall.path), "--globals-only", f"--dbname={child.conninfo}"]
     with _removed_on_failure(temporary, target):
         _size, digest = stream_child_to_file(args, child.environment, temporary, program="pg_dumpall",

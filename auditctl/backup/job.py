@@ -2,8 +2,8 @@
 
 The order matters: rotation runs only after a verified backup, and mail and
 audit events never decide whether the backup itself is kept. Every failure
-after the settings were read, from a missing backup folder to a failed dump,
-is recorded, mailed and reported to monitoring.
+after the settings were read, from a missing backup folder to SIGTERM during
+the dump, is recorded, mailed and reported to monitoring.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import psycopg
 from psycopg import conninfo
 
 from ..db import describe_dsn, resolve_dsn
-from ..errors import AuditctlError
+from ..errors import AuditctlError, BackupInterruptedError
 from ..i18n import _, format_bytes, ngettext
 from . import events, monitoring
 from .config import BackupSettings
@@ -29,9 +30,11 @@ from .dump import BackupResult, DumpOptions, dump_database, require_folder
 from .encryption import Encryption, load_encryption
 from .http_source import UrlSource, backup_from_url
 from .identity import url_identity
+from .interruption import Interrupted, SignalGuard
 from .lock import backup_lock
 from .mail import MailReport, attachment_fits, build_message, send_message
 from .manifest import BackupEntry, find_backups, utc_now
+from .partials import remove_stale_partials
 from .rotation import RotationPolicy, RotationResult, rotate
 from .storage import UploadResult, upload_backup
 
@@ -50,6 +53,7 @@ class JobReport:
     mail_sent: bool = False
     delivery_errors: list[str] = field(default_factory=list)
     event_id: int | None = None
+    removed_partials: list[Path] = field(default_factory=list)
 
     @property
     def duration_seconds(self) -> float:
@@ -88,21 +92,38 @@ def run_job(settings: BackupSettings, on_bytes: Callable[[int], None] | None = N
     """
     report = JobReport(started=time.monotonic())
     with _log_tail(settings.mail.log_lines if settings.mail else 40) as tail, contextlib.ExitStack() as lock:
-        try:
-            monitoring.ping_heartbeat(settings.heartbeat_url, "start")
-            encryption = load_encryption(list(settings.recipients), settings.recipients_file,
-                                         settings.passphrase_file)
-            require_folder(settings.folder)
-            lock.enter_context(backup_lock(settings.folder))
-            _run_locked(settings, encryption, report, on_bytes)
-        except AuditctlError as exc:
-            report.error = exc
-        if report.error is not None:
+        with SignalGuard() as guard:
+            try:
+                monitoring.ping_heartbeat(settings.heartbeat_url, "start")
+                encryption = load_encryption(list(settings.recipients), settings.recipients_file,
+                                             settings.passphrase_file)
+                require_folder(settings.folder)
+                lock.enter_context(backup_lock(settings.folder))
+                _run_locked(settings, encryption, report, on_bytes)
+            except AuditctlError as exc:
+                report.error = exc
+            except Interrupted:
+                pass
+        # The guard is off, so a second signal during the report ends the process at once.
+        if guard.received is not None:
+            report.error = _interruption_error(guard.received, report)
+        if report.error is not None and report.result is None:
             _record_failure(settings, report)
         if settings.mail is not None:
             _send_report(settings, report, "\n".join(tail.lines))
     _report_to_monitoring(settings, report)
     return report
+
+
+def _interruption_error(signum: int, report: JobReport) -> BackupInterruptedError:
+    name = signal.Signals(signum).name
+    if report.result is None:
+        message = _("Interrupted by {signal} before the backup was complete; no backup file was kept.").format(
+            signal=name)
+    else:
+        message = _("Interrupted by {signal} after {path} was written and verified; rotation, the audit event "
+                    "or the report may be missing.").format(signal=name, path=report.result.path)
+    return BackupInterruptedError(message, signum)
 
 
 def _record_failure(settings: BackupSettings, report: JobReport) -> None:
@@ -127,6 +148,7 @@ def _report_to_monitoring(settings: BackupSettings, report: JobReport) -> None:
 def _run_locked(settings: BackupSettings, encryption: Encryption | None, report: JobReport,
                 on_bytes: Callable[[int], None] | None) -> None:
     """Dump or fetch, rotate and record BACKUP_CREATE; a failure of the backup itself is raised."""
+    report.removed_partials = remove_stale_partials(settings.folder)
     if settings.from_url:
         source = UrlSource(settings.from_url, settings.header_env, settings.header_file,
                            settings.url_timeout_seconds, settings.max_body_bytes)
@@ -226,9 +248,10 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
 def failure_report(settings: BackupSettings, report: JobReport, log_tail: str) -> MailReport:
     """Word the failure mail: the error and the tail of the log."""
     database = database_label(settings)
+    interrupted = isinstance(report.error, BackupInterruptedError)
     lines = [
         _source_line(settings, database),
-        _("Result: BACKUP FAILED"),
+        _("Result: INTERRUPTED") if interrupted else _("Result: BACKUP FAILED"),
         _("Error: {error}").format(error=report.error),
         _("Duration: {seconds:.1f} s").format(seconds=report.duration_seconds),
         _("Backup folder: {folder}").format(folder=settings.folder.resolve()),
@@ -236,7 +259,10 @@ def failure_report(settings: BackupSettings, report: JobReport, log_tail: str) -
         _("Last log lines:"),
         log_tail or _("(none)"),
     ]
-    subject = _("[auditctl] Backup of {database} FAILED").format(database=database)
+    if interrupted:
+        subject = _("[auditctl] Backup of {database} INTERRUPTED").format(database=database)
+    else:
+        subject = _("[auditctl] Backup of {database} FAILED").format(database=database)
     return MailReport(subject, "\n".join(lines) + "\n")
 
 
