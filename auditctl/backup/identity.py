@@ -37,6 +37,7 @@ def url_identity(url: str) -> dict[str, Any]:
     port_text = f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else ""
     identity: dict[str, Any] = {"kind": KIND_URL, "url": f"{scheme}://{host}{port_text}{parts.path or '/'}"}
     if parts.query:
+        # NOTE: the digest is unsalted, so it hides a random token but not a short value that can be guessed.
         identity["query_sha256"] = hashlib.sha256(parts.query.encode()).hexdigest()
     return identity
 
