@@ -30,6 +30,9 @@ PRISMA_ONLY_PARAMETERS = frozenset({
     "statement_cache_size", "sslaccept", "sslidentity", "connect_timeout_ms",
 })
 
+# Origins (such as "--dsn") whose DSN this process has already warned about for carrying a password.
+_warned_password_origins: set[str] = set()
+
 
 # The origin of an empty DSN, with which libpq reads its PG* variables and ~/.pgpass.
 PG_VARIABLES_ORIGIN = "PG* environment variables"
@@ -101,7 +104,9 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
     opens explicit transactions where it needs them.
     """
     source = resolve_dsn(dsn_option, option_origin)
-    if dsn_option and dsn_has_password(source.dsn):
+    if dsn_option and dsn_has_password(source.dsn) and source.origin not in _warned_password_origins:
+        # One command may connect several times, such as a backup and its audit event; one warning is enough.
+        _warned_password_origins.add(source.origin)
         logger.warning("the DSN from %s contains a password; prefer AUDITCTL_DSN, PGPASSWORD or ~/.pgpass",
                        source.origin)
     try:

@@ -60,6 +60,14 @@ class BackupLockedError(BackupError):
     exit_code = 75
 
 
+class BackupInterruptedError(BackupError):
+    """SIGTERM or SIGINT stopped a backup run; the exit code is 128 plus the signal number, as a shell reports it."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 class DeliveryError(BackupError):
     """Mail or storage delivery failed; the backup file itself is kept."""
 

@@ -38,7 +38,12 @@ def make_client(settings: StorageSettings):
 
 
 def upload_backup(settings: StorageSettings, path: Path) -> UploadResult:
-    """Upload ``path`` (multipart for large files, streamed from disk) and presign a GET link."""
+    """Upload ``path`` (multipart for large files, streamed from disk) and presign a GET link.
+
+    Raises DeliveryError when the store rejects the upload or cannot be
+    reached, and ConfigError when the credentials are missing.
+    """
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     key = f"{settings.prefix.strip('/')}/{path.name}" if settings.prefix.strip("/") else path.name
@@ -47,8 +52,24 @@ def upload_backup(settings: StorageSettings, path: Path) -> UploadResult:
         client.upload_file(str(path), settings.bucket, key)
         url = client.generate_presigned_url("get_object", Params={"Bucket": settings.bucket, "Key": key},
                                             ExpiresIn=settings.link_expires_seconds)
-    except (BotoCoreError, ClientError) as exc:
-        raise DeliveryError(_("Upload of {file} to bucket {bucket} failed: {error}").format(
-            file=path.name, bucket=settings.bucket, error=exc)) from None
+    except (Boto3Error, BotoCoreError, ClientError) as exc:
+        raise _upload_error(settings, path, exc) from None
     logger.info("uploaded %s to bucket %s as %s", path.name, settings.bucket, key)
     return UploadResult(key, url, settings.link_expires_seconds)
+
+
+def _upload_error(settings: StorageSettings, path: Path, exc: Exception) -> DeliveryError:
+    """Describe a failed upload by the store's own error.
+
+    boto3's upload_file wraps the store's ClientError in S3UploadFailedError,
+    whose text repeats the local path; the ClientError is its ``__context__``.
+    """
+    from botocore.exceptions import ClientError
+
+    cause = exc.__context__ if isinstance(exc.__context__, ClientError) else exc
+    if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "NoSuchBucket":
+        return DeliveryError(_("Upload of {file} failed: bucket {bucket} does not exist at {endpoint}; create it "
+                               "or correct bucket in [storage].").format(
+            file=path.name, bucket=settings.bucket, endpoint=settings.endpoint_url or "AWS S3"))
+    return DeliveryError(_("Upload of {file} to bucket {bucket} failed: {error}").format(
+        file=path.name, bucket=settings.bucket, error=cause))
