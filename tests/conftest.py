@@ -329,6 +329,8 @@ def user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.chdir(folders.workdir)
     monkeypatch.setenv("HOME", str(folders.home))
     monkeypatch.delenv("AUDITCTL_CONFIG", raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
     return folders
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import time
@@ -225,6 +226,46 @@ def test_attachment_limit_counts_base64(filled, folder, smtp_starttls, loopback_
             assert response.read() == dump.read_bytes()
 
 
+@pytest.mark.parametrize("profile", [None, "backups"])
+def test_storage_keys_from_credentials_file(filled, folder, smtp_starttls, loopback_certificate, s3_server, profile):
+    credentials = Path(os.environ["HOME"]) / ".aws" / "credentials"
+    credentials.parent.mkdir()
+    credentials.write_text(f"[{profile or 'default'}]\naws_access_key_id = FILEKEYID\n"
+                           "aws_secret_access_key = file-secret-value\n")
+    credentials.chmod(0o600)
+    storage = {"bucket": s3_server.bucket, "endpoint_url": s3_server.endpoint_url}
+    if profile:
+        storage["profile"] = profile
+    config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001), storage)
+
+    environment = mail_env(loopback_certificate, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+
+    assert result.exit_code == 0, result.stderr
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    body = message.get_body(("plain",)).get_content()
+    [url] = [line for line in body.splitlines() if line.startswith("http://127.0.0.1")]
+    assert "FILEKEYID" in url
+    [dump] = folder.glob("*.dump")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == dump.read_bytes()
+    assert "file-secret-value" not in body + result.stdout + result.stderr
+
+
+def test_unknown_storage_profile_is_missing_keys(filled, folder, smtp_starttls, loopback_certificate, s3_server):
+    storage = {"bucket": s3_server.bucket, "endpoint_url": s3_server.endpoint_url, "profile": "absent"}
+    config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001), storage)
+    environment = mail_env(loopback_certificate, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+
+    assert result.exit_code == 3, result.stderr
+    [error] = error_lines(result)
+    assert "~/.aws/credentials (profile absent)" in error
+
+
 def test_too_large_without_storage_names_path(filled, folder, smtp_starttls, loopback_certificate):
     config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001))
 
@@ -345,7 +386,8 @@ def test_missing_storage_credentials_still_mail(filled, folder, smtp_starttls, l
     [message] = smtp_starttls.messages
     body = message.get_body(("plain",)).get_content()
     assert ("the upload failed: Storage credentials missing: set the environment variables AWS_ACCESS_KEY_ID "
-            "and AWS_SECRET_ACCESS_KEY.") in body
+            "and AWS_SECRET_ACCESS_KEY, or put the keys in the shared credentials file ~/.aws/credentials "
+            "(profile default).") in body
 
 
 @pytest.mark.parametrize("problem", ["missing", "read-only"])

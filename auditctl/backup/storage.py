@@ -23,18 +23,59 @@ class UploadResult:
     expires_seconds: int
 
 
+# botocore's credential providers that read local files. The others ask
+# the network (instance metadata, containers, STS, SSO) or repeat the
+# environment variables, which make_client reads by their configured names.
+_FILE_PROVIDERS = {"shared-credentials-file", "config-file"}
+
+
 def make_client(settings: StorageSettings):
+    """Return an S3 client with the keys from the environment, else from the shared credentials file."""
     import boto3
     from botocore.config import Config
 
     access_key = os.environ.get(settings.access_key_env)
     secret_key = os.environ.get(settings.secret_key_env)
-    if not access_key or not secret_key:
-        raise ConfigError(_("Storage credentials missing: set the environment variables {access} and {secret}.")
-                          .format(access=settings.access_key_env, secret=settings.secret_key_env))
-    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region or "us-east-1",
-                        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-                        config=Config(signature_version="s3v4", retries={"max_attempts": 3}))
+    if access_key and secret_key:
+        session = boto3.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    else:
+        session = _file_session(settings)
+    return session.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region or "us-east-1",
+                          config=Config(signature_version="s3v4", retries={"max_attempts": 3}))
+
+
+def keys_in_files(settings: StorageSettings) -> bool:
+    """Tell whether the shared credentials file gives the keys, so that a cron job without the variables has them."""
+    try:
+        _file_session(settings)
+    except ConfigError:
+        return False
+    return True
+
+
+def _file_session(settings: StorageSettings):
+    """Return a boto3 session whose keys come from ~/.aws/credentials or ~/.aws/config, as cron can read them."""
+    import boto3
+    import botocore.session
+    from botocore.exceptions import BotoCoreError
+
+    missing = ConfigError(
+        _("Storage credentials missing: set the environment variables {access} and {secret}, or put the keys "
+          "in the shared credentials file ~/.aws/credentials (profile {profile}).")
+        .format(access=settings.access_key_env, secret=settings.secret_key_env,
+                profile=settings.profile or "default"))
+    try:
+        core = botocore.session.Session(profile=settings.profile)
+        resolver = core.get_component("credential_provider")
+        for provider in list(resolver.providers):
+            if provider.METHOD not in _FILE_PROVIDERS:
+                resolver.remove(provider.METHOD)
+        credentials = core.get_credentials()
+    except BotoCoreError:
+        raise missing from None
+    if credentials is None:
+        raise missing
+    return boto3.Session(botocore_session=core)
 
 
 def upload_backup(settings: StorageSettings, path: Path) -> UploadResult:
