@@ -186,6 +186,28 @@ def test_bad_input_one_line_error(audited, cli, args, fragment):
         assert connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] == before
 
 
+@pytest.mark.parametrize("command", ["query", "export"])
+@pytest.mark.parametrize("option", ["--since", "--until", "--action"])
+def test_empty_filter_value_rejected(audited, cli, command, option):
+    result = cli(command, option, "", dsn=audited.dsn)
+    assert result.exit_code == 2, result.stdout
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"Error: Invalid {option} value '': it is empty; " + (
+        "give an action such as UPDATE or LOGIN, or leave --action out." if option == "--action" else
+        f"give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave {option} out.")
+
+
+def test_upper_case_units_accepted(audited, cli):
+    upper = cli("query", "--since", "7D", "--until", "0H", "--format", "json", dsn=audited.dsn)
+    lower = cli("query", "--since", "7d", "--until", "0h", "--format", "json", dsn=audited.dsn)
+    assert upper.exit_code == 0, upper.stderr
+    assert json.loads(upper.stdout) == json.loads(lower.stdout)
+    assert json.loads(upper.stdout) != []
+    month = cli("query", "--since", "3M", dsn=audited.dsn)
+    assert month.exit_code == 2
+    assert "Units: s, m, h, d, w, and S, H, D, W." in month.stderr
+
+
 @pytest.mark.parametrize("action", ["redact", "BACKUP_FAILED", "ROTATE"])
 def test_query_unused_system_action(audited, cli, action):
     result = cli("query", "--action", action, "--format", "json", dsn=audited.dsn)
