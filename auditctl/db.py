@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import conninfo
 
-from .errors import ConnectionFailedError, InvalidArgumentError, ServerVersionError
+from .errors import AuditctlWarning, ConnectionFailedError, InvalidArgumentError, ServerVersionError
 from .jsonvalues import keep_numbers_exact
 from .i18n import _
 
@@ -102,8 +103,10 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
     """
     source = resolve_dsn(dsn_option, option_origin)
     if dsn_option and dsn_has_password(source.dsn):
-        logger.warning("the DSN from %s contains a password; prefer AUDITCTL_DSN, PGPASSWORD or ~/.pgpass",
-                       source.origin)
+        logger.info("the DSN from %s contains a password", source.origin)
+        warnings.warn(AuditctlWarning(
+            _("The DSN from {origin} contains a password; keep it in AUDITCTL_DSN, PGPASSWORD or ~/.pgpass "
+              "instead.").format(origin=source.origin)), stacklevel=2)
     try:
         params = conninfo.conninfo_to_dict(source.dsn)
     except psycopg.ProgrammingError as exc:

@@ -223,6 +223,22 @@ def test_connection_error_hides_password(cli):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(("language", "warning"), [
+    ("C.UTF-8", "Warning: The DSN from --dsn contains a password; keep it in AUDITCTL_DSN, PGPASSWORD or ~/.pgpass "
+                "instead."),
+    ("ru_RU.UTF-8", "Предупреждение: DSN из --dsn содержит пароль; храните его в AUDITCTL_DSN, PGPASSWORD или "
+                    "~/.pgpass."),
+], ids=["en", "ru"])
+def test_password_in_dsn_warning(audited, cli, language, warning):
+    # The test servers trust local connections, so the password is not checked.
+    dsn = audited.dsn + " password=s3cret-pw"
+    result = cli("status", "--dsn", dsn, env={"LANG": language})
+    assert result.exit_code == 0, result.stderr
+    user_lines = [line for line in result.stderr.splitlines() if " auditctl " not in line]
+    assert user_lines == [warning]
+    assert "s3cret-pw" not in result.stderr + result.stdout
+
+
 def test_dsn_sources_in_order(audited, cli):
     prisma_url = "postgresql://{user}@127.0.0.1:{port}/{db}?schema=public".format(
         user="postgres", port=audited.server.admin_dsn.split("port=")[1].split()[0], db=audited.name)
