@@ -342,6 +342,34 @@ def test_russian_messages(audited, cli):
     assert "Действие" in table
 
 
+@pytest.mark.parametrize(("details", "got"), [
+    ("[1]", "получен массив"),
+    ('"text"', "получена строка"),
+    ("true", "получено логическое значение"),
+    ("null", "получен null"),
+    ("5", "получено число"),
+], ids=["array", "string", "boolean", "null", "number"])
+def test_details_type_error_in_russian(details, got):
+    from auditctl.audit.events import parse_details
+    from auditctl.errors import InvalidArgumentError
+    from auditctl.i18n import use_language
+    with use_language("ru"), pytest.raises(InvalidArgumentError) as caught:
+        parse_details(details)
+    assert str(caught.value) == f"Неверное значение --details: ожидался JSON-объект, {got}."
+
+
+def test_install_names_tables_in_russian(db, cli):
+    with db.connect() as connection:
+        connection.execute('CREATE TABLE "Order" (id int PRIMARY KEY)')
+    env = {"LANG": "ru_RU.UTF-8"}
+    installed = cli("install", "--all", env=env, dsn=db.dsn)
+    removed = cli("uninstall", "--all", env=env, dsn=db.dsn)
+    assert installed.exit_code == 0, installed.stderr
+    assert "Триггер аудита установлен для таблицы public.Order" in installed.stdout
+    assert removed.exit_code == 0, removed.stderr
+    assert "Триггер аудита снят с таблицы public.Order" in removed.stdout
+
+
 @pytest.mark.parametrize("variable", ["LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"])
 def test_locale_variables_choose_russian(cli, variable):
     env = {"LANG": "C.UTF-8", variable: "ru_RU.UTF-8"}
@@ -367,7 +395,7 @@ USAGE_ERRORS = {
                      "'table', 'json', 'csv'."),
     "directory-not-file": (["export", "-o", "."],
                            "Invalid value for '--output' / '-o': '.' is a directory, not a file.",
-                           "Неверное значение '--output' / '-o': '.' — каталог, а не файл."),
+                           "Неверное значение '--output' / '-o': '.' — папка, а не файл."),
     "extra-argument": (["status", "extra"], "Got unexpected extra argument(s) (extra)", "Лишние аргументы: extra"),
     "unknown-command": (["stauts"], "No such command 'stauts'. Did you mean 'status'?",
                         "Нет такой команды «stauts». Возможно, вы имели в виду 'status'?"),
