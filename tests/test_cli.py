@@ -384,7 +384,7 @@ USAGE_ERRORS = {
     "unknown-option": (["query", "--bogus"], "No such option: --bogus", "Нет такого параметра: --bogus"),
     "unknown-option-hint": (["query", "--limt", "5"], "No such option: --limt (Possible options: --limit)",
                             "Нет такого параметра: --limt (похожие параметры: --limit)"),
-    "missing-argument": (["history"], "Missing argument 'TABLE'.", "Не указан аргумент 'TABLE'."),
+    "missing-argument": (["history"], "Missing argument 'TABLE'.", "Не указан аргумент 'ТАБЛИЦА'."),
     "not-an-integer": (["query", "--limit", "abc"], "Invalid value for '--limit': 'abc' is not an integer.",
                        "Неверное значение '--limit': 'abc' — не целое число."),
     "below-minimum": (["query", "--limit", "0"], "Invalid value for '--limit': 0 is out of range: the minimum is 1.",
@@ -703,3 +703,31 @@ def test_help_keeps_brackets(cli, language):
     options = install_help.stdout.split("--[no-]auto-audit", 1)[1]
     assert options.count("[audit]") >= 4, install_help.stdout
     assert "[audit.tables]" in install_help.stdout
+
+
+def test_placeholders_have_translations():
+    import typer
+
+    from auditctl.cli.placeholders import untranslated_words
+    cli_app = importlib.import_module("auditctl.cli.app")
+    cli_app.register_commands()
+    command = typer.main.get_command(cli_app.app)
+    metavars = {parameter.metavar for each in cli_app.all_commands(command) for parameter in each.params
+                if parameter.metavar}
+    assert "TABLE.COLUMN" in metavars
+    assert [metavar for metavar in sorted(metavars) if untranslated_words(metavar)] == []
+
+
+def test_russian_help_placeholders(cli):
+    env = {"LANG": "ru_RU.UTF-8", "COLUMNS": "120"}
+    install_help = cli("install", "--help", env=env).stdout
+    revert_help = cli("revert", "--help", env=env).stdout
+    query_help = cli("query", "--help", env=env).stdout
+    assert "auditctl install [ПАРАМЕТРЫ] [ТАБЛИЦА]..." in install_help
+    assert re.search(r"--exclude-column +ТАБЛИЦА\.СТОЛБЕЦ", install_help)
+    assert re.search(r"--config +ФАЙЛ", install_help)
+    assert "auditctl revert [ПАРАМЕТРЫ] [НОМЕР_СОБЫТИЯ]" in revert_help
+    assert re.search(r"--transaction +TXID", revert_help)
+    assert re.search(r"--since +ВРЕМЯ +События не раньше времени ВРЕМЯ", query_help)
+    for help_text in (install_help, revert_help, query_help):
+        assert not re.search(r"\b(TABLE|COLUMN|FILE|WHEN|NAME|ROLE|SCHEMA|EVENT_ID)\b", help_text), help_text

@@ -17,6 +17,7 @@ from ..errors import AuditctlError, AuditctlWarning
 from ..i18n import _
 from ..render import error_console, print_aborted, print_error, print_usage_error, print_warnings
 from .options import GlobalOptions
+from .placeholders import translate_placeholder
 from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes, usage_arguments
 
 logger = logging.getLogger("auditctl")
@@ -128,11 +129,13 @@ def adapt_help(command: Any) -> None:
     value. An empty metavar leaves the type column of those options blank,
     and arguments show their name alone. typer's copy of click also writes
     "Usage:" and the help text of ``--help`` in English only, so both are
-    replaced by the catalog's text.
+    replaced by the catalog's text, and so are the placeholders such as FILE.
     """
     for each in all_commands(command):
         for parameter in each.params:
             _hide_type(parameter)
+            if parameter.metavar:
+                parameter.metavar = translate_placeholder(parameter.metavar)
             if getattr(parameter, "param_type_name", None) == "argument":
                 # The help's Arguments panel showed Python types such as <list[str]>.
                 parameter.display_type_rich = _no_type

@@ -34,7 +34,7 @@ SinceOption = Annotated[str | None, typer.Option(
 UntilOption = Annotated[str | None, typer.Option(
     "--until", metavar="WHEN", help=_("Events before WHEN, in the same forms as --since."))]
 TableOption = Annotated[list[str] | None, typer.Option(
-    "--table", metavar="NAME", help=_("Table as TABLE or SCHEMA.TABLE; may be repeated."))]
+    "--table", metavar="TABLE", help=_("Table as TABLE or SCHEMA.TABLE; may be repeated."))]
 ActionOption = Annotated[list[str] | None, typer.Option(
     "--action", metavar="ACTION", help=_("INSERT, UPDATE, DELETE, TRUNCATE, LOGIN and so on, in any case; "
                                          "may be repeated."))]
