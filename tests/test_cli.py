@@ -186,15 +186,20 @@ def test_bad_input_one_line_error(audited, cli, args, fragment):
         assert connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] == before
 
 
+EMPTY_VALUE_FIXES = {
+    "--since": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --since out.",
+    "--until": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --until out.",
+    "--action": "give an action such as UPDATE or LOGIN, or leave --action out.",
+}
+
+
 @pytest.mark.parametrize("command", ["query", "export"])
-@pytest.mark.parametrize("option", ["--since", "--until", "--action"])
+@pytest.mark.parametrize("option", EMPTY_VALUE_FIXES)
 def test_empty_filter_value_rejected(audited, cli, command, option):
     result = cli(command, option, "", dsn=audited.dsn)
     assert result.exit_code == 2, result.stdout
     assert result.stdout == ""
-    assert result.stderr.strip() == f"Error: Invalid {option} value '': it is empty; " + (
-        "give an action such as UPDATE or LOGIN, or leave --action out." if option == "--action" else
-        f"give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave {option} out.")
+    assert result.stderr.strip() == f"Error: Invalid {option} value '': it is empty; {EMPTY_VALUE_FIXES[option]}"
 
 
 def test_upper_case_units_accepted(audited, cli):
