@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import conninfo
 
-from .errors import ConnectionFailedError, InvalidArgumentError, ServerVersionError
+from .errors import AuditctlWarning, ConnectionFailedError, InvalidArgumentError, ServerVersionError
 from .jsonvalues import keep_numbers_exact
 from .i18n import _
 
@@ -107,8 +108,10 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
     if dsn_option and dsn_has_password(source.dsn) and source.origin not in _warned_password_origins:
         # One command may connect several times, such as a backup and its audit event; one warning is enough.
         _warned_password_origins.add(source.origin)
-        logger.warning("the DSN from %s contains a password; prefer AUDITCTL_DSN, PGPASSWORD or ~/.pgpass",
-                       source.origin)
+        logger.info("the DSN from %s contains a password", source.origin)
+        warnings.warn(AuditctlWarning(
+            _("The DSN from {origin} contains a password; keep it in AUDITCTL_DSN, PGPASSWORD or ~/.pgpass "
+              "instead.").format(origin=source.origin)), stacklevel=2)
     try:
         params = conninfo.conninfo_to_dict(source.dsn)
     except psycopg.ProgrammingError as exc:

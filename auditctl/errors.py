@@ -11,6 +11,14 @@ class AuditctlError(Exception):
     exit_code = 1
 
 
+class AuditctlWarning(UserWarning):
+    """A problem that did not stop the command, issued with ``warnings.warn``; the message is translated.
+
+    The library prints nothing, so the CLI shows these warnings as one line
+    each, and Python's default filter shows each text once per process.
+    """
+
+
 class InvalidArgumentError(AuditctlError):
     """A command-line value or option combination is invalid."""
 
