@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import conninfo
 
-from .errors import ConnectionFailedError, InvalidArgumentError, ServerVersionError
+from .errors import AuditctlWarning, ConnectionFailedError, InvalidArgumentError, ServerVersionError
 from .jsonvalues import keep_numbers_exact
 from .i18n import _
 
@@ -29,6 +30,9 @@ PRISMA_ONLY_PARAMETERS = frozenset({
     "schema", "connection_limit", "pool_timeout", "socket_timeout", "pgbouncer",
     "statement_cache_size", "sslaccept", "sslidentity", "connect_timeout_ms",
 })
+
+# Origins (such as "--dsn") whose DSN this process has already warned about for carrying a password.
+_warned_password_origins: set[str] = set()
 
 
 # The origin of an empty DSN, with which libpq reads its PG* variables and ~/.pgpass.
@@ -101,9 +105,13 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
     opens explicit transactions where it needs them.
     """
     source = resolve_dsn(dsn_option, option_origin)
-    if dsn_option and dsn_has_password(source.dsn):
-        logger.warning("the DSN from %s contains a password; prefer AUDITCTL_DSN, PGPASSWORD or ~/.pgpass",
-                       source.origin)
+    if dsn_option and dsn_has_password(source.dsn) and source.origin not in _warned_password_origins:
+        # One command may connect several times, such as a backup and its audit event; one warning is enough.
+        _warned_password_origins.add(source.origin)
+        logger.info("the DSN from %s contains a password", source.origin)
+        warnings.warn(AuditctlWarning(
+            _("The DSN from {origin} contains a password; keep it in AUDITCTL_DSN, PGPASSWORD or ~/.pgpass "
+              "instead.").format(origin=source.origin)), stacklevel=2)
     try:
         params = conninfo.conninfo_to_dict(source.dsn)
     except psycopg.ProgrammingError as exc:

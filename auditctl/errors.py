@@ -11,6 +11,14 @@ class AuditctlError(Exception):
     exit_code = 1
 
 
+class AuditctlWarning(UserWarning):
+    """A problem that did not stop the command, issued with ``warnings.warn``; the message is translated.
+
+    The library prints nothing, so the CLI shows these warnings as one line
+    each, and Python's default filter shows each text once per process.
+    """
+
+
 class InvalidArgumentError(AuditctlError):
     """A command-line value or option combination is invalid."""
 
@@ -58,6 +66,14 @@ class BackupLockedError(BackupError):
 
     # EX_TEMPFAIL from sysexits.h: cron wrappers can tell "try later" from a failure.
     exit_code = 75
+
+
+class BackupInterruptedError(BackupError):
+    """SIGTERM or SIGINT stopped a backup run; the exit code is 128 plus the signal number, as a shell reports it."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 class DeliveryError(BackupError):

@@ -78,6 +78,12 @@ def print_error(message: str) -> None:
                         soft_wrap=True)
 
 
+def print_warning(message: str) -> None:
+    """Print one warning line to stderr."""
+    error_console.print(_("Warning: {message}").format(message=message), style="yellow", markup=False,
+                        soft_wrap=True)
+
+
 def print_usage_error(message: str, usage: str | None = None, command_path: str | None = None,
                       help_option: str | None = None) -> None:
     """Print a command-line error to stderr as typer does: usage line, help hint, then the message in a box."""
@@ -700,13 +706,31 @@ def print_backup_report(report: JobReport) -> None:
         console.print(_("Backup of {database} written to {path} ({size}, {duration}), verified.").format(
             database=result.database, path=result.path, size=format_bytes(result.size),
             duration=format_duration(result.duration_seconds)), markup=False, soft_wrap=True)
-    if report.rotation is not None and report.rotation.deleted:
+    if report.rotation is not None:
         for path in report.rotation.deleted:
-            console.print(_("Rotation deleted {path}").format(path=path.name), markup=False, soft_wrap=True)
+            console.print(_("Rotation deleted {path}.").format(path=path.name), markup=False, soft_wrap=True)
+        _print_unknown_source(report)
     if report.upload is not None:
         console.print(_("Uploaded to storage as {key}.").format(key=report.upload.key), markup=False, soft_wrap=True)
     if report.mail_sent:
         console.print(_("Report mail sent."))
+    if report.error is not None:
+        # The CLI raises the backup's own error; problems of delivery would otherwise go unseen.
+        for problem in report.delivery_errors:
+            print_warning(problem)
+
+
+def _print_unknown_source(report: JobReport) -> None:
+    """Name the backups that rotation kept because their manifest records no source identity."""
+    count = len(report.rotation.unknown_source)
+    if count == 0:
+        return
+    console.print(ngettext(
+        "Rotation kept {count} backup of {database} whose manifest records no source (written by an earlier "
+        "auditctl version); delete it by hand when it is no longer needed.",
+        "Rotation kept {count} backups of {database} whose manifests record no source (written by an earlier "
+        "auditctl version); delete them by hand when they are no longer needed.",
+        count).format(count=count, database=report.result.database), markup=False, soft_wrap=True)
 
 
 def print_backup_list(entries: list[BackupEntry]) -> None:

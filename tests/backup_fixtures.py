@@ -225,6 +225,42 @@ def other_http_endpoint() -> Iterator[HttpEndpoint]:
         yield endpoint
 
 
+@contextlib.contextmanager
+def tcp_forwarder(target_host: str, target_port: int) -> Iterator[int]:
+    """Forward a new port of 127.0.0.1 to ``target_host:target_port``, so one server looks like two; yield the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stopping = threading.Event()
+    connections: list[socket.socket] = []
+
+    def pump(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                client, _address = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((target_host, target_port))
+            connections.extend((client, upstream))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield port
+    finally:
+        stopping.set()
+        listener.close()
+        for connection in connections:
+            connection.close()
+
+
 def sample_rows(connection, name: str = "invoice", rows: int = 50) -> None:
     """Create a small table with text that needs UTF-8."""
     connection.execute(f'CREATE TABLE "{name}" (id integer PRIMARY KEY, note text NOT NULL)')

@@ -254,6 +254,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = Non
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
+def start_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = None) -> subprocess.Popen:
+    """Start ``python -m auditctl ARGS`` as ``run_cli`` would, without waiting, for tests that signal it."""
+    return subprocess.Popen([sys.executable, "-m", "auditctl", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_cli_environment(env, dsn))
+
+
 # Control sequences that rich writes to a terminal: colours, cursor moves and line erasing.
 _TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -323,6 +329,8 @@ def user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.chdir(folders.workdir)
     monkeypatch.setenv("HOME", str(folders.home))
     monkeypatch.delenv("AUDITCTL_CONFIG", raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
     return folders
 
 

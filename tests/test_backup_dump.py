@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -21,7 +22,7 @@ from auditctl.audit.install import install
 from auditctl.backup.lock import backup_lock
 from auditctl.backup.pgtools import find_tool
 from backup_fixtures import SMTP_PASSWORD, SMTP_USER, read_json, sample_rows
-from conftest import run_cli
+from conftest import run_cli, start_cli
 from helpers import events
 
 
@@ -69,10 +70,10 @@ def test_backup_writes_verified_dump_with_manifest(filled, tmp_path):
     assert result.exit_code == 0, result.stderr
     dump = only_backup(tmp_path)
     assert dump.name.startswith(f"{filled.name}_")
-    assert backup_files(tmp_path) == sorted([dump.name, dump.name + ".json", dump.name + ".sha256"])
+    assert backup_files(tmp_path) == sorted([dump.name, dump.name + ".manifest.json", dump.name + ".sha256"])
     digest = hashlib.sha256(dump.read_bytes()).hexdigest()
     assert (tmp_path / (dump.name + ".sha256")).read_text() == f"{digest}  {dump.name}\n"
-    manifest = read_json(tmp_path / (dump.name + ".json"))
+    manifest = read_json(tmp_path / (dump.name + ".manifest.json"))
     assert manifest["database"] == filled.name
     assert manifest["sha256"] == digest
     assert manifest["size"] == dump.stat().st_size
@@ -180,7 +181,7 @@ def test_backup_and_restore_database_with_unusual_name(pg, tmp_path, name):
         assert result.exit_code == 0, result.stderr
         dump = only_backup(tmp_path)
         assert dump.name.startswith(name.replace(" ", "_") + "_")
-        assert read_json(tmp_path / (dump.name + ".json"))["database"] == name
+        assert read_json(tmp_path / (dump.name + ".manifest.json"))["database"] == name
 
         listed = run_cli("backup", "list", "--dir", str(tmp_path))
         assert name in listed.stdout
@@ -329,7 +330,7 @@ def test_directory_format_with_jobs_and_globals(filled, tmp_path):
     assert result.exit_code == 0, result.stderr
     folder = only_backup(tmp_path, ".dir")
     assert folder.is_dir()
-    manifest = read_json(tmp_path / (folder.name + ".json"))
+    manifest = read_json(tmp_path / (folder.name + ".manifest.json"))
     assert "toc.dat" in manifest["files"]
     globals_file = tmp_path / manifest["globals_file"]
     assert "CREATE ROLE postgres" in globals_file.read_text()
@@ -543,3 +544,107 @@ def test_dsn_password_never_on_a_command_line(filled, tmp_path):
     assert password not in result.stdout + result.stderr
     for path in folder.iterdir():
         assert password.encode() not in path.read_bytes() if path.is_file() else True
+
+
+def test_connection_failure_printed_once(pg, tmp_path):
+    result = run_cli("backup", "--dir", str(tmp_path), dsn=pg.dsn_for("no_such_database"))
+
+    assert result.exit_code == 1
+    assert result.stderr.count('database "no_such_database" does not exist') == 1, result.stderr
+    assert error_lines(result) == 1
+    assert "could not record BACKUP_FAILED in the audit log either, because of the same error" in result.stderr
+
+
+def test_dsn_password_warned_once(filled, tmp_path):
+    with filled.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+    params = psycopg.conninfo.conninfo_to_dict(filled.dsn)
+    # The test server trusts loopback connections, so libpq sends no password at all.
+    dsn = psycopg.conninfo.make_conninfo(**{**params, "password": "unused-password"})
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--dsn", dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("contains a password") == 1, result.stderr
+
+
+def wait_for_lock_wait(database, timeout: float = 60) -> None:
+    """Wait until the backup's pg_dump waits for a table lock, as it does behind a long migration."""
+    deadline = time.monotonic() + timeout
+    with database.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.execute(
+                "SELECT count(*) FROM pg_catalog.pg_stat_activity "
+                "WHERE application_name = 'auditctl backup' AND wait_event_type = 'Lock'").fetchone()[0]
+            if waiting:
+                return
+            time.sleep(0.1)
+    pytest.fail("pg_dump never waited for the table lock")
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
+                         ids=["sigterm", "sigint"])
+def test_signal_during_dump_cleans_up(filled, tmp_path, smtp_starttls, loopback_certificate, signum, exit_code):
+    with filled.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    config = mail_config(folder, smtp_starttls, tmp_path)
+    environment = {"SSL_CERT_FILE": str(loopback_certificate.cert_path), "TEST_SMTP_PASSWORD": SMTP_PASSWORD}
+    blocker = filled.connect(autocommit=False)
+    blocker.execute("LOCK TABLE invoice IN ACCESS EXCLUSIVE MODE")
+    process = start_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+    try:
+        wait_for_lock_wait(filled)
+        [partial] = [name for name in backup_files(folder) if name.endswith(".partial")]
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        blocker.rollback()
+        blocker.close()
+
+    name = signal.Signals(signum).name
+    assert process.returncode == exit_code, stderr
+    assert f"Error: Interrupted by {name} before the backup was complete; no backup file was kept." in stderr
+    assert f"removed partial file {folder / partial}" in stderr
+    assert backup_files(folder) == []
+    with filled.connect() as connection:
+        [event] = events(connection, where="action = 'BACKUP_FAILED'")
+    assert f"Interrupted by {name}" in event["details"]["error"]
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    assert message["Subject"] == f"[auditctl] Backup of {filled.name} INTERRUPTED"
+    assert f"Interrupted by {name}" in message.get_body(("plain",)).get_content()
+
+
+def test_run_removes_stale_partial_files(filled, tmp_path):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    stale_file = folder / f".{filled.name}_20261201T020000Z.dump.age.partial"
+    stale_file.write_bytes(b"age-encryption.org/v1")
+    stale_folder = folder / f".{filled.name}_20261201T020000Z-2.dir.partial"
+    stale_folder.mkdir()
+    (stale_folder / "toc.dat").write_bytes(b"PGDMP")
+    strangers = [".notes.partial", f".{filled.name}.dump.partial", f"{filled.name}_20261201T020000Z.dump.partial",
+                 f".{filled.name}_20261201T020000Z.dump.partial.bak", f".{filled.name}_20261201T020000Z.sql.partial"]
+    for name in strangers:
+        (folder / name).write_text("not auditctl's")
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup]\ndir = "{folder}"\n')
+
+    doctor = run_cli("doctor", "--config", str(config), dsn=filled.dsn)
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn)
+
+    assert doctor.exit_code == 0, doctor.stdout + doctor.stderr
+    assert "partial files" in doctor.stdout
+    assert stale_file.name in doctor.stdout
+    assert stale_folder.name in doctor.stdout
+    assert result.exit_code == 0, result.stderr
+    assert not stale_file.exists()
+    assert not stale_folder.exists()
+    assert f"removed the partial file {stale_file} of an earlier run" in result.stderr
+    for name in strangers:
+        assert (folder / name).read_text() == "not auditctl's"

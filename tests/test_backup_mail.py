@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -179,7 +182,7 @@ def test_failure_mail_has_error_and_log_tail(pg, folder, smtp_starttls, loopback
     assert "Result: BACKUP FAILED" in body
     assert 'database "no_such_database" does not exist' in body
     assert "Last log lines:" in body
-    assert "ERROR backup failed" in body
+    assert "WARNING could not record BACKUP_FAILED in the audit log either" in body
     assert list(message.iter_attachments()) == []
     assert [path.name for path in folder.iterdir() if not path.name.startswith(".")] == []
 
@@ -221,6 +224,46 @@ def test_attachment_limit_counts_base64(filled, folder, smtp_starttls, loopback_
         assert "nightly/" + dump.name in url
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.read() == dump.read_bytes()
+
+
+@pytest.mark.parametrize("profile", [None, "backups"])
+def test_storage_keys_from_credentials_file(filled, folder, smtp_starttls, loopback_certificate, s3_server, profile):
+    credentials = Path(os.environ["HOME"]) / ".aws" / "credentials"
+    credentials.parent.mkdir()
+    credentials.write_text(f"[{profile or 'default'}]\naws_access_key_id = FILEKEYID\n"
+                           "aws_secret_access_key = file-secret-value\n")
+    credentials.chmod(0o600)
+    storage = {"bucket": s3_server.bucket, "endpoint_url": s3_server.endpoint_url}
+    if profile:
+        storage["profile"] = profile
+    config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001), storage)
+
+    environment = mail_env(loopback_certificate, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+
+    assert result.exit_code == 0, result.stderr
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    body = message.get_body(("plain",)).get_content()
+    [url] = [line for line in body.splitlines() if line.startswith("http://127.0.0.1")]
+    assert "FILEKEYID" in url
+    [dump] = folder.glob("*.dump")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == dump.read_bytes()
+    assert "file-secret-value" not in body + result.stdout + result.stderr
+
+
+def test_unknown_storage_profile_is_missing_keys(filled, folder, smtp_starttls, loopback_certificate, s3_server):
+    storage = {"bucket": s3_server.bucket, "endpoint_url": s3_server.endpoint_url, "profile": "absent"}
+    config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001), storage)
+    environment = mail_env(loopback_certificate, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+
+    assert result.exit_code == 3, result.stderr
+    [error] = error_lines(result)
+    assert "~/.aws/credentials (profile absent)" in error
 
 
 def test_too_large_without_storage_names_path(filled, folder, smtp_starttls, loopback_certificate):
@@ -299,3 +342,113 @@ def test_directory_format_mail_names_folder(filled, folder, smtp_starttls, loopb
     assert "directory-format folder" in body
     assert str(dump) in body
     assert list(message.iter_attachments()) == []
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+
+
+def test_missing_bucket_mails_upload_failure(filled, folder, smtp_starttls, loopback_certificate, s3_server):
+    storage = {"bucket": "no-such-bucket", "endpoint_url": s3_server.endpoint_url}
+    config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001), storage)
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn,
+                     env=mail_env(loopback_certificate, **s3_server.environment))
+
+    assert result.exit_code == 3, result.stderr
+    assert "Internal error" not in result.stderr
+    [error] = error_lines(result)
+    [dump] = folder.glob("*.dump")
+    expected = (f"Upload of {dump.name} failed: bucket no-such-bucket does not exist at {s3_server.endpoint_url}; "
+                "create it or correct bucket in [storage].")
+    assert expected in error
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    assert "succeeded" in message["Subject"]
+    body = message.get_body(("plain",)).get_content()
+    assert "The backup is too large to attach and the upload failed: " + expected in body
+    assert s3_server.environment["AWS_SECRET_ACCESS_KEY"] not in body + result.stdout + result.stderr
+
+
+def test_missing_storage_credentials_still_mail(filled, folder, smtp_starttls, loopback_certificate, s3_server):
+    storage = {"bucket": s3_server.bucket, "endpoint_url": s3_server.endpoint_url}
+    config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001), storage)
+    environment = mail_env(loopback_certificate, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+
+    assert result.exit_code == 3, result.stderr
+    assert "mail not sent" not in result.stderr
+    assert len(error_lines(result)) == 1
+    assert "Storage credentials missing" in result.stderr
+    assert len(list(folder.glob("*.dump"))) == 1
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    body = message.get_body(("plain",)).get_content()
+    assert ("the upload failed: Storage credentials missing: set the environment variables AWS_ACCESS_KEY_ID "
+            "and AWS_SECRET_ACCESS_KEY, or put the keys in the shared credentials file ~/.aws/credentials "
+            "(profile default).") in body
+
+
+@pytest.mark.parametrize("problem", ["missing", "read-only"])
+def test_folder_problem_sends_failure_mail(filled, tmp_path, smtp_starttls, loopback_certificate, problem):
+    folder = tmp_path / "backups"
+    config = write_config(folder, smtp_mail(smtp_starttls))
+    mounted = False
+    if problem == "read-only":
+        folder.mkdir()
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                               capture_output=True, text=True)
+        if mount.returncode != 0:
+            pytest.skip(f"cannot mount a read-only tmpfs here: {mount.stderr.strip()}")
+        mounted = True
+    try:
+        result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=mail_env(loopback_certificate))
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+
+    assert result.exit_code == 2
+    expected = f"Backup folder {folder} " + ("does not exist" if problem == "missing" else "is not writable")
+    [error] = error_lines(result)
+    assert expected in error
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    assert message["Subject"] == f"[auditctl] Backup of {filled.name} FAILED"
+    assert expected in message.get_body(("plain",)).get_content()
+
+
+def test_url_backup_mail_names_source_url(http_endpoint, folder, smtp_starttls, loopback_certificate):
+    http_endpoint.body = b'{"users": []}'
+    config = write_config(folder, smtp_mail(smtp_starttls))
+
+    result = run_cli("backup", "--config", str(config), "--from-url", http_endpoint.url + "?token=s3cr3t",
+                     env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 0, result.stderr
+    smtp_starttls.wait_for(1)
+    [message] = smtp_starttls.messages
+    body = message.get_body(("plain",)).get_content()
+    assert f"Source: {http_endpoint.url}" in body.splitlines()
+    assert "Database:" not in body
+    assert "s3cr3t" not in body
+
+
+def test_success_mail_names_missing_file(tmp_path):
+    from auditctl.backup.config import BackupSettings, MailSettings
+    from auditctl.backup.dump import BackupResult
+    from auditctl.backup.job import JobReport, success_report
+    from auditctl.backup.manifest import Manifest
+
+    manifest = Manifest(database="app", file="app_20261204T020000Z.dump", format="custom", size=1237,
+                        sha256="0" * 64, started_at="2026-12-04T02:00:00+00:00",
+                        finished_at="2026-12-04T02:00:01+00:00", encrypted=False)
+    report = JobReport(started=time.monotonic(), result=BackupResult(tmp_path / manifest.file, manifest))
+    settings = BackupSettings(folder=tmp_path, mail=MailSettings(to=("ops@example.test",),
+                                                                 sender="backup@example.test"))
+
+    mail = success_report(settings, report)
+
+    assert "directory-format" not in mail.body
+    assert "The backup is no longer at the path above; it was not attached or uploaded." in mail.body
+    assert mail.attachment is None

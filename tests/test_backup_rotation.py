@@ -1,4 +1,4 @@
-"""Rotation: which backups are kept, and that only auditctl's own files of one database are touched."""
+"""Rotation: which backups are kept, and that only auditctl's own files of one source are touched."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from psycopg import sql
 
 from auditctl.backup.manifest import BackupEntry, Manifest
 from auditctl.backup.rotation import RotationPolicy, plan_rotation
-from backup_fixtures import sample_rows
+from backup_fixtures import read_json, sample_rows, tcp_forwarder
 from conftest import run_cli
 
 NOW = datetime(2026, 12, 4, 3, 0, tzinfo=timezone.utc)
@@ -74,17 +74,39 @@ def test_plan_keep_last_zero_with_slots_never_empties():
     assert len(result.kept) == 1
 
 
+@pytest.mark.parametrize("policy", [RotationPolicy(keep_last=1), RotationPolicy(keep_daily=1)],
+                         ids=["last-1", "daily-1"])
+def test_plan_keeps_fresh_over_later_manifest(policy):
+    backups = nightly(3)
+    fresh = entry(NOW.replace(hour=2, minute=30))
+    # Written a night earlier, while the clock ran a day ahead.
+    ahead = entry(NOW + timedelta(days=1))
+    result = plan_rotation([*backups, ahead, fresh], policy, NOW, fresh.path)
+    assert result.kept == [fresh.path]
+    assert ahead.path in result.deleted
+
+
 def age_backup(folder: Path, dump: Path, days: int) -> Path:
     """Copy a real backup and its sidecars as if it had been made ``days`` earlier."""
-    manifest = json.loads((folder / (dump.name + ".json")).read_text())
+    manifest = json.loads((folder / (dump.name + ".manifest.json")).read_text())
     started = datetime.fromisoformat(manifest["started_at"]) - timedelta(days=days)
     database_part = dump.name.rsplit("_", 1)[0]
     name = f"{database_part}_{started:%Y%m%dT%H%M%SZ}.dump"
     shutil.copy(dump, folder / name)
     shutil.copy(folder / (dump.name + ".sha256"), folder / (name + ".sha256"))
     manifest.update(file=name, started_at=started.isoformat(), finished_at=started.isoformat())
-    (folder / (name + ".json")).write_text(json.dumps(manifest))
+    (folder / (name + ".manifest.json")).write_text(json.dumps(manifest))
     return folder / name
+
+
+def make_version_1(path: Path) -> None:
+    """Turn a backup's manifest into one of manifest version 1: named NAME.json, without a source identity."""
+    manifest_file = path.with_name(path.name + ".manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["source_identity"]
+    manifest["manifest_version"] = 1
+    path.with_name(path.name + ".json").write_text(json.dumps(manifest))
+    manifest_file.unlink()
 
 
 def make_database(pg, name: str) -> str:
@@ -123,11 +145,11 @@ def test_rotation_touches_only_this_databases_backups(pg, tmp_path):
         assert "app_20200101T000000Z.dump" in remaining_app
         for path in old_app:
             assert not path.exists()
-            assert not path.with_name(path.name + ".json").exists()
+            assert not path.with_name(path.name + ".manifest.json").exists()
             assert not path.with_name(path.name + ".sha256").exists()
         for path in [staging_dump, *old_staging]:
             assert path.exists()
-            assert path.with_name(path.name + ".json").exists()
+            assert path.with_name(path.name + ".manifest.json").exists()
         assert (tmp_path / "notes.txt").read_text() == "not a backup"
     finally:
         drop_database(pg, "app")
@@ -148,5 +170,71 @@ def test_failed_run_rotates_nothing(pg, tmp_path):
 
         assert result.exit_code == 1
         assert sorted(path.name for path in tmp_path.iterdir()) == before
+    finally:
+        drop_database(pg, "app")
+
+
+def test_fresh_backup_survives_clock_skew(pg, tmp_path):
+    app_dsn = make_database(pg, "app")
+    try:
+        assert run_cli("backup", "--dir", str(tmp_path), dsn=app_dsn).exit_code == 0
+        [first] = tmp_path.glob("app_*.dump")
+        # An older backup whose manifest starts a day later: the clock was ahead that night.
+        ahead = age_backup(tmp_path, first, days=-1)
+
+        result = run_cli("backup", "--dir", str(tmp_path), "--keep-last", "1", dsn=app_dsn)
+
+        assert result.exit_code == 0, result.stderr
+        [fresh] = tmp_path.glob("app_*.dump")
+        assert fresh not in (first, ahead)
+        assert f"written to {fresh}" in result.stdout
+        assert fresh.with_name(fresh.name + ".manifest.json").exists()
+        assert f"Rotation deleted {fresh.name}" not in result.stdout
+        assert f"Rotation deleted {ahead.name}.\n" in result.stdout
+        assert f"Rotation deleted {first.name}.\n" in result.stdout
+    finally:
+        drop_database(pg, "app")
+
+
+def test_rotation_separates_servers_with_same_database(pg, tmp_path):
+    app_dsn = make_database(pg, "app")
+    params = psycopg.conninfo.conninfo_to_dict(app_dsn)
+    try:
+        # A second port forwarded to the same server acts as a second server with a database "app".
+        with tcp_forwarder(params["host"], int(params["port"])) as other_port:
+            other_dsn = psycopg.conninfo.make_conninfo(**{**params, "port": str(other_port)})
+            assert run_cli("backup", "--dir", str(tmp_path), dsn=other_dsn).exit_code == 0
+            [other] = tmp_path.glob("app_*.dump")
+            old_other = age_backup(tmp_path, other, days=3)
+
+            result = run_cli("backup", "--dir", str(tmp_path), "--keep-last", "1", dsn=app_dsn)
+
+        assert result.exit_code == 0, result.stderr
+        assert "Rotation deleted" not in result.stdout
+        assert other.exists()
+        assert old_other.exists()
+        assert len(list(tmp_path.glob("app_*.dump"))) == 3
+        identity = read_json(other.with_name(other.name + ".manifest.json"))["source_identity"]
+        assert identity == {"kind": "postgresql", "host": params["host"], "port": other_port, "database": "app"}
+    finally:
+        drop_database(pg, "app")
+
+
+def test_rotation_keeps_version_1_backups(pg, tmp_path):
+    app_dsn = make_database(pg, "app")
+    try:
+        assert run_cli("backup", "--dir", str(tmp_path), dsn=app_dsn).exit_code == 0
+        [dump] = tmp_path.glob("app_*.dump")
+        legacy = age_backup(tmp_path, dump, days=5)
+        make_version_1(legacy)
+
+        result = run_cli("backup", "--dir", str(tmp_path), "--keep-last", "1", dsn=app_dsn)
+
+        assert result.exit_code == 0, result.stderr
+        assert not dump.exists()
+        assert legacy.exists()
+        assert legacy.with_name(legacy.name + ".json").exists()
+        assert "Rotation kept 1 backup of app whose manifest records no source" in result.stdout
+        assert legacy.name in run_cli("backup", "list", "--dir", str(tmp_path)).stdout
     finally:
         drop_database(pg, "app")

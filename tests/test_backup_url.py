@@ -9,7 +9,8 @@ import pyrage
 import pytest
 from pyrage import x25519
 
-from backup_fixtures import read_json
+from auditctl.backup.identity import url_identity
+from backup_fixtures import read_json, serve_endpoint
 from conftest import run_cli
 
 BODY = json.dumps({"users": [{"id": 1, "name": "Анна"}], "exported_at": "2026-12-04T02:00:00Z"},
@@ -29,8 +30,10 @@ def test_json_backup_is_saved_with_manifest(http_endpoint, tmp_path):
     assert result.exit_code == 0, result.stderr
     [backup] = tmp_path.glob("127.0.0.1_*Z.json")
     assert backup.read_bytes() == BODY
-    manifest = read_json(tmp_path / (backup.name + ".json"))
+    manifest = read_json(tmp_path / (backup.name + ".manifest.json"))
+    assert not (tmp_path / (backup.name + ".json")).exists()
     assert manifest["source"] == "url"
+    assert manifest["source_identity"] == {"kind": "url", "url": http_endpoint.url}
     assert manifest["sha256"] == hashlib.sha256(BODY).hexdigest()
     assert http_endpoint.requests[0]["Authorization"] == "Bearer s3cr3t-token"
     assert "s3cr3t-token" not in result.stdout + result.stderr
@@ -52,7 +55,7 @@ def test_json_backup_encrypted_decrypts(http_endpoint, tmp_path):
     assert result.exit_code == 0, result.stderr
     [backup] = folder.glob("*.json.age")
     assert pyrage.decrypt(backup.read_bytes(), [identity]) == BODY
-    assert saved(folder) == sorted([backup.name, backup.name + ".json", backup.name + ".sha256"])
+    assert saved(folder) == sorted([backup.name, backup.name + ".manifest.json", backup.name + ".sha256"])
     assert http_endpoint.requests[0]["Authorization"] == "Bearer from-file"
 
 
@@ -181,3 +184,31 @@ def test_credentials_in_url_are_rejected(http_endpoint, tmp_path):
     assert "pa55word" not in result.stdout + result.stderr
     assert http_endpoint.requests == []
     assert saved(tmp_path) == []
+
+
+def test_url_identity_drops_credentials_and_query():
+    identity = url_identity("HTTPS://backup:pa55@App.Example.com:443/api/backup?token=s3cr3t#top")
+
+    assert identity == {"kind": "url", "url": "https://app.example.com/api/backup",
+                        "query_sha256": hashlib.sha256(b"token=s3cr3t").hexdigest()}
+    assert "pa55" not in json.dumps(identity)
+    assert "s3cr3t" not in json.dumps(identity)
+    assert url_identity("http://127.0.0.1:5066/ok") != url_identity("http://127.0.0.1:5067/ok")
+    assert url_identity("http://127.0.0.1/ok?tenant=a") != url_identity("http://127.0.0.1/ok?tenant=b")
+
+
+def test_rotation_separates_url_sources(tmp_path):
+    with serve_endpoint() as first, serve_endpoint() as second:
+        first.body = BODY
+        second.body = b'{"users": []}'
+        assert run_cli("backup", "--dir", str(tmp_path), "--from-url", first.url).exit_code == 0
+        [first_backup] = tmp_path.glob("127.0.0.1_*Z.json")
+
+        result = run_cli("backup", "--dir", str(tmp_path), "--from-url", second.url, "--keep-last", "1")
+
+    assert result.exit_code == 0, result.stderr
+    assert "Rotation deleted" not in result.stdout
+    assert first_backup.read_bytes() == BODY
+    # Two runs in one second name the second backup 127.0.0.1_…Z-2.json.
+    backups = [path for path in tmp_path.glob("127.0.0.1_*.json") if not path.name.endswith(".manifest.json")]
+    assert len(backups) == 2

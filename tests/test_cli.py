@@ -186,6 +186,33 @@ def test_bad_input_one_line_error(audited, cli, args, fragment):
         assert connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] == before
 
 
+EMPTY_VALUE_FIXES = {
+    "--since": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --since out.",
+    "--until": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --until out.",
+    "--action": "give an action such as UPDATE or LOGIN, or leave --action out.",
+}
+
+
+@pytest.mark.parametrize("command", ["query", "export"])
+@pytest.mark.parametrize("option", EMPTY_VALUE_FIXES)
+def test_empty_filter_value_rejected(audited, cli, command, option):
+    result = cli(command, option, "", dsn=audited.dsn)
+    assert result.exit_code == 2, result.stdout
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"Error: Invalid {option} value '': it is empty; {EMPTY_VALUE_FIXES[option]}"
+
+
+def test_upper_case_units_accepted(audited, cli):
+    upper = cli("query", "--since", "7D", "--until", "0H", "--format", "json", dsn=audited.dsn)
+    lower = cli("query", "--since", "7d", "--until", "0h", "--format", "json", dsn=audited.dsn)
+    assert upper.exit_code == 0, upper.stderr
+    assert json.loads(upper.stdout) == json.loads(lower.stdout)
+    assert json.loads(upper.stdout) != []
+    month = cli("query", "--since", "3M", dsn=audited.dsn)
+    assert month.exit_code == 2
+    assert "Units: s, m, h, d, w, and S, H, D, W." in month.stderr
+
+
 @pytest.mark.parametrize("action", ["redact", "BACKUP_FAILED", "ROTATE"])
 def test_query_unused_system_action(audited, cli, action):
     result = cli("query", "--action", action, "--format", "json", dsn=audited.dsn)
@@ -199,6 +226,22 @@ def test_connection_error_hides_password(cli):
     assert "Could not connect to host=127.0.0.1 port=1 dbname=appdb user=app" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("language", "warning"), [
+    ("C.UTF-8", "Warning: The DSN from --dsn contains a password; keep it in AUDITCTL_DSN, PGPASSWORD or ~/.pgpass "
+                "instead."),
+    ("ru_RU.UTF-8", "Предупреждение: DSN из --dsn содержит пароль; храните его в AUDITCTL_DSN, PGPASSWORD или "
+                    "~/.pgpass."),
+], ids=["en", "ru"])
+def test_password_in_dsn_warning(audited, cli, language, warning):
+    # The test servers trust local connections, so the password is not checked.
+    dsn = audited.dsn + " password=s3cret-pw"
+    result = cli("status", "--dsn", dsn, env={"LANG": language})
+    assert result.exit_code == 0, result.stderr
+    user_lines = [line for line in result.stderr.splitlines() if " auditctl " not in line]
+    assert user_lines == [warning]
+    assert "s3cret-pw" not in result.stderr + result.stdout
 
 
 def test_dsn_sources_in_order(audited, cli):
@@ -304,6 +347,34 @@ def test_russian_messages(audited, cli):
     assert "Действие" in table
 
 
+@pytest.mark.parametrize(("details", "got"), [
+    ("[1]", "получен массив"),
+    ('"text"', "получена строка"),
+    ("true", "получено логическое значение"),
+    ("null", "получен null"),
+    ("5", "получено число"),
+], ids=["array", "string", "boolean", "null", "number"])
+def test_details_type_error_in_russian(details, got):
+    from auditctl.audit.events import parse_details
+    from auditctl.errors import InvalidArgumentError
+    from auditctl.i18n import use_language
+    with use_language("ru"), pytest.raises(InvalidArgumentError) as caught:
+        parse_details(details)
+    assert str(caught.value) == f"Неверное значение --details: ожидался JSON-объект, {got}."
+
+
+def test_install_names_tables_in_russian(db, cli):
+    with db.connect() as connection:
+        connection.execute('CREATE TABLE "Order" (id int PRIMARY KEY)')
+    env = {"LANG": "ru_RU.UTF-8"}
+    installed = cli("install", "--all", env=env, dsn=db.dsn)
+    removed = cli("uninstall", "--all", env=env, dsn=db.dsn)
+    assert installed.exit_code == 0, installed.stderr
+    assert "Триггер аудита установлен для таблицы public.Order" in installed.stdout
+    assert removed.exit_code == 0, removed.stderr
+    assert "Триггер аудита снят с таблицы public.Order" in removed.stdout
+
+
 @pytest.mark.parametrize("variable", ["LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"])
 def test_locale_variables_choose_russian(cli, variable):
     env = {"LANG": "C.UTF-8", variable: "ru_RU.UTF-8"}
@@ -318,7 +389,7 @@ USAGE_ERRORS = {
     "unknown-option": (["query", "--bogus"], "No such option: --bogus", "Нет такого параметра: --bogus"),
     "unknown-option-hint": (["query", "--limt", "5"], "No such option: --limt (Possible options: --limit)",
                             "Нет такого параметра: --limt (похожие параметры: --limit)"),
-    "missing-argument": (["history"], "Missing argument 'TABLE'.", "Не указан аргумент 'TABLE'."),
+    "missing-argument": (["history"], "Missing argument 'TABLE'.", "Не указан аргумент 'ТАБЛИЦА'."),
     "not-an-integer": (["query", "--limit", "abc"], "Invalid value for '--limit': 'abc' is not an integer.",
                        "Неверное значение '--limit': 'abc' — не целое число."),
     "below-minimum": (["query", "--limit", "0"], "Invalid value for '--limit': 0 is out of range: the minimum is 1.",
@@ -329,7 +400,7 @@ USAGE_ERRORS = {
                      "'table', 'json', 'csv'."),
     "directory-not-file": (["export", "-o", "."],
                            "Invalid value for '--output' / '-o': '.' is a directory, not a file.",
-                           "Неверное значение '--output' / '-o': '.' — каталог, а не файл."),
+                           "Неверное значение '--output' / '-o': '.' — папка, а не файл."),
     "extra-argument": (["status", "extra"], "Got unexpected extra argument(s) (extra)", "Лишние аргументы: extra"),
     "unknown-command": (["stauts"], "No such command 'stauts'. Did you mean 'status'?",
                         "Нет такой команды «stauts». Возможно, вы имели в виду 'status'?"),
@@ -638,3 +709,31 @@ def test_help_keeps_brackets(cli, language):
     options = install_help.stdout.split("--[no-]auto-audit", 1)[1]
     assert options.count("[audit]") >= 4, install_help.stdout
     assert "[audit.tables]" in install_help.stdout
+
+
+def test_placeholders_have_translations():
+    import typer
+
+    from auditctl.cli.placeholders import untranslated_words
+    cli_app = importlib.import_module("auditctl.cli.app")
+    cli_app.register_commands()
+    command = typer.main.get_command(cli_app.app)
+    metavars = {parameter.metavar for each in cli_app.all_commands(command) for parameter in each.params
+                if parameter.metavar}
+    assert "TABLE.COLUMN" in metavars
+    assert [metavar for metavar in sorted(metavars) if untranslated_words(metavar)] == []
+
+
+def test_russian_help_placeholders(cli):
+    env = {"LANG": "ru_RU.UTF-8", "COLUMNS": "120"}
+    install_help = cli("install", "--help", env=env).stdout
+    revert_help = cli("revert", "--help", env=env).stdout
+    query_help = cli("query", "--help", env=env).stdout
+    assert "auditctl install [ПАРАМЕТРЫ] [ТАБЛИЦА]..." in install_help
+    assert re.search(r"--exclude-column +ТАБЛИЦА\.СТОЛБЕЦ", install_help)
+    assert re.search(r"--config +ФАЙЛ", install_help)
+    assert "auditctl revert [ПАРАМЕТРЫ] [НОМЕР_СОБЫТИЯ]" in revert_help
+    assert re.search(r"--transaction +TXID", revert_help)
+    assert re.search(r"--since +ВРЕМЯ +События не раньше времени ВРЕМЯ", query_help)
+    for help_text in (install_help, revert_help, query_help):
+        assert not re.search(r"\b(TABLE|COLUMN|FILE|WHEN|NAME|ROLE|SCHEMA|EVENT_ID)\b", help_text), help_text

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import socket
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -393,6 +394,31 @@ def test_cron_install_rejects_bad_input(cli, tmp_path, arguments, env, message):
     assert message in result.stderr
     assert "secret" not in result.stderr
     assert not crontab.exists()
+
+
+def test_cron_maintain_warns_of_shell_variables(cli, tmp_path, monkeypatch):
+    for name in [name for name in os.environ if name.startswith("PG")]:
+        monkeypatch.delenv(name)
+    crontab = tmp_path / "crontab"
+    arguments = ["cron", "maintain", "--crontab-file", str(crontab), "--dsn", "host=127.0.0.1 dbname=app user=app"]
+    shell = {"PGPASSFILE": str(tmp_path / "pgpass"), "PGSSLMODE": "require", "PGUSER": "bob",
+             "PGPASSWORD": "s3cret-pw"}
+
+    plain = cli(*arguments)
+    warned = cli(*arguments, env=shell)
+
+    assert plain.exit_code == 0, plain.stderr
+    assert "Warning" not in plain.stderr
+    assert warned.exit_code == 0, warned.stderr
+    # PGUSER is not named, because the DSN sets user.
+    assert [line for line in warned.stderr.splitlines() if line.startswith("Warning: ")] == [
+        "Warning: This shell sets PGPASSWORD, which cron does not pass to `auditctl maintain`, and auditctl never "
+        "writes a password into the crontab; put the password in ~/.pgpass (mode 0600), or in a file named by "
+        "passfile=FILE in the DSN.",
+        "Warning: This shell sets PGPASSFILE, PGSSLMODE, which cron does not pass to `auditctl maintain`, so it "
+        "would connect differently there; add passfile=…, sslmode=… to the DSN."]
+    assert "s3cret-pw" not in crontab.read_text()
+    assert "PGPASS" not in crontab.read_text()
 
 
 @pytest.mark.parametrize(("crontab", "message"), [

@@ -279,6 +279,65 @@ def test_revert_delete_rejected_by_new_constraint(shop):
         assert connection.execute("SELECT count(*) FROM customer").fetchone()[0] == 0
 
 
+@pytest.fixture
+def cascade(shop):
+    """Create project 1 with two tasks, delete it with one cascading DELETE, and return the transaction id."""
+    with shop.connect() as connection:
+        connection.execute("""
+            CREATE TABLE project (id integer PRIMARY KEY, code text NOT NULL UNIQUE, budget numeric);
+            CREATE TABLE task (id integer PRIMARY KEY, project_code text REFERENCES project (code) ON DELETE CASCADE);
+            INSERT INTO project VALUES (1, 'A', 100);
+            INSERT INTO task VALUES (10, 'A'), (11, 'A');""")
+        install(connection, "audit", ["project", "task"])
+        as_app_user(connection, "u", None, "DELETE FROM project WHERE id = 1")
+        return events(connection)[-1]["transaction_id"]
+
+
+def _project_delete_id(connection) -> int:
+    [delete] = events(connection, where="action = 'DELETE' AND entity_type = 'public.project'")
+    return delete["id"]
+
+
+def test_revert_cascade_after_column_rename(shop, cascade):
+    with shop.connect() as connection:
+        connection.execute("ALTER TABLE project RENAME COLUMN budget TO budget_rub")
+        delete_id = _project_delete_id(connection)
+        count = len(events(connection))
+        expected = (f"Event {delete_id} cannot be reverted: column budget of public.project no longer exists, "
+                    "because it was renamed or dropped after the event.")
+        with pytest.raises(RevertRefusedError) as whole:
+            revert_transaction(connection, "audit", cascade, user_id=None, dry_run=True)
+        with pytest.raises(RevertRefusedError) as single:
+            revert_event(connection, "audit", delete_id, user_id=None, dry_run=True)
+        assert connection.execute("SELECT count(*) FROM task").fetchone()[0] == 0
+        assert len(events(connection)) == count
+    assert str(whole.value).startswith(expected)
+    assert str(single.value).startswith(expected)
+
+
+def test_revert_cascade_reports_parent_conflict(shop, cascade):
+    with shop.connect() as connection:
+        # The parent's id is taken again, but the children refer to its code, which is still missing.
+        connection.execute("INSERT INTO project VALUES (1, 'B', 0)")
+        with pytest.raises(RevertConflictError) as caught:
+            revert_transaction(connection, "audit", cascade, user_id=None)
+        assert connection.execute("SELECT count(*) FROM task").fetchone()[0] == 0
+    assert "row 1 of public.project exists again" in str(caught.value)
+    assert "foreign key" not in str(caught.value)
+
+
+def test_revert_cli_cascade_one_line(shop, cascade, cli):
+    with shop.connect() as connection:
+        connection.execute("ALTER TABLE project DROP COLUMN budget")
+        delete_id = _project_delete_id(connection)
+    result = cli("revert", "--transaction", str(cascade), "--dry-run", "--user", "X", dsn=shop.dsn)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"Error: Event {delete_id} cannot be reverted: column budget of public.project "
+                                    "no longer exists")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def _links(connection, table: str = "link") -> list[tuple]:
     return connection.execute(f"SELECT a, b FROM {table} ORDER BY a, b").fetchall()
 

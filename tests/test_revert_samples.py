@@ -54,6 +54,21 @@ def test_revert_prisma_cascade_delete(prisma_app):
     assert len(result.steps) == 1 + 1 + 10 + 50 + len(before["links"])
 
 
+def test_revert_prisma_cascade_after_rename(prisma_app, cli):
+    with prisma_app.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+        transaction_id = _cascade_transaction(connection)
+        project_delete = events(connection, where="action = 'DELETE' AND entity_type = 'public.Project'")[-1]
+        connection.execute('ALTER TABLE "Project" RENAME COLUMN "budget" TO "budgetRub"')
+
+    result = cli("revert", "--transaction", str(transaction_id), "--dry-run", "--user", "cl00000001",
+                 dsn=prisma_app.dsn)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: Event {project_delete['id']} cannot be reverted: column budget of "
+                                    "public.Project no longer exists")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 # A user invited to three projects, through the permissions table
 # "_ProjectToUser", which has no primary key.
 _INVITED_USER = """

@@ -16,10 +16,14 @@ NOW = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
 @pytest.mark.parametrize(("text", "expected"), [
     ("30m", NOW - timedelta(minutes=30)),
     ("2w", NOW - timedelta(weeks=2)),
+    ("7D", NOW - timedelta(days=7)),
+    ("12H", NOW - timedelta(hours=12)),
+    (" 2W ", NOW - timedelta(weeks=2)),
     ("2026-12-01T09:30:00+03:00", datetime(2026, 12, 1, 6, 30, tzinfo=timezone.utc)),
     ("0001-01-01T00:00:00+00:00", datetime(1, 1, 1, tzinfo=timezone.utc)),
     ("9999-12-31T23:59:59+00:00", datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
-], ids=["minutes", "weeks", "timestamp-with-offset", "first-moment", "last-moment"])
+], ids=["minutes", "weeks", "upper-case-days", "upper-case-hours", "upper-case-weeks-spaced",
+        "timestamp-with-offset", "first-moment", "last-moment"])
 def test_when_accepts_valid_values(text, expected):
     assert parse_when(text, "--since", now=NOW) == expected
 
@@ -31,7 +35,12 @@ def test_when_accepts_valid_values(text, expected):
     ("0001-01-01", "the moment is out of range"),
     ("yesterday", "use 30m, 12h, 7d, 2w"),
     ("2026-02-30", "use 30m, 12h, 7d, 2w"),
-], ids=["days-before-year-one", "days-past-c-int", "weeks-past-timedelta", "local-first-day", "word", "no-such-day"])
+    ("", "it is empty; give 30m, 12h, 7d, 2w"),
+    ("  ", "it is empty; give 30m, 12h, 7d, 2w"),
+    ("3M", "M could mean minutes or months, so it is not accepted; use 3m for minutes"),
+    ("7x", "use 30m, 12h, 7d, 2w"),
+], ids=["days-before-year-one", "days-past-c-int", "weeks-past-timedelta", "local-first-day", "word", "no-such-day",
+        "empty", "blank", "upper-case-m", "unknown-unit"])
 def test_when_rejects_with_option_named(text, reason):
     with pytest.raises(InvalidArgumentError) as caught:
         parse_when(text, "--until", now=NOW)
@@ -42,7 +51,9 @@ def test_when_rejects_with_option_named(text, reason):
     ("180d", timedelta(days=180)),
     ("26w", timedelta(weeks=26)),
     ("700000d", timedelta(days=700000)),
-], ids=["days", "weeks", "nearly-two-millennia"])
+    ("180D", timedelta(days=180)),
+    ("26W", timedelta(weeks=26)),
+], ids=["days", "weeks", "nearly-two-millennia", "upper-case-days", "upper-case-weeks"])
 def test_keep_accepts_valid_windows(text, expected):
     assert parse_keep(text) == expected
 

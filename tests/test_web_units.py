@@ -212,3 +212,21 @@ def test_bar_chart_of_empty_log_has_flat_bars():
 def test_loopback_detection_for_warning(host, expected):
     from auditctl.cli.serve_command import _is_loopback
     assert _is_loopback(host) is expected
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", ["The page connects as role app, which can change the audit log; create a read-only role with "
+            "`auditctl install --viewer-role ROLE` and connect as that role.",
+            "Listening on 0.0.0.0: the page is reachable from other machines; serve it through a reverse proxy "
+            "with TLS, since session cookies are sent over HTTPS only."]),
+    ("ru", ["Страница подключается как роль app, которая может изменять журнал аудита; создайте роль только для "
+            "чтения командой `auditctl install --viewer-role РОЛЬ` и подключайтесь от её имени.",
+            "Прослушивается 0.0.0.0: страница доступна с других машин; открывайте её через обратный прокси с TLS, "
+            "потому что cookie сеанса передаются только по HTTPS."]),
+], ids=["en", "ru"])
+def test_serve_warnings_per_language(language, expected):
+    from auditctl.cli.serve_command import startup_warnings
+    from auditctl.i18n import use_language
+    with use_language(language):
+        assert startup_warnings("app", True, "0.0.0.0") == expected
+        assert startup_warnings("viewer", False, "127.0.0.1") == []

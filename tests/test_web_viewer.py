@@ -107,11 +107,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(dsn: str, port: int, *extra: str, token: str | None = TOKEN) -> subprocess.Popen:
-    """Start `auditctl serve` as a user would, on 127.0.0.1."""
+def start_server(dsn: str, port: int, *extra: str, token: str | None = TOKEN,
+                 language: str = "C.UTF-8") -> subprocess.Popen:
+    """Start `auditctl serve` as a user would, on 127.0.0.1, with LANG set to ``language``."""
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("AUDITCTL_DSN", "DATABASE_URL", "AUDITCTL_WEB_TOKEN", "LANGUAGE", "LC_ALL")}
-    environment.update({"LANG": "C.UTF-8", "AUDITCTL_DSN": dsn})
+    environment.update({"LANG": language, "AUDITCTL_DSN": dsn})
     if token:
         environment["AUDITCTL_WEB_TOKEN"] = token
     return subprocess.Popen([sys.executable, "-m", "auditctl", "serve", "--port", str(port), *extra],
@@ -175,20 +176,39 @@ def test_serve_without_audit_schema_fails_fast(db):
     assert "is not installed" in stderr
 
 
-def test_serve_taken_port_one_line(db):
+def serve_on_taken_port(db, language: str) -> tuple[int, str, list[str]]:
+    """Run `auditctl serve` on a port in use; return the port, stdout and the stderr lines that are not log lines.
+
+    Through a pipe, log lines carry a timestamp and "auditctl LEVEL".
+    """
     with db.connect() as connection:
         seed_audit_log(connection)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process = start_server(db.dsn, port)
+        process = start_server(db.dsn, port, language=language)
         stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 2
+    return port, stdout, [line for line in stderr.splitlines() if " auditctl " not in line]
+
+
+def test_serve_taken_port_one_line(db):
+    port, stdout, lines = serve_on_taken_port(db, "C.UTF-8")
     assert stdout == ""
-    errors = [line for line in stderr.splitlines() if "WARNING" not in line]
+    errors = [line for line in lines if not line.startswith("Warning: ")]
     assert errors == [f"Error: Port {port} on 127.0.0.1 is already in use: pick another with --port, "
                       "or stop the program that listens there."]
+
+
+def test_serve_warnings_follow_locale(db):
+    role = psycopg.conninfo.conninfo_to_dict(db.dsn)["user"]
+    _port, _stdout, lines = serve_on_taken_port(db, "ru_RU.UTF-8")
+    assert lines[0] == (f"Предупреждение: Страница подключается как роль {role}, которая может изменять журнал "
+                        "аудита; создайте роль только для чтения командой `auditctl install --viewer-role РОЛЬ` "
+                        "и подключайтесь от её имени.")
+    assert lines[1].startswith("Ошибка: Порт")
+    assert len(lines) == 2
 
 
 def _ipv6_loopback_works() -> bool:

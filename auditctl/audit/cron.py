@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, pq
 
 from ..crontab import CronResult, cron_quote, replace_marked_line
 from ..db import first_line, resolve_dsn
 from ..errors import InvalidArgumentError
-from ..i18n import _
+from ..i18n import _, ngettext
 
 # Ends every line auditctl adds, so a repeated install replaces its own line only.
 MARKER = "# auditctl maintain"
@@ -29,6 +30,40 @@ def cron_line(schedule: str, arguments: list[str]) -> str:
     command = " ".join(cron_quote(word) for word in [sys.executable, "-m", "auditctl", "--quiet", "maintain",
                                                       *arguments])
     return f"{' '.join(fields)} {command} {MARKER}"
+
+
+def cron_variable_warnings(dsn: str, environment: Mapping[str, str]) -> list[str]:
+    """Return warnings about the libpq variables set in ``environment`` for settings that ``dsn`` lacks.
+
+    cron starts the line without this shell's variables, so libpq under cron
+    never reads them. The variables and their connection keywords come from
+    libpq's PQconndefaults(). PGPASSWORD gets a warning of its own, because
+    a password is never written into the crontab.
+    """
+    # NOTE: PGSERVICEFILE and PGSYSCONFDIR, which locate the service file, have no keyword and are not checked.
+    in_dsn = set(conninfo.conninfo_to_dict(dsn))
+    missing = {}
+    for option in pq.Conninfo.get_defaults():
+        if option.envvar is None:
+            continue
+        name, keyword = option.envvar.decode(), option.keyword.decode()
+        if environment.get(name) and keyword not in in_dsn:
+            missing[name] = keyword
+
+    warnings = []
+    if missing.pop("PGPASSWORD", None):
+        warnings.append(
+            _("This shell sets PGPASSWORD, which cron does not pass to `auditctl maintain`, and auditctl never "
+              "writes a password into the crontab; put the password in ~/.pgpass (mode 0600), or in a file named "
+              "by passfile=FILE in the DSN."))
+    if missing:
+        warnings.append(
+            ngettext("This shell sets {names}, which cron does not pass to `auditctl maintain`, so it would connect "
+                     "differently there; add {settings} to the DSN.",
+                     "This shell sets {names}, which cron does not pass to `auditctl maintain`, so it would connect "
+                     "differently there; add {settings} to the DSN.", len(missing))
+            .format(names=", ".join(missing), settings=", ".join(f"{keyword}=…" for keyword in missing.values())))
+    return warnings
 
 
 def crontab_dsn(dsn_option: str | None) -> str:

@@ -31,21 +31,21 @@ def parse_details(text: str | None) -> dict[str, Any] | None:
             _("Invalid --details JSON at line {line}, column {column}: {error}. Pass a JSON object such as "
               "'{{\"reason\": \"manual\"}}'.").format(line=exc.lineno, column=exc.colno, error=exc.msg)) from None
     if not isinstance(value, dict):
-        raise InvalidArgumentError(
-            _("Invalid --details value: expected a JSON object, got {kind}.").format(kind=_json_kind(value)))
+        raise InvalidArgumentError(_not_an_object_message(value))
     return value
 
 
-def _json_kind(value: Any) -> str:
+def _not_an_object_message(value: Any) -> str:
+    # One whole message per JSON type, because in Russian the participle agrees with the noun's gender.
     if isinstance(value, list):
-        return _("an array")
+        return _("Invalid --details value: expected a JSON object, got an array.")
     if isinstance(value, str):
-        return _("a string")
+        return _("Invalid --details value: expected a JSON object, got a string.")
     if isinstance(value, bool):
-        return _("a boolean")
+        return _("Invalid --details value: expected a JSON object, got a boolean.")
     if value is None:
-        return _("null")
-    return _("a number")
+        return _("Invalid --details value: expected a JSON object, got null.")
+    return _("Invalid --details value: expected a JSON object, got a number.")
 
 
 def log_event(connection: psycopg.Connection, schema: str, action: str, *, user_id: str | None,

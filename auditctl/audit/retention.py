@@ -31,7 +31,8 @@ from .partitions import Partition, list_partitions
 
 logger = logging.getLogger(__name__)
 
-_KEEP = re.compile(r"^\s*(\d+)\s*([dw])\s*$")
+# Days or weeks; the unit may be upper case, as in --since.
+_KEEP = re.compile(r"^\s*(\d+)\s*([dw])\s*$", re.IGNORECASE)
 
 # Number of partitions that rotate never drops, counted back from the newest
 # one that has started, whatever the keep window.
@@ -52,7 +53,7 @@ def parse_keep(text: str) -> timedelta:
             .format(value=text))
     amount = int(match.group(1))
     try:
-        keep = timedelta(days=amount) if match.group(2) == "d" else timedelta(weeks=amount)
+        keep = timedelta(days=amount) if match.group(2).lower() == "d" else timedelta(weeks=amount)
         datetime.now(timezone.utc) - keep
     except OverflowError:
         raise InvalidArgumentError(

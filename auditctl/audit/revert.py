@@ -104,7 +104,10 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
             dry_run: bool, details: dict[str, Any], entity: tuple[str | None, str | None]) -> RevertResult:
     tables = {table.entity_type: table for table in list_tables(connection, schema)}
     rules = load_rules(connection, schema)
-    for event in events:
+    # Every event is checked before any statement runs, oldest first, because
+    # a cascade delete logs the parent first, and a parent that cannot be
+    # restored makes its children fail their foreign keys.
+    for event in sorted(events, key=lambda event: event.id):
         check_revertible(event, tables, rules)
 
     result = RevertResult(dry_run=dry_run)
@@ -147,7 +150,9 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
     runs in a savepoint. An event that violates a foreign key is retried
     after the others, and so are the older events of the same row, so each
     row's own changes still run in reverse order. When a pass makes no
-    progress, the last foreign key error is raised.
+    progress and another row had a conflict, the events still waiting are
+    dropped, because a parent that could not be restored is the likely
+    reason. Otherwise the last foreign key error is raised.
     """
     outcomes: list[tuple[RevertStep | None, str | None]] = []
     # A row is identified by its entity_id. All events of a table without
@@ -179,6 +184,8 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
                 conflicted_rows.add(row)
             outcomes.append(outcome)
         if len(postponed) == len(pending):
+            if conflicted_rows:
+                return outcomes
             raise last_error
         pending = postponed
     return outcomes
@@ -204,18 +211,7 @@ def _revert_one(connection: psycopg.Connection, table: Table, event: Event) -> t
     """Revert one event inside the caller's transaction; return its step, or a conflict message."""
     target = sql.Identifier(table.schema, table.name)
     columns = _columns(connection, table)
-    keyless = event.entity_id is None
-    if event.action == "DELETE":
-        recorded = event.old
-    elif keyless:
-        recorded = row_after_event(event)
-    else:
-        recorded = event.new
-    missing = [column for column in recorded if column not in columns]
-    if missing:
-        return None, _("event {id}: column {column} of {table} no longer exists").format(
-            id=event.id, column=missing[0], table=event.entity_type)
-    if keyless:
+    if event.entity_id is None:
         return _revert_keyless(connection, target, event, columns)
 
     key = key_record_json(table, _key_values(table, event))

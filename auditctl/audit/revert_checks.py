@@ -3,7 +3,8 @@
 Masked, hashed, redacted and summarized values are markers, not the old
 values, so an event whose revert would write one back is rejected. So is an
 event of a table without a primary key whose row can only be found by a
-value that the log does not hold.
+value that the log does not hold, and an event that names a column the
+table no longer has.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def check_revertible(event: Event, tables: dict[str, Table], rules: dict) -> Non
         raise RevertRefusedError(
             _("Event {id} is on {table}, which now has no primary key, so the row cannot be found safely.")
             .format(id=event.id, table=event.entity_type))
+
+    # The logged value of a renamed or dropped column can be neither written back nor compared.
+    missing = [column for column in logged_row(event) if column not in table.columns]
+    if missing:
+        raise RevertRefusedError(
+            _("Event {id} cannot be reverted: column {column} of {table} no longer exists, because it was renamed "
+              "or dropped after the event. Add the column again first, or restore the row by hand from "
+              "`auditctl history`.").format(id=event.id, column=missing[0], table=event.entity_type))
 
     # Values the revert writes back must be real values, not markers.
     for column, value in _restored_values(event).items():
@@ -100,6 +109,15 @@ def _restored_values(event: Event) -> dict[str, Any]:
         # The whole old row is logged, but only the changed columns are written.
         return {column: value for column, value in event.old.items() if column in event.new}
     return event.old or {}
+
+
+def logged_row(event: Event) -> dict[str, Any]:
+    """Return the logged values that reverting the event writes back or compares with the current row."""
+    if event.action == "DELETE":
+        return event.old
+    if event.entity_id is None:
+        return row_after_event(event)
+    return event.new
 
 
 def row_after_event(event: Event) -> dict[str, Any]:

@@ -47,6 +47,8 @@ class StorageSettings:
     prefix: str = ""
     access_key_env: str = "AWS_ACCESS_KEY_ID"
     secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    # Profile of the shared credentials file, read when the two variables above are unset.
+    profile: str | None = None
     link_expires_seconds: int = 7 * 24 * 3600
 
 
@@ -108,13 +110,15 @@ _MAIL_KEYS = {
 _STORAGE_KEYS = {
     "bucket": ("bucket", str), "endpoint_url": ("endpoint_url", str), "region": ("region", str),
     "prefix": ("prefix", str), "access_key_env": ("access_key_env", str), "secret_key_env": ("secret_key_env", str),
-    "link_expires_hours": ("link_expires_seconds", "hours"),
+    "profile": ("profile", str), "link_expires_hours": ("link_expires_seconds", "hours"),
 }
 
 
 # Keys that would put a secret into the file, and the keys that name where the secret is kept instead.
 _SECRET_KEYS = {("mail", "password"): "password_env / password_file",
-                ("backup.source", "header"): "header_env / header_file"}
+                ("backup.source", "header"): "header_env / header_file",
+                ("storage", "access_key"): "access_key_env / profile",
+                ("storage", "secret_key"): "secret_key_env / profile"}
 
 
 def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSettings:

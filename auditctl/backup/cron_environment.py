@@ -21,6 +21,7 @@ from ..db import dsn_has_password
 from ..errors import InvalidArgumentError
 from ..i18n import _
 from .config import BackupSettings
+from .storage import keys_in_files
 
 # Copied into the line whenever they are set: the language of messages and mail, and the CA
 # certificates that Python's ssl module trusts for SMTP.
@@ -150,11 +151,10 @@ def _secret_warnings(settings: BackupSettings, environment: Mapping[str, str]) -
             _("cron will not set {name} (header_env in [backup.source]), so the request to the backup endpoint "
               "will fail; put the header line in a file of mode 0600, set header_file and remove header_env.")
             .format(name=settings.header_env))
-    if settings.storage is not None:
-        # NOTE: [storage] has no *_file keys, so its uploads cannot work from this crontab line.
+    if settings.storage is not None and not keys_in_files(settings.storage):
         warnings.append(
-            _("cron will not set {access} and {secret} (the keys of [storage]), so uploads will fail; [storage] "
-              "reads its keys from environment variables only.")
+            _("cron will not set {access} and {secret} (the keys of [storage]), so uploads will fail; put the keys "
+              "in ~/.aws/credentials of this user (mode 0600), which the cron job reads.")
             .format(access=settings.storage.access_key_env, secret=settings.storage.secret_key_env))
     if environment.get("PGPASSWORD"):
         warnings.append(

@@ -16,6 +16,7 @@ from .config import BackupSettings
 from .encryption import load_encryption
 from .mail import read_password, smtp_port, smtp_session
 from .manifest import find_backups
+from .partials import find_partials
 from .pgtools import find_tool
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,14 @@ def _check_folder(settings: BackupSettings, report: DoctorReport) -> None:
     else:
         report.checks.append(Check(_("backup folder"), True, _("{folder}: {free} MiB free").format(
             folder=folder, free=free_mib)))
+    partials = find_partials(folder)
+    if partials:
+        # The check passes because the next run deletes them. Each one shows a run that ended without cleaning up.
+        report.checks.append(Check(_("partial files"), True, ngettext(
+            "{names}: left by a run that was killed, or written by a run in progress; the next backup run "
+            "deletes it.",
+            "{names}: left by runs that were killed, or written by a run in progress; the next backup run "
+            "deletes them.", len(partials)).format(names=", ".join(path.name for path in partials))))
 
 
 def _check_encryption(settings: BackupSettings, report: DoctorReport) -> None:

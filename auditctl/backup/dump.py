@@ -24,7 +24,9 @@ from ..errors import BackupError, InvalidArgumentError
 from ..files import check_writable_folder
 from ..i18n import _
 from .encryption import AGE_EXTENSION, Encryption, PipeWriter
+from .identity import database_identity
 from .manifest import Manifest, backup_name, fsync_folder, sha256_of_tree, utc_now, write_sidecars
+from .partials import partial_path
 from .pgtools import PgTool, find_tool
 from .streams import HashingWriter, StderrCollector, TeeReader, copy_stream
 
@@ -95,14 +97,18 @@ def child_connection(dsn: str | None) -> ChildConnection:
 
 @dataclass(frozen=True)
 class ServerInfo:
+    """The database a DSN reaches: its name, the server's version, and the host and port libpq connected to."""
+
     database: str
     version: int
+    host: str
+    port: int
 
 
 def describe_server(dsn: str | None, dsn_origin: str = "--dsn") -> ServerInfo:
     with connect(dsn, option_origin=dsn_origin) as connection:
         database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
-        return ServerInfo(database, connection.info.server_version)
+        return ServerInfo(database, connection.info.server_version, connection.info.host, connection.info.port)
 
 
 def validate_options(options: DumpOptions) -> None:
@@ -230,7 +236,7 @@ def fsync_tree(folder: Path) -> None:
 def unused_stem(folder: Path, stem: str, extension: str) -> str:
     """Add ``-2``, ``-3``… to a name already taken by a run that started in the same second."""
     candidate, number = stem, 1
-    while (folder / (candidate + extension)).exists() or (folder / f".{candidate}{extension}.partial").exists():
+    while (folder / (candidate + extension)).exists() or partial_path(folder / (candidate + extension)).exists():
         number += 1
         candidate = f"{stem}-{number}"
     return candidate
@@ -254,7 +260,7 @@ def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None =
     stem = unused_stem(options.folder, backup_name(server.database, started, ""), extension)
     final = options.folder / (stem + extension)
     globals_path = options.folder / (stem + ".globals.sql" + (AGE_EXTENSION if options.encryption else ""))
-    temporary = options.folder / f".{final.name}.partial"
+    temporary = partial_path(final)
     logger.info("dumping database %s with %s into %s", server.database, pg_dump.path, final)
 
     args = [str(pg_dump.path), f"--format={options.dump_format}", f"--dbname={child.conninfo}"]
@@ -289,7 +295,7 @@ def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None =
             started_at=started.isoformat(), finished_at=utc_now().isoformat(),
             encrypted=options.encryption is not None, server_version=format_server_version(server.version),
             pg_dump_version=pg_dump.version_text, globals_file=globals_name, globals_sha256=globals_digest,
-            files=files)
+            files=files, source_identity=database_identity(server.host, server.port, server.database))
         write_sidecars(final, manifest)
     logger.info("wrote %s (%d bytes, sha256 %s)", final, size, digest or "per file")
     return BackupResult(final, manifest)
@@ -311,7 +317,7 @@ def run_to_folder(args: list[str], environment: dict[str, str]) -> None:
 
 def dump_globals(pg_dumpall: PgTool, child: ChildConnection, options: DumpOptions, target: Path) -> str:
     """Dump roles and tablespaces with ``pg_dumpall --globals-only`` into ``target``; return its sha256."""
-    temporary = options.folder / f".{target.name}.partial"
+    temporary = partial_path(target)
     args = [str(pg_dumpall.path), "--globals-only", f"--dbname={child.conninfo}"]
     with _removed_on_failure(temporary, target):
         _size, digest = stream_child_to_file(args, child.environment, temporary, program="pg_dumpall",

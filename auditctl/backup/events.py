@@ -20,12 +20,15 @@ BACKUP_RESTORE = "BACKUP_RESTORE"
 
 
 def record_backup_event(dsn: str | None, action: str, details: dict[str, Any],
-                        schema: str = DEFAULT_SCHEMA, dsn_origin: str = "--dsn") -> int | None:
+                        schema: str = DEFAULT_SCHEMA, dsn_origin: str = "--dsn",
+                        backup_error: str | None = None) -> int | None:
     """Write one backup event through ``log_event``; return its id, or None when it was not recorded.
 
     A database without the audit schema, or one that cannot be reached (a
     failed backup often means exactly that), is logged and skipped: the event
-    is a record of the run, never a reason to fail it.
+    is a record of the run, never a reason to fail it. When recording fails
+    with the same error as the backup (``backup_error``), which the CLI prints
+    anyway, the warning does not repeat it.
     """
     try:
         with connect(dsn, option_origin=dsn_origin) as connection:
@@ -34,7 +37,11 @@ def record_backup_event(dsn: str | None, action: str, details: dict[str, Any],
         logger.debug("audit schema %s not installed; %s not recorded", schema, action)
         return None
     except (AuditctlError, psycopg.Error) as exc:
-        logger.warning("could not record %s in the audit log: %s", action, first_line(str(exc)))
+        reason = first_line(str(exc))
+        if backup_error is not None and reason == first_line(backup_error):
+            logger.warning("could not record %s in the audit log either, because of the same error", action)
+        else:
+            logger.warning("could not record %s in the audit log: %s", action, reason)
         return None
     logger.info("recorded %s as audit event %d", action, event_id)
     return event_id

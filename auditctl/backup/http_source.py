@@ -23,6 +23,7 @@ from ..errors import BackupError, ConfigError, InvalidArgumentError
 from ..i18n import _
 from .dump import BackupResult, _open_exclusive, _removed_on_failure, require_folder, unused_stem
 from .encryption import AGE_EXTENSION, Encryption
+from .identity import url_identity
 from .manifest import Manifest, backup_name, fsync_folder, utc_now, write_sidecars
 from .streams import HashingWriter, copy_stream
 from .urls import credentials_message, has_credentials, is_http_url, public_url
@@ -188,7 +189,8 @@ def backup_from_url(source: UrlSource, folder: Path, encryption: Encryption | No
         fsync_folder(folder)
         manifest = Manifest(database=source.name, file=final.name, format="json", size=writer.size,
                             sha256=writer.digest.hexdigest(), started_at=started.isoformat(),
-                            finished_at=utc_now().isoformat(), encrypted=encryption is not None, source="url")
+                            finished_at=utc_now().isoformat(), encrypted=encryption is not None, source="url",
+                            source_identity=url_identity(source.url))
         write_sidecars(final, manifest)
     logger.info("saved the response of %s as %s (%d bytes)", source.name, final, writer.size)
     return BackupResult(final, manifest)

@@ -1,16 +1,20 @@
 """One ``auditctl backup`` run: lock, dump (or fetch), rotate, record the event and mail the report.
 
 The order matters: rotation runs only after a verified backup, and mail and
-audit events never decide whether the backup itself is kept.
+audit events never decide whether the backup itself is kept. Every failure
+after the settings were read, from a missing backup folder to SIGTERM during
+the dump, is recorded, mailed and reported to monitoring.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,16 +22,19 @@ import psycopg
 from psycopg import conninfo
 
 from ..db import describe_dsn, resolve_dsn
-from ..errors import AuditctlError, DeliveryError
+from ..errors import AuditctlError, BackupInterruptedError
 from ..i18n import _, format_bytes, format_duration, ngettext
 from . import events, monitoring
 from .config import BackupSettings
 from .dump import BackupResult, DumpOptions, dump_database, require_folder
 from .encryption import Encryption, load_encryption
 from .http_source import UrlSource, backup_from_url
+from .identity import url_identity
+from .interruption import Interrupted, SignalGuard
 from .lock import backup_lock
 from .mail import MailReport, attachment_fits, build_message, send_message
-from .manifest import find_backups, utc_now
+from .manifest import BackupEntry, find_backups, utc_now
+from .partials import remove_stale_partials
 from .rotation import RotationPolicy, RotationResult, rotate
 from .storage import UploadResult, upload_backup
 
@@ -46,6 +53,7 @@ class JobReport:
     mail_sent: bool = False
     delivery_errors: list[str] = field(default_factory=list)
     event_id: int | None = None
+    removed_partials: list[Path] = field(default_factory=list)
 
     @property
     def duration_seconds(self) -> float:
@@ -64,24 +72,67 @@ class _TailHandler(logging.Handler):
         self.lines.append(self.format(record))
 
 
+@contextlib.contextmanager
+def _log_tail(size: int) -> Iterator[_TailHandler]:
+    tail = _TailHandler(size)
+    package_logger = logging.getLogger("auditctl")
+    package_logger.addHandler(tail)
+    try:
+        yield tail
+    finally:
+        package_logger.removeHandler(tail)
+
+
 def run_job(settings: BackupSettings, on_bytes: Callable[[int], None] | None = None) -> JobReport:
-    """Run the whole nightly job under the folder's lock; BackupLockedError escapes before anything is done."""
-    encryption = load_encryption(list(settings.recipients), settings.recipients_file, settings.passphrase_file)
-    require_folder(settings.folder)
-    with backup_lock(settings.folder):
-        report = JobReport(started=time.monotonic())
-        tail = _TailHandler(settings.mail.log_lines if settings.mail else 40)
-        package_logger = logging.getLogger("auditctl")
-        package_logger.addHandler(tail)
-        try:
-            monitoring.ping_heartbeat(settings.heartbeat_url, "start")
-            _run_locked(settings, encryption, report, on_bytes)
-            if settings.mail is not None:
-                _send_report(settings, report, "\n".join(tail.lines))
-        finally:
-            package_logger.removeHandler(tail)
-        _report_to_monitoring(settings, report)
+    """Run the whole nightly job under the folder's lock and report its outcome.
+
+    Nothing is raised: the failure of the backup is in ``report.error`` and
+    those of upload and mail in ``report.delivery_errors``. A second run that
+    finds the lock held gets BackupLockedError there and touches no file.
+    """
+    report = JobReport(started=time.monotonic())
+    with _log_tail(settings.mail.log_lines if settings.mail else 40) as tail, contextlib.ExitStack() as lock:
+        with SignalGuard() as guard:
+            try:
+                monitoring.ping_heartbeat(settings.heartbeat_url, "start")
+                encryption = load_encryption(list(settings.recipients), settings.recipients_file,
+                                             settings.passphrase_file)
+                require_folder(settings.folder)
+                lock.enter_context(backup_lock(settings.folder))
+                _run_locked(settings, encryption, report, on_bytes)
+            except AuditctlError as exc:
+                report.error = exc
+            except Interrupted:
+                pass
+        # The guard is off, so a second signal during the report ends the process at once.
+        if guard.received is not None:
+            report.error = _interruption_error(guard.received, report)
+        if report.error is not None and report.result is None:
+            _record_failure(settings, report)
+        if settings.mail is not None:
+            _send_report(settings, report, "\n".join(tail.lines))
+    _report_to_monitoring(settings, report)
     return report
+
+
+def _interruption_error(signum: int, report: JobReport) -> BackupInterruptedError:
+    name = signal.Signals(signum).name
+    if report.result is None:
+        message = _("Interrupted by {signal} before the backup was complete; no backup file was kept.").format(
+            signal=name)
+    else:
+        message = _("Interrupted by {signal} after {path} was written and verified; rotation, the audit event "
+                    "or the report may be missing.").format(signal=name, path=report.result.path)
+    return BackupInterruptedError(message, signum)
+
+
+def _record_failure(settings: BackupSettings, report: JobReport) -> None:
+    """Record BACKUP_FAILED in the audit log of the database, unless the run had no database (``--from-url``)."""
+    if settings.from_url:
+        return
+    report.event_id = events.record_backup_event(
+        settings.dsn, events.BACKUP_FAILED, {"error": str(report.error), "folder": str(settings.folder)},
+        settings.audit_schema, settings.dsn_origin, backup_error=str(report.error))
 
 
 def _report_to_monitoring(settings: BackupSettings, report: JobReport) -> None:
@@ -96,30 +147,24 @@ def _report_to_monitoring(settings: BackupSettings, report: JobReport) -> None:
 
 def _run_locked(settings: BackupSettings, encryption: Encryption | None, report: JobReport,
                 on_bytes: Callable[[int], None] | None) -> None:
-    try:
-        if settings.from_url:
-            source = UrlSource(settings.from_url, settings.header_env, settings.header_file,
-                               settings.url_timeout_seconds, settings.max_body_bytes)
-            report.result = backup_from_url(source, settings.folder, encryption)
-        else:
-            options = DumpOptions(folder=settings.folder, dsn=settings.dsn, dsn_origin=settings.dsn_origin,
-                                  dump_format=settings.dump_format,
-                                  jobs=settings.jobs, compress=settings.compress, with_globals=settings.with_globals,
-                                  encryption=encryption, pg_bindir=settings.pg_bindir)
-            report.result = dump_database(options, on_bytes)
-    except AuditctlError as exc:
-        report.error = exc
-        logger.error("backup failed: %s", exc)
-        if not settings.from_url:
-            report.event_id = events.record_backup_event(
-                settings.dsn, events.BACKUP_FAILED, {"error": str(exc), "folder": str(settings.folder)},
-                settings.audit_schema, settings.dsn_origin)
-        return
+    """Dump or fetch, rotate and record BACKUP_CREATE; a failure of the backup itself is raised."""
+    report.removed_partials = remove_stale_partials(settings.folder)
+    if settings.from_url:
+        source = UrlSource(settings.from_url, settings.header_env, settings.header_file,
+                           settings.url_timeout_seconds, settings.max_body_bytes)
+        report.result = backup_from_url(source, settings.folder, encryption)
+    else:
+        options = DumpOptions(folder=settings.folder, dsn=settings.dsn, dsn_origin=settings.dsn_origin,
+                              dump_format=settings.dump_format,
+                              jobs=settings.jobs, compress=settings.compress, with_globals=settings.with_globals,
+                              encryption=encryption, pg_bindir=settings.pg_bindir)
+        report.result = dump_database(options, on_bytes)
 
     result = report.result
     policy = RotationPolicy(settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly)
     try:
-        report.rotation = rotate(find_backups(settings.folder, result.database), policy, utc_now())
+        report.rotation = rotate(find_backups(settings.folder), policy, utc_now(),
+                                 BackupEntry(result.path, result.manifest))
     except OSError as exc:
         # The new backup is complete; a file that cannot be deleted must not turn the run into a failure.
         logger.warning("rotation stopped: could not delete %s: %s", exc.filename, exc.strerror)
@@ -135,20 +180,19 @@ def _run_locked(settings: BackupSettings, encryption: Encryption | None, report:
 def _send_report(settings: BackupSettings, report: JobReport, log_tail: str) -> None:
     """Attach, upload or point to the file, then send the mail.
 
-    A mail or storage failure is logged and added to ``delivery_errors``
-    instead of raised, so the backup itself is kept.
+    A mail or storage failure is added to ``delivery_errors`` instead of
+    raised, so the backup itself is kept. The CLI prints those errors.
     """
     mail = settings.mail
     try:
-        if report.result is None:
+        if report.error is not None or report.result is None:
             message = build_message(mail, failure_report(settings, report, log_tail))
         else:
             message = build_message(mail, success_report(settings, report))
         send_message(mail, message)
         report.mail_sent = True
     except (AuditctlError, OSError) as exc:
-        logger.error("report mail not sent: %s", exc)
-        report.delivery_errors.append(str(exc))
+        report.delivery_errors.append(_("Report mail not sent: {error}").format(error=exc))
 
 
 def _where(report: JobReport) -> str:
@@ -161,7 +205,7 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
     mail = settings.mail
     size_text = format_bytes(result.size)
     lines = [
-        _("Database: {database}").format(database=result.database),
+        _source_line(settings, result.database),
         _("Result: backup succeeded and was verified"),
         _("Size: {size}").format(size=size_text),
         _("Duration: {duration}").format(duration=format_duration(result.duration_seconds)),
@@ -169,11 +213,16 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
         "sha256: " + (result.manifest.sha256 or _("per file, see the .sha256 file")),
     ]
     attachment: Path | None = None
-    is_file = result.path.is_file()
-    if is_file and attachment_fits(result.size, mail.max_attachment_bytes):
+    if not result.path.exists():
+        logger.warning("backup %s not found while writing the report mail; the mail says it is missing", result.path)
+        lines.append(_("The backup is no longer at the path above; it was not attached or uploaded."))
+    elif result.path.is_dir():
+        lines.append(_("The backup is a directory-format folder, which cannot be attached or uploaded; "
+                       "it is on the server at the path above."))
+    elif attachment_fits(result.size, mail.max_attachment_bytes):
         attachment = result.path
         lines.append(_("The backup is attached."))
-    elif is_file and settings.storage is not None:
+    elif settings.storage is not None:
         try:
             report.upload = upload_backup(settings.storage, result.path)
             hours = report.upload.expires_seconds // 3600
@@ -181,12 +230,10 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
                                   "The backup is too large to attach; download it within {hours} hours from:\n{url}",
                                   hours)
                          .format(hours=hours, url=report.upload.url))
-        except DeliveryError as exc:
+        except AuditctlError as exc:
+            # DeliveryError from the store, or ConfigError when its credentials are missing.
             report.delivery_errors.append(str(exc))
             lines.append(_("The backup is too large to attach and the upload failed: {error}").format(error=exc))
-    elif not is_file:
-        lines.append(_("The backup is a directory-format folder, which cannot be attached or uploaded; "
-                       "it is on the server at the path above."))
     else:
         lines.append(_("The backup is too large to attach; it is on the server at the path above."))
     if report.rotation is not None and report.rotation.deleted:
@@ -201,9 +248,10 @@ def success_report(settings: BackupSettings, report: JobReport) -> MailReport:
 def failure_report(settings: BackupSettings, report: JobReport, log_tail: str) -> MailReport:
     """Word the failure mail: the error and the tail of the log."""
     database = database_label(settings)
+    interrupted = isinstance(report.error, BackupInterruptedError)
     lines = [
-        _("Database: {database}").format(database=database),
-        _("Result: BACKUP FAILED"),
+        _source_line(settings, database),
+        _("Result: INTERRUPTED") if interrupted else _("Result: BACKUP FAILED"),
         _("Error: {error}").format(error=report.error),
         _("Duration: {duration}").format(duration=format_duration(report.duration_seconds)),
         _("Backup folder: {folder}").format(folder=settings.folder.resolve()),
@@ -211,8 +259,18 @@ def failure_report(settings: BackupSettings, report: JobReport, log_tail: str) -
         _("Last log lines:"),
         log_tail or _("(none)"),
     ]
-    subject = _("[auditctl] Backup of {database} FAILED").format(database=database)
+    if interrupted:
+        subject = _("[auditctl] Backup of {database} INTERRUPTED").format(database=database)
+    else:
+        subject = _("[auditctl] Backup of {database} FAILED").format(database=database)
     return MailReport(subject, "\n".join(lines) + "\n")
+
+
+def _source_line(settings: BackupSettings, database: str) -> str:
+    """Name the source: the database, or the endpoint's URL without credentials and query."""
+    if settings.from_url:
+        return _("Source: {url}").format(url=url_identity(settings.from_url)["url"])
+    return _("Database: {database}").format(database=database)
 
 
 def database_label(settings: BackupSettings) -> str:

@@ -1,9 +1,10 @@
 """Backup file names, the sha256 sidecar and the JSON manifest beside each backup.
 
 A backup ``NAME`` (a file, or a folder for the directory format) has
-``NAME.sha256`` in ``sha256sum`` format and ``NAME.json``, the manifest.
-Only a manifest written by auditctl, naming the database, marks a file as
-ours: rotation and ``backup list`` look at nothing else.
+``NAME.sha256`` in ``sha256sum`` format and ``NAME.manifest.json``, the
+manifest. Manifests of version 1 are named ``NAME.json`` and are still
+read. Only a manifest written by auditctl, naming the database, marks
+a file as ours: rotation and ``backup list`` look at nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..errors import BackupError
@@ -25,14 +27,21 @@ from ..i18n import _
 logger = logging.getLogger(__name__)
 
 MANIFEST_KIND = "auditctl-backup"
-MANIFEST_VERSION = 1
+# Version 2 added source_identity and moved the manifest from NAME.json to NAME.manifest.json.
+MANIFEST_VERSION = 2
+MANIFEST_SUFFIX = ".manifest.json"
+LEGACY_MANIFEST_SUFFIX = ".json"
 _UNSAFE = re.compile(r"[^\w.-]+")
 _CHUNK = 1024 * 1024
 
 
 @dataclass
 class Manifest:
-    """Record of one backup, as stored in ``NAME.json`` beside it."""
+    """Record of one backup, as stored in ``NAME.manifest.json`` beside it.
+
+    ``source_identity`` (see ``identity.py``) is None in version 1
+    manifests, which recorded only the database name or the URL's host.
+    """
 
     database: str
     file: str
@@ -51,6 +60,7 @@ class Manifest:
     kind: str = MANIFEST_KIND
     manifest_version: int = MANIFEST_VERSION
     files: dict[str, str] = field(default_factory=dict)
+    source_identity: dict[str, Any] | None = None
 
     @property
     def started(self) -> datetime:
@@ -85,7 +95,12 @@ def sidecar_path(path: Path) -> Path:
 
 
 def manifest_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
+    return path.with_name(path.name + MANIFEST_SUFFIX)
+
+
+def legacy_manifest_path(path: Path) -> Path:
+    """Name a version 1 manifest, ``NAME.json``."""
+    return path.with_name(path.name + LEGACY_MANIFEST_SUFFIX)
 
 
 def utc_now() -> datetime:
@@ -130,7 +145,7 @@ def fsync_folder(folder: Path) -> None:
 
 
 def write_sidecars(path: Path, manifest: Manifest) -> None:
-    """Write ``NAME.sha256`` (``sha256sum -c`` reads it) and ``NAME.json``."""
+    """Write ``NAME.sha256`` (``sha256sum -c`` reads it) and ``NAME.manifest.json``."""
     if manifest.files:
         lines = "".join(f"{digest}  {path.name}/{name}\n" for name, digest in manifest.files.items())
     else:
@@ -143,9 +158,17 @@ def write_sidecars(path: Path, manifest: Manifest) -> None:
 
 
 def read_manifest(path: Path) -> Manifest | None:
-    """Read the manifest of backup ``path``; None when it is missing or not written by auditctl."""
+    """Read the manifest of backup ``path``, else its version 1 manifest; None when neither is auditctl's."""
+    for candidate in (manifest_path(path), legacy_manifest_path(path)):
+        manifest = _read_manifest_file(candidate)
+        if manifest is not None:
+            return manifest
+    return None
+
+
+def _read_manifest_file(candidate: Path) -> Manifest | None:
     try:
-        data = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+        data = json.loads(candidate.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
@@ -172,10 +195,16 @@ def find_backups(folder: Path, database: str | None = None) -> list[BackupEntry]
     entries = []
     if not folder.is_dir():
         return entries
-    for candidate in folder.glob("*.json"):
+    # Every NAME.manifest.json also ends in .json, so one glob finds both manifest names. The
+    # manifest.file check below drops the wrong reading, such as NAME.manifest as a backup.
+    paths: set[Path] = set()
+    for candidate in folder.glob("*" + LEGACY_MANIFEST_SUFFIX):
         if candidate.name.startswith("."):
             continue
-        path = candidate.with_name(candidate.name[: -len(".json")])
+        paths.add(candidate.with_name(candidate.name.removesuffix(LEGACY_MANIFEST_SUFFIX)))
+        if candidate.name.endswith(MANIFEST_SUFFIX):
+            paths.add(candidate.with_name(candidate.name.removesuffix(MANIFEST_SUFFIX)))
+    for path in paths:
         manifest = read_manifest(path)
         if manifest is None or manifest.file != path.name or not path.exists():
             continue

@@ -1,7 +1,8 @@
 """Which old backups to delete: keep the last N and daily, weekly and monthly slots.
 
-Rotation only ever gets backups that auditctl made for one database (see
-``manifest.find_backups``), and it never deletes the newest one.
+Rotation only ever gets backups that auditctl made of one source (see
+``backups_of_source``), and it never deletes the backup just written nor the
+newest one.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
-from .manifest import BackupEntry, manifest_path, sidecar_path
+from .manifest import BackupEntry, legacy_manifest_path, manifest_path, sidecar_path
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,20 @@ class RotationPolicy:
 
 @dataclass
 class RotationResult:
+    """The backups of one source that rotation kept and deleted, and the backups of unknown source that it kept."""
+
     kept: list[Path] = field(default_factory=list)
     deleted: list[Path] = field(default_factory=list)
+    unknown_source: list[Path] = field(default_factory=list)
+
+
+def backups_of_source(backups: list[BackupEntry], identity: dict[str, Any]) -> list[BackupEntry]:
+    """Pick the backups whose manifest records exactly this source identity.
+
+    Version 1 manifests record no identity, so they are never picked: their
+    database name alone cannot tell two servers, or two ports of one host, apart.
+    """
+    return [entry for entry in backups if entry.manifest.source_identity == identity]
 
 
 def _period_keys(now: datetime, count: int, step: str) -> list[tuple]:
@@ -61,15 +75,20 @@ def _key_of(moment: datetime, step: str) -> tuple:
     return (day.year, day.month)
 
 
-def plan_rotation(backups: list[BackupEntry], policy: RotationPolicy, now: datetime) -> RotationResult:
-    """Split ``backups`` (one database, any order) into kept and to be deleted.
+def plan_rotation(backups: list[BackupEntry], policy: RotationPolicy, now: datetime,
+                  fresh: Path | None = None) -> RotationResult:
+    """Split ``backups`` (one source, any order) into kept and to be deleted.
 
     A slot rule keeps the newest backup in each of the last N calendar days,
-    ISO weeks or months, counting the current one. The newest backup is always
-    kept, even when every slot has passed, so that a run of failed nights never
-    leaves the folder empty.
+    ISO weeks or months, counting the current one. ``fresh``, the backup just
+    written, counts as the newest whatever its manifest's start time, because
+    an older backup made while the clock was ahead can carry a later one. The
+    newest backup is always kept, even when every slot has passed, so that a
+    run of failed nights never leaves the folder empty.
     """
     ordered = sorted(backups, key=lambda entry: entry.manifest.started, reverse=True)
+    # A stable sort moves the fresh backup to the front and keeps the others newest first.
+    ordered.sort(key=lambda entry: entry.path != fresh)
     if not policy.enabled or not ordered:
         return RotationResult(kept=[entry.path for entry in ordered])
     keep: set[Path] = {ordered[0].path}
@@ -95,14 +114,28 @@ def delete_backup(entry_path: Path, globals_file: str | None) -> None:
     if globals_file:
         (entry_path.parent / globals_file).unlink(missing_ok=True)
     sidecar_path(entry_path).unlink(missing_ok=True)
+    legacy_manifest_path(entry_path).unlink(missing_ok=True)
     manifest_path(entry_path).unlink(missing_ok=True)
     logger.info("rotation deleted %s", entry_path)
 
 
-def rotate(backups: list[BackupEntry], policy: RotationPolicy, now: datetime) -> RotationResult:
-    """Delete the backups that ``plan_rotation`` does not keep."""
-    result = plan_rotation(backups, policy, now)
-    globals_of = {entry.path: entry.manifest.globals_file for entry in backups}
+def rotate(backups: list[BackupEntry], policy: RotationPolicy, now: datetime, fresh: BackupEntry) -> RotationResult:
+    """Delete the backups of ``fresh``'s source that ``plan_rotation`` does not keep.
+
+    ``backups`` may hold any backups of the folder: only those of the same
+    source identity are considered. When a policy is set, those of the same
+    database name without an identity are kept and listed in ``unknown_source``.
+    """
+    identity = fresh.manifest.source_identity
+    same_source = backups_of_source(backups, identity) if identity is not None else []
+    if fresh.path not in {entry.path for entry in same_source}:
+        same_source.append(fresh)
+    result = plan_rotation(same_source, policy, now, fresh.path)
+    if policy.enabled:
+        result.unknown_source = [entry.path for entry in backups
+                                 if entry.manifest.source_identity is None and entry.path != fresh.path
+                                 and entry.manifest.database == fresh.manifest.database]
+    globals_of = {entry.path: entry.manifest.globals_file for entry in same_source}
     for path in result.deleted:
         delete_backup(path, globals_of.get(path))
     return result

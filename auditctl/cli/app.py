@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -12,10 +13,11 @@ import typer
 from rich.markup import escape
 
 from ..db import first_line
-from ..errors import AuditctlError
+from ..errors import AuditctlError, AuditctlWarning
 from ..i18n import _
-from ..render import error_console, print_aborted, print_error, print_usage_error
+from ..render import error_console, print_aborted, print_error, print_usage_error, print_warnings
 from .options import GlobalOptions
+from .placeholders import translate_placeholder
 from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes, usage_arguments
 
 logger = logging.getLogger("auditctl")
@@ -127,11 +129,13 @@ def adapt_help(command: Any) -> None:
     value. An empty metavar leaves the type column of those options blank,
     and arguments show their name alone. typer's copy of click also writes
     "Usage:" and the help text of ``--help`` in English only, so both are
-    replaced by the catalog's text.
+    replaced by the catalog's text, and so are the placeholders such as FILE.
     """
     for each in all_commands(command):
         for parameter in each.params:
             _hide_type(parameter)
+            if parameter.metavar:
+                parameter.metavar = translate_placeholder(parameter.metavar)
             if getattr(parameter, "param_type_name", None) == "argument":
                 # The help's Arguments panel showed Python types such as <list[str]>.
                 parameter.display_type_rich = _no_type
@@ -235,12 +239,29 @@ def run_command(command: Any, args: list[str]) -> None:
     sys.exit(result if isinstance(result, int) else 0)
 
 
-def main() -> None:
-    """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
-    from . import (  # noqa: F401  (registers the commands)
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+    """Print an AuditctlWarning as one translated line; leave other warnings to Python's own format."""
+    if issubclass(category, AuditctlWarning):
+        print_warnings([str(message)])
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
+def register_commands() -> None:
+    """Import the command modules, each of which adds its commands to ``app``."""
+    from . import (  # noqa: F401
         audit_commands, backup_commands, cron_commands, demo_command, log_commands, record_commands,
         retention_commands, serve_command)
 
+
+def main() -> None:
+    """Run the CLI; print AuditctlError and database errors as one line and exit non-zero."""
+    register_commands()
+    warnings.showwarning = show_warning
     try:
         command = typer.main.get_command(app)
         escape_help_markup(command)

@@ -106,7 +106,7 @@ def backup(
         raise report.error
     if report.delivery_errors:
         raise DeliveryError(_("The backup {path} is kept, but delivery failed: {error}").format(
-            path=report.result.path, error=report.delivery_errors[0]))
+            path=report.result.path, error="; ".join(report.delivery_errors)))
 
 
 @backup_app.command("list", help=_("List the backups that auditctl made in the backup folder."))

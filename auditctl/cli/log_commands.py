@@ -34,7 +34,7 @@ SinceOption = Annotated[str | None, typer.Option(
 UntilOption = Annotated[str | None, typer.Option(
     "--until", metavar="WHEN", help=_("Events before WHEN, in the same forms as --since."))]
 TableOption = Annotated[list[str] | None, typer.Option(
-    "--table", metavar="NAME", help=_("Table as TABLE or SCHEMA.TABLE; may be repeated."))]
+    "--table", metavar="TABLE", help=_("Table as TABLE or SCHEMA.TABLE; may be repeated."))]
 ActionOption = Annotated[list[str] | None, typer.Option(
     "--action", metavar="ACTION", help=_("INSERT, UPDATE, DELETE, TRUNCATE, LOGIN and so on, in any case; "
                                          "may be repeated."))]
@@ -57,10 +57,17 @@ class ExportFormat(StrEnum):
 def build_filter(user: str | None, since: str | None, until: str | None, tables: list[str] | None,
                  actions: list[str] | None, entity_id: str | None) -> EventFilter:
     """Turn the shared filter options into an EventFilter, checking each value."""
+    for action in actions or []:
+        if not action.strip():
+            # EventFilter ignores empty actions, which the web page's filter form
+            # sends, so `--action "$ACTION"` with an unset variable would match all.
+            raise InvalidArgumentError(
+                _("Invalid --action value {value!r}: it is empty; give an action such as UPDATE or LOGIN, "
+                  "or leave --action out.").format(value=action))
     return EventFilter(
         user_id=user,
-        since=parse_when(since, "--since") if since else None,
-        until=parse_when(until, "--until") if until else None,
+        since=parse_when(since, "--since") if since is not None else None,
+        until=parse_when(until, "--until") if until is not None else None,
         tables=tables or [],
         actions=actions or [],
         entity_id=entity_id_as_stored(entity_id) if entity_id is not None else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 
 from .. import render
 from ..audit.archive import ArchiveFormat, Destination, LocalDestination, S3Destination
-from ..audit.cron import DEFAULT_SCHEDULE, cron_line, crontab_dsn, install_line
+from ..audit.cron import DEFAULT_SCHEDULE, cron_line, cron_variable_warnings, crontab_dsn, install_line
 from ..audit.outdated import regenerate_outdated_triggers
 from ..audit.partitions import Interval, maintain as maintain_partitions, run_pg_partman
 from ..audit.retention import parse_keep, rotate as rotate_partitions
@@ -100,8 +101,9 @@ def cron_install(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    arguments = ["--ahead", str(ahead), "--interval", interval.value, "--schema", schema,
-                 "--dsn", crontab_dsn(dsn)]
+    line_dsn = crontab_dsn(dsn)
+    arguments = ["--ahead", str(ahead), "--interval", interval.value, "--schema", schema, "--dsn", line_dsn]
     line = cron_line(schedule, arguments)
     result = install_line(line, crontab_file)
     render.print_cron(result)
+    render.print_warnings(cron_variable_warnings(line_dsn, os.environ))

@@ -24,6 +24,19 @@ class AuthMode(StrEnum):
     proxy = "proxy"
 
 
+def startup_warnings(role: str, writable: bool, host: str) -> list[str]:
+    """Return the translated warnings about how the page is served, each telling what to change."""
+    warnings = []
+    if writable:
+        warnings.append(_("The page connects as role {role}, which can change the audit log; create a read-only "
+                          "role with `auditctl install --viewer-role ROLE` and connect as that role.")
+                        .format(role=role))
+    if not _is_loopback(host):
+        warnings.append(_("Listening on {host}: the page is reachable from other machines; serve it through a "
+                          "reverse proxy with TLS, since session cookies are sent over HTTPS only.").format(host=host))
+    return warnings
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -74,12 +87,12 @@ def serve(
     with read_only_connection(dsn) as connection:
         require_installed(connection, schema)
     role, writable = can_modify_log(dsn, schema)
+    render.print_warnings(startup_warnings(role, writable, host))
+    # English lines for the log, at INFO so that a terminal shows each warning once, in the user's language.
     if writable:
-        logger.warning("the page connects as role %s, which can change the audit log; create a read-only "
-                       "role with `auditctl install --viewer-role ROLE` and connect as that role", role)
+        logger.info("the page connects as role %s, which can change the audit log", role)
     if not _is_loopback(host):
-        logger.warning("listening on %s: the page is reachable from other machines; serve it through a "
-                       "reverse proxy with TLS, since session cookies are sent over HTTPS only", host)
+        logger.info("listening on %s, which is not a loopback address", host)
 
     config = WebConfig(dsn=dsn, schema=schema, auth=auth.value, token=token, token_user=token_user,
                        proxy_user_header=proxy_user_header, session_seconds=session_hours * 3600, page_size=page_size)

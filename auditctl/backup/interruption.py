@@ -1,0 +1,61 @@
+"""Stopping a backup run cleanly on SIGTERM (cron, systemd, ``timeout``) and SIGINT (Ctrl-C).
+
+Without a handler, SIGTERM ends Python at once: no ``finally`` block runs,
+so the partial file stays and no failure is reported. While a run is
+guarded, the first signal raises ``Interrupted`` in the main thread. The
+exception unwinds through the dump, which stops pg_dump and deletes the
+partial file, and the run then reports the failure. The previous handlers
+are back from that moment on, so a second signal ends the process at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+GUARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Interrupted(BaseException):
+    """A guarded signal arrived; like KeyboardInterrupt, it is not an Exception, so no ``except Exception`` hides it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class SignalGuard:
+    """Context manager that turns SIGTERM and SIGINT into ``Interrupted`` within its block.
+
+    Python lets only the main thread set signal handlers, so in any other
+    thread the guard does nothing. ``received`` keeps the first signal's
+    number, because code between the raise and the caller (such as
+    pyrage's encryption) may turn the exception into an error of its own.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            for signum in GUARDED_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the previous handlers back; safe to call more than once."""
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
+            # None means a handler set outside Python; the default is the closest one Python can set.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        self.restore()
+        raise Interrupted(signum)
