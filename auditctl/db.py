@@ -108,7 +108,7 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
     if dsn_option and dsn_has_password(source.dsn) and source.origin not in _warned_password_origins:
         # One command may connect several times, such as a backup and its audit event; one warning is enough.
         _warned_password_origins.add(source.origin)
-        logger.info("the DSN from %s contains a password", source.origin)
+        logger.debug("the DSN from %s contains a password", source.origin)
         warnings.warn(AuditctlWarning(
             _("The DSN from {origin} contains a password; keep it in AUDITCTL_DSN, PGPASSWORD or ~/.pgpass "
               "instead.").format(origin=source.origin)), stacklevel=2)
