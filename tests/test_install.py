@@ -515,6 +515,28 @@ def test_schema_of_another_owner_fails(db, cli):
     assert tables == 0
 
 
+def test_superuser_first_install_in_owner_schema_fails(db, cli):
+    with table_owner_dsn(db) as owner_dsn:
+        owner = psycopg.conninfo.conninfo_to_dict(owner_dsn)["user"]
+        with db.connect() as connection:
+            connection.execute(f"CREATE SCHEMA audit AUTHORIZATION {owner}")
+        refused = cli("install", dsn=db.dsn)
+        with db.connect() as connection:
+            tables = connection.execute(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = 'audit'::regnamespace").fetchone()[0]
+        by_owner = cli("install", dsn=owner_dsn)
+        by_superuser = cli("install", dsn=db.dsn)
+        owner_status = cli("status", dsn=owner_dsn)
+    message = refused.stderr.strip()
+    assert refused.exit_code == 1
+    assert len(message.splitlines()) == 1, message
+    assert f"the first install must run as {owner}" in message
+    assert tables == 0
+    assert by_owner.exit_code == 0, by_owner.stderr
+    assert by_superuser.exit_code == 0, by_superuser.stderr
+    assert owner_status.exit_code == 0, owner_status.stdout + owner_status.stderr
+
+
 def test_status_advises_on_disabled_and_missing(db, cli):
     with db.connect() as connection:
         connection.execute("""

@@ -65,11 +65,13 @@ def require_schema_privileges(connection: psycopg.Connection, schema: str) -> No
     grants, which only its owner and the owner's members may do.
     """
     # Names are quoted by the server, only where SQL needs it, for the statements in the messages.
-    role, database, quoted_schema, owner, member, may_create = connection.execute(
+    role, database, quoted_schema, owner, member, may_create, is_owner, installed = connection.execute(
         """SELECT pg_catalog.quote_ident(current_user), pg_catalog.quote_ident(pg_catalog.current_database()),
                   pg_catalog.quote_ident(%s), n.nspowner::regrole::text,
                   pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE'),
-                  pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')
+                  pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),
+                  n.nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user),
+                  EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.relnamespace = n.oid AND c.relname = 'events')
            FROM (SELECT) AS one
            LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = %s""", (schema, schema)).fetchone()
     if owner is None and not may_create:
@@ -83,6 +85,13 @@ def require_schema_privileges(connection: psycopg.Connection, schema: str) -> No
         raise PermissionDeniedError(
             _("The audit schema {schema} is owned by role {owner}, and role {role} is not a member of it. "
               "Run install as {owner} or as a member of that role.")
+            .format(schema=quoted_schema, owner=owner, role=role))
+    if owner is not None and not is_owner and not installed:
+        # The tables and functions would belong to this role, and the schema's owner could not use its own log.
+        raise PermissionDeniedError(
+            _("The audit schema {schema} is owned by role {owner}, so the first install must run as {owner} for "
+              "the log to belong to it. Run install as {owner}, then once more as {role} to add what only it may "
+              "create, such as DDL capture.")
             .format(schema=quoted_schema, owner=owner, role=role))
 
 
