@@ -452,3 +452,23 @@ def test_success_mail_names_missing_file(tmp_path):
     assert "directory-format" not in mail.body
     assert "The backup is no longer at the path above; it was not attached or uploaded." in mail.body
     assert mail.attachment is None
+
+
+def test_doctor_checks_sendmail_program(db, folder, tmp_path):
+    config = write_config(folder, {"to": ["ops@example.test"], "from": "backup@example.test",
+                                   "transport": "sendmail", "sendmail_command": "/nonexistent/sendmail"})
+    not_executable = tmp_path / "sendmail-not-executable"
+    not_executable.write_text("#!/bin/sh\ncat > /dev/null\n")
+
+    missing = run_cli("doctor", "--config", str(config), dsn=db.dsn, env={"COLUMNS": "400"})
+    config.write_text(config.read_text().replace("/nonexistent/sendmail", str(not_executable)))
+    unusable = run_cli("doctor", "--config", str(config), dsn=db.dsn, env={"COLUMNS": "400"})
+    not_executable.chmod(0o755)
+    usable = run_cli("doctor", "--config", str(config), dsn=db.dsn, env={"COLUMNS": "400"})
+
+    assert missing.exit_code == 1
+    assert "/nonexistent/sendmail is not found or not executable" in missing.stdout
+    assert unusable.exit_code == 1
+    assert f"{not_executable} is not found or not executable" in unusable.stdout
+    assert usable.exit_code == 0, usable.stdout + usable.stderr
+    assert str(not_executable) in usable.stdout

@@ -54,6 +54,8 @@ def run_checks(settings: BackupSettings) -> DoctorReport:
     _check_encryption(settings, report)
     if settings.mail is not None and settings.mail.transport == "smtp":
         _check_smtp(settings, report)
+    elif settings.mail is not None and settings.mail.transport == "sendmail":
+        _check_sendmail(settings, report)
     if settings.storage is not None:
         _check_storage(settings, report)
     return report
@@ -159,6 +161,18 @@ def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:
     else:
         detail = _("{host}:{port}, login accepted").format(host=mail.host, port=port)
     report.checks.append(Check(_("SMTP"), True, detail))
+
+
+def _check_sendmail(settings: BackupSettings, report: DoctorReport) -> None:
+    """Find the sendmail program the way ``subprocess.run`` does: a path as given, a bare name on PATH."""
+    command = settings.mail.sendmail_command
+    program = shutil.which(command)
+    if program is None:
+        report.checks.append(Check(_("sendmail"), False, _(
+            "{command} is not found or not executable; install sendmail or msmtp, or set sendmail_command in "
+            "[mail] to its path.").format(command=command)))
+        return
+    report.checks.append(Check(_("sendmail"), True, program))
 
 
 def describe_smtp_error(error: Exception) -> str:
