@@ -31,6 +31,8 @@ KeyMap = dict[str, tuple[str, Any]]
 def find_config(explicit: Path | None) -> Path | None:
     """Return the config file to read: the explicit one (which must exist) or the first default that exists."""
     if explicit is not None:
+        if explicit.is_dir():
+            raise ConfigError(_("Config file {path} is a folder; pass the path of a TOML file.").format(path=explicit))
         if not explicit.is_file():
             raise ConfigError(_("Config file {path} does not exist.").format(path=explicit))
         return explicit
@@ -46,7 +48,10 @@ def read_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        # Some editors save UTF-8 with a byte-order mark, which tomllib rejects as invalid TOML.
+        data = tomllib.loads(path.read_bytes().decode("utf-8").removeprefix("\ufeff"))
+    except UnicodeDecodeError:
+        raise ConfigError(_("Config file {path} is not UTF-8 text; save it as UTF-8.").format(path=path)) from None
     except OSError as exc:
         raise ConfigError(_("Cannot read config file {path}: {error}").format(path=path, error=exc.strerror)) from None
     except tomllib.TOMLDecodeError as exc:

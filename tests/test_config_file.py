@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from auditctl.config import find_config
+from auditctl.config import find_config, read_config
 
 
 def _write(path: Path, text: str) -> Path:
@@ -79,3 +79,27 @@ def test_backup_unknown_key_names_the_file(cli, user_folders):
 
     assert result.exit_code == 2, result.stderr
     assert "Unknown key directory in [backup] of auditctl.toml;" in result.stderr
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "auditctl.toml"
+    path.write_bytes("\ufeff[audit]\nschemas = [\"public\"]\n".encode())
+
+    assert read_config(path) == {"audit": {"schemas": ["public"]}}
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda path: path.write_text('[backup]\ndir = "/tmp"\n', encoding="utf-16"),
+     "Config file {path} is not UTF-8 text; save it as UTF-8."),
+    (lambda path: path.mkdir(),
+     "Config file {path} is a folder; pass the path of a TOML file."),
+], ids=["utf-16", "folder"])
+def test_unreadable_config_gets_one_line(cli, tmp_path, make, message):
+    path = tmp_path / "auditctl.toml"
+    make(path)
+
+    result = cli("backup", "--config", str(path))
+
+    assert result.exit_code == 2, result.stderr
+    assert message.format(path=path) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
