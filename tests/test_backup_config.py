@@ -121,7 +121,8 @@ def test_invalid_value_is_rejected_on_load(tmp_path, text, message):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("[backup]\njobs = 4\n", "--jobs above 1 needs --format directory"),
+    ("[backup]\njobs = 4\n", 'jobs = 4 in [backup] of PATH needs format = "directory", because pg_dump dumps in '
+     'parallel only in that format. Set format = "directory" or jobs = 1 there.'),
     ('[backup]\nformat = "directory"\n[backup.encryption]\npassphrase_file = "/etc/passphrase"\n',
      "The directory format cannot be encrypted"),
 ], ids=["jobs-without-directory", "directory-encrypted"])
@@ -133,7 +134,18 @@ def test_impossible_dump_options_are_rejected(tmp_path, text, message):
     with pytest.raises(InvalidArgumentError) as caught:
         check_dump_options(settings)
 
-    assert message in str(caught.value)
+    assert message.replace("PATH", str(config)) in str(caught.value)
+
+
+def test_typed_jobs_names_format_key(tmp_path):
+    config = tmp_path / "auditctl.toml"
+    config.write_text('[backup]\nformat = "custom"\n')
+    settings = load_settings(config, {"jobs": 2})
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_dump_options(settings)
+
+    assert f'but format in [backup] of {config} is "custom". Pass --format directory as well' in str(caught.value)
 
 
 def test_decryption_key_loads_with_directory_format(tmp_path):

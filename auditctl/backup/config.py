@@ -83,6 +83,8 @@ class BackupSettings:
     mail: MailSettings | None = None
     storage: StorageSettings | None = None
     config_path: Path | None = None
+    # Settings fields whose values come from the config file, not from a typed flag, to name them in errors.
+    file_fields: frozenset[str] = frozenset()
 
 
 # TOML key -> (settings field, expected type) for each table.
@@ -152,6 +154,7 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
         values["storage"] = StorageSettings(**storage)
     if "dsn" in values and "dsn" not in overrides:
         values["dsn_origin"] = str(path)
+    values["file_fields"] = frozenset(set(values) - set(overrides) - {"config_path", "mail", "storage"})
     settings = BackupSettings(**values)
     plain = {key: value for key, value in overrides.items() if not key.startswith("mail.")}
     valid = {item.name for item in fields(BackupSettings)}
@@ -221,8 +224,24 @@ def check_dump_options(settings: BackupSettings) -> None:
     read the encryption keys only to decrypt.
     """
     if settings.jobs > 1 and settings.dump_format != "directory":
-        raise InvalidArgumentError(_("--jobs above 1 needs --format directory (pg_dump dumps in parallel only there)."))
+        raise _jobs_need_directory_error(settings)
     encrypted = bool(settings.recipients or settings.recipients_file or settings.passphrase_file)
     if settings.dump_format == "directory" and encrypted and not settings.from_url:
         raise InvalidArgumentError(
             _("The directory format cannot be encrypted; use the custom format with encryption."))
+
+
+
+def _jobs_need_directory_error(settings: BackupSettings) -> InvalidArgumentError:
+    """Return the error about jobs above 1 without the directory format, naming the keys that came from the file."""
+    if "jobs" in settings.file_fields:
+        return InvalidArgumentError(
+            _("jobs = {jobs} in [backup] of {path} needs format = \"directory\", because pg_dump dumps in parallel "
+              "only in that format. Set format = \"directory\" or jobs = 1 there.").format(
+                jobs=settings.jobs, path=settings.config_path))
+    if "dump_format" in settings.file_fields:
+        return InvalidArgumentError(
+            _("--jobs above 1 needs the directory format, because pg_dump dumps in parallel only in that format, but "
+              "format in [backup] of {path} is \"{format}\". Pass --format directory as well, or set "
+              "format = \"directory\" there.").format(path=settings.config_path, format=settings.dump_format))
+    return InvalidArgumentError(_("--jobs above 1 needs --format directory (pg_dump dumps in parallel only there)."))
