@@ -8,6 +8,7 @@ its own tables of the file and checks only those keys.
 
 from __future__ import annotations
 
+import json
 import logging
 import tomllib
 from pathlib import Path
@@ -69,20 +70,42 @@ def config_folder(path: Path | None) -> Path:
     return path.resolve().parent if path is not None else Path.cwd()
 
 
-def convert_value(table: str, key: str, value: Any, kind: Any, path: Path | None) -> Any:
+def toml_spelling(value: Any) -> str:
+    """Write a parsed TOML value back as TOML would spell it: true, "text", [1, 2], for quoting it in errors."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        # A JSON string is also a valid TOML basic string.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_spelling(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {toml_spelling(item)}" for key, item in value.items()) + "}"
+    return str(value)
+
+
+def invalid_value_error(table: str, key: str, path: Path | None, expected: str, value: Any) -> ConfigError:
+    """Return the error about ``key`` in ``[table]`` of the file ``path``, quoting ``value`` as TOML spells it."""
+    return ConfigError(_("Invalid value for {key} in [{table}] of {path}: expected {expected}, got {value}.")
+                       .format(key=key, table=table, path=path, expected=expected, value=toml_spelling(value)))
+
+
+def convert_value(table: str, key: str, value: Any, kind: Any, path: Path | None,
+                  expected: str | None = None) -> Any:
     """Check one value of the file ``path`` against its expected type and convert it.
 
     MiB and hours become bytes and seconds; relative paths are read from the
-    file's folder.
+    file's folder. ``expected``, when given, describes the valid values in
+    place of the type's generic description, so that a value of the wrong
+    type and one out of range get the same message.
     """
-    def invalid(expected: str) -> ConfigError:
-        return ConfigError(_("Invalid value for {key} in [{table}] of {path}: expected {expected}, got {value!r}.")
-                           .format(key=key, table=table, path=path, expected=expected, value=value))
+    def invalid(generic: str) -> ConfigError:
+        return invalid_value_error(table, key, path, expected or generic, value)
 
     if kind is bool:
         if not isinstance(value, bool):
-            # TOML spells its booleans true and false in every language.
-            raise invalid("true or false")
+            # TOML spells its booleans true and false in every language, so only the "or" is translated.
+            raise invalid(_("true or false"))
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -126,19 +149,24 @@ def not_a_table_error(table: str, path: Path | None) -> ConfigError:
 
 
 def read_table(data: dict[str, Any], table: str, keys: KeyMap, path: Path | None,
-               subtables: tuple[str, ...] = ()) -> dict[str, Any]:
+               subtables: tuple[str, ...] = (), expected: dict[str, str] | None = None) -> dict[str, Any]:
     """Read and convert the keys of one table of the file ``path``; ``subtables`` names the tables it may contain."""
-    return convert_table(config_table(data, table, path), table, keys, path, subtables)
+    return convert_table(config_table(data, table, path), table, keys, path, subtables, expected)
 
 
 def convert_table(section: dict[str, Any], table: str, keys: KeyMap, path: Path | None,
-                  subtables: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Convert the keys of a table already looked up; ``table`` and ``path`` name it in errors."""
+                  subtables: tuple[str, ...] = (), expected: dict[str, str] | None = None) -> dict[str, Any]:
+    """Convert the keys of a table already looked up; ``table`` and ``path`` name it in errors.
+
+    ``expected`` maps a key to the description of its valid values, for keys
+    whose rule is narrower than their type.
+    """
+    expected = expected or {}
     unknown = sorted(set(section) - set(keys) - set(subtables))
     if unknown:
         raise ConfigError(_("Unknown key {key} in [{table}] of {path}; see auditctl.example.toml for the valid keys.")
                           .format(key=unknown[0], table=table, path=path))
-    return {target: convert_value(table, key, section[key], kind, path)
+    return {target: convert_value(table, key, section[key], kind, path, expected.get(key))
             for key, (target, kind) in keys.items() if key in section}
 
 

@@ -158,9 +158,9 @@ def test_later_install_reports_stored_rules(orders, cli, tmp_path):
 
 @pytest.mark.parametrize(("text", "message"), [
     ('[audit]\nschemas = "public"\nmax_value_bytes = "big"\n',
-     "Invalid value for max_value_bytes in [audit] of PATH: expected a whole number of 0 or more, got 'big'."),
+     'Invalid value for max_value_bytes in [audit] of PATH: expected a whole number of 0 or more, got "big".'),
     ('[audit]\nauto_audit = "yes"\n',
-     "Invalid value for auto_audit in [audit] of PATH: expected true or false, got 'yes'."),
+     'Invalid value for auto_audit in [audit] of PATH: expected true or false, got "yes".'),
     ('[audit]\nschema = ["public"]\n', "Unknown key schema in [audit] of PATH;"),
     ('[audti]\nschemas = ["public"]\n', "Unknown table [audti] in PATH;"),
     ('[audit.tables."public.account"]\nhide = ["email"]\n',

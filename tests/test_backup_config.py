@@ -66,15 +66,15 @@ MAIL = '[mail]\nto = ["ops@example.test"]\nfrom = "backup@example.test"\n'
     (MAIL + "port = 99999\n",
      "Invalid value for port in [mail] of PATH: expected a port number from 1 to 65535, got 99999."),
     (MAIL + 'security = "ssl"\n',
-     "Invalid value for security in [mail] of PATH: expected tls, starttls or none, got 'ssl'."),
+     'Invalid value for security in [mail] of PATH: expected tls, starttls or none, got "ssl".'),
     (MAIL + 'transport = "smtps"\n',
-     "Invalid value for transport in [mail] of PATH: expected smtp or sendmail, got 'smtps'."),
+     'Invalid value for transport in [mail] of PATH: expected smtp or sendmail, got "smtps".'),
     ('[mail]\nto = ["ops@example.test", "not an address"]\nfrom = "backup@example.test"\n',
      "Invalid value for to in [mail] of PATH: expected e-mail addresses such as ops@example.com, "
-     "got 'not an address'."),
+     'got "not an address".'),
     ('[mail]\nto = ["ops@example.test"]\nfrom = "backups"\n',
      "Invalid value for from in [mail] of PATH: expected an e-mail address such as backups@example.com, "
-     "got 'backups'."),
+     'got "backups".'),
     (MAIL + 'username = "bot"\npassword = "hunter2-secret"\n',
      "Unknown key password in [mail] of PATH: the config file must not contain secrets. Name the environment "
      "variable or the file of mode 0600 that contains it with password_env / password_file."),
@@ -84,7 +84,7 @@ MAIL = '[mail]\nto = ["ops@example.test"]\nfrom = "backup@example.test"\n'
      'Refusing to send the SMTP password over an unencrypted connection to relay.example.test (security = "none" '
      "in [mail] of PATH)."),
     ('[backup]\nformat = "tar"\n',
-     "Invalid value for format in [backup] of PATH: expected custom or directory, got 'tar'."),
+     'Invalid value for format in [backup] of PATH: expected custom or directory, got "tar".'),
     ("[backup]\ncompress = 12\n",
      "Invalid value for compress in [backup] of PATH: expected a whole number from 0 to 9, got 12."),
     ("[backup]\njobs = 0\n",
@@ -93,10 +93,10 @@ MAIL = '[mail]\nto = ["ops@example.test"]\nfrom = "backup@example.test"\n'
      "Invalid value for dsn in [backup] of PATH: expected a libpq connection string or a postgresql:// URL."),
     ('[backup.encryption]\nrecipients = ["age1notakey"]\n',
      "Invalid value for recipients in [backup.encryption] of PATH: expected an age1… public key or an SSH public "
-     "key, got 'age1notakey'."),
+     'key, got "age1notakey".'),
     ('[backup.source]\nurl = "ftp://files.example.test/backup?token=hunter2-secret"\n',
      "Invalid value for url in [backup.source] of PATH: expected an http:// or https:// URL, "
-     "got 'ftp://files.example.test/backup'."),
+     'got "ftp://files.example.test/backup".'),
     ('[backup.source]\nurl = "https://app:hunter2-secret@app.example.test/api/backup"\n',
      "Credentials in the URL of url in [backup.source] of PATH are not supported"),
     ('[backup.source]\nheader = "Authorization: Bearer hunter2-secret"\n',
@@ -118,6 +118,26 @@ def test_invalid_value_is_rejected_on_load(tmp_path, text, message):
 
     assert message.replace("PATH", str(config)) in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[backup.rotation]\nkeep_last = true\n",
+     "Invalid value for keep_last in [backup.rotation] of PATH: expected a whole number of 0 or more, got true."),
+    ('[backup]\njobs = "2"\n',
+     'Invalid value for jobs in [backup] of PATH: expected a whole number of 1 or more, got "2".'),
+    ('[mail]\nto = ["ops@example.test"]\nfrom = "backup@example.test"\nport = "25"\n',
+     'Invalid value for port in [mail] of PATH: expected a port number from 1 to 65535, got "25".'),
+    ('[mail]\nto = [1]\nfrom = "backup@example.test"\n',
+     "Invalid value for to in [mail] of PATH: expected e-mail addresses such as ops@example.com, got [1]."),
+], ids=["bool-for-number", "string-for-jobs", "string-for-port", "number-for-addresses"])
+def test_wrong_type_quoted_as_toml(tmp_path, text, message):
+    config = tmp_path / "auditctl.toml"
+    config.write_text(text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+
+    assert str(caught.value) == message.replace("PATH", str(config))
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -270,3 +290,19 @@ def test_restore_error_names_target_dsn(pg, tmp_path):
 
     assert result.exit_code == 1
     assert "(DSN from --target-dsn)" in result.stderr
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[backup]\nglobals = 1\n", "ожидается true или false, получено значение 1."),
+    ('[mail]\nto = ["not an address"]\nfrom = "backup@example.test"\n',
+     'ожидается список адресов электронной почты вида ops@example.com, получено значение "not an address".'),
+], ids=["boolean", "addresses"])
+def test_russian_expected_kind_reads_correctly(tmp_path, text, message):
+    config = tmp_path / "auditctl.toml"
+    config.write_text(text)
+
+    result = run_cli("backup", "--config", str(config), env={"LANG": "ru_RU.UTF-8"})
+
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert " or " not in result.stderr

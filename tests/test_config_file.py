@@ -56,7 +56,7 @@ def test_install_reads_default_config(db, cli, user_folders, location):
 @pytest.mark.parametrize(("text", "message"), [
     ('[audit]\nmax_value_bytes = "8k"\n',
      "Invalid value for max_value_bytes in [audit] of auditctl.toml: expected a whole number of 0 or more, "
-     "got '8k'."),
+     'got "8k".'),
     ('[audit]\nschema = ["public"]\n', "Unknown key schema in [audit] of auditctl.toml;"),
     ('[audit.tables."public.a"]\nhide = ["id"]\n', 'Unknown key hide in [audit.tables."public.a"] of auditctl.toml;'),
 ], ids=["wrong-type", "unknown-key", "unknown-rule-kind"])

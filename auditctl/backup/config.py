@@ -10,10 +10,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import MEBIBYTE, KeyMap, config_table, read_config, read_table
+from ..config import MEBIBYTE, KeyMap, config_table, invalid_value_error, read_config, read_table
 from ..errors import ConfigError, InvalidArgumentError
 from ..i18n import _
-from .config_values import FLAG_NAMES, find_invalid
+from .config_values import FLAG_NAMES, describe_valid, find_invalid
 from .urls import credentials_message, has_credentials
 
 
@@ -171,7 +171,10 @@ def _read_checked(data: dict[str, Any], table: str, keys: KeyMap, path: Path | N
                                 "secrets. Name the environment variable or the file of mode 0600 that contains it "
                                 "with {alternatives}.").format(key=key, table=table, path=path,
                                                           alternatives=alternatives))
-    values = read_table(data, table, keys, path, subtables)
+    # A value of the wrong type gets the rule's description too, so each key names one valid range.
+    descriptions = {key: describe_valid(field_name) for key, (field_name, _kind) in keys.items()}
+    expected = {key: text for key, text in descriptions.items() if text is not None}
+    values = read_table(data, table, keys, path, subtables, expected)
     for key, (field_name, _kind) in keys.items():
         if key not in section:
             continue
@@ -180,9 +183,7 @@ def _read_checked(data: dict[str, Any], table: str, keys: KeyMap, path: Path | N
             raise ConfigError(_("Invalid value for {key} in [{table}] of {path}: expected {expected}.")
                               .format(key=key, table=table, path=path, expected=invalid.expected))
         if invalid is not None:
-            raise ConfigError(_("Invalid value for {key} in [{table}] of {path}: expected {expected}, got {value!r}.")
-                              .format(key=key, table=table, path=path, expected=invalid.expected,
-                                      value=invalid.quoted_value))
+            raise invalid_value_error(table, key, path, invalid.expected, invalid.quoted_value)
         if field_name == "from_url" and has_credentials(values[field_name]):
             raise ConfigError(credentials_message(_("url in [{table}] of {path}").format(table=table, path=path)))
     return values

@@ -107,6 +107,12 @@ _RULES: dict[str, _Rule] = {
 }
 
 
+def describe_valid(field: str) -> str | None:
+    """Describe the values a settings field accepts, or return None when its type alone decides."""
+    rule = _RULES.get(field)
+    return rule.expected() if rule is not None else None
+
+
 def find_invalid(field: str, value: Any, written: Any = None) -> InvalidValue | None:
     """Check the converted ``value`` of a settings field against its rule.
 
