@@ -152,3 +152,51 @@ def test_restore_into_missing_database_says_create(db, tmp_path):
     assert "(DSN from --target-dsn)" in error
     assert "Check --dsn" not in error
     assert "create it first, for example with createdb restored_app" in error
+
+
+def test_not_empty_counts_only_named_kinds(db, pg, tmp_path):
+    with db.connect() as connection:
+        sample_rows(connection)
+    assert run_cli("backup", "--dir", str(tmp_path), dsn=db.dsn).exit_code == 0
+    target = pg.create_database()
+    try:
+        with psycopg.connect(pg.dsn_for(target), autocommit=True) as connection:
+            connection.execute("CREATE TABLE note (id integer PRIMARY KEY, body text UNIQUE)")
+
+        result = run_cli("backup", "restore", str(only_backup(tmp_path)), "--target-dsn", pg.dsn_for(target))
+    finally:
+        pg.drop_database(target)
+
+    assert result.exit_code == 1
+    [error] = error_lines(result)
+    assert f"Target database {target} is not empty (1 table, view or sequence)" in error
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["plain", "clean"])
+def test_event_trigger_backup_needs_superuser(db, pg, tmp_path, clean):
+    with db.connect() as connection:
+        sample_rows(connection)
+        install(connection, "audit", [], use_all=True)
+        event_triggers = connection.execute("SELECT count(*) FROM pg_catalog.pg_event_trigger").fetchone()[0]
+    assert event_triggers > 0
+    assert run_cli("backup", "--dir", str(tmp_path), dsn=db.dsn).exit_code == 0
+    role = f"restorer_{db.name}"
+    target = pg.create_database()
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER")
+        connection.execute(f"ALTER DATABASE {target} OWNER TO {role}")
+    role_dsn = psycopg.conninfo.make_conninfo(pg.dsn_for(target), user=role)
+    try:
+        result = run_cli("backup", "restore", str(only_backup(tmp_path)), "--target-dsn", role_dsn,
+                         *(["--clean"] if clean else []))
+    finally:
+        pg.drop_database(target)
+        with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
+            connection.execute(f"DROP ROLE {role}")
+
+    assert result.exit_code == 1
+    [error] = error_lines(result)
+    assert "Restoring this backup needs a superuser, or the role that owns the objects it names" in error
+    assert "restore into a new, empty database" not in error
+    assert "pg_restore: pg_restore:" not in result.stderr
+    assert "pg_restore: error:" in result.stderr

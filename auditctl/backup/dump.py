@@ -27,7 +27,7 @@ from .encryption import AGE_EXTENSION, Encryption, PipeWriter
 from .identity import database_identity
 from .manifest import Manifest, backup_name, fsync_folder, sha256_of_tree, utc_now, write_sidecars
 from .partials import partial_path
-from .pgtools import PgTool, find_tool
+from .pgtools import PgTool, find_tool, tool_log_line
 from .streams import HashingWriter, StderrCollector, TeeReader, copy_stream
 
 logger = logging.getLogger(__name__)
@@ -185,11 +185,12 @@ def stream_child_to_file(args: list[str], environment: dict[str, str], target: P
     dump = checker = None
     try:
         dump = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
-        errors = StderrCollector(dump, lambda line: logger.warning("%s: %s", program, line))
+        errors = StderrCollector(dump, lambda line: logger.warning("%s", tool_log_line(program, line)))
         if encryption is not None and check_args is not None:
             checker = subprocess.Popen(check_args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, env=environment)
-            check_errors = StderrCollector(checker, lambda line: logger.warning("pg_restore: %s", line))
+            check_errors = StderrCollector(
+                checker, lambda line: logger.warning("%s", tool_log_line("pg_restore", line)))
         with _open_exclusive(target) as handle:
             writer = HashingWriter(handle, on_bytes)
             if encryption is not None:

@@ -37,6 +37,11 @@ class PgTool:
     version_text: str
 
 
+def tool_log_line(program: str, line: str) -> str:
+    """Prefix a line of a PostgreSQL tool's stderr with the program's name, unless the tool already wrote it."""
+    return line if line.startswith(f"{program}:") else f"{program}: {line}"
+
+
 def candidate_bindirs() -> list[Path]:
     """List the folders searched for client programs, in search order, without duplicates."""
     folders: list[Path] = [Path(entry) for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]

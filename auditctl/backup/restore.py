@@ -26,16 +26,22 @@ from .clean_order import AttachedIndex, attached_indexes, reorder_listing
 from .dump import child_connection
 from .encryption import Decryption
 from .manifest import Manifest, require_manifest
-from .pgtools import PgTool, find_tool
+from .pgtools import PgTool, find_tool, tool_log_line
 from .verify import archive_major, run_on_decrypted, verify_checksum
 
 logger = logging.getLogger(__name__)
 
+# Tables (partitioned and foreign ones too), views, materialized views and sequences: the kinds the
+# "not empty" error names. Indexes and composite types are left out because the error does not name them.
 _USER_OBJECTS = """
 SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
-  AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND n.nspname NOT LIKE 'pg\\_temp%%' AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S')
 """
+
+# Server messages of a failed privilege check (SQLSTATE 42501 and the ownership checks), in English only.
+_PERMISSION_ERRORS = re.compile(r"permission denied|must be owner of|must be member of role|must be superuser|"
+                                r"must have admin option|42501")
 
 
 @dataclass
@@ -152,7 +158,7 @@ def _run_pg_restore(args: list[str], environment: dict[str, str], path: Path, ma
                             env=environment, check=False)
     error = result.stderr.decode("utf-8", "replace")
     for line in error.splitlines():
-        logger.warning("pg_restore: %s", line)
+        logger.warning("%s", tool_log_line("pg_restore", line))
     return result.returncode, error
 
 
@@ -160,7 +166,13 @@ def restore_failure(code: int, stderr: str, database: str, clean: bool) -> str:
     """Word a failed restore as one line: pg_restore's error, that nothing changed, and what to do with --clean."""
     message = _("pg_restore failed with exit code {code}: {error}. The restore ran in one transaction, so database "
                 "{database} is unchanged.").format(code=code, error=summarize_pg_error(stderr), database=database)
-    if clean:
+    # NOTE: pg_restore prints the server's message without its SQLSTATE, so with lc_messages other than English
+    # a permission failure gets the --clean advice below.
+    if _PERMISSION_ERRORS.search(summarize_pg_error(stderr)):
+        message += " " + _("Restoring this backup needs a superuser, or the role that owns the objects it names, "
+                           "because the backup contains objects that only they may create or change, such as "
+                           "auditctl's event triggers. Run the restore as that role.")
+    elif clean:
         message += " " + _("Objects that are not in the backup can block --clean, so restore into a new, empty "
                            "database instead.")
     return message

@@ -16,7 +16,7 @@ from ..i18n import _
 from .encryption import Decryption, PipeWriter
 from .http_source import describe_json_error
 from .manifest import Manifest, require_manifest, sha256_of_file, sha256_of_tree
-from .pgtools import find_tool
+from .pgtools import find_tool, tool_log_line
 from .streams import StderrCollector
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def run_on_decrypted(args: list[str], path: Path, decryption: Decryption,
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env=environment)
     try:
-        errors = StderrCollector(process, lambda line: logger.warning("pg_restore: %s", line))
+        errors = StderrCollector(process, lambda line: logger.warning("%s", tool_log_line("pg_restore", line)))
         with path.open("rb") as source:
             decryption.decrypt(source, PipeWriter(process.stdin))
         try:
