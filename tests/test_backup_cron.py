@@ -196,8 +196,11 @@ def test_line_defaults_to_utf8_locale(tmp_path):
     (["--env", "TZ=Europe/Moscow\n* * * * * rm -rf /"], {}, "--env TZ: the value contains a line break"),
     (["--env", "NOT_SET_ANYWHERE"], {}, "--env NOT_SET_ANYWHERE: NOT_SET_ANYWHERE is not set in this environment"),
     (["--env", "1BAD"], {}, "Invalid --env '1BAD': give a variable name"),
+    (["--env", "PGPASSWORD"], {}, "--env PGPASSWORD: the name looks like a secret"),
+    (["--env", "SMTP_SECRET_VAR"], {},
+     "--env SMTP_SECRET_VAR: the config file names SMTP_SECRET_VAR in password_env, so it contains a secret"),
 ], ids=["config-secret", "secret-name", "secret-value-name", "dsn-password", "url-password", "line-break", "unset",
-        "bad-name"])
+        "bad-name", "unset-secret-name", "unset-config-secret"])
 def test_env_rejects_secrets_and_bad_values(tmp_path, arguments, environment, message):
     config = write_config(tmp_path / "auditctl.toml", f"""[backup]
 dir = "{tmp_path}"
@@ -403,3 +406,18 @@ def test_doctor_uses_dsn_before_command(db, pg, tmp_path):
     assert result.exit_code == 0, result.stdout + result.stderr
     assert f"{db.name} on PostgreSQL" in result.stdout
     assert "missing_db" not in result.stdout
+
+
+@pytest.mark.parametrize(("lang", "message"), [
+    ("C.UTF-8", "This environment sets PGSSLMODE, which the cron job will not have, so it would run differently "
+                "from `auditctl backup` here; pass --env PGSSLMODE, or set it in the config file."),
+    ("ru_RU.UTF-8", "В этом окружении задана переменная PGSSLMODE, а у задачи cron её не будет"),
+], ids=["english", "russian"])
+def test_one_missing_variable_reads_singular(tmp_path, lang, message):
+    config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
+
+    result = run_cli("cron", "install", "--schedule", "0 2 * * *", "--config", str(config), "--crontab-file",
+                     str(tmp_path / "crontab"), env={"LANG": lang, "PGSSLMODE": "verify-full"})
+
+    assert result.exit_code == 0, result.stderr
+    assert message in " ".join(result.stderr.split())

@@ -19,7 +19,7 @@ from psycopg import conninfo
 
 from ..db import dsn_has_password
 from ..errors import InvalidArgumentError
-from ..i18n import _
+from ..i18n import _, ngettext
 from .config import BackupSettings
 from .storage import keys_in_files
 
@@ -63,28 +63,30 @@ def carried_variables(requested: Sequence[str], environment: Mapping[str, str],
     variables.update({name: environment[name] for name in AUTOMATIC_VARIABLES if environment.get(name)})
     secret_names = config_secret_names(settings)
     for request in requested:
-        name, value = _parse_request(request, environment)
-        _check_not_secret(name, value, secret_names)
+        name, separator, value = request.partition("=")
+        if not _NAME.match(name):
+            raise InvalidArgumentError(
+                _("Invalid --env {value!r}: give a variable name, such as SSL_CERT_FILE, or NAME=VALUE.")
+                .format(value=request))
+        # The name is checked first, so that an unset secret is never answered with "pass --env NAME=VALUE".
+        _check_name_not_secret(name, secret_names)
+        if not separator:
+            value = _value_from_environment(name, environment)
+        _check_value(name, value)
         variables[name] = value
     return variables
 
 
-def _parse_request(request: str, environment: Mapping[str, str]) -> tuple[str, str]:
-    name, separator, value = request.partition("=")
-    if not _NAME.match(name):
+def _value_from_environment(name: str, environment: Mapping[str, str]) -> str:
+    value = environment.get(name, "")
+    if not value:
         raise InvalidArgumentError(
-            _("Invalid --env {value!r}: give a variable name, such as SSL_CERT_FILE, or NAME=VALUE.")
-            .format(value=request))
-    if not separator:
-        value = environment.get(name, "")
-        if not value:
-            raise InvalidArgumentError(
-                _("--env {name}: {name} is not set in this environment; set it, or pass --env {name}=VALUE.")
-                .format(name=name))
-    return name, value
+            _("--env {name}: {name} is not set in this environment; set it, or pass --env {name}=VALUE.")
+            .format(name=name))
+    return value
 
 
-def _check_not_secret(name: str, value: str, secret_names: Mapping[str, str]) -> None:
+def _check_name_not_secret(name: str, secret_names: Mapping[str, str]) -> None:
     if name in secret_names:
         raise InvalidArgumentError(
             _("--env {name}: the config file names {name} in {key}, so it contains a secret, and auditctl "
@@ -94,6 +96,9 @@ def _check_not_secret(name: str, value: str, secret_names: Mapping[str, str]) ->
         raise InvalidArgumentError(
             _("--env {name}: the name looks like a secret, and auditctl never writes secrets into the crontab. "
               "Put the secret in a file of mode 0600 instead.").format(name=name))
+
+
+def _check_value(name: str, value: str) -> None:
     if any(character in value for character in "\n\r\0"):
         raise InvalidArgumentError(
             _("--env {name}: the value contains a line break, which a crontab line cannot contain.").format(name=name))
@@ -129,8 +134,11 @@ def environment_warnings(settings: BackupSettings, environment: Mapping[str, str
     missing = [name for name in _settings_variables(settings) if environment.get(name) and name not in carried]
     if missing:
         warnings.append(
-            _("This environment sets {names}, which the cron job will not have, so it would run differently from "
-              "`auditctl backup` here; pass --env NAME for each, or set them in the config file.")
+            ngettext("This environment sets {names}, which the cron job will not have, so it would run differently "
+                     "from `auditctl backup` here; pass --env {names}, or set it in the config file.",
+                     "This environment sets {names}, which the cron job will not have, so it would run differently "
+                     "from `auditctl backup` here; pass --env NAME for each, or set them in the config file.",
+                     len(missing))
             .format(names=", ".join(missing)))
     if not settings.folder.is_absolute() and "AUDITCTL_BACKUP_DIR" not in carried:
         warnings.append(
