@@ -68,10 +68,11 @@ def main_options(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
                                          help=_("Log more: -v for each object changed, -vv for each SQL statement; "
                                                 "errors then show a traceback."))] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Log errors only."))] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Log errors only; maintain then prints only what "
+                                                                "needs attention."))] = False,
 ) -> None:
     """Audit trail and backups for PostgreSQL."""
-    ctx.obj = GlobalOptions(dsn=dsn)
+    ctx.obj = GlobalOptions(dsn=dsn, quiet=quiet)
     _state["verbose"] = verbose
     configure_logging(verbose, quiet)
 
