@@ -10,6 +10,7 @@ import re
 
 import psycopg
 import pytest
+from psycopg import conninfo
 
 from auditctl.audit.install import install
 from auditctl.audit.rules import Rule
@@ -282,6 +283,28 @@ def test_dsn_before_or_after_command(audited, cli, args, from_environment, reach
     else:
         assert result.exit_code == 1, result.stderr
         assert "Could not connect to host=127.0.0.1 port=1 dbname=unreachable (DSN from --dsn)" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--dsn", "", "status"], {}, "Error: The DSN from --dsn is empty;"),
+    (["status", "--dsn", " "], {}, "Error: The DSN from --dsn is empty;"),
+    (["status"], {"AUDITCTL_DSN": ""}, "Error: AUDITCTL_DSN is set but empty;"),
+    (["status"], {"DATABASE_URL": ""}, "Error: DATABASE_URL is set but empty;"),
+    (["cron", "maintain", "--crontab-file", "{tmp}/crontab"], {"AUDITCTL_DSN": ""},
+     "Error: AUDITCTL_DSN is set but empty;"),
+], ids=["global-option", "command-option", "auditctl-dsn", "database-url", "cron-line"])
+def test_empty_dsn_is_rejected(audited, cli, tmp_path, args, env, message):
+    # libpq would otherwise reach the database that the PG* variables name.
+    params = conninfo.conninfo_to_dict(audited.dsn)
+    pg_variables = {"PGHOST": params["host"], "PGPORT": str(params["port"]), "PGDATABASE": audited.name,
+                    "PGUSER": params["user"]}
+
+    result = cli(*[arg.format(tmp=tmp_path) for arg in args], env={**pg_variables, **env})
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(message)
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert not (tmp_path / "crontab").exists()
 
 
 def test_cron_line_takes_dsn_before_command(cli, tmp_path):
