@@ -644,6 +644,22 @@ def owned_table_dsn(db):
         yield dsn
 
 
+def test_maintain_warns_once_without_ddl_capture(owned_table_dsn):
+    with psycopg.connect(owned_table_dsn, autocommit=True) as connection:
+        connection.execute("CREATE TABLE b (id int PRIMARY KEY)")
+    assert run_cli("install", "--all", dsn=owned_table_dsn).exit_code == 0
+    with psycopg.connect(owned_table_dsn, autocommit=True) as connection:
+        connection.execute("ALTER TABLE a ADD COLUMN note text")
+        connection.execute("ALTER TABLE b ADD COLUMN note text")
+
+    result = run_cli("maintain", dsn=owned_table_dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert "Regenerated the outdated audit trigger of public.a." in result.stdout
+    assert "Regenerated the outdated audit trigger of public.b." in result.stdout
+    assert result.stderr.count("may not create event triggers: DDL capture is off") == 1, result.stderr
+
+
 def install_and_maintain(on_terminal: bool, dsn: str, *flags: str) -> str:
     """Run install and maintain, on a terminal or with pipes, and return all that both printed."""
     run = run_cli_in_terminal if on_terminal else run_cli
