@@ -750,6 +750,29 @@ def test_help_keeps_brackets(cli, language):
     assert "[audit.tables]" in install_help.stdout
 
 
+@pytest.mark.parametrize(("language", "command", "usage"), [
+    ("C.UTF-8", ["history"], "Usage: auditctl history [OPTIONS] TABLE ID..."),
+    ("C.UTF-8", ["backup", "restore"], "Usage: auditctl backup restore [OPTIONS] FILE"),
+    ("C.UTF-8", ["install"], "Usage: auditctl install [OPTIONS] [TABLE]..."),
+    ("ru_RU.UTF-8", ["history"], "Использование: auditctl history [ПАРАМЕТРЫ] ТАБЛИЦА ID..."),
+    ("ru_RU.UTF-8", ["backup", "restore"], "Использование: auditctl backup restore [ПАРАМЕТРЫ] ФАЙЛ"),
+], ids=["en-history", "en-restore", "en-install", "ru-history", "ru-restore"])
+def test_usage_shows_required_arguments_plainly(cli, language, command, usage):
+    result = cli(*command, "--help", env={"LANG": language})
+
+    assert result.exit_code == 0, result.stderr
+    assert usage in result.stdout
+    usage_line = next(line for line in result.stdout.splitlines() if "auditctl" in line)
+    assert "{" not in usage_line
+
+
+def test_missing_argument_usage_without_braces(cli):
+    result = cli("history", "Order")
+
+    assert result.exit_code == 2
+    assert "auditctl history [OPTIONS] TABLE ID..." in result.stderr
+
+
 def test_placeholders_have_translations():
     import typer
 

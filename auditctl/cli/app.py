@@ -131,6 +131,8 @@ def adapt_help(command: Any) -> None:
     and arguments show their name alone. typer's copy of click also writes
     "Usage:" and the help text of ``--help`` in English only, so both are
     replaced by the catalog's text, and so are the placeholders such as FILE.
+    Its usage line put required arguments in braces, {FILE}, which reads
+    like a choice; they are written plainly, and optional ones in brackets.
     """
     for each in all_commands(command):
         for parameter in each.params:
@@ -140,6 +142,7 @@ def adapt_help(command: Any) -> None:
             if getattr(parameter, "param_type_name", None) == "argument":
                 # The help's Arguments panel showed Python types such as <list[str]>.
                 parameter.display_type_rich = _no_type
+                parameter.get_usage_pieces = _plain_usage_pieces(parameter)
         each.get_help_option = _translated_help_option(each.get_help_option)
         each.format_usage = _translated_usage(each)
         each.format_help = _help_with_short_switches(each, each.format_help)
@@ -193,6 +196,16 @@ def _short_switch(name: str, negatives: list[str]) -> str:
     if name.startswith("--") and "--no-" + name[2:] in negatives:
         return "--[no-]" + name[2:]
     return name
+
+
+def _plain_usage_pieces(argument: Any) -> Callable[[Any], list[str]]:
+    def usage_pieces(context: Any) -> list[str]:
+        name = argument.metavar if argument.metavar is not None else argument.name.upper()
+        if not argument.required:
+            name = f"[{name}]"
+        return [name + ("..." if argument.nargs != 1 else "")]
+
+    return usage_pieces
 
 
 def _no_type(ctx: Any) -> None:
