@@ -773,6 +773,22 @@ def test_missing_argument_usage_without_braces(cli):
     assert "auditctl history [OPTIONS] TABLE ID..." in result.stderr
 
 
+@pytest.mark.parametrize(("language", "lock_timeout", "port"), [
+    ("C.UTF-8", "SECONDS [x>=0.1]", "[1<=x<=65535]"),
+    ("ru_RU.UTF-8", "СЕКУНДЫ [от 0.1]", "[от 1 до 65535]"),
+], ids=["en", "ru"])
+def test_help_range_hints_translated(cli, language, lock_timeout, port):
+    env = {"LANG": language}
+    install_help = " ".join(cli("install", "--help", env=env).stdout.split())
+    serve_help = " ".join(cli("serve", "--help", env=env).stdout.split())
+    main_help = cli("--help", env=env).stdout
+
+    assert f"--lock-timeout {lock_timeout}" in install_help
+    assert f"--port N {port}" in serve_help
+    assert "x>=0" not in main_help
+    assert "[от 0]" not in main_help
+
+
 def test_placeholders_have_translations():
     import typer
 
