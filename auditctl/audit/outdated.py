@@ -75,7 +75,7 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
             result.regenerated.append(table.entity_type)
             logger.info("regenerated the outdated audit trigger of %s", table.entity_type)
     if ddl_capture_off:
-        # Once per run, where install would say it for each table.
+        # Logged once per run here, because install leaves it out for each table.
         logger.warning("role %s may not create event triggers: DDL capture is off", connection.info.user)
     return result
 
