@@ -2,6 +2,7 @@
 
 The DSN is taken from ``--dsn``, else ``AUDITCTL_DSN``, else ``DATABASE_URL``,
 else left empty so that libpq reads its ``PG*`` variables and ``~/.pgpass``.
+A source that is given but empty is an error rather than a silent fallback.
 A password therefore never needs to be on the command line.
 """
 
@@ -38,6 +39,9 @@ _warned_password_origins: set[str] = set()
 # The origin of an empty DSN, with which libpq reads its PG* variables and ~/.pgpass.
 PG_VARIABLES_ORIGIN = "PG* environment variables"
 
+# The environment variables read for the DSN when no option gives one, in order.
+_DSN_VARIABLES = ("AUDITCTL_DSN", "DATABASE_URL")
+
 
 @dataclass(frozen=True)
 class DsnSource:
@@ -51,17 +55,26 @@ def resolve_dsn(dsn_option: str | None, option_origin: str = "--dsn") -> DsnSour
     """Pick the DSN from the option or the environment, in documented order.
 
     ``option_origin`` names where ``dsn_option`` came from, for messages
-    (another flag such as ``--target-dsn``, or a config file).
+    (another flag such as ``--target-dsn``, or a config file). Raises
+    InvalidArgumentError when the chosen source is set but empty, which is
+    most likely a script's mistake.
     """
-    if dsn_option:
-        source = DsnSource(dsn_option, option_origin)
-    elif os.environ.get("AUDITCTL_DSN"):
-        source = DsnSource(os.environ["AUDITCTL_DSN"], "AUDITCTL_DSN")
-    elif os.environ.get("DATABASE_URL"):
-        source = DsnSource(os.environ["DATABASE_URL"], "DATABASE_URL")
-    else:
-        source = DsnSource("", PG_VARIABLES_ORIGIN)
-    return DsnSource(strip_prisma_parameters(source.dsn), source.origin)
+    # An empty DSN makes libpq read its PG* variables, which may name another database, so it is an error.
+    if dsn_option is not None:
+        if not dsn_option.strip():
+            raise InvalidArgumentError(
+                _("The DSN from {origin} is empty; give a libpq connection string or a postgresql:// URL, or leave "
+                  "it out.").format(origin=option_origin))
+        return DsnSource(strip_prisma_parameters(dsn_option), option_origin)
+    for name in _DSN_VARIABLES:
+        if name not in os.environ:
+            continue
+        if not os.environ[name].strip():
+            raise InvalidArgumentError(
+                _("{name} is set but empty; set it to a libpq connection string or a postgresql:// URL, or unset "
+                  "it.").format(name=name))
+        return DsnSource(strip_prisma_parameters(os.environ[name]), name)
+    return DsnSource("", PG_VARIABLES_ORIGIN)
 
 
 def strip_prisma_parameters(dsn: str) -> str:

@@ -858,31 +858,37 @@ def print_rotation(result: RotationResult) -> None:
                                                                             error=outcome.error))
 
 
-def print_maintenance(result: MaintainResult) -> None:
-    """Report the partitions maintain created and the rows it moved."""
-    for name in result.created:
-        console.print(_("Created partition {name}.").format(name=name), markup=False)
-    if result.moved_rows:
-        console.print(ngettext("Moved {rows} event out of the default partition.",
-                               "Moved {rows} events out of the default partition.", result.moved_rows)
-                      .format(rows=format_number(result.moved_rows)), markup=False)
+def print_maintenance(result: MaintainResult, quiet: bool = False) -> None:
+    """Report the partitions maintain created and the rows it moved; with ``quiet``, only rows left behind."""
+    if not quiet:
+        _print_maintenance_changes(result)
     if result.left_in_default:
         console.print(ngettext("{rows} event stays in the default partition because its period overlaps an "
                                "existing partition of another length.",
                                "{rows} events stay in the default partition because their period overlaps an "
                                "existing partition of another length.", result.left_in_default)
                       .format(rows=format_number(result.left_in_default)), style="yellow", markup=False)
-    if not result.created and not result.moved_rows:
+    if not quiet and not result.created and not result.moved_rows:
         console.print(_("Partitions are up to date."))
 
 
-def print_regenerated(result: RegenerateResult) -> None:
-    """Report the tables whose outdated audit triggers maintain generated again."""
-    for table in result.specialised:
-        console.print(_("Installed the generated audit trigger of {table} in place of the interim one.")
-                      .format(table=table), markup=False)
-    for table in result.regenerated:
-        console.print(_("Regenerated the outdated audit trigger of {table}.").format(table=table), markup=False)
+def _print_maintenance_changes(result: MaintainResult) -> None:
+    for name in result.created:
+        console.print(_("Created partition {name}.").format(name=name), markup=False)
+    if result.moved_rows:
+        console.print(ngettext("Moved {rows} event out of the default partition.",
+                               "Moved {rows} events out of the default partition.", result.moved_rows)
+                      .format(rows=format_number(result.moved_rows)), markup=False)
+
+
+def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
+    """Report the tables whose outdated audit triggers maintain generated again; with ``quiet``, only problems."""
+    if not quiet:
+        for table in result.specialised:
+            console.print(_("Installed the generated audit trigger of {table} in place of the interim one.")
+                          .format(table=table), markup=False)
+        for table in result.regenerated:
+            console.print(_("Regenerated the outdated audit trigger of {table}.").format(table=table), markup=False)
     _print_rule_changes(result.followed_rules, result.removed_rules)
     for table, error in result.failed:
         print_error(_("{table} keeps its outdated audit trigger, which still records its changes: {error}")

@@ -10,6 +10,7 @@ import re
 
 import psycopg
 import pytest
+from psycopg import conninfo
 
 from auditctl.audit.install import install
 from auditctl.audit.rules import Rule
@@ -165,8 +166,8 @@ def test_event_command(audited, cli):
     (["query", "--schema", "nosuch"], "schema 'nosuch' is not installed"),
     (["query", "--table", "Nonexistent"], "Table 'Nonexistent' not found in the database or in the audit log"),
     (["query", "--action", "updat"],
-     "Unknown action UPDAT: no event in the log has it. Known actions: INSERT, UPDATE, DELETE"),
-    (["export", "--action", "Insert", "--action", "updat"], "Unknown action UPDAT"),
+     "Unknown action updat: no event in the log has it. Known actions: INSERT, UPDATE, DELETE"),
+    (["export", "--action", "Insert", "--action", "updat"], "Unknown action updat:"),
     (["query", "--entity-id", '["a", 5'], """Invalid --entity-id '["a", 5': not valid JSON at character 8."""),
     (["query", "--entity-id", '["a", null]'], "key values must be strings or numbers"),
     (["query", "--entity-id", "[]"], "expected a non-empty JSON array"),
@@ -282,6 +283,28 @@ def test_dsn_before_or_after_command(audited, cli, args, from_environment, reach
     else:
         assert result.exit_code == 1, result.stderr
         assert "Could not connect to host=127.0.0.1 port=1 dbname=unreachable (DSN from --dsn)" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--dsn", "", "status"], {}, "Error: The DSN from --dsn is empty;"),
+    (["status", "--dsn", " "], {}, "Error: The DSN from --dsn is empty;"),
+    (["status"], {"AUDITCTL_DSN": ""}, "Error: AUDITCTL_DSN is set but empty;"),
+    (["status"], {"DATABASE_URL": ""}, "Error: DATABASE_URL is set but empty;"),
+    (["cron", "maintain", "--crontab-file", "{tmp}/crontab"], {"AUDITCTL_DSN": ""},
+     "Error: AUDITCTL_DSN is set but empty;"),
+], ids=["global-option", "command-option", "auditctl-dsn", "database-url", "cron-line"])
+def test_empty_dsn_is_rejected(audited, cli, tmp_path, args, env, message):
+    # libpq would otherwise reach the database that the PG* variables name.
+    params = conninfo.conninfo_to_dict(audited.dsn)
+    pg_variables = {"PGHOST": params["host"], "PGPORT": str(params["port"]), "PGDATABASE": audited.name,
+                    "PGUSER": params["user"]}
+
+    result = cli(*[arg.format(tmp=tmp_path) for arg in args], env={**pg_variables, **env})
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(message)
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert not (tmp_path / "crontab").exists()
 
 
 def test_cron_line_takes_dsn_before_command(cli, tmp_path):
@@ -621,6 +644,22 @@ def owned_table_dsn(db):
         yield dsn
 
 
+def test_maintain_warns_once_without_ddl_capture(owned_table_dsn):
+    with psycopg.connect(owned_table_dsn, autocommit=True) as connection:
+        connection.execute("CREATE TABLE b (id int PRIMARY KEY)")
+    assert run_cli("install", "--all", dsn=owned_table_dsn).exit_code == 0
+    with psycopg.connect(owned_table_dsn, autocommit=True) as connection:
+        connection.execute("ALTER TABLE a ADD COLUMN note text")
+        connection.execute("ALTER TABLE b ADD COLUMN note text")
+
+    result = run_cli("maintain", dsn=owned_table_dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert "Regenerated the outdated audit trigger of public.a." in result.stdout
+    assert "Regenerated the outdated audit trigger of public.b." in result.stdout
+    assert result.stderr.count("may not create event triggers: DDL capture is off") == 1, result.stderr
+
+
 def install_and_maintain(on_terminal: bool, dsn: str, *flags: str) -> str:
     """Run install and maintain, on a terminal or with pipes, and return all that both printed."""
     run = run_cli_in_terminal if on_terminal else run_cli
@@ -709,6 +748,45 @@ def test_help_keeps_brackets(cli, language):
     options = install_help.stdout.split("--[no-]auto-audit", 1)[1]
     assert options.count("[audit]") >= 4, install_help.stdout
     assert "[audit.tables]" in install_help.stdout
+
+
+@pytest.mark.parametrize(("language", "command", "usage"), [
+    ("C.UTF-8", ["history"], "Usage: auditctl history [OPTIONS] TABLE ID..."),
+    ("C.UTF-8", ["backup", "restore"], "Usage: auditctl backup restore [OPTIONS] FILE"),
+    ("C.UTF-8", ["install"], "Usage: auditctl install [OPTIONS] [TABLE]..."),
+    ("ru_RU.UTF-8", ["history"], "Использование: auditctl history [ПАРАМЕТРЫ] ТАБЛИЦА ID..."),
+    ("ru_RU.UTF-8", ["backup", "restore"], "Использование: auditctl backup restore [ПАРАМЕТРЫ] ФАЙЛ"),
+], ids=["en-history", "en-restore", "en-install", "ru-history", "ru-restore"])
+def test_usage_shows_required_arguments_plainly(cli, language, command, usage):
+    result = cli(*command, "--help", env={"LANG": language})
+
+    assert result.exit_code == 0, result.stderr
+    assert usage in result.stdout
+    usage_line = next(line for line in result.stdout.splitlines() if "auditctl" in line)
+    assert "{" not in usage_line
+
+
+def test_missing_argument_usage_without_braces(cli):
+    result = cli("history", "Order")
+
+    assert result.exit_code == 2
+    assert "auditctl history [OPTIONS] TABLE ID..." in result.stderr
+
+
+@pytest.mark.parametrize(("language", "lock_timeout", "port"), [
+    ("C.UTF-8", "SECONDS [x>=0.1]", "[1<=x<=65535]"),
+    ("ru_RU.UTF-8", "СЕКУНДЫ [от 0.1]", "[от 1 до 65535]"),
+], ids=["en", "ru"])
+def test_help_range_hints_translated(cli, language, lock_timeout, port):
+    env = {"LANG": language}
+    install_help = " ".join(cli("install", "--help", env=env).stdout.split())
+    serve_help = " ".join(cli("serve", "--help", env=env).stdout.split())
+    main_help = cli("--help", env=env).stdout
+
+    assert f"--lock-timeout {lock_timeout}" in install_help
+    assert f"--port N {port}" in serve_help
+    assert "x>=0" not in main_help
+    assert "[от 0]" not in main_help
 
 
 def test_placeholders_have_translations():

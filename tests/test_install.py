@@ -562,6 +562,8 @@ def test_status_advises_on_disabled_and_missing(db, cli):
     assert broken.stderr.strip() == "Error: 2 audited tables need attention; see the advice above."
     assert broken_json.exit_code == 3
     assert json.loads(broken_json.stdout)["needs_attention"] == ["public.gone", "public.off"]
+    assert broken_json.stderr.strip() == ("Error: 2 audited tables need attention; see needs_attention in the JSON "
+                                          "output.")
     assert fixed.exit_code == 0, fixed.stderr
     assert healthy.exit_code == 0, healthy.stderr
 

@@ -103,6 +103,20 @@ def test_maintain_is_idempotent(db, cli):
     assert len(after) == 8
 
 
+def test_quiet_maintain_prints_nothing_routine(db, cli):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        add_events(connection, month_start(4), 3)
+
+    first = cli("--quiet", "maintain", dsn=db.dsn)
+    second = cli("maintain", "--quiet", dsn=db.dsn)
+
+    assert first.exit_code == 0, first.stderr
+    assert (first.stdout, first.stderr) == ("", "")
+    assert second.exit_code == 0, second.stderr
+    assert (second.stdout, second.stderr) == ("", "")
+
+
 @pytest.mark.parametrize(("interval", "length"), [
     (Interval.daily, timedelta(days=1)),
     (Interval.weekly, timedelta(weeks=1)),
@@ -367,15 +381,40 @@ def test_cron_install_writes_one_line(db, cli, tmp_path):
     crontab.write_text("MAILTO=dba@example.com\n0 1 * * * /usr/bin/backup\n")
     for _attempt in range(2):
         result = cli("cron", "maintain", "--crontab-file", str(crontab), "--interval", "weekly",
-                     "--schedule", "5 4 * * *", "--dsn", "host=127.0.0.1 dbname=app")
+                     "--schedule", "5 4 * * *", "--dsn", "host=127.0.0.1 dbname=app", cwd=tmp_path)
         assert result.exit_code == 0, result.stderr
     lines = crontab.read_text().splitlines()
     assert lines[:2] == ["MAILTO=dba@example.com", "0 1 * * * /usr/bin/backup"]
     assert len(lines) == 3
-    assert lines[2].startswith("5 4 * * * ")
-    assert "-m auditctl --quiet maintain --ahead 3 --interval weekly --schema audit" in lines[2]
-    assert lines[2].endswith("# auditctl maintain")
+    assert lines[2].startswith("5 4 * * * LANG=C.UTF-8 ")
+    assert "-P -m auditctl --quiet maintain --ahead 3 --interval weekly --schema audit" in lines[2]
+    assert lines[2].endswith(f">> {tmp_path / 'auditctl-maintain.log'} 2>&1 # auditctl maintain")
     assert "Replaced" in result.stdout
+
+
+def test_cron_maintain_line_carries_locale(cli, tmp_path):
+    crontab = tmp_path / "crontab"
+    log_file = tmp_path / "logs" / "maintain.log"
+    log_file.parent.mkdir()
+
+    result = cli("cron", "maintain", "--crontab-file", str(crontab), "--dsn", "dbname=app",
+                 "--log-file", str(log_file), env={"LANG": "ru_RU.UTF-8", "LC_MESSAGES": "ru_RU.UTF-8"})
+
+    assert result.exit_code == 0, result.stderr
+    line = crontab.read_text().strip()
+    assert line.startswith("17 3 * * * LANG=ru_RU.UTF-8 LC_MESSAGES=ru_RU.UTF-8 ")
+    assert line.endswith(f">> {log_file} 2>&1 # auditctl maintain")
+
+
+def test_cron_maintain_checks_log_folder(cli, tmp_path):
+    crontab = tmp_path / "crontab"
+    result = cli("cron", "maintain", "--crontab-file", str(crontab), "--dsn", "dbname=app",
+                 "--log-file", str(tmp_path / "missing" / "maintain.log"))
+
+    assert result.exit_code == 2, result.stderr
+    assert f"Cannot write the log file {tmp_path}/missing/maintain.log: folder {tmp_path}/missing does not exist" \
+        in result.stderr
+    assert not crontab.exists()
 
 
 @pytest.mark.parametrize(("arguments", "env", "message"), [

@@ -217,12 +217,16 @@ def action_exists(connection: psycopg.Connection, schema: str, action: str) -> b
 
 
 def check_actions(connection: psycopg.Connection, schema: str, actions: list[str]) -> None:
-    """Raise UnknownActionError for the first action that no event can have, such as a misspelt one."""
+    """Raise UnknownActionError for the first action that no event can have, such as a misspelt one.
+
+    Actions are compared in upper case, as EventFilter stores them, and the
+    error names the action as it was given.
+    """
     for action in actions:
-        if not action_exists(connection, schema, action):
+        if not action_exists(connection, schema, action.strip().upper()):
             raise UnknownActionError(
                 _("Unknown action {action}: no event in the log has it. Known actions: {known}.")
-                .format(action=action, known=", ".join(KNOWN_ACTIONS + SYSTEM_ACTIONS)))
+                .format(action=action.strip(), known=", ".join(KNOWN_ACTIONS + SYSTEM_ACTIONS)))
 
 
 def recent_actions(connection: psycopg.Connection, schema: str, since: datetime) -> list[str]:

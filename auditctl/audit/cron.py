@@ -9,6 +9,8 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo, pq
 
+from ..backup.cron import check_log_file
+from ..backup.cron_environment import AUTOMATIC_VARIABLES, DEFAULT_LANG
 from ..crontab import CronResult, cron_quote, replace_marked_line
 from ..db import first_line, resolve_dsn
 from ..errors import InvalidArgumentError
@@ -19,17 +21,32 @@ MARKER = "# auditctl maintain"
 
 DEFAULT_SCHEDULE = "17 3 * * *"
 
+# The locale variables that the backup's line copies too; the CA certificate ones matter to mail only.
+LOCALE_VARIABLES = tuple(name for name in AUTOMATIC_VARIABLES if name.startswith(("LANG", "LC_")))
 
-def cron_line(schedule: str, arguments: list[str]) -> str:
-    """Build the crontab line: schedule, this Python running ``auditctl maintain``, and the marker."""
+
+def cron_line(schedule: str, arguments: list[str], log_file: Path, environment: Mapping[str, str]) -> str:
+    """Build the crontab line: schedule, this Python running ``auditctl --quiet maintain``, and the marker.
+
+    As the backup's line does, it sets LANG and the locale variables of
+    ``environment``, runs Python with ``-P`` so that a folder named auditctl
+    in cron's working folder is not imported instead of the package, and
+    appends all output to ``log_file``, an absolute path, whose folder is
+    checked here.
+    """
     fields = schedule.split()
     if len(fields) != 5 and not (len(fields) == 1 and fields[0].startswith("@")):
         raise InvalidArgumentError(
             _("Invalid --schedule {value!r}: use five crontab fields such as '17 3 * * *', or @daily.")
             .format(value=schedule))
-    command = " ".join(cron_quote(word) for word in [sys.executable, "-m", "auditctl", "--quiet", "maintain",
-                                                      *arguments])
-    return f"{' '.join(fields)} {command} {MARKER}"
+    check_log_file(log_file)
+    variables = {"LANG": DEFAULT_LANG}
+    variables.update({name: environment[name] for name in LOCALE_VARIABLES if environment.get(name)})
+    words = [*(f"{name}={cron_quote(value)}" for name, value in variables.items()),
+             *(cron_quote(word) for word in [sys.executable, "-P", "-m", "auditctl", "--quiet", "maintain",
+                                             *arguments]),
+             ">>", cron_quote(str(log_file)), "2>&1"]
+    return f"{' '.join(fields)} {' '.join(words)} {MARKER}"
 
 
 def cron_variable_warnings(dsn: str, environment: Mapping[str, str]) -> list[str]:

@@ -98,7 +98,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             exclude: list[str] | None = None, column_rules: list[RuleRequest] | list[tuple[str, Rule]] | None = None,
             auto_audit: AutoAuditPolicy | None | bool = True, max_value_bytes: int | None = None,
             enable_always: bool | None = None, dry_run: bool = False,
-            lock_timeout_seconds: float = 10.0,
+            lock_timeout_seconds: float = 10.0, warn_ddl_capture_off: bool = True,
             progress: ProgressCallback | None = None) -> InstallResult:
     """Install or upgrade the audit schema and the triggers of the chosen tables.
 
@@ -112,7 +112,9 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
     back to the default with False; None keeps what is stored. Everything runs in one
     transaction, so an error leaves the database as it was. Running it again
     with the same arguments changes nothing. With ``dry_run`` nothing runs,
-    and ``statements`` contains the SQL that would.
+    and ``statements`` contains the SQL that would. ``warn_ddl_capture_off``
+    False leaves the warning about missing event triggers to a caller that
+    installs table by table.
     """
     result = InstallResult(dry_run=dry_run)
     with connection.transaction():
@@ -159,7 +161,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             if result.event_triggers is DdlCapture.KEPT:
                 logger.info("role %s may not replace the event triggers a superuser installed: DDL capture stays on",
                             connection.info.user)
-            elif result.event_triggers is DdlCapture.OFF:
+            elif result.event_triggers is DdlCapture.OFF and warn_ddl_capture_off:
                 logger.warning("role %s may not create event triggers: DDL capture is off", connection.info.user)
 
         stored_rules = {} if fresh else load_rules(connection, schema)

@@ -18,6 +18,7 @@ import psycopg
 
 from ..errors import AuditctlError
 from .catalog import Table
+from .ddl import DdlCapture
 from .install import install
 from .rules import Rule
 from .schema import schema_exists
@@ -55,14 +56,16 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
         return result
     outdated = [(table, status.interim) for table, status in table_states(connection, schema)
                 if table is not None and status.state is TableState.OUTDATED]
+    ddl_capture_off = False
     for table, interim in outdated:
         try:
             installed = install(connection, schema, [_qualified_name(table)],
-                                lock_timeout_seconds=lock_timeout_seconds)
+                                lock_timeout_seconds=lock_timeout_seconds, warn_ddl_capture_off=False)
         except AuditctlError as exc:
             result.failed.append((table.entity_type, str(exc)))
             logger.warning("kept the outdated audit trigger of %s: %s", table.entity_type, exc)
             continue
+        ddl_capture_off = ddl_capture_off or installed.event_triggers is DdlCapture.OFF
         result.followed_rules.extend(installed.followed_rules)
         result.removed_rules.extend(installed.removed_rules)
         if interim:
@@ -71,6 +74,9 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
         else:
             result.regenerated.append(table.entity_type)
             logger.info("regenerated the outdated audit trigger of %s", table.entity_type)
+    if ddl_capture_off:
+        # Logged once per run here, because install leaves it out for each table.
+        logger.warning("role %s may not create event triggers: DDL capture is off", connection.info.user)
     return result
 
 

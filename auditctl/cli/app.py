@@ -68,10 +68,11 @@ def main_options(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
                                          help=_("Log more: -v for each object changed, -vv for each SQL statement; "
                                                 "errors then show a traceback."))] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Log errors only."))] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Log errors only; maintain then prints only what "
+                                                                "needs attention."))] = False,
 ) -> None:
     """Audit trail and backups for PostgreSQL."""
-    ctx.obj = GlobalOptions(dsn=dsn)
+    ctx.obj = GlobalOptions(dsn=dsn, quiet=quiet)
     _state["verbose"] = verbose
     configure_logging(verbose, quiet)
 
@@ -130,15 +131,21 @@ def adapt_help(command: Any) -> None:
     and arguments show their name alone. typer's copy of click also writes
     "Usage:" and the help text of ``--help`` in English only, so both are
     replaced by the catalog's text, and so are the placeholders such as FILE.
+    The range hints of numeric options, such as ``[x>=0.1]``, come from
+    the catalog too. Its usage line put required arguments in braces, {FILE}, which reads
+    like a choice; they are written plainly, and optional ones in brackets.
     """
     for each in all_commands(command):
         for parameter in each.params:
             _hide_type(parameter)
+            if hasattr(parameter, "_get_number_range_help_str"):
+                parameter._get_number_range_help_str = _translated_range(parameter)
             if parameter.metavar:
                 parameter.metavar = translate_placeholder(parameter.metavar)
             if getattr(parameter, "param_type_name", None) == "argument":
                 # The help's Arguments panel showed Python types such as <list[str]>.
                 parameter.display_type_rich = _no_type
+                parameter.get_usage_pieces = _plain_usage_pieces(parameter)
         each.get_help_option = _translated_help_option(each.get_help_option)
         each.format_usage = _translated_usage(each)
         each.format_help = _help_with_short_switches(each, each.format_help)
@@ -192,6 +199,33 @@ def _short_switch(name: str, negatives: list[str]) -> str:
     if name.startswith("--") and "--no-" + name[2:] in negatives:
         return "--[no-]" + name[2:]
     return name
+
+
+def _translated_range(parameter: Any) -> Callable[[], str | None]:
+    def range_help() -> str | None:
+        low, high = getattr(parameter, "min", None), getattr(parameter, "max", None)
+        if getattr(parameter, "count", False) and low == 0 and high is None:
+            # typer shows no range for a counted flag such as -v.
+            return None
+        if low is not None and high is not None:
+            return _("{min}<=x<={max}").format(min=low, max=high)
+        if low is not None:
+            return _("x>={min}").format(min=low)
+        if high is not None:
+            return _("x<={max}").format(max=high)
+        return None
+
+    return range_help
+
+
+def _plain_usage_pieces(argument: Any) -> Callable[[Any], list[str]]:
+    def usage_pieces(context: Any) -> list[str]:
+        name = argument.metavar if argument.metavar is not None else argument.name.upper()
+        if not argument.required:
+            name = f"[{name}]"
+        return [name + ("..." if argument.nargs != 1 else "")]
+
+    return usage_pieces
 
 
 def _no_type(ctx: Any) -> None:

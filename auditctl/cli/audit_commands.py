@@ -178,7 +178,14 @@ def status(
     if not report.installed:
         raise not_installed_error(schema)
     problems = report.needs_attention
-    if problems:
-        raise StatusProblemsError(ngettext("{count} audited table needs attention; see the advice above.",
-                                           "{count} audited tables need attention; see the advice above.",
-                                           len(problems)).format(count=len(problems)))
+    if not problems:
+        return
+    if output_format is OutputFormat.json:
+        # The JSON output contains no advice, only the list of tables.
+        message = ngettext("{count} audited table needs attention; see needs_attention in the JSON output.",
+                           "{count} audited tables need attention; see needs_attention in the JSON output.",
+                           len(problems))
+    else:
+        message = ngettext("{count} audited table needs attention; see the advice above.",
+                           "{count} audited tables need attention; see the advice above.", len(problems))
+    raise StatusProblemsError(message.format(count=len(problems)))

@@ -91,7 +91,7 @@ def query(
 ) -> None:
     filters = build_filter(user, since, until, table, action, entity_id)
     with connect(dsn) as connection:
-        check_actions(connection, schema, filters.actions)
+        check_actions(connection, schema, action or [])
         if output_format is QueryFormat.csv and after is None:
             count, last_id = _write_csv_page(stream_csv(connection, schema, filters, limit=limit, newest_first=True))
             if count == limit:
@@ -158,7 +158,7 @@ def export(
     if output_format is ExportFormat.parquet and output is None:
         raise InvalidArgumentError(_("--format parquet needs --output FILE: Parquet is not written to stdout."))
     with connect(dsn) as connection:
-        check_actions(connection, schema, filters.actions)
+        check_actions(connection, schema, action or [])
         # Counting costs a scan, so it is done only when a progress bar will show it.
         show_bar = output is not None and render.error_console.is_terminal
         total = count_events(connection, schema, filters) if show_bar else None

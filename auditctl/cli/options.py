@@ -16,6 +16,13 @@ class GlobalOptions:
     """Options given before the command name, kept as ``obj`` of the root click context, which subcommands inherit."""
 
     dsn: str | None = None
+    quiet: bool = False
+
+
+def is_quiet(ctx: typer.Context) -> bool:
+    """Tell whether --quiet was given, before or after the command name."""
+    options = ctx.find_root().obj
+    return isinstance(options, GlobalOptions) and options.quiet
 
 
 def global_dsn(ctx: typer.Context) -> str | None:

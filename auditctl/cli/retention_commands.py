@@ -20,7 +20,7 @@ from ..errors import InvalidArgumentError
 from ..i18n import _
 from .app import app
 from .cron_commands import cron_app
-from .options import CrontabFileOption, DsnOption, SchemaOption
+from .options import CrontabFileOption, DsnOption, SchemaOption, is_quiet
 
 AheadOption = Annotated[int, typer.Option(
     "--ahead", metavar="N", help=_("Partitions to keep ready after the current one."))]
@@ -69,6 +69,7 @@ def rotate(
 @app.command(help=_("Create partitions ahead, move rows out of the default partition, and generate outdated audit "
                     "triggers again; run it after migrations and from cron."))
 def maintain(
+    ctx: typer.Context,
     ahead: AheadOption = 3,
     interval: IntervalOption = Interval.monthly,
     pg_partman: Annotated[bool, typer.Option(
@@ -77,15 +78,17 @@ def maintain(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    quiet = is_quiet(ctx)
     with connect(dsn) as connection:
         if pg_partman:
             partman_schema = run_pg_partman(connection, schema)
-            render.print_pg_partman(partman_schema)
+            if not quiet:
+                render.print_pg_partman(partman_schema)
         else:
             result = maintain_partitions(connection, schema, ahead=ahead, interval=interval)
-            render.print_maintenance(result)
+            render.print_maintenance(result, quiet=quiet)
         regenerated = regenerate_outdated_triggers(connection, schema)
-    render.print_regenerated(regenerated)
+    render.print_regenerated(regenerated, quiet=quiet)
     if regenerated.failed:
         raise typer.Exit(1)
 
@@ -96,6 +99,8 @@ def cron_install(
         "--schedule", metavar="CRON", help=_("Five crontab fields, such as '17 3 * * *' (03:17 every day)."))]
         = DEFAULT_SCHEDULE,
     crontab_file: CrontabFileOption = None,
+    log_file: Annotated[Path, typer.Option(
+        "--log-file", metavar="FILE", help=_("File that collects the job's output."))] = Path("auditctl-maintain.log"),
     ahead: AheadOption = 3,
     interval: IntervalOption = Interval.monthly,
     dsn: DsnOption = None,
@@ -103,7 +108,7 @@ def cron_install(
 ) -> None:
     line_dsn = crontab_dsn(dsn)
     arguments = ["--ahead", str(ahead), "--interval", interval.value, "--schema", schema, "--dsn", line_dsn]
-    line = cron_line(schedule, arguments)
+    line = cron_line(schedule, arguments, log_file.resolve(), os.environ)
     result = install_line(line, crontab_file)
     render.print_cron(result)
     render.print_warnings(cron_variable_warnings(line_dsn, os.environ))
