@@ -40,8 +40,8 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LI
 """
 
 # Server messages of a failed privilege check (SQLSTATE 42501 and the ownership checks), in English only.
-_PERMISSION_ERRORS = re.compile(r"permission denied|must be owner of|must be member of role|must be superuser|"
-                                r"must have admin option|42501")
+_PERMISSION_ERRORS = re.compile(r"permission denied|must be owner of|must be member of role|must be able to SET ROLE|"
+                                r"must be superuser|must have admin option|42501")
 
 
 @dataclass
