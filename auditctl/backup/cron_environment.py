@@ -68,7 +68,7 @@ def carried_variables(requested: Sequence[str], environment: Mapping[str, str],
             raise InvalidArgumentError(
                 _("Invalid --env {value!r}: give a variable name, such as SSL_CERT_FILE, or NAME=VALUE.")
                 .format(value=request))
-        # The name is checked first, so that an unset secret is never answered with "pass --env NAME=VALUE".
+        # Check the name first, so that an unset secret never gets the advice "pass --env NAME=VALUE".
         _check_name_not_secret(name, secret_names)
         if not separator:
             value = _value_from_environment(name, environment)
