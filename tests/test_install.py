@@ -537,6 +537,36 @@ def test_superuser_first_install_in_owner_schema_fails(db, cli):
     assert owner_status.exit_code == 0, owner_status.stdout + owner_status.stderr
 
 
+def test_superuser_additions_belong_to_owner(db, cli):
+    with table_owner_dsn(db) as owner_dsn:
+        owner = psycopg.conninfo.conninfo_to_dict(owner_dsn)["user"]
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE first (id int PRIMARY KEY)")
+        by_owner = cli("install", "--all", dsn=owner_dsn)
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE later (id int PRIMARY KEY, note text)")
+        by_superuser = cli("install", "later", dsn=db.dsn)
+        maintained = cli("maintain", "--ahead", "8", dsn=db.dsn)
+        with db.connect() as connection:
+            relations = connection.execute(
+                """SELECT relname, relowner::regrole::text FROM pg_class
+                   WHERE relnamespace = 'audit'::regnamespace AND relkind IN ('r', 'p')""").fetchall()
+            [function_owner] = connection.execute(
+                """SELECT p.proowner::regrole::text FROM audit.audited_tables AS t
+                   JOIN pg_proc AS p ON p.proname = t.function_name AND p.pronamespace = 'audit'::regnamespace
+                   WHERE t.table_id = 'later'::regclass""").fetchone()
+        again = cli("install", "later", "--mask-column", "later.note", dsn=owner_dsn)
+        removed = cli("uninstall", "later", dsn=owner_dsn)
+    assert by_owner.exit_code == 0, by_owner.stderr
+    assert by_superuser.exit_code == 0, by_superuser.stderr
+    assert maintained.exit_code == 0, maintained.stderr
+    assert len([name for name, _ in relations if name.startswith("events_p")]) >= 9
+    assert {name: role for name, role in relations if role != owner} == {}
+    assert function_owner == owner
+    assert again.exit_code == 0, again.stderr
+    assert removed.exit_code == 0, removed.stderr
+
+
 def test_status_advises_on_disabled_and_missing(db, cli):
     with db.connect() as connection:
         connection.execute("""

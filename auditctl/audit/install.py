@@ -21,7 +21,8 @@ from .firing import enable_always_statement, enable_statement, firing_code, load
 from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
 from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
                     save_rules)
-from .schema import apply_schema, plan_schema, require_installed, require_schema_privileges, schema_exists
+from .schema import (acting_as, apply_schema, log_owner_if_other, plan_schema, require_installed,
+                     require_schema_privileges, schema_exists)
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES, TriggerSql, hash_from_comment, load_max_value_bytes,
                        render_trigger, trigger_comment)
 
@@ -145,8 +146,10 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             raise InvalidArgumentError(
                 _("Auditing new tables automatically needs event triggers, which only a superuser may create; "
                   "run install as one, or leave out --auto-audit and auto_audit in the config file."))
+        log_owner = None if fresh else log_owner_if_other(connection, schema)
         if not dry_run:
-            apply_schema(connection, schema)
+            with acting_as(connection, log_owner):
+                apply_schema(connection, schema)
         # Before the rules given now are saved, so that they replace a rule that followed a rename.
         followed = {} if fresh else follow_renames(connection, schema, tables, apply=not dry_run)
         if dry_run:
@@ -197,7 +200,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 if found and not found.enabled:
                     result.reenabled.append(table)
                 statements = _trigger_statements(schema, table, trigger, registered.get(table.oid),
-                                                 result.enable_always)
+                                                 result.enable_always, log_owner)
                 if dry_run:
                     result.statements.extend(statements)
                 else:
@@ -324,11 +327,17 @@ ON CONFLICT (table_schema, table_name, column_name) DO UPDATE SET rule = EXCLUDE
 
 
 def _trigger_statements(schema: str, table: Table, trigger: TriggerSql, previous_function: str | None,
-                        always: bool) -> list[str]:
-    """List the statements that install one table's trigger and record it in the registry."""
+                        always: bool, function_owner: str | None = None) -> list[str]:
+    """List the statements that install one table's trigger and record it in the registry.
+
+    ``function_owner``, the quoted owner of the log when another role runs
+    the install, receives the trigger's function.
+    """
     audit = quote_ident(schema)
     comment = quote_literal(trigger_comment(trigger))
     statements = [trigger.sql]
+    if function_owner:
+        statements.append(f"ALTER FUNCTION {audit}.{quote_ident(trigger.function_name)}() OWNER TO {function_owner};")
     for name in TRIGGER_NAMES:
         if name not in trigger.trigger_names:
             # Left over from another trigger layout of an earlier template.

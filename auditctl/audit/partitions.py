@@ -1,6 +1,6 @@
 """Partitions of the events table: listing them, creating them ahead, emptying the default partition.
 
-Everything here runs as the owner of the audit schema with plain DDL, so it
+Everything here runs as the owner of the events table with plain DDL, so it
 works on managed servers without superuser rights, a background worker or an
 extension.
 """
@@ -17,7 +17,7 @@ from psycopg import sql
 
 from ..errors import DatabaseError, InvalidArgumentError
 from ..i18n import _
-from .schema import require_installed
+from .schema import acting_as, log_owner_if_other, require_installed
 
 logger = logging.getLogger(__name__)
 
@@ -136,20 +136,23 @@ def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
         connection.execute("SET LOCAL lock_timeout = '10s'")
         # Partition DDL is auditctl's own routine work, not a schema change to record.
         connection.execute("SELECT pg_catalog.set_config('auditctl.internal', 'on', true)")
-        partitions = list_partitions(connection, schema, count_rows=False)
-        _move_default_rows(connection, schema, interval, partitions, result)
-        partitions = list_partitions(connection, schema, count_rows=False)
-        start = period_start(now, interval)
-        for _step in range(ahead + 1):
-            end = next_period(start, interval)
-            if not any(p.overlaps(start, end) for p in partitions):
-                name = partition_name(start, interval)
-                _execute(connection, sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                    sql.Identifier(schema, name), sql.Identifier(schema, "events"), start, end))
-                logger.info("created partition %s.%s for %s to %s", schema, name, start, end)
-                result.created.append(name)
-                partitions.append(Partition(name, False, start, end, 0, 0))
-            start = end
+        # A superuser's partitions would belong to it, and the owner's rotate could not drop them.
+        with acting_as(connection, log_owner_if_other(connection, schema)):
+            partitions = list_partitions(connection, schema, count_rows=False)
+            _move_default_rows(connection, schema, interval, partitions, result)
+            partitions = list_partitions(connection, schema, count_rows=False)
+            start = period_start(now, interval)
+            for _step in range(ahead + 1):
+                end = next_period(start, interval)
+                if not any(p.overlaps(start, end) for p in partitions):
+                    name = partition_name(start, interval)
+                    _execute(connection, sql.SQL(
+                        "CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+                            sql.Identifier(schema, name), sql.Identifier(schema, "events"), start, end))
+                    logger.info("created partition %s.%s for %s to %s", schema, name, start, end)
+                    result.created.append(name)
+                    partitions.append(Partition(name, False, start, end, 0, 0))
+                start = end
     return result
 
 

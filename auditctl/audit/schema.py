@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -93,6 +95,39 @@ def require_schema_privileges(connection: psycopg.Connection, schema: str) -> No
               "the log to belong to it. Run install as {owner}, then once more as {role} to add what only it may "
               "create, such as DDL capture.")
             .format(schema=quoted_schema, owner=owner, role=role))
+
+
+def log_owner_if_other(connection: psycopg.Connection, schema: str) -> str | None:
+    """Return the owner of the events table, quoted for SQL, when the current role is not it; else None.
+
+    A superuser or a member of the owner's role may add functions, tables and
+    partitions to a log that another role owns. They must go to that owner,
+    who could otherwise not replace, drop or rotate them.
+    """
+    row = connection.execute(
+        """SELECT c.relowner::regrole::text
+           FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relname = 'events'
+             AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)""",
+        (schema,)).fetchone()
+    return row[0] if row else None
+
+
+@contextmanager
+def acting_as(connection: psycopg.Connection, role: str | None) -> Iterator[None]:
+    """Run the block as ``role`` (quoted for SQL) inside the caller's transaction, so that it owns what is created.
+
+    None runs it as the current role. The previous role is set back only when
+    the block succeeds: on an error the transaction, or its savepoint, is
+    rolled back, which undoes the change of role too.
+    """
+    if role is None:
+        yield
+        return
+    previous = connection.execute("SELECT pg_catalog.current_setting('role')").fetchone()[0]
+    connection.execute(f"SET LOCAL ROLE {role}")
+    yield
+    connection.execute("SELECT pg_catalog.set_config('role', %s, true)", (previous,))
 
 
 def read_setting(connection: psycopg.Connection, schema: str, name: str) -> object | None:
