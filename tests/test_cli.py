@@ -191,6 +191,8 @@ EMPTY_VALUE_FIXES = {
     "--since": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --since out.",
     "--until": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --until out.",
     "--action": "give an action such as UPDATE or LOGIN, or leave --action out.",
+    "--user": "give an application user id, or leave --user out.",
+    "--table": "give a table as TABLE or SCHEMA.TABLE, or leave --table out.",
 }
 
 

@@ -64,6 +64,16 @@ def build_filter(user: str | None, since: str | None, until: str | None, tables:
             raise InvalidArgumentError(
                 _("Invalid --action value {value!r}: it is empty; give an action such as UPDATE or LOGIN, "
                   "or leave --action out.").format(value=action))
+    if user is not None and not user.strip():
+        # The triggers store an empty auditctl.user_id as NULL, so an empty --user would match nothing.
+        raise InvalidArgumentError(
+            _("Invalid --user value {value!r}: it is empty; give an application user id, "
+              "or leave --user out.").format(value=user))
+    for table in tables or []:
+        if not table.strip():
+            raise InvalidArgumentError(
+                _("Invalid --table value {value!r}: it is empty; give a table as TABLE or SCHEMA.TABLE, "
+                  "or leave --table out.").format(value=table))
     return EventFilter(
         user_id=user,
         since=parse_when(since, "--since") if since is not None else None,
