@@ -175,6 +175,20 @@ def test_line_carries_locale_and_certificates(tmp_path):
     assert " PGSSLMODE=verify-full TZ=Europe/Moscow " in line
 
 
+def test_env_carries_names_of_locations(tmp_path):
+    config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
+    crontab = tmp_path / "crontab"
+    environment = {"SSH_AUTH_SOCK": "/run/user/0/agent.sock", "AWS_SHARED_CREDENTIALS_FILE": "/root/.aws/backup"}
+
+    result = run_cli("cron", "install", "--schedule", "0 2 * * *", "--config", str(config), "--crontab-file",
+                     str(crontab), "--env", "SSH_AUTH_SOCK", "--env", "AWS_SHARED_CREDENTIALS_FILE", env=environment)
+
+    assert result.exit_code == 0, result.stderr
+    line = crontab.read_text()
+    assert " SSH_AUTH_SOCK=/run/user/0/agent.sock " in line
+    assert " AWS_SHARED_CREDENTIALS_FILE=/root/.aws/backup " in line
+
+
 def test_line_defaults_to_utf8_locale(tmp_path):
     config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
 

@@ -46,6 +46,8 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_SUBSTRINGS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "APIKEY", "PRIVATE")
 # ... and as a whole word between underscores (PGPASSFILE and PGSSLKEY name files, not secrets).
 _SECRET_WORDS = {"PASS", "KEY", "AUTH", "COOKIE"}
+# Last words that make the name that of a location, such as SSH_AUTH_SOCK or AWS_SHARED_CREDENTIALS_FILE.
+_LOCATION_WORDS = {"FILE", "PATH", "DIR", "SOCK", "SOCKET"}
 # A URL with a password in it, such as https://user:password@host/.
 _URL_PASSWORD = re.compile(r"://[^/\s@]*:[^/\s@]*@")
 
@@ -109,9 +111,12 @@ def _check_value(name: str, value: str) -> None:
 
 
 def looks_secret(name: str) -> bool:
-    """Tell whether a variable name reads like the name of a password, key or token."""
+    """Tell whether a variable name reads like the name of a password, key or token, not of where one is kept."""
     upper = name.upper()
-    return any(part in upper for part in _SECRET_SUBSTRINGS) or bool(_SECRET_WORDS & set(upper.split("_")))
+    words = upper.split("_")
+    if words[-1] in _LOCATION_WORDS:
+        return False
+    return any(part in upper for part in _SECRET_SUBSTRINGS) or bool(_SECRET_WORDS & set(words))
 
 
 def config_secret_names(settings: BackupSettings) -> dict[str, str]:
