@@ -326,6 +326,11 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
         console.print(_("DDL capture is on, with the event triggers installed earlier by a superuser. This role may "
                         "not replace them, so after upgrading auditctl run `auditctl install` once as a superuser."),
                       markup=False)
+    if result.event_firing_differs:
+        mode = "ENABLE ALWAYS" if result.enable_always else "ENABLE"
+        console.print(_("The event triggers of DDL capture do not fire as the audit triggers now do ({mode}), and "
+                        "this role may not change them. Run `auditctl install` once as a superuser to match them.")
+                      .format(mode=mode), style="yellow", markup=False)
     if result.enable_always:
         console.print(_("Audit triggers are ENABLE ALWAYS: sessions with session_replication_role = replica are "
                         "recorded too, and so are changes that a logical replication subscriber applies."),

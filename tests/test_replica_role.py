@@ -9,7 +9,7 @@ from auditctl.audit.ddl import AutoAuditPolicy
 from auditctl.audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from auditctl.audit.install import install
 from auditctl.audit.status import collect_status
-from helpers import events
+from helpers import events, table_owner_dsn
 
 
 def _update_as_replica(connection: psycopg.Connection, statement: str) -> None:
@@ -180,6 +180,23 @@ def test_cli_install_enable_always(item_db, cli):
     assert "Audit triggers are ENABLE ALWAYS" in " ".join(result.stdout.split())
     assert "1 already up to date" in again.stdout
     assert "also record changes made under session_replication_role = replica" in " ".join(status.stdout.split())
+
+
+def test_owner_warned_about_event_firing(db, cli):
+    message = "The event triggers of DDL capture do not fire as the audit triggers now do (ENABLE ALWAYS)"
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE note (id int PRIMARY KEY)")
+        first = cli("install", "--all", dsn=owner_dsn)
+        capture = cli("install", dsn=db.dsn)
+        by_owner = cli("install", "--all", "--enable-always", dsn=owner_dsn)
+        matched = cli("install", dsn=db.dsn)
+        owner_again = cli("install", "--all", dsn=owner_dsn)
+    for result in (first, capture, by_owner, matched, owner_again):
+        assert result.exit_code == 0, result.stderr
+    assert message in " ".join(by_owner.stdout.split())
+    assert "do not fire as" not in " ".join(matched.stdout.split())
+    assert "do not fire as" not in " ".join(owner_again.stdout.split())
 
 
 def test_refreshed_table_keeps_always_mode(item_db):

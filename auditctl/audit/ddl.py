@@ -112,6 +112,13 @@ def drop_statements(schema: str) -> list[str]:
     return statements
 
 
+def event_trigger_firing(connection: psycopg.Connection, schema: str) -> set[str]:
+    """Return the ``pg_event_trigger.evtenabled`` codes of the two event triggers: 'O', 'A', 'R' or 'D'."""
+    rows = connection.execute("SELECT evtenabled FROM pg_catalog.pg_event_trigger WHERE evtname = ANY(%s)",
+                              (list(event_trigger_names(schema)),)).fetchall()
+    return {code for (code,) in rows}
+
+
 def ddl_capture_enabled(connection: psycopg.Connection, schema: str) -> bool:
     """Tell whether both event triggers exist and are enabled."""
     names = list(event_trigger_names(schema))

@@ -15,8 +15,8 @@ from ..errors import DatabaseError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
-from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, drop_statements, plan_ddl_capture, policy_statement,
-                  render_ddl_capture)
+from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, drop_statements, event_trigger_firing,
+                  plan_ddl_capture, policy_statement, render_ddl_capture)
 from .firing import enable_always_statement, enable_statement, firing_code, load_enable_always
 from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
 from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
@@ -53,6 +53,8 @@ class InstallResult:
     event_triggers: DdlCapture = DdlCapture.OFF
     # Whether the audit triggers are ENABLE ALWAYS, as chosen now or by an earlier install.
     enable_always: bool = False
+    # Whether a superuser's event triggers, which this role may not alter, fire in another mode than that.
+    event_firing_differs: bool = False
     dry_run: bool = False
 
     @property
@@ -131,6 +133,9 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         result.enable_always = enable_always if enable_always is not None else (
             not fresh and load_enable_always(connection, schema))
         result.event_triggers = plan_ddl_capture(connection, schema)
+        if result.event_triggers is DdlCapture.KEPT:
+            result.event_firing_differs = (event_trigger_firing(connection, schema)
+                                           != {firing_code(result.enable_always)})
         ddl_sql = (render_ddl_capture(connection, schema, result.enable_always)
                    if result.event_triggers is DdlCapture.INSTALLED else None)
         policy_sql = None if auto_audit is True else policy_statement(schema, auto_audit)
