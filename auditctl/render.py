@@ -243,28 +243,34 @@ def print_history(history: RecordHistory) -> None:
         console.print(_("No events recorded for {record}.").format(record=record), markup=False)
         return
     console.print(_("History of {record}").format(record=record), style="bold", markup=False)
-    table = Table(show_lines=True)
+    table = Table()
     table.add_column(_("ID"), justify="right", no_wrap=True)
     table.add_column(_("Time (UTC{offset})").format(offset=local_utc_offset()), no_wrap=True)
     table.add_column(_("User"))
     table.add_column(_("DB role"), no_wrap=True)
     table.add_column(_("Action"), no_wrap=True)
-    table.add_column(_("Field"))
+    table.add_column(_("Field"), overflow="fold")
     table.add_column(_("Old value"), overflow="fold", ratio=1)
     table.add_column(_("New value"), overflow="fold", ratio=1)
     for entry in history.entries:
         event = entry.event
-        fields = "\n".join(change.column for change in entry.changes)
-        olds = "\n".join(_short(change.old) if change.old is not None else "—" for change in entry.changes)
-        news = "\n".join(_short(change.new) if change.new is not None else "—" for change in entry.changes)
-        if not entry.changes and event.details:
-            fields, news = "", _short(event.details)
-        table.add_row(str(event.id), format_time(event.occurred_at), _plain(event.user_id or "—"),
-                      _plain(event.db_user), _plain(event.action), _plain(fields), _plain(olds), _plain(news))
+        # One table row per field, so that a value that wraps keeps its field's row and pushes the next one down.
+        fields = [(change.column, _history_value(change.old), _history_value(change.new)) for change in entry.changes]
+        if not fields:
+            fields = [("", "", _short(event.details) if event.details else "")]
+        heading = [str(event.id), format_time(event.occurred_at), _plain(event.user_id or "—"),
+                   _plain(event.db_user), _plain(event.action)]
+        for index, (column, old, new) in enumerate(fields):
+            table.add_row(*(heading if index == 0 else [""] * len(heading)), _plain(column), _plain(old),
+                          _plain(new), end_section=index == len(fields) - 1)
     console.print(table)
     if history.record.table is None:
         console.print(_("The table {table} no longer exists; these events are all that remain of it.")
                       .format(table=history.record.entity_type), style="yellow", markup=False)
+
+
+def _history_value(value: Any) -> str:
+    return _short(value) if value is not None else "—"
 
 
 def print_revert(result: RevertResult) -> None:

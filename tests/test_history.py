@@ -11,6 +11,7 @@ from auditctl.audit.history import record_history
 from auditctl.audit.install import install
 from auditctl.audit.query import EventFilter, query_events
 from auditctl.errors import InvalidArgumentError
+from conftest import run_cli, run_cli_in_terminal
 from helpers import as_app_user
 
 
@@ -141,6 +142,51 @@ def test_history_user_column_matches_query(shop, cli):
     assert list(history_users.values()) == ["—", "u-4"]
     assert history_users == {event_id: query_users[event_id] for event_id in history_users}
     assert list(table_cells(history.stdout, "DB role").values()) == [role, role]
+
+
+def field_rows(output: str) -> list[tuple[str, str, str]]:
+    """Read the (field, old value, new value) rows of the table that `history` printed, by column position.
+
+    A row starts at a line whose Field cell is not empty, so field names must
+    fit on one line; the lines of a wrapped value are joined without spaces.
+    """
+    rows: list[list[str]] = []
+    for line in output.splitlines():
+        cells = line.split("│")
+        if len(cells) != 10:
+            continue
+        field, old, new = (cell.strip() for cell in cells[6:9])
+        if field:
+            rows.append([field, "", ""])
+        rows[-1][1] += "".join(old.split())
+        rows[-1][2] += "".join(new.split())
+    return [(field, old, new) for field, old, new in rows]
+
+
+def shown_value(value) -> str:
+    """Return a value as the history table shows it, without spaces: cut to 40 characters, or a dash for NULL."""
+    if value is None:
+        return "—"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text if len(text) <= 40 else text[:39] + "…"
+    return "".join(text.split())
+
+
+@pytest.mark.parametrize("columns", ["80", "200"], ids=["narrow", "wide"])
+def test_history_wrapped_values_keep_rows(db, columns):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE film (id integer PRIMARY KEY, note text, at date, tag text)")
+        install(connection, "audit", ["film"])
+        connection.execute("INSERT INTO film VALUES (2, 'A Astounding Epistle of a Database Administrator And a "
+                           "Explorer who must Find a Car in Ancient China', '2022-02-15', 'drama')")
+        connection.execute("UPDATE film SET note = 'Short', at = '2022-05-26', tag = 'comedy' WHERE id = 2")
+    data = json.loads(run_cli("history", "film", "2", "--format", "json", dsn=db.dsn).stdout)
+    expected = [(change["column"], shown_value(change["old"]), shown_value(change["new"]))
+                for event in data["events"] for change in event["changes"]]
+    for language in ("C.UTF-8", "ru_RU.UTF-8"):
+        result = run_cli_in_terminal("history", "film", "2", dsn=db.dsn, env={"COLUMNS": columns, "LANG": language})
+        assert result.exit_code == 0, result.stdout
+        assert field_rows(result.stdout) == expected, result.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
