@@ -550,6 +550,40 @@ def test_query_table_of_dropped_table(audited, cli):
     assert len(json.loads(result.stdout)) == 3
 
 
+@pytest.fixture
+def payments(db):
+    """An audited partitioned table with a partition that is partitioned in turn, and one event in each."""
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE payment (id int, paid date, amount numeric, PRIMARY KEY (id, paid)) PARTITION BY RANGE (paid);
+            CREATE TABLE payment_p2022_05 PARTITION OF payment FOR VALUES FROM ('2022-05-01') TO ('2022-06-01');
+            CREATE TABLE payment_p2022_06 PARTITION OF payment FOR VALUES FROM ('2022-06-01') TO ('2022-07-01')
+                PARTITION BY LIST (id);
+            CREATE TABLE payment_p2022_06_odd PARTITION OF payment_p2022_06 FOR VALUES IN (1, 3);
+        """)
+        install(connection, "audit", ["payment"])
+        connection.execute("INSERT INTO payment VALUES (1, '2022-05-03', 5), (3, '2022-06-02', 7)")
+    return db
+
+
+@pytest.mark.parametrize(("args", "fix"), [
+    (["query", "--table", "payment_p2022_05"], "Use --table payment."),
+    (["export", "--table", "public.Payment_P2022_06_odd"], "Use --table payment."),
+    (["history", "payment_p2022_05", "1", "2022-05-03"], "Name the table payment instead."),
+], ids=["query", "export-subpartition", "history"])
+def test_partition_names_its_table(payments, cli, args, fix):
+    result = cli(*args, dsn=payments.dsn)
+    name = args[2] if args[1] == "--table" else args[1]
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"Error: Table '{name}' is a partition of public.payment: the events of its rows are recorded under "
+        f"public.payment, with the partition's name in their details. {fix}")
+    logged = cli("query", "--table", "payment", "--format", "json", dsn=payments.dsn)
+    assert [event["details"] for event in json.loads(logged.stdout)] == [
+        {"partition": "payment_p2022_06_odd"}, {"partition": "payment_p2022_05"}]
+
+
 def test_narrow_terminal_shows_blocks(audited, cli):
     result = cli("query", env={"COLUMNS": "80"}, dsn=audited.dsn)
     assert result.exit_code == 0, result.stderr

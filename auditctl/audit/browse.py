@@ -199,7 +199,7 @@ def resolve_tables(connection: psycopg.Connection, schema: str, filters: EventFi
     """
     if not filters.tables:
         return filters
-    expanded = entity_types_for(connection, schema, filters.tables)
+    expanded = entity_types_for(connection, schema, filters.tables, as_option=False)
     if not expanded:
         return filters
     return replace(filters, tables=[quote_entity_type(name) for name in expanded])

@@ -15,7 +15,7 @@ from psycopg.rows import class_row
 
 from ..errors import InvalidArgumentError, TableNotFoundError
 from ..i18n import _
-from .catalog import list_tables, parse_table_name, resolve_table
+from .catalog import Table, list_tables, parse_table_name, resolve_table
 from .schema import require_installed
 
 # Columns of CSV exports, in order, and the keys of JSON output.
@@ -135,12 +135,15 @@ def where_clause(connection: psycopg.Connection, schema: str, filters: EventFilt
     return _where(connection, schema, filters)
 
 
-def entity_types_for(connection: psycopg.Connection, schema: str, names: list[str]) -> list[str]:
+def entity_types_for(connection: psycopg.Connection, schema: str, names: list[str], *,
+                     as_option: bool = True) -> list[str]:
     """Expand ``--table`` values into the ``schema.table`` names stored in events.
 
     Names resolve as ``install`` resolves them: against the tables of the
     database first, then, for tables dropped since, against the names in the
-    log. A name found in neither is an error, not an empty result.
+    log. A name found in neither is an error, not an empty result; for a
+    partition, the error names its partitioned table as a ``--table`` value,
+    or with ``as_option`` false as a table name.
     """
     tables = list_tables(connection, schema)
     logged: list[str] | None = None
@@ -158,10 +161,54 @@ def entity_types_for(connection: psycopg.Connection, schema: str, names: list[st
                     sql.Identifier(schema))).fetchall()]
         matches = [entity for entity in logged if _entity_matches(entity, table_schema, table_name)]
         if not matches:
-            raise TableNotFoundError(
+            raise _partition_error(connection, text, table_schema, table_name, tables, as_option) or TableNotFoundError(
                 _("Table {name!r} not found in the database or in the audit log.").format(name=text))
         expanded.extend(matches)
     return expanded
+
+
+# Partitions by name, each with the oid of the partitioned table at the top of its tree.
+_PARTITIONS = """SELECT n.nspname, c.relname, pg_catalog.pg_partition_root(c.oid)::bigint
+                   FROM pg_catalog.pg_class AS c
+                   JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                  WHERE c.relispartition AND pg_catalog.lower(c.relname) = pg_catalog.lower(%s)"""
+
+
+def _partition_error(connection: psycopg.Connection, text: str, table_schema: str | None, table_name: str,
+                     tables: list[Table], as_option: bool) -> TableNotFoundError | None:
+    """Return the error for a name that is a partition of one auditable table, or None for any other name.
+
+    The triggers of a partitioned table record the events of every partition
+    under the partitioned table's name, with the partition in details.
+    """
+    found = [(row_schema, row_name, root) for row_schema, row_name, root
+             in connection.execute(_PARTITIONS, (table_name,)).fetchall()
+             if table_schema is None or row_schema.lower() == table_schema.lower()]
+    exact = [row for row in found if row[1] == table_name and table_schema in (None, row[0])]
+    by_oid = {table.oid: table for table in tables}
+    parents = {by_oid[root] for _schema, _name, root in exact or found if root in by_oid}
+    if len(parents) != 1:
+        return None
+    parent = parents.pop()
+    if as_option:
+        message = _("Table {name!r} is a partition of {parent}: the events of its rows are recorded under {parent}, "
+                    "with the partition's name in their details. Use --table {table}.")
+    else:
+        message = _("Table {name!r} is a partition of {parent}: the events of its rows are recorded under {parent}, "
+                    "with the partition's name in their details. Name the table {table} instead.")
+    return TableNotFoundError(message.format(name=text, parent=parent.entity_type, table=_table_argument(parent, tables)))
+
+
+def _table_argument(table: Table, tables: list[Table]) -> str:
+    """Name a table as briefly as TABLE arguments read it back: without its schema where the name is unique."""
+    def quoted(part: str) -> str:
+        return '"{}"'.format(part.replace('"', '""')) if "." in part or '"' in part else part
+
+    try:
+        unique = resolve_table(None, table.name, table.name, tables) == table
+    except TableNotFoundError:
+        unique = False
+    return quoted(table.name) if unique else f"{quoted(table.schema)}.{quoted(table.name)}"
 
 
 def _entity_matches(entity_type: str, table_schema: str | None, table_name: str) -> bool:

@@ -74,7 +74,7 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
     """
     require_installed(connection, schema)
     key_values = parse_key_values(values)
-    entity_types = entity_types_for(connection, schema, [table_name])
+    entity_types = entity_types_for(connection, schema, [table_name], as_option=False)
     if len(entity_types) > 1:
         raise TableNotFoundError(
             _("Table name {name!r} is ambiguous ({choices}); qualify it as SCHEMA.TABLE.")
