@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -65,6 +66,7 @@ def resolve_dsn(dsn_option: str | None, option_origin: str = "--dsn") -> DsnSour
             raise InvalidArgumentError(
                 _("The DSN from {origin} is empty; give a libpq connection string or a postgresql:// URL, or leave "
                   "it out.").format(origin=option_origin))
+        check_url(dsn_option, option_origin)
         return DsnSource(strip_prisma_parameters(dsn_option), option_origin)
     for name in _DSN_VARIABLES:
         if name not in os.environ:
@@ -73,8 +75,42 @@ def resolve_dsn(dsn_option: str | None, option_origin: str = "--dsn") -> DsnSour
             raise InvalidArgumentError(
                 _("{name} is set but empty; set it to a libpq connection string or a postgresql:// URL, or unset "
                   "it.").format(name=name))
+        check_url(os.environ[name], name)
         return DsnSource(strip_prisma_parameters(os.environ[name]), name)
     return DsnSource("", PG_VARIABLES_ORIGIN)
+
+
+_URL_PREFIXES = ("postgres://", "postgresql://")
+# A % that does not start a percent-encoded byte, or that encodes a zero byte: libpq rejects both and
+# quotes the whole value in its message.
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})|%00")
+
+
+def check_url(dsn: str, origin: str) -> None:
+    """Reject a postgresql:// URL that libpq would read differently from what was meant.
+
+    libpq ends the user name and password at the first @ and the host part
+    at the first /, so a raw @ or / in a password turns the rest of it into
+    the host name, port or database name, which its messages and ours would
+    show. Only the @ that ends the user part may be raw. A stray % makes
+    libpq quote the whole value, the password included. Neither error
+    quotes the URL.
+    """
+    if not dsn.startswith(_URL_PREFIXES):
+        return
+    rest = dsn.split("://", 1)[1]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if rest.count("@") > (1 if "@" in authority else 0):
+        raise InvalidArgumentError(
+            _("The postgresql:// URL from {origin} is malformed: it has an @ other than the one that ends the user "
+              "name and password, so libpq could read part of the password as the host, port or database. Write "
+              "every other @ as %40, and a /, ? or # in the user name or password as %2F, %3F or %23.")
+            .format(origin=origin))
+    if _BAD_PERCENT.search(dsn):
+        raise InvalidArgumentError(
+            _("The postgresql:// URL from {origin} is malformed: it has a % that is not followed by two hexadecimal "
+              "digits, or it encodes a zero byte as %00. Write a % in the user name, password or another value as "
+              "%25.").format(origin=origin))
 
 
 def strip_prisma_parameters(dsn: str) -> str:
@@ -83,7 +119,7 @@ def strip_prisma_parameters(dsn: str) -> str:
     libpq refuses unknown URI parameters, and Prisma's DATABASE_URL usually
     carries some, so the same variable can serve the app and auditctl.
     """
-    if not dsn.startswith(("postgres://", "postgresql://")):
+    if not dsn.startswith(_URL_PREFIXES):
         return dsn
     parts = urlsplit(dsn)
     if not parts.query:
@@ -125,12 +161,7 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
         warnings.warn(AuditctlWarning(
             _("The DSN from {origin} contains a password; keep it in AUDITCTL_DSN, PGPASSWORD or ~/.pgpass "
               "instead.").format(origin=source.origin)), stacklevel=2)
-    try:
-        params = conninfo.conninfo_to_dict(source.dsn)
-    except psycopg.ProgrammingError as exc:
-        raise InvalidArgumentError(
-            _("Invalid DSN from {origin}: {error}. Use a libpq connection string or a postgresql:// URL.")
-            .format(origin=source.origin, error=first_line(str(exc)))) from None
+    params = parse_dsn(source)
     params.setdefault("connect_timeout", 10)
     params.setdefault("application_name", "auditctl")
     logger.debug("connecting to %s (DSN from %s)", describe_dsn(source.dsn), source.origin)
@@ -145,6 +176,31 @@ def connect(dsn_option: str | None, *, autocommit: bool = True, option_origin: s
     check_server_version(connection)
     keep_numbers_exact(connection)
     return connection
+
+
+# A password keyword or URL parameter, or a password in a URL's user part.
+_PASSWORD_TEXT = re.compile(r"password\s*=|^postgres(ql)?://[^@/?#]*:[^@]*@", re.IGNORECASE)
+
+
+def parse_dsn(source: DsnSource) -> dict[str, str]:
+    """Parse a DSN into libpq's parameters; raise InvalidArgumentError with libpq's reason if it cannot be parsed.
+
+    libpq's reason quotes the words it stumbled on. In a DSN that holds a
+    password, such as one with a space in an unquoted password, those words
+    may be part of the password, so the reason is left out there.
+    """
+    try:
+        return conninfo.conninfo_to_dict(source.dsn)
+    except psycopg.ProgrammingError as exc:
+        if _PASSWORD_TEXT.search(source.dsn):
+            raise InvalidArgumentError(
+                _("Invalid DSN from {origin}: libpq cannot parse it, and its reason is not shown because it may "
+                  "quote part of the password. Put a value that has spaces or quotes in single quotes, with \\' "
+                  "for a quote and \\\\ for a backslash, or keep the password in ~/.pgpass.")
+                .format(origin=source.origin)) from None
+        raise InvalidArgumentError(
+            _("Invalid DSN from {origin}: {error}. Use a libpq connection string or a postgresql:// URL.")
+            .format(origin=source.origin, error=first_line(str(exc)))) from None
 
 
 def connection_hint(origin: str) -> str:

@@ -231,6 +231,44 @@ def test_connection_error_hides_password(cli):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+MALFORMED_URL = "The postgresql:// URL from {origin} is malformed: it has an @ other than the one"
+UNPARSABLE_DSN = "Invalid DSN from {origin}: libpq cannot parse it, and its reason is not shown"
+
+
+@pytest.mark.parametrize(("command", "dsn", "message"), [
+    ("status", "postgresql://postgres:Sup3r@Secret@127.0.0.1:5491:x/pagila", MALFORMED_URL),
+    ("status", "postgresql://postgres:Sup3r/Secret@127.0.0.1:1/pagila", MALFORMED_URL),
+    ("status", "postgresql://postgres:Sup3r?Secret@127.0.0.1:1/pagila?schema=public", MALFORMED_URL),
+    ("status", "postgresql://postgres:Sup3r%Secret@127.0.0.1:1/pagila", "write a % in the user name"),
+    ("status", "postgresql://127.0.0.1:1/pagila?password=Sup3r&Secret", UNPARSABLE_DSN),
+    ("status", "host=127.0.0.1 port=1 password=Sup3r Secret", UNPARSABLE_DSN),
+    ("status", 'host=127.0.0.1 port=1 password="Sup3r Secret"', UNPARSABLE_DSN),
+    ("status", "host=127.0.0.1 port=1 password='Sup3r' Secret'", UNPARSABLE_DSN),
+    ("status", "host=127.0.0.1 port=1 password=Sup3r Secret=x", UNPARSABLE_DSN),
+    ("cron maintain", "host=127.0.0.1 port=1 password=Sup3r Secret", UNPARSABLE_DSN),
+], ids=["url-at", "url-slash", "url-question-mark", "url-percent", "url-query", "keyword-space",
+        "keyword-double-quotes", "keyword-stray-quote", "keyword-equals", "cron-keyword-space"])
+@pytest.mark.parametrize("origin", ["--dsn", "AUDITCTL_DSN"])
+def test_malformed_dsn_hides_password(cli, tmp_path, command, dsn, message, origin):
+    arguments = [*command.split(), "--crontab-file", str(tmp_path / "crontab")] if command != "status" else [command]
+    if origin == "--dsn":
+        result = cli(*arguments, "--dsn", dsn)
+    else:
+        result = cli(*arguments, dsn=dsn)
+    assert result.exit_code == 2, result.stderr
+    assert message.format(origin=origin).lower() in result.stderr.lower()
+    for piece in ("Sup3r", "Secret"):
+        assert piece not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_unparsable_dsn_without_password_says_why(cli):
+    result = cli("status", "--dsn", "host=127.0.0.1 port=1 bogus")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ('Error: Invalid DSN from --dsn: missing "=" after "bogus" in connection info '
+                                     'string. Use a libpq connection string or a postgresql:// URL.')
+
+
 @pytest.mark.parametrize(("language", "warning"), [
     ("C.UTF-8", "Warning: The DSN from --dsn contains a password; keep it in AUDITCTL_DSN, PGPASSWORD or ~/.pgpass "
                 "instead."),

@@ -6,13 +6,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import psycopg
 from psycopg import conninfo, pq
 
 from ..backup.cron import check_log_file
 from ..backup.cron_environment import AUTOMATIC_VARIABLES, DEFAULT_LANG
 from ..crontab import CronResult, cron_quote, replace_marked_line
-from ..db import first_line, resolve_dsn
+from ..db import parse_dsn, resolve_dsn
 from ..errors import InvalidArgumentError
 from ..i18n import _, ngettext
 
@@ -96,12 +95,7 @@ def crontab_dsn(dsn_option: str | None) -> str:
         raise InvalidArgumentError(
             _("No DSN for the crontab line: pass --dsn or set AUDITCTL_DSN or DATABASE_URL, because cron does not "
               "pass on the PG* variables of this shell."))
-    try:
-        params = conninfo.conninfo_to_dict(source.dsn)
-    except psycopg.ProgrammingError as exc:
-        raise InvalidArgumentError(
-            _("Invalid DSN from {origin}: {error}. Use a libpq connection string or a postgresql:// URL.")
-            .format(origin=source.origin, error=first_line(str(exc)))) from None
+    params = parse_dsn(source)
     if params.get("password"):
         raise InvalidArgumentError(
             _("The DSN from {origin} contains a password, which would be written into the crontab. Remove it and "
