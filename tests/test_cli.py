@@ -7,6 +7,8 @@ import importlib
 import io
 import json
 import re
+import signal
+import subprocess
 
 import psycopg
 import pytest
@@ -14,7 +16,7 @@ from psycopg import conninfo
 
 from auditctl.audit.install import install
 from auditctl.audit.rules import Rule
-from conftest import run_cli, run_cli_in_terminal
+from conftest import run_cli, run_cli_in_terminal, start_cli
 from helpers import as_app_user, events, table_owner_dsn
 
 
@@ -620,6 +622,31 @@ def test_partition_names_its_table(payments, cli, args, fix):
     logged = cli("query", "--table", "payment", "--format", "json", dsn=payments.dsn)
     assert [event["details"] for event in json.loads(logged.stdout)] == [
         {"partition": "payment_p2022_06_odd"}, {"partition": "payment_p2022_05"}]
+
+
+@pytest.mark.parametrize("args", [["query", "--format", "csv", "--limit", "10000"], ["export", "--format", "jsonl"]],
+                         ids=["query-csv", "export-jsonl"])
+def test_closed_pipe_ends_like_cat(db, args):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE item (id int PRIMARY KEY, note text)")
+        install(connection, "audit", ["item"])
+        # About 1.5 MB of output, far more than a pipe holds.
+        connection.execute("INSERT INTO item SELECT g, repeat('x', 200) FROM generate_series(1, 6000) AS g")
+    process = start_cli(*args, dsn=db.dsn)
+    first_line = process.stdout.readline()
+    process.stdout.close()
+    # communicate() then reads stderr only.
+    process.stdout = None
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"auditctl {' '.join(args)} hung after its reader closed the pipe")
+    assert first_line.startswith(("id,occurred_at", '{"id"'))
+    # Like cat or psql, whose reader has gone: ended by SIGPIPE, which a shell reports as 141.
+    assert process.returncode == -signal.SIGPIPE, stderr
+    assert stderr == ""
 
 
 def test_narrow_terminal_shows_blocks(audited, cli):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import select
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import psycopg
 import typer
@@ -273,6 +276,52 @@ def run_command(command: Any, args: list[str]) -> None:
     sys.exit(result if isinstance(result, int) else 0)
 
 
+class StdoutClosed(Exception):
+    """The program reading stdout has exited, such as ``head`` in a pipeline.
+
+    It replaces the BrokenPipeError, which typer would turn into exit status 1
+    without a message.
+    """
+
+
+def catch_closed_stdout(command: Any) -> None:
+    """Make the click command raise StdoutClosed when stdout's reader has gone, and flush stdout while it can."""
+    invoke = command.invoke
+
+    def invoke_and_flush(context: Any) -> Any:
+        try:
+            result = invoke(context)
+            sys.stdout.flush()
+            return result
+        except BrokenPipeError:
+            if not stdout_closed():
+                raise
+            raise StdoutClosed() from None
+
+    command.invoke = invoke_and_flush
+
+
+def stdout_closed() -> bool:
+    """Tell whether stdout is a pipe or socket whose reading end is closed."""
+    poll = select.poll()
+    poll.register(sys.__stdout__.fileno(), 0)
+    return any(events & select.POLLERR for _fd, events in poll.poll(0))
+
+
+def end_like_closed_pipe() -> NoReturn:
+    """End the process by SIGPIPE, without a message, as cat and psql end when their reader has gone.
+
+    A shell reports such a process as status 141 (128 + SIGPIPE), which a
+    pipeline with pipefail reports as a failure, just as for cat or psql
+    in the same place; a parent process sees that SIGPIPE ended it.
+    """
+    # Output still buffered for stdout would fail again when Python exits.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(128 + signal.SIGPIPE)
+
+
 def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                  file: Any = None, line: str | None = None) -> None:
     """Print an AuditctlWarning as one translated line; leave other warnings to Python's own format."""
@@ -300,7 +349,10 @@ def main() -> None:
         command = typer.main.get_command(app)
         escape_help_markup(command)
         adapt_help(command)
+        catch_closed_stdout(command)
         run_command(command, hoist_global_options(sys.argv[1:]))
+    except StdoutClosed:
+        end_like_closed_pipe()
     except AuditctlError as exc:
         if _state["verbose"]:
             logger.exception("command failed")

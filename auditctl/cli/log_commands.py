@@ -103,7 +103,9 @@ def query(
     with connect(dsn) as connection:
         check_actions(connection, schema, action or [])
         if output_format is QueryFormat.csv and after is None:
-            count, last_id = _write_csv_page(stream_csv(connection, schema, filters, limit=limit, newest_first=True))
+            # Closing the stream ends its COPY, which holds the connection, before the connection closes.
+            with contextlib.closing(stream_csv(connection, schema, filters, limit=limit, newest_first=True)) as chunks:
+                count, last_id = _write_csv_page(chunks)
             if count == limit:
                 render.print_next_page_hint(last_id)
             return
@@ -181,12 +183,13 @@ def export(
                 stream = stream_csv if output_format is ExportFormat.csv else stream_jsonl
                 # The CSV header line is not an event.
                 uncounted_lines = 1 if output_format is ExportFormat.csv else 0
-                for chunk in stream(connection, schema, filters):
-                    sink.write(chunk)
-                    if show_bar:
-                        lines = chunk.count(b"\n")
-                        advance("", lines - min(lines, uncounted_lines))
-                        uncounted_lines -= min(lines, uncounted_lines)
+                with contextlib.closing(stream(connection, schema, filters)) as chunks:
+                    for chunk in chunks:
+                        sink.write(chunk)
+                        if show_bar:
+                            lines = chunk.count(b"\n")
+                            advance("", lines - min(lines, uncounted_lines))
+                            uncounted_lines -= min(lines, uncounted_lines)
     if output is not None:
         render.error_console.print(_("Events written to {path}.").format(path=output), markup=False)
 
