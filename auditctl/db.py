@@ -89,10 +89,10 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})|%00")
 def check_url(dsn: str, origin: str) -> None:
     """Reject a postgresql:// URL that libpq would read differently from what was meant.
 
-    libpq ends the user name and password at the first @ and the host part
-    at the first /, so a raw @ or / in a password turns the rest of it into
-    the host name, port or database name, which its messages and ours would
-    show. Only the @ that ends the user part may be raw. A stray % makes
+    libpq ends the user name and password at the first @, and the host part
+    at the first /. A raw @ or / in a password therefore turns the rest of it
+    into the host name, port or database name, which messages would show.
+    Only the @ that ends the user part may be raw. A stray % makes
     libpq quote the whole value, the password included. Neither error
     quotes the URL.
     """
@@ -185,7 +185,7 @@ _PASSWORD_TEXT = re.compile(r"password\s*=|^postgres(ql)?://[^@/?#]*:[^@]*@", re
 def parse_dsn(source: DsnSource) -> dict[str, str]:
     """Parse a DSN into libpq's parameters; raise InvalidArgumentError with libpq's reason if it cannot be parsed.
 
-    libpq's reason quotes the words it stumbled on. In a DSN that holds a
+    libpq's reason quotes the words it stumbled on. In a DSN that contains a
     password, such as one with a space in an unquoted password, those words
     may be part of the password, so the reason is left out there.
     """

@@ -148,7 +148,7 @@ def field_rows(output: str) -> list[tuple[str, str, str]]:
     """Read the (field, old value, new value) rows of the table that `history` printed, by column position.
 
     A row starts at a line whose Field cell is not empty, so field names must
-    fit on one line; the lines of a wrapped value are joined without spaces.
+    fit on one line. The lines of a wrapped value are joined without spaces.
     """
     rows: list[list[str]] = []
     for line in output.splitlines():

@@ -288,6 +288,8 @@ def catch_closed_stdout(command: Any) -> None:
     """Make the click command raise StdoutClosed when stdout's reader has gone, and flush stdout while it can."""
     invoke = command.invoke
 
+    # NOTE: JSON and table output is one large write. When the reader leaves during it, Python 3.11 was seen
+    # to report the write as complete, and the command then ends with status 0.
     def invoke_and_flush(context: Any) -> Any:
         try:
             result = invoke(context)
@@ -313,7 +315,7 @@ def end_like_closed_pipe() -> NoReturn:
 
     A shell reports such a process as status 141 (128 + SIGPIPE), which a
     pipeline with pipefail reports as a failure, just as for cat or psql
-    in the same place; a parent process sees that SIGPIPE ended it.
+    in the same place. A parent process can tell that SIGPIPE ended it.
     """
     # Output still buffered for stdout would fail again when Python exits.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())

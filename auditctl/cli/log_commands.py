@@ -103,7 +103,7 @@ def query(
     with connect(dsn) as connection:
         check_actions(connection, schema, action or [])
         if output_format is QueryFormat.csv and after is None:
-            # Closing the stream ends its COPY, which holds the connection, before the connection closes.
+            # Closing the stream ends its COPY, which keeps the connection locked, before the connection closes.
             with contextlib.closing(stream_csv(connection, schema, filters, limit=limit, newest_first=True)) as chunks:
                 count, last_id = _write_csv_page(chunks)
             if count == limit:
