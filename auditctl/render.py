@@ -273,9 +273,15 @@ def print_revert(result: RevertResult) -> None:
     for step in result.steps:
         # A row without a primary key is named by its logged values.
         key = step.entity_id if step.entity_id is not None else _short(step.row)
+        restored = [column for column in step.columns if column not in step.overridden]
         console.print(_("Event {id}: {table} {key} {done} ({columns}).").format(
             id=step.event_id, table=step.entity_type, key=key, done=labels[step.statement],
-            columns=", ".join(step.columns)), markup=False)
+            columns=", ".join(restored)), markup=False)
+        if step.overridden:
+            console.print(_("Event {id}: a trigger of {table} set {columns} to other values than the event's old "
+                            "ones, so they were not restored.").format(
+                id=step.event_id, table=step.entity_type, columns=", ".join(step.overridden)),
+                style="yellow", markup=False)
     if result.dry_run:
         console.print(ngettext("Dry run: {count} event can be reverted; nothing was changed.",
                                "Dry run: {count} events can be reverted; nothing was changed.", len(result.steps))
