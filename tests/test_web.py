@@ -368,13 +368,16 @@ def test_invalid_request_gets_clear_error_page(client, path, status, text):
     assert "Traceback" not in response.text
 
 
-def test_database_down_gets_error_page(log_db):
-    with new_client("host=127.0.0.1 port=1 dbname=nothing connect_timeout=2") as client:
+def test_database_down_gets_error_page(log_db, caplog):
+    with new_client("host=127.0.0.1 port=1 dbname=nothing user=hidden_role connect_timeout=2") as client:
         client.cookies.set(SESSION_COOKIE, client.app.state.signer.issue("auditctl-web"))
         response = client.get("/")
     assert response.status_code == 503
-    assert "Could not connect" in error_message(response.text)
+    assert "could not connect to the database of the audit log" in error_message(response.text)
     assert "Traceback" not in response.text
+    for detail in ("127.0.0.1", "port=1", "hidden_role", "nothing"):
+        assert detail not in response.text
+    assert "hidden_role" in caplog.text
 
 
 def test_wrong_method_gets_error_page(client):
