@@ -421,6 +421,23 @@ def test_history_page_names_user_and_role(client, log_db):
     assert roles == [f"· Database user: {event['db_user']}" for event in recorded]
 
 
+def test_history_page_resolves_short_table(client):
+    html = client.get("/history?table=Order&entity=10").text
+    assert re.findall(r'<span class="badge action-(\w+)">', html) == ["insert", "delete"]
+    assert "History of public.Order 10" in html
+    assert "no longer exists" not in html
+    assert "No events recorded" not in html
+    listed = re.search(r'href="/\?(table=[^"]+)">Show in the event list', html).group(1).replace("&amp;", "&")
+    assert listed == "table=%22public%22.%22Order%22&entity=10"
+
+
+def test_history_page_names_unknown_table(client):
+    response = client.get("/history?table=nosuch&entity=2")
+    assert response.status_code == 400
+    assert "Table &#39;nosuch&#39; not found in the database or in the audit log." in error_message(response.text)
+    assert "no longer exists" not in response.text
+
+
 def test_history_page_without_record_is_rejected(client):
     response = client.get("/history?table=public.Order")
     assert response.status_code == 400
