@@ -341,6 +341,7 @@ def test_page_links_keep_filters(log_db):
     ("/?to=9999-12-31", 400, "Invalid to date"),
     ("/?from=2026-12-05&to=2026-12-01", 400, "later than"),
     ("/?table=Nope", 400, "Nope&#39; not found in the database"),
+    ("/?entity=%5B160%2C", 400, "Invalid entity id &#39;[160,&#39;: not valid JSON"),
     ("/?action=NO_SUCH_ACTION", 400, "Unknown action NO_SUCH_ACTION"),
     ("/?action=drop%20table", 400, "Unknown action"),
     ("/?period=2y", 400, "Invalid period"),
@@ -357,7 +358,7 @@ def test_page_links_keep_filters(log_db):
     ("/no/such/page", 404, "There is no page"),
     ("/preferences/apply?lang=de", 400, "Unknown language"),
     ("/preferences/apply?tz=Mars/Olympus", 400, "Unknown time zone"),
-], ids=["bad-from", "bad-to", "last-day-to", "swapped-range", "unknown-table", "unknown-action", "malformed-action", "bad-period", "huge-page",
+], ids=["bad-from", "bad-to", "last-day-to", "swapped-range", "unknown-table", "bad-entity", "unknown-action", "malformed-action", "bad-period", "huge-page",
         "negative-page", "bad-cursor", "huge-cursor", "two-cursors", "missing-cursor", "missing-event",
         "bad-event-id", "huge-event-id", "bad-export-format", "unknown-path", "bad-language", "bad-time-zone"])
 def test_invalid_request_gets_clear_error_page(client, path, status, text):

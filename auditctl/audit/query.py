@@ -87,18 +87,19 @@ def load_key_array(text: str, label: str) -> list[str | int | float]:
     return parsed
 
 
-def entity_id_as_stored(text: str) -> str:
+def entity_id_as_stored(text: str, label: str = "--entity-id") -> str:
     """Return the entity_id text that events store for an ``--entity-id`` value.
 
     A value that starts with ``[`` is a composite key as a JSON array. It is
     rewritten in the text form of jsonb, which the triggers store, so that
     spacing does not matter. Any other value is one key value, as typed.
+    ``label`` names the value in errors.
     """
     # NOTE: a single-column key whose text starts with "[" but is not a JSON
     # array cannot be given here; `auditctl query --table` still finds it.
     if not text.lstrip().startswith("["):
         return text
-    return json.dumps(load_key_array(text, "--entity-id"), ensure_ascii=False)
+    return json.dumps(load_key_array(text, label), ensure_ascii=False)
 
 
 def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) -> sql.Composable:
