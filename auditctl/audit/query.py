@@ -33,6 +33,8 @@ class EventFilter:
     tables: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     entity_id: str | None = None
+    # Further entity_id texts of the same record, such as a timestamptz key stored in another TimeZone.
+    entity_id_forms: list[str] = field(default_factory=list)
     # Case-insensitive text searched in the old values, new values and details.
     text: str | None = None
 
@@ -115,7 +117,9 @@ def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) ->
     if filters.tables:
         conditions.append(sql.SQL("entity_type = ANY({})").format(
             entity_types_for(connection, schema, filters.tables)))
-    if filters.entity_id is not None:
+    if filters.entity_id is not None and filters.entity_id_forms:
+        conditions.append(sql.SQL("entity_id = ANY({})").format([filters.entity_id, *filters.entity_id_forms]))
+    elif filters.entity_id is not None:
         conditions.append(sql.SQL("entity_id = {}").format(filters.entity_id))
     if filters.text:
         # strpos() rather than LIKE, so that % and _ in the text match themselves.
