@@ -850,6 +850,9 @@ def print_rotation(result: RotationResult) -> None:
                       .format(cutoff=_utc(result.cutoff)), markup=False)
         return
     for outcome in result.outcomes:
+        if outcome.earlier_name and (result.dry_run or outcome.dropped):
+            console.print(_("An earlier archive {name} exists and is kept; this archive gets a new name.")
+                          .format(name=outcome.earlier_name), markup=False, soft_wrap=True)
         if result.dry_run:
             console.print(ngettext("Would archive {rows} event of {partition} to {location} and drop the partition.",
                                    "Would archive {rows} events of {partition} to {location} and drop the partition.",

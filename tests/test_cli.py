@@ -15,7 +15,7 @@ from psycopg import conninfo
 from auditctl.audit.install import install
 from auditctl.audit.rules import Rule
 from conftest import run_cli, run_cli_in_terminal
-from helpers import as_app_user, events, table_owner_dsn
+from helpers import as_app_user, events, table_owner_dsn, write_reading_in_two_zones
 
 
 @pytest.fixture
@@ -817,3 +817,51 @@ def test_russian_help_placeholders(cli):
     assert re.search(r"--since +ВРЕМЯ +События не раньше времени ВРЕМЯ", query_help)
     for help_text in (install_help, revert_help, query_help):
         assert not re.search(r"\b(TABLE|COLUMN|FILE|WHEN|NAME|ROLE|SCHEMA|EVENT_ID)\b", help_text), help_text
+
+
+@pytest.fixture
+def readings(db):
+    """A table keyed by a timestamptz and an integer, as Pagila's payment, written in Moscow time."""
+    with db.connect() as connection:
+        write_reading_in_two_zones(connection, "2022-01-29 01:58:52.222594+00", 16051)
+    return db
+
+
+@pytest.mark.parametrize("typed", [
+    '["2022-01-29 01:58:52.222594+00", 16051]',
+    '["2022-01-29 04:58:52.222594+03",16051]',
+    '["2022-01-29T01:58:52.222594Z", "16051"]',
+], ids=["utc", "moscow", "iso"])
+def test_query_typed_entity_id_of_table(readings, cli, typed):
+    result = cli("query", "--table", "reading", "--entity-id", typed, "--format", "json", dsn=readings.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(row["action"] for row in json.loads(result.stdout)) == ["INSERT", "UPDATE"]
+
+
+def test_export_typed_entity_id_of_table(readings, cli):
+    result = cli("export", "--format", "jsonl", "--table", "public.reading", "--entity-id",
+                 '["2022-01-29 01:58:52.222594+00", 16051]', dsn=readings.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["action"] for line in result.stdout.splitlines()] == ["INSERT", "UPDATE"]
+
+
+def test_query_entity_id_without_table_as_typed(readings, cli):
+    with readings.connect() as connection:
+        [stored] = connection.execute("SELECT DISTINCT entity_id FROM audit.events WHERE action = 'INSERT'").fetchone()
+    exact = cli("query", "--entity-id", stored, "--format", "json", dsn=readings.dsn)
+    typed = cli("query", "--entity-id", '["2022-01-29 01:58:52.222594+00", 16051]', "--format", "json",
+                dsn=readings.dsn)
+    assert [row["action"] for row in json.loads(exact.stdout)] == ["INSERT"]
+    assert json.loads(typed.stdout) == []
+
+
+@pytest.mark.parametrize(("entity_id", "message"), [
+    ('["soon", 16051]', "Invalid key value for public.reading: invalid input syntax for type timestamp"),
+    ("16051", "Invalid --entity-id value '16051': table public.reading has a primary key of 2 columns "
+              "(taken_at, sensor); give their values as one JSON array"),
+], ids=["bad-value", "too-few"])
+def test_query_entity_id_of_table_rejects_bad_key(readings, cli, entity_id, message):
+    result = cli("query", "--table", "reading", "--entity-id", entity_id, dsn=readings.dsn)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr

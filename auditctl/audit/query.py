@@ -33,6 +33,8 @@ class EventFilter:
     tables: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     entity_id: str | None = None
+    # Further entity_id texts of the same record, such as a timestamptz key stored in another TimeZone.
+    entity_id_forms: list[str] = field(default_factory=list)
     # Case-insensitive text searched in the old values, new values and details.
     text: str | None = None
 
@@ -87,18 +89,19 @@ def load_key_array(text: str, label: str) -> list[str | int | float]:
     return parsed
 
 
-def entity_id_as_stored(text: str) -> str:
+def entity_id_as_stored(text: str, label: str = "--entity-id") -> str:
     """Return the entity_id text that events store for an ``--entity-id`` value.
 
     A value that starts with ``[`` is a composite key as a JSON array. It is
     rewritten in the text form of jsonb, which the triggers store, so that
     spacing does not matter. Any other value is one key value, as typed.
+    ``label`` names the value in errors.
     """
     # NOTE: a single-column key whose text starts with "[" but is not a JSON
     # array cannot be given here; `auditctl query --table` still finds it.
     if not text.lstrip().startswith("["):
         return text
-    return json.dumps(load_key_array(text, "--entity-id"), ensure_ascii=False)
+    return json.dumps(load_key_array(text, label), ensure_ascii=False)
 
 
 def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) -> sql.Composable:
@@ -114,7 +117,9 @@ def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) ->
     if filters.tables:
         conditions.append(sql.SQL("entity_type = ANY({})").format(
             entity_types_for(connection, schema, filters.tables)))
-    if filters.entity_id is not None:
+    if filters.entity_id is not None and filters.entity_id_forms:
+        conditions.append(sql.SQL("entity_id = ANY({})").format([filters.entity_id, *filters.entity_id_forms]))
+    elif filters.entity_id is not None:
         conditions.append(sql.SQL("entity_id = {}").format(filters.entity_id))
     if filters.text:
         # strpos() rather than LIKE, so that % and _ in the text match themselves.

@@ -19,6 +19,7 @@ from ..audit.archive import write_parquet_batches
 from ..audit.browse import check_actions
 from ..audit.query import (EventFilter, count_events, entity_id_as_stored, query_events, stream_csv, stream_jsonl,
                            stream_row_batches)
+from ..audit.records import typed_entity_filter
 from ..audit.schema import DEFAULT_SCHEMA
 from ..db import connect
 from ..errors import InvalidArgumentError
@@ -102,6 +103,8 @@ def query(
     filters = build_filter(user, since, until, table, action, entity_id)
     with connect(dsn) as connection:
         check_actions(connection, schema, action or [])
+        if entity_id is not None:
+            filters = typed_entity_filter(connection, schema, filters, entity_id)
         if output_format is QueryFormat.csv and after is None:
             count, last_id = _write_csv_page(stream_csv(connection, schema, filters, limit=limit, newest_first=True))
             if count == limit:
@@ -169,6 +172,8 @@ def export(
         raise InvalidArgumentError(_("--format parquet needs --output FILE: Parquet is not written to stdout."))
     with connect(dsn) as connection:
         check_actions(connection, schema, action or [])
+        if entity_id is not None:
+            filters = typed_entity_filter(connection, schema, filters, entity_id)
         # Counting costs a scan, so it is done only when a progress bar will show it.
         show_bar = output is not None and render.error_console.is_terminal
         total = count_events(connection, schema, filters) if show_bar else None
