@@ -34,9 +34,10 @@ def test_install_twice_changes_nothing(db):
     assert [t.name for t in first.installed] == ["item"]
     assert second.installed == []
     assert [t.name for t in second.unchanged] == ["item"]
-    # create_partitions, log_event, summarize_large_values, table_layout, follow_renames, five for
-    # DDL capture and refresh after ALTER, one trigger function; capture_drop lives in the guard schema.
-    assert functions == 11
+    # create_partitions, log_event, summarize_large_values, table_layout, follow_renames,
+    # put_truncate_triggers, five for DDL capture and refresh after ALTER, one trigger function;
+    # capture_drop lives in the guard schema.
+    assert functions == 12
 
 
 def test_install_only_named_tables(db):
@@ -158,8 +159,8 @@ def test_search_path_and_shadowing_cannot_subvert_trigger(db):
 
 def test_trigger_functions_are_security_definer_with_fixed_path(db):
     # create_partitions runs as the installing role; summarize_large_values,
-    # table_layout and follow_renames are helpers that only definer functions,
-    # install and status call. All four fix search_path too.
+    # table_layout, follow_renames and put_truncate_triggers are helpers that
+    # only definer functions, install and status call. All five fix search_path too.
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         install(connection, "audit", [], use_all=True)
@@ -167,7 +168,7 @@ def test_trigger_functions_are_security_definer_with_fixed_path(db):
             SELECT proname, prosecdef, proconfig FROM pg_proc
             WHERE pronamespace IN ('audit'::regnamespace, 'auditctl_guard'::regnamespace)
               AND proname NOT IN ('create_partitions', 'summarize_large_values', 'table_layout',
-                                  'follow_renames')""").fetchall()
+                                  'follow_renames', 'put_truncate_triggers')""").fetchall()
     assert "capture_drop" in {name for name, _definer, _config in rows}
     for name, definer, config in rows:
         assert definer, name
