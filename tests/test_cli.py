@@ -192,6 +192,9 @@ def test_event_command(audited, cli):
     (["install", "Order", "--auto-schema", "nosuchschema", "--auto-audit"],
      "Schema 'nosuchschema' of --auto-schema does not exist in this database;"),
     (["install", "Order", "--app-role", "nosuchrole", "--dry-run"], "Role 'nosuchrole' does not exist."),
+    (["install", "Order", "--auto-exclude", "", "--auto-audit"], "Invalid --auto-exclude value '': it is empty;"),
+    (["install", "Order", "--auto-schema", "public"],
+     "--auto-schema and --auto-exclude choose the new tables that --auto-audit audits,"),
     (["query", "--table", '"order"'], """Table '"order"' not found in the database or in the audit log."""),
     (["history", '"order"', "1"], """Table '"order"' not found in the database or in the audit log."""),
 ], ids=["since", "until", "since-too-far-back", "until-huge-number", "since-first-day", "status-keep-too-long",
@@ -201,7 +204,8 @@ def test_event_command(audited, cli):
         "redact-id-is-option", "query-user-is-option", "install-role-is-option", "redact-empty-user",
         "redact-blank-actor", "event-empty-user", "event-empty-entity-type", "query-huge-limit",
         "install-empty-schema", "query-empty-schema", "empty-app-role", "empty-viewer-role", "empty-auto-schema",
-        "missing-auto-schema", "dry-run-missing-role", "quoted-table-wrong-case", "quoted-history-wrong-case"])
+        "missing-auto-schema", "dry-run-missing-role", "empty-auto-exclude", "auto-schema-without-auto-audit",
+        "quoted-table-wrong-case", "quoted-history-wrong-case"])
 def test_bad_input_one_line_error(audited, cli, args, fragment):
     with audited.connect() as connection:
         before = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]
@@ -227,6 +231,7 @@ EMPTY_VALUE_FIXES = {
     "--action": "give an action such as UPDATE or LOGIN, or leave --action out.",
     "--user": "give an application user id, or leave --user out.",
     "--table": "give a table as TABLE or SCHEMA.TABLE, or leave --table out.",
+    "--entity-id": "give a primary key value, or a JSON array for a composite key, or leave --entity-id out.",
 }
 
 

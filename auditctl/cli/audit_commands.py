@@ -104,8 +104,14 @@ def install(
     require_value("--viewer-role", viewer_role, _("give the name of an existing role, or leave --viewer-role out"))
     for name in auto_schema or []:
         require_value("--auto-schema", name, _("give the name of a schema, such as public, or leave --auto-schema out"))
+    for pattern in auto_exclude or []:
+        require_value("--auto-exclude", pattern, _("give a LIKE pattern such as 'tmp_%', or leave --auto-exclude out"))
     settings = load_audit_settings(find_config(config), typed_flags(
         auto_audit=auto_audit, max_value_bytes=max_value_bytes, app_role=app_role, viewer_role=viewer_role))
+    if (auto_schema or auto_exclude) and settings.auto_audit is not True:
+        raise InvalidArgumentError(_("--auto-schema and --auto-exclude choose the new tables that --auto-audit "
+                                     "audits, and auditing new tables is not turned on: add --auto-audit, or leave "
+                                     "them out."))
     # Flag rules come last, so that they replace the file's rule for the same column.
     column_rules = [*settings.column_rules, *_flag_rules(exclude_column, mask_column, hash_column, keep_column)]
     policy = settings.auto_audit_policy(tuple(auto_schema or ()), tuple(auto_exclude or ()))

@@ -69,6 +69,8 @@ def build_filter(user: str | None, since: str | None, until: str | None, tables:
         raise InvalidArgumentError(
             _("Invalid --user value {value!r}: it is empty; give an application user id, "
               "or leave --user out.").format(value=user))
+    require_value("--entity-id", entity_id, _("give a primary key value, or a JSON array for a composite key, "
+                                              "or leave --entity-id out"))
     for table in tables or []:
         if not table.strip():
             raise InvalidArgumentError(
