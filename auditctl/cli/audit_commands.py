@@ -195,12 +195,14 @@ def uninstall(
                     "Before install, lists the tables and exits with status 1. Exits with status 3 when an audited "
                     "table's changes are not recorded, or recorded in clear against a rule."))
 def status(
+    ctx: typer.Context,
     output_format: Annotated[OutputFormat, typer.Option("--format", help=_("Output format."))] = OutputFormat.table,
     keep: Annotated[str, typer.Option(
         "--keep", metavar="AGE", help=_("Keep window to show the next rotate for, such as 180d or 26w."))] = "180d",
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    reject_option_names_as_values(ctx)
     keep_for = parse_keep(keep)
     with connect(dsn) as connection:
         report = collect_status(connection, schema, keep=keep_for)
