@@ -357,7 +357,9 @@ def _print_dry_run_summary(result: InstallResult) -> None:
     tables = _("Dry run: {installed} to install or update, {unchanged} already up to date.").format(
         installed=len(result.installed), unchanged=len(result.unchanged))
     capture = {
-        DdlCapture.INSTALLED: _("Event triggers (DDL capture) would be installed."),
+        DdlCapture.INSTALLED: (_("Event triggers (DDL capture) exist and would be replaced.")
+                               if result.replaces_event_triggers
+                               else _("Event triggers (DDL capture) would be installed.")),
         DdlCapture.KEPT: _("Event triggers (DDL capture) that a superuser installed earlier would be kept as they "
                            "are, because this role may not replace them."),
         DdlCapture.OFF: _("Event triggers (DDL capture) would be left out, because this role may not create them."),

@@ -58,8 +58,10 @@ def test_query_json_contract(audited, cli):
     (["--since", "2999-01-01"], []),
     (["--until", "2000-01-01T00:00:00+00:00"], []),
     (["--limit", "1"], ["DELETE"]),
+    (["--table", '"Order"'], ["DELETE", "UPDATE", "INSERT"]),
+    (["--table", '"public"."Order"'], ["DELETE", "UPDATE", "INSERT"]),
 ], ids=["user", "action-lower", "actions", "table-bare", "table-qualified", "table-case", "entity", "since-1h",
-        "since-future", "until-past", "limit"])
+        "since-future", "until-past", "limit", "table-quoted", "table-quoted-qualified"])
 def test_query_filters(audited, cli, options, expected):
     result = cli("query", "--format", "json", *options, dsn=audited.dsn)
     assert result.exit_code == 0, result.stderr
@@ -171,10 +173,40 @@ def test_event_command(audited, cli):
     (["query", "--entity-id", '["a", 5'], """Invalid --entity-id '["a", 5': not valid JSON at character 8."""),
     (["query", "--entity-id", '["a", null]'], "key values must be strings or numbers"),
     (["query", "--entity-id", "[]"], "expected a non-empty JSON array"),
+    (["uninstall", "Order", "--all"], "Give either table names or --all, not both."),
+    (["redact", "--entity", "Order", "--dry-run"],
+     "Option --entity is missing its value: it got --dry-run, which is an option of this command;"),
+    (["query", "--user", "--since"], "Option --user is missing its value: it got --since"),
+    (["status", "--schema", "--format"], "Option --schema is missing its value: it got --format"),
+    (["install", "Order", "--app-role", "--dry-run"], "Option --app-role is missing its value: it got --dry-run"),
+    (["redact", "--user", ""], "Invalid --user value '': it is empty;"),
+    (["redact", "--user", "alice", "--actor", " "], "Invalid --actor value ' ': it is empty;"),
+    (["event", "LOGIN", "--user", ""], "Invalid --user value '': it is empty;"),
+    (["event", "LOGIN", "--user", "u", "--entity-type", ""], "Invalid --entity-type value '': it is empty;"),
+    (["query", "--limit", "99999999999999999999"],
+     "Invalid --limit 99999999999999999999: a page holds at most 100000 events;"),
+    (["install", "Order", "--schema", ""], "Invalid --schema value '': it is empty;"),
+    (["query", "--schema", ""], "Invalid --schema value '': it is empty;"),
+    (["install", "Order", "--app-role", ""], "Invalid --app-role value '': it is empty;"),
+    (["install", "Order", "--viewer-role", ""], "Invalid --viewer-role value '': it is empty;"),
+    (["install", "Order", "--auto-schema", "", "--auto-audit"], "Invalid --auto-schema value '': it is empty;"),
+    (["install", "Order", "--auto-schema", "nosuchschema", "--auto-audit"],
+     "Schema 'nosuchschema' of --auto-schema does not exist in this database;"),
+    (["install", "Order", "--app-role", "nosuchrole", "--dry-run"], "Role 'nosuchrole' does not exist."),
+    (["install", "Order", "--auto-exclude", "", "--auto-audit"], "Invalid --auto-exclude value '': it is empty;"),
+    (["install", "Order", "--auto-schema", "public"],
+     "--auto-schema and --auto-exclude choose the new tables that --auto-audit audits,"),
+    (["query", "--table", '"order"'], """Table '"order"' not found in the database or in the audit log."""),
+    (["history", '"order"', "1"], """Table '"order"' not found in the database or in the audit log."""),
 ], ids=["since", "until", "since-too-far-back", "until-huge-number", "since-first-day", "status-keep-too-long",
         "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json", "details-array",
         "reserved-action", "bad-action", "bad-ip", "no-schema", "unknown-query-table", "unknown-action",
-        "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty"])
+        "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty", "uninstall-names-and-all",
+        "redact-id-is-option", "query-user-is-option", "status-schema-is-option", "install-role-is-option", "redact-empty-user",
+        "redact-blank-actor", "event-empty-user", "event-empty-entity-type", "query-huge-limit",
+        "install-empty-schema", "query-empty-schema", "empty-app-role", "empty-viewer-role", "empty-auto-schema",
+        "missing-auto-schema", "dry-run-missing-role", "empty-auto-exclude", "auto-schema-without-auto-audit",
+        "quoted-table-wrong-case", "quoted-history-wrong-case"])
 def test_bad_input_one_line_error(audited, cli, args, fragment):
     with audited.connect() as connection:
         before = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]
@@ -187,12 +219,20 @@ def test_bad_input_one_line_error(audited, cli, args, fragment):
         assert connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] == before
 
 
+def test_empty_schema_variable_is_error(audited, cli):
+    result = cli("status", env={"AUDITCTL_SCHEMA": ""}, dsn=audited.dsn)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("Error: AUDITCTL_SCHEMA is set but empty; set it to the name of the audit "
+                                     "schema, such as audit, or unset it.")
+
+
 EMPTY_VALUE_FIXES = {
     "--since": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --since out.",
     "--until": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --until out.",
     "--action": "give an action such as UPDATE or LOGIN, or leave --action out.",
     "--user": "give an application user id, or leave --user out.",
     "--table": "give a table as TABLE or SCHEMA.TABLE, or leave --table out.",
+    "--entity-id": "give a primary key value, or a JSON array for a composite key, or leave --entity-id out.",
 }
 
 

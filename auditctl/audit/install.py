@@ -58,6 +58,8 @@ class InstallResult:
     enable_always: bool = False
     # Whether a superuser's event triggers, which this role may not alter, fire in another mode than that.
     event_firing_differs: bool = False
+    # Whether event triggers of this audit schema exist already, which an INSTALLED plan replaces.
+    replaces_event_triggers: bool = False
     dry_run: bool = False
 
     @property
@@ -135,7 +137,11 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         fresh = not schema_exists(connection, schema)
         result.enable_always = enable_always if enable_always is not None else (
             not fresh and load_enable_always(connection, schema))
+        _refuse_tables_of_other_logs(connection, schema, tables)
         result.event_triggers = plan_ddl_capture(connection, schema)
+        if result.event_triggers is DdlCapture.INSTALLED:
+            _refuse_second_ddl_capture(connection, schema)
+            result.replaces_event_triggers = bool(event_trigger_firing(connection, schema))
         if result.event_triggers is DdlCapture.KEPT:
             result.event_firing_differs = (event_trigger_firing(connection, schema)
                                            != {firing_code(result.enable_always)})
@@ -232,6 +238,53 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 "enable_always": result.enable_always,
             })
     return result
+
+
+def _refuse_tables_of_other_logs(connection: psycopg.Connection, schema: str, tables: list[Table]) -> None:
+    """Raise InvalidArgumentError when a chosen table has auditctl triggers that write into another audit schema.
+
+    The triggers have fixed names, so installing the table here would take
+    them over, and that other log would silently stop recording the table.
+    """
+    row = connection.execute(
+        """SELECT t.tgrelid::bigint, n.nspname
+           FROM pg_catalog.pg_trigger t
+           JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+           JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+           WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
+             AND t.tgrelid = ANY(%s) AND n.nspname <> %s
+           ORDER BY 1 LIMIT 1""",
+        (list(TRIGGER_NAMES), [table.oid for table in tables], schema)).fetchone()
+    if row is None:
+        return
+    [table] = [table for table in tables if table.oid == row[0]]
+    raise InvalidArgumentError(
+        _("Table {table} is already audited into the audit schema {other}, not {schema}: use --schema {other}, "
+          "or first run `auditctl uninstall {table} --schema {other}`.")
+        .format(table=table.entity_type, other=quote_ident(row[1]), schema=quote_ident(schema)))
+
+
+def _refuse_second_ddl_capture(connection: psycopg.Connection, schema: str) -> None:
+    """Raise InvalidArgumentError when another audit schema's event triggers capture DDL already.
+
+    A second set would record every schema change in both logs, and after an
+    ALTER each would regenerate the triggers of the tables in its registry.
+    """
+    row = connection.execute(
+        """SELECT n.nspname
+           FROM pg_catalog.pg_event_trigger e
+           JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+           JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+           WHERE p.proname = 'capture_ddl' AND n.nspname <> %s
+           ORDER BY 1 LIMIT 1""", (schema,)).fetchone()
+    if row is None:
+        return
+    other = quote_ident(row[0])
+    raise InvalidArgumentError(
+        _("The audit schema {other} already records schema changes in this database, and a second audit schema "
+          "{schema} would record each of them twice: use --schema {other}, or remove that log first with "
+          "`auditctl uninstall --all --drop-data --schema {other}`.")
+        .format(other=other, schema=quote_ident(schema)))
 
 
 def _settle_rules(connection: psycopg.Connection, schema: str, tables: list[Table],
@@ -448,6 +501,8 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
             _("--drop-data deletes the whole audit log and needs --all as well."))
     if not names and not use_all:
         raise InvalidArgumentError(_("Name the tables to stop auditing, or use --all."))
+    if names and use_all:
+        raise InvalidArgumentError(_("Give either table names or --all, not both."))
     result = UninstallResult()
     with connection.transaction():
         _lock(connection, lock_timeout_seconds)
@@ -515,11 +570,17 @@ def _drop_table_triggers(connection: psycopg.Connection, schema: str, oid: int, 
         if not functions:
             return None
         table = quote_ident(row[0], row[1])
+        # Only the triggers whose function is in this schema: triggers of the same names may write another log.
+        own = [name for (name,) in connection.execute(
+            """SELECT t.tgname FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+               WHERE t.tgrelid = %s AND t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
+                 AND p.pronamespace = %s::regnamespace""", (oid, list(TRIGGER_NAMES), audit)).fetchall()]
         try:
-            # The leaf partitions' triggers first, found through the table's row trigger.
-            for statement in leaf_drop_statements(connection, oid):
-                connection.execute(statement)
-            for name in TRIGGER_NAMES:
+            if own:
+                # The leaf partitions' triggers first, found through the table's row trigger.
+                for statement in leaf_drop_statements(connection, oid):
+                    connection.execute(statement)
+            for name in own:
                 connection.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)} ON {table}")
         except pg_errors.LockNotAvailable:
             raise DatabaseError(

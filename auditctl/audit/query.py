@@ -15,7 +15,7 @@ from psycopg.rows import class_row
 
 from ..errors import InvalidArgumentError, TableNotFoundError
 from ..i18n import _
-from .catalog import list_tables, parse_table_name, resolve_table
+from .catalog import list_tables, name_matches, parse_table_name, resolve_table
 from .schema import require_installed
 
 # Columns of CSV exports, in order, and the keys of JSON output.
@@ -171,9 +171,9 @@ def entity_types_for(connection: psycopg.Connection, schema: str, names: list[st
 
 def _entity_matches(entity_type: str, table_schema: str | None, table_name: str) -> bool:
     entity_schema, _dot, entity_name = entity_type.partition(".")
-    if table_schema is not None and entity_schema.lower() != table_schema.lower():
+    if table_schema is not None and not name_matches(entity_schema, table_schema):
         return False
-    return entity_name.lower() == table_name.lower()
+    return name_matches(entity_name, table_name)
 
 
 _SELECT = """SELECT id, occurred_at, user_id, ip_address, db_user, action, entity_type, entity_id,
@@ -227,6 +227,11 @@ def _ordered(values: dict[str, Any] | None, position: dict[str, int]) -> dict[st
     if not values:
         return values
     return dict(sorted(values.items(), key=lambda item: (position.get(item[0], len(position)), item[0])))
+
+
+# The largest --limit of ``query``, whose page is read into memory, while export streams any number of events.
+# NOTE: chosen, not measured: a page of this many events of a few kB each fits in the memory of a small machine.
+MAX_QUERY_LIMIT = 100_000
 
 
 def query_statement(connection: psycopg.Connection, schema: str, filters: EventFilter,

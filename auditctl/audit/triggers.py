@@ -16,8 +16,8 @@ from .schema import template_context
 TEMPLATE_VERSION = 5
 
 # Trigger names are per table, so fixed names cannot collide between tables.
-# NOTE: a second audit schema (install with another --schema) on the same
-# table takes these triggers over instead of adding its own.
+# So a table is audited into one audit schema only: install refuses a table
+# whose triggers of these names write into another one.
 TRIGGER_NAMES = ("auditctl_row", "auditctl_insert", "auditctl_update", "auditctl_delete", "auditctl_truncate")
 ROW_LAYOUT = ("auditctl_row", "auditctl_truncate")
 SET_BASED_LAYOUT = ("auditctl_insert", "auditctl_update", "auditctl_delete", "auditctl_truncate")
