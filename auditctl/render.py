@@ -279,9 +279,15 @@ def print_revert(result: RevertResult) -> None:
     for step in result.steps:
         # A row without a primary key is named by its logged values.
         key = step.entity_id if step.entity_id is not None else _short(step.row)
+        restored = [column for column in step.columns if column not in step.overridden]
         console.print(_("Event {id}: {table} {key} {done} ({columns}).").format(
             id=step.event_id, table=step.entity_type, key=key, done=labels[step.statement],
-            columns=", ".join(step.columns)), markup=False)
+            columns=", ".join(restored)), markup=False)
+        if step.overridden:
+            console.print(_("Event {id}: a trigger of {table} set {columns} to other values than the event's old "
+                            "ones, so they were not restored.").format(
+                id=step.event_id, table=step.entity_type, columns=", ".join(step.overridden)),
+                style="yellow", markup=False)
     if result.dry_run:
         console.print(ngettext("Dry run: {count} event can be reverted; nothing was changed.",
                                "Dry run: {count} events can be reverted; nothing was changed.", len(result.steps))
@@ -345,6 +351,8 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
         console.print(
             _("Table {table} has no primary key: its events have no entity id and record whole rows.")
             .format(table=table.entity_type), style="yellow", markup=False)
+    for table, partition in result.foreign_partitions:
+        console.print(_foreign_partition_message(table.entity_type, partition), style="yellow", markup=False)
     console.print(
         _("Done: {installed} installed or updated, {unchanged} already up to date.")
         .format(installed=len(result.installed), unchanged=len(result.unchanged)), markup=False)
@@ -355,7 +363,9 @@ def _print_dry_run_summary(result: InstallResult) -> None:
     tables = _("Dry run: {installed} to install or update, {unchanged} already up to date.").format(
         installed=len(result.installed), unchanged=len(result.unchanged))
     capture = {
-        DdlCapture.INSTALLED: _("Event triggers (DDL capture) would be installed."),
+        DdlCapture.INSTALLED: (_("Event triggers (DDL capture) exist and would be replaced.")
+                               if result.replaces_event_triggers
+                               else _("Event triggers (DDL capture) would be installed.")),
         DdlCapture.KEPT: _("Event triggers (DDL capture) that a superuser installed earlier would be kept as they "
                            "are, because this role may not replace them."),
         DdlCapture.OFF: _("Event triggers (DDL capture) would be left out, because this role may not create them."),
@@ -463,7 +473,9 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
                     "has_primary_key": t.has_primary_key, "events": t.events,
                     "firing": t.firing.value if t.firing else None,
                     "exposed_columns": [{"column": column, "renamed_from": old} for column, old in t.exposed_columns],
-                    "unused_rules": [{"column": column, "rule": rule.value} for column, rule in t.unused_rules]}
+                    "unused_rules": [{"column": column, "rule": rule.value} for column, rule in t.unused_rules],
+                    "uncovered_partitions": t.uncovered_partitions,
+                    "foreign_partitions": t.foreign_partitions}
                    for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
         "keep_days": report.keep.total_seconds() / 86400 if report.keep is not None else None,
@@ -525,6 +537,21 @@ def _print_advice(report: StatusReport) -> None:
                           style="yellow", markup=False)
         for message in _state_advice(item):
             console.print(message, style=_STATE_STYLE[item.state], markup=False)
+        if item.uncovered_partitions:
+            console.print(ngettext(
+                "{table}: partition {partitions} has no TRUNCATE trigger, so its TRUNCATE is not recorded. "
+                "Run `auditctl install {table}` or `auditctl maintain` to add it.",
+                "{table}: partitions {partitions} have no TRUNCATE trigger, so their TRUNCATE is not recorded. "
+                "Run `auditctl install {table}` or `auditctl maintain` to add them.", len(item.uncovered_partitions))
+                .format(table=item.entity_type, partitions=", ".join(item.uncovered_partitions)),
+                style="red", markup=False)
+        for partition in item.foreign_partitions:
+            console.print(_foreign_partition_message(item.entity_type, partition), style="yellow", markup=False)
+
+
+def _foreign_partition_message(table: str, partition: str) -> str:
+    return _("Partition {partition} of {table} is a foreign table, which PostgreSQL allows no TRUNCATE trigger: "
+             "its TRUNCATE is not recorded.").format(partition=partition, table=table)
 
 
 def _state_advice(item: TableStatus) -> list[str]:
@@ -850,6 +877,9 @@ def print_rotation(result: RotationResult) -> None:
                       .format(cutoff=_utc(result.cutoff)), markup=False)
         return
     for outcome in result.outcomes:
+        if outcome.earlier_name and (result.dry_run or outcome.dropped):
+            console.print(_("An earlier archive {name} exists and is kept; this archive gets a new name.")
+                          .format(name=outcome.earlier_name), markup=False, soft_wrap=True)
         if result.dry_run:
             console.print(ngettext("Would archive {rows} event of {partition} to {location} and drop the partition.",
                                    "Would archive {rows} events of {partition} to {location} and drop the partition.",
@@ -900,6 +930,9 @@ def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
                           .format(table=table), markup=False)
         for table in result.regenerated:
             console.print(_("Regenerated the outdated audit trigger of {table}.").format(table=table), markup=False)
+        for table in result.covered:
+            console.print(_("Added the TRUNCATE trigger to the new partitions of {table}.").format(table=table),
+                          markup=False)
     _print_rule_changes(result.followed_rules, result.removed_rules)
     for table, error in result.failed:
         print_error(_("{table} keeps its outdated audit trigger, which still records its changes: {error}")

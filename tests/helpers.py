@@ -9,6 +9,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from auditctl.audit.install import install
+
 
 # Events that auditctl records about itself and about schema changes.
 SYSTEM_ACTIONS = "action IN ('DDL', 'PERMISSION_CHANGE') OR action LIKE 'AUDIT\\_%'"
@@ -57,3 +59,18 @@ def table_owner_dsn(db) -> Iterator[str]:
             connection.execute("SET auditctl.internal = 'on'")
             connection.execute("DROP SCHEMA IF EXISTS audit CASCADE")
             connection.execute(f"DROP OWNED BY {owner}; DROP ROLE {owner}")
+
+
+def write_reading_in_two_zones(connection: psycopg.Connection, taken_at: str, sensor: int) -> None:
+    """Create an audited table keyed by a timestamptz and an integer, insert a row in Moscow time and update it in UTC.
+
+    The triggers store the key in the writer's TimeZone, so the two events
+    name the same row by two different entity_id texts.
+    """
+    connection.execute("CREATE TABLE reading (taken_at timestamptz, sensor integer, value numeric, "
+                       "PRIMARY KEY (taken_at, sensor))")
+    install(connection, "audit", [], use_all=True)
+    connection.execute("SET TimeZone = 'Europe/Moscow'")
+    connection.execute("INSERT INTO reading VALUES (%s, %s, 1.5)", (taken_at, sensor))
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("UPDATE reading SET value = 2.5")

@@ -194,6 +194,31 @@ def test_bad_config_rejected_before_install(orders, cli, tmp_path, text, message
         assert connection.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone()[0] == 0
 
 
+def test_missing_config_schema_is_error(orders, cli, tmp_path):
+    config = _write(tmp_path, '[audit]\nschemas = ["public", "nosuch"]\n')
+
+    result = cli("install", "--config", str(config), dsn=orders.dsn)
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip() == (f"Error: Schema 'nosuch' of schemas in [audit] of {config} does not exist in "
+                                     "this database; correct the name, or create the schema first.")
+    with orders.connect() as connection:
+        assert connection.execute("SELECT to_regnamespace('audit')").fetchone()[0] is None
+
+
+def test_quoted_config_table_matches_exactly(orders, cli, tmp_path):
+    config = _write(tmp_path, '[audit.tables.\'"public"."ACCOUNT"\']\nmask = ["notes"]\n')
+    (tmp_path / "bare").mkdir()
+    bare = _write(tmp_path / "bare", '[audit.tables."public.ACCOUNT"]\nmask = ["notes"]\n')
+
+    quoted = cli("install", "account", "--config", str(config), dsn=orders.dsn)
+    unquoted = cli("install", "account", "--config", str(bare), dsn=orders.dsn)
+
+    assert quoted.exit_code == 2
+    assert "Table 'public.ACCOUNT' not found." in quoted.stderr
+    assert unquoted.exit_code == 0, unquoted.stderr
+
+
 def test_bad_config_error_is_russian(orders, cli, tmp_path):
     config = _write(tmp_path, '[audit.tables."public.account"]\nmask = ["emial"]\n')
     result = cli("install", "account", "--config", str(config), env={"LANG": "ru_RU.UTF-8"}, dsn=orders.dsn)

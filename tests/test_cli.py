@@ -17,7 +17,7 @@ from psycopg import conninfo
 from auditctl.audit.install import install
 from auditctl.audit.rules import Rule
 from conftest import run_cli, run_cli_in_terminal, start_cli
-from helpers import as_app_user, events, table_owner_dsn
+from helpers import as_app_user, events, table_owner_dsn, write_reading_in_two_zones
 
 
 @pytest.fixture
@@ -60,8 +60,10 @@ def test_query_json_contract(audited, cli):
     (["--since", "2999-01-01"], []),
     (["--until", "2000-01-01T00:00:00+00:00"], []),
     (["--limit", "1"], ["DELETE"]),
+    (["--table", '"Order"'], ["DELETE", "UPDATE", "INSERT"]),
+    (["--table", '"public"."Order"'], ["DELETE", "UPDATE", "INSERT"]),
 ], ids=["user", "action-lower", "actions", "table-bare", "table-qualified", "table-case", "entity", "since-1h",
-        "since-future", "until-past", "limit"])
+        "since-future", "until-past", "limit", "table-quoted", "table-quoted-qualified"])
 def test_query_filters(audited, cli, options, expected):
     result = cli("query", "--format", "json", *options, dsn=audited.dsn)
     assert result.exit_code == 0, result.stderr
@@ -173,10 +175,40 @@ def test_event_command(audited, cli):
     (["query", "--entity-id", '["a", 5'], """Invalid --entity-id '["a", 5': not valid JSON at character 8."""),
     (["query", "--entity-id", '["a", null]'], "key values must be strings or numbers"),
     (["query", "--entity-id", "[]"], "expected a non-empty JSON array"),
+    (["uninstall", "Order", "--all"], "Give either table names or --all, not both."),
+    (["redact", "--entity", "Order", "--dry-run"],
+     "Option --entity is missing its value: it got --dry-run, which is an option of this command;"),
+    (["query", "--user", "--since"], "Option --user is missing its value: it got --since"),
+    (["status", "--schema", "--format"], "Option --schema is missing its value: it got --format"),
+    (["install", "Order", "--app-role", "--dry-run"], "Option --app-role is missing its value: it got --dry-run"),
+    (["redact", "--user", ""], "Invalid --user value '': it is empty;"),
+    (["redact", "--user", "alice", "--actor", " "], "Invalid --actor value ' ': it is empty;"),
+    (["event", "LOGIN", "--user", ""], "Invalid --user value '': it is empty;"),
+    (["event", "LOGIN", "--user", "u", "--entity-type", ""], "Invalid --entity-type value '': it is empty;"),
+    (["query", "--limit", "99999999999999999999"],
+     "Invalid --limit 99999999999999999999: a page holds at most 100000 events;"),
+    (["install", "Order", "--schema", ""], "Invalid --schema value '': it is empty;"),
+    (["query", "--schema", ""], "Invalid --schema value '': it is empty;"),
+    (["install", "Order", "--app-role", ""], "Invalid --app-role value '': it is empty;"),
+    (["install", "Order", "--viewer-role", ""], "Invalid --viewer-role value '': it is empty;"),
+    (["install", "Order", "--auto-schema", "", "--auto-audit"], "Invalid --auto-schema value '': it is empty;"),
+    (["install", "Order", "--auto-schema", "nosuchschema", "--auto-audit"],
+     "Schema 'nosuchschema' of --auto-schema does not exist in this database;"),
+    (["install", "Order", "--app-role", "nosuchrole", "--dry-run"], "Role 'nosuchrole' does not exist."),
+    (["install", "Order", "--auto-exclude", "", "--auto-audit"], "Invalid --auto-exclude value '': it is empty;"),
+    (["install", "Order", "--auto-schema", "public"],
+     "--auto-schema and --auto-exclude choose the new tables that --auto-audit audits,"),
+    (["query", "--table", '"order"'], """Table '"order"' not found in the database or in the audit log."""),
+    (["history", '"order"', "1"], """Table '"order"' not found in the database or in the audit log."""),
 ], ids=["since", "until", "since-too-far-back", "until-huge-number", "since-first-day", "status-keep-too-long",
         "since-after-until", "unknown-table", "names-and-all", "drop-data", "details-json", "details-array",
         "reserved-action", "bad-action", "bad-ip", "no-schema", "unknown-query-table", "unknown-action",
-        "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty"])
+        "unknown-export-action", "entity-id-json", "entity-id-null", "entity-id-empty", "uninstall-names-and-all",
+        "redact-id-is-option", "query-user-is-option", "status-schema-is-option", "install-role-is-option", "redact-empty-user",
+        "redact-blank-actor", "event-empty-user", "event-empty-entity-type", "query-huge-limit",
+        "install-empty-schema", "query-empty-schema", "empty-app-role", "empty-viewer-role", "empty-auto-schema",
+        "missing-auto-schema", "dry-run-missing-role", "empty-auto-exclude", "auto-schema-without-auto-audit",
+        "quoted-table-wrong-case", "quoted-history-wrong-case"])
 def test_bad_input_one_line_error(audited, cli, args, fragment):
     with audited.connect() as connection:
         before = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0]
@@ -189,12 +221,20 @@ def test_bad_input_one_line_error(audited, cli, args, fragment):
         assert connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] == before
 
 
+def test_empty_schema_variable_is_error(audited, cli):
+    result = cli("status", env={"AUDITCTL_SCHEMA": ""}, dsn=audited.dsn)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("Error: AUDITCTL_SCHEMA is set but empty; set it to the name of the audit "
+                                     "schema, such as audit, or unset it.")
+
+
 EMPTY_VALUE_FIXES = {
     "--since": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --since out.",
     "--until": "give 30m, 12h, 7d, 2w, a date (2026-12-01) or an ISO timestamp, or leave --until out.",
     "--action": "give an action such as UPDATE or LOGIN, or leave --action out.",
     "--user": "give an application user id, or leave --user out.",
     "--table": "give a table as TABLE or SCHEMA.TABLE, or leave --table out.",
+    "--entity-id": "give a primary key value, or a JSON array for a composite key, or leave --entity-id out.",
 }
 
 
@@ -559,7 +599,7 @@ def test_status_and_uninstall_commands(audited, cli):
     after = json.loads(cli("status", "--format", "json", dsn=audited.dsn).stdout)
     assert after["tables"] == [{"table": "public.Order", "state": "not_audited", "interim": False,
                                 "has_primary_key": True, "events": 3, "firing": None, "exposed_columns": [],
-                                "unused_rules": []}]
+                                "unused_rules": [], "uncovered_partitions": [], "foreign_partitions": []}]
 
 
 def test_install_dry_run_prints_sql(db, cli):
@@ -916,3 +956,51 @@ def test_russian_help_placeholders(cli):
     assert re.search(r"--since +ВРЕМЯ +События не раньше времени ВРЕМЯ", query_help)
     for help_text in (install_help, revert_help, query_help):
         assert not re.search(r"\b(TABLE|COLUMN|FILE|WHEN|NAME|ROLE|SCHEMA|EVENT_ID)\b", help_text), help_text
+
+
+@pytest.fixture
+def readings(db):
+    """A table keyed by a timestamptz and an integer, as Pagila's payment, written in Moscow time."""
+    with db.connect() as connection:
+        write_reading_in_two_zones(connection, "2022-01-29 01:58:52.222594+00", 16051)
+    return db
+
+
+@pytest.mark.parametrize("typed", [
+    '["2022-01-29 01:58:52.222594+00", 16051]',
+    '["2022-01-29 04:58:52.222594+03",16051]',
+    '["2022-01-29T01:58:52.222594Z", "16051"]',
+], ids=["utc", "moscow", "iso"])
+def test_query_typed_entity_id_of_table(readings, cli, typed):
+    result = cli("query", "--table", "reading", "--entity-id", typed, "--format", "json", dsn=readings.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(row["action"] for row in json.loads(result.stdout)) == ["INSERT", "UPDATE"]
+
+
+def test_export_typed_entity_id_of_table(readings, cli):
+    result = cli("export", "--format", "jsonl", "--table", "public.reading", "--entity-id",
+                 '["2022-01-29 01:58:52.222594+00", 16051]', dsn=readings.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["action"] for line in result.stdout.splitlines()] == ["INSERT", "UPDATE"]
+
+
+def test_query_entity_id_without_table_as_typed(readings, cli):
+    with readings.connect() as connection:
+        [stored] = connection.execute("SELECT DISTINCT entity_id FROM audit.events WHERE action = 'INSERT'").fetchone()
+    exact = cli("query", "--entity-id", stored, "--format", "json", dsn=readings.dsn)
+    typed = cli("query", "--entity-id", '["2022-01-29 01:58:52.222594+00", 16051]', "--format", "json",
+                dsn=readings.dsn)
+    assert [row["action"] for row in json.loads(exact.stdout)] == ["INSERT"]
+    assert json.loads(typed.stdout) == []
+
+
+@pytest.mark.parametrize(("entity_id", "message"), [
+    ('["soon", 16051]', "Invalid key value for public.reading: invalid input syntax for type timestamp"),
+    ("16051", "Invalid --entity-id value '16051': table public.reading has a primary key of 2 columns "
+              "(taken_at, sensor); give their values as one JSON array"),
+], ids=["bad-value", "too-few"])
+def test_query_entity_id_of_table_rejects_bad_key(readings, cli, entity_id, message):
+    result = cli("query", "--table", "reading", "--entity-id", entity_id, dsn=readings.dsn)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr

@@ -12,7 +12,7 @@ from auditctl.audit.install import install
 from auditctl.audit.query import EventFilter, query_events
 from auditctl.errors import InvalidArgumentError
 from conftest import run_cli, run_cli_in_terminal
-from helpers import as_app_user
+from helpers import as_app_user, write_reading_in_two_zones
 
 
 @pytest.fixture
@@ -248,13 +248,7 @@ def test_history_rejects_record_without_events(shop):
 
 def test_history_timestamp_key_across_time_zones(db):
     with db.connect() as connection:
-        connection.execute("CREATE TABLE reading (taken_at timestamptz, sensor integer, value numeric, "
-                           "PRIMARY KEY (taken_at, sensor))")
-        install(connection, "audit", [], use_all=True)
-        connection.execute("SET TimeZone = 'Europe/Moscow'")
-        connection.execute("INSERT INTO reading VALUES ('2026-03-01 12:00+00', 7, 1.5)")
-        connection.execute("SET TimeZone = 'UTC'")
-        connection.execute("UPDATE reading SET value = 2.5")
+        write_reading_in_two_zones(connection, "2026-03-01 12:00+00", 7)
         history = record_history(connection, "audit", "reading", ["2026-03-01 12:00:00+00", "7"])
     assert [entry.event.action for entry in history.entries] == ["INSERT", "UPDATE"]
     assert len(history.record.entity_ids) == 2

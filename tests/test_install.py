@@ -10,6 +10,7 @@ import pytest
 from auditctl.audit.install import install, uninstall
 from auditctl.audit.status import TableState, collect_status
 from auditctl.audit.rules import Rule
+from auditctl.audit.triggers import TRIGGER_NAMES
 from auditctl.errors import InvalidArgumentError, TableNotFoundError
 from helpers import events, table_owner_dsn
 
@@ -34,9 +35,10 @@ def test_install_twice_changes_nothing(db):
     assert [t.name for t in first.installed] == ["item"]
     assert second.installed == []
     assert [t.name for t in second.unchanged] == ["item"]
-    # create_partitions, log_event, summarize_large_values, table_layout, follow_renames, five for
-    # DDL capture and refresh after ALTER, one trigger function; capture_drop lives in the guard schema.
-    assert functions == 11
+    # create_partitions, log_event, summarize_large_values, table_layout, follow_renames,
+    # put_truncate_triggers, five for DDL capture and refresh after ALTER, one trigger function;
+    # capture_drop lives in the guard schema.
+    assert functions == 12
 
 
 def test_install_only_named_tables(db):
@@ -158,8 +160,8 @@ def test_search_path_and_shadowing_cannot_subvert_trigger(db):
 
 def test_trigger_functions_are_security_definer_with_fixed_path(db):
     # create_partitions runs as the installing role; summarize_large_values,
-    # table_layout and follow_renames are helpers that only definer functions,
-    # install and status call. All four fix search_path too.
+    # table_layout, follow_renames and put_truncate_triggers are helpers that
+    # only definer functions, install and status call. All five fix search_path too.
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         install(connection, "audit", [], use_all=True)
@@ -167,7 +169,7 @@ def test_trigger_functions_are_security_definer_with_fixed_path(db):
             SELECT proname, prosecdef, proconfig FROM pg_proc
             WHERE pronamespace IN ('audit'::regnamespace, 'auditctl_guard'::regnamespace)
               AND proname NOT IN ('create_partitions', 'summarize_large_values', 'table_layout',
-                                  'follow_renames')""").fetchall()
+                                  'follow_renames', 'put_truncate_triggers')""").fetchall()
     assert "capture_drop" in {name for name, _definer, _config in rows}
     for name, definer, config in rows:
         assert definer, name
@@ -417,11 +419,65 @@ def test_uninstall_names_dropped_table(db):
 
 
 def test_all_skips_other_audit_schemas(db):
-    with db.connect() as connection:
+    # Without event triggers, which a second set would duplicate, a role may keep two audit schemas.
+    with table_owner_dsn(db) as owner_dsn, psycopg.connect(owner_dsn, autocommit=True) as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
-        install(connection, "audit", [], use_all=True)
+        install(connection, "audit", [])
         second = install(connection, "audit2", [], use_all=True)
     assert [t.entity_type for t in second.installed] == ["public.a"]
+
+
+def test_second_schema_cannot_take_table(db):
+    with table_owner_dsn(db) as owner_dsn, psycopg.connect(owner_dsn, autocommit=True) as connection:
+        connection.execute('CREATE TABLE "User" (id int PRIMARY KEY)')
+        install(connection, "audit", ["User"])
+        with pytest.raises(InvalidArgumentError) as error:
+            install(connection, "Audit", ["User"])
+        functions = connection.execute(
+            """SELECT DISTINCT tgfoid::regproc::text FROM pg_trigger
+               WHERE tgrelid = '"User"'::regclass AND NOT tgisinternal""").fetchall()
+        second = connection.execute("SELECT to_regnamespace('\"Audit\"')").fetchone()[0]
+    assert str(error.value) == ('Table public.User is already audited into the audit schema "audit", not "Audit": '
+                                'use --schema "audit", or first run `auditctl uninstall public.User --schema "audit"`.')
+    assert functions == [('audit."public_User_6b55d381f2d3"',)]
+    assert second is None
+
+
+def test_second_ddl_capture_is_refused(db, cli):
+    with db.connect() as connection:
+        connection.execute('CREATE TABLE "User" (id int PRIMARY KEY); CREATE TABLE "WorkStage" (id int PRIMARY KEY)')
+        install(connection, "audit", ["User"])
+    result = cli("install", "WorkStage", "--schema", "Audit", dsn=db.dsn)
+    with db.connect() as connection:
+        second = connection.execute("SELECT to_regnamespace('\"Audit\"')").fetchone()[0]
+        event_triggers = connection.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0]
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        'Error: The audit schema "audit" already records schema changes in this database, and a second audit '
+        'schema "Audit" would record each of them twice: use --schema "audit", or remove that log first with '
+        '`auditctl uninstall --all --drop-data --schema "audit"`.')
+    assert second is None
+    assert event_triggers == 2
+
+
+def test_uninstall_keeps_other_schema_triggers(db):
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as owner:
+            owner.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        with db.connect() as connection:
+            install(connection, "audit", ["a"])
+            # As an earlier auditctl let it happen: a second schema took over the triggers of the same names.
+            connection.execute("SET auditctl.internal = 'on'")
+            for name in TRIGGER_NAMES:
+                connection.execute(f"DROP TRIGGER IF EXISTS {name} ON a")
+            connection.execute("RESET auditctl.internal")
+        with psycopg.connect(owner_dsn, autocommit=True) as owner:
+            install(owner, "second", ["a"])
+        with db.connect() as connection:
+            uninstall(connection, "audit", [], use_all=True, drop_data=True)
+            connection.execute("INSERT INTO a VALUES (1)")
+            recorded = events(connection, schema="second")
+    assert [(e["action"], e["entity_type"]) for e in recorded] == [("INSERT", "public.a")]
 
 
 def test_app_role_grants(db, cli):
@@ -632,8 +688,17 @@ def test_dry_run_summary_on_stderr(db, cli):
         owner = cli("install", "c", "--dry-run", "--schema", "audit_c", dsn=owner_dsn)
     assert superuser.exit_code == 0, superuser.stderr
     assert superuser.stderr.strip() == ("Dry run: 1 to install or update, 1 already up to date. "
-                                        "Event triggers (DDL capture) would be installed.")
+                                        "Event triggers (DDL capture) exist and would be replaced.")
     assert "Dry run" not in superuser.stdout
     assert owner.exit_code == 0, owner.stderr
     assert owner.stderr.strip() == ("Dry run: 1 to install or update, 0 already up to date. Event triggers "
                                     "(DDL capture) would be left out, because this role may not create them.")
+
+
+def test_dry_run_says_event_triggers_installed(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    result = cli("install", "a", "--dry-run", dsn=db.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.strip() == ("Dry run: 1 to install or update, 0 already up to date. "
+                                     "Event triggers (DDL capture) would be installed.")

@@ -214,6 +214,93 @@ def test_rotate_dry_run_changes_nothing(old_log, cli, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def recreate_first_partition(database) -> None:
+    """Add a late event to the oldest rotated month, so that ``maintain`` creates its partition again."""
+    with database.connect() as connection:
+        add_events(connection, month_start(9) + timedelta(days=5), 1, user="late")
+        maintain(connection, "audit")
+        assert partition_rows(connection)[old_names()[0]] == 1
+
+
+def test_rotate_keeps_earlier_archive_of_name(old_log, cli, tmp_path):
+    archive_dir = tmp_path / "archive"
+    archive_dir.mkdir()
+    first = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), dsn=old_log.dsn)
+    assert first.exit_code == 0, first.stderr
+    name = old_names()[0]
+    earlier = {path.name: path.read_bytes() for path in archive_dir.iterdir()}
+    recreate_first_partition(old_log)
+
+    dry_run = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), "--dry-run", dsn=old_log.dsn)
+    second = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), dsn=old_log.dsn)
+
+    renamed = archive_dir / f"audit.{name}.2.csv.gz"
+    for result in (dry_run, second):
+        assert result.exit_code == 0, result.stderr
+        assert f"An earlier archive audit.{name}.csv.gz exists and is kept" in result.stdout
+        assert str(renamed) in result.stdout
+    # The first archive and its manifest are untouched, byte for byte.
+    assert {path.name: path.read_bytes() for path in archive_dir.iterdir() if path.name in earlier} == earlier
+    manifest = json.loads((archive_dir / f"audit.{name}.2.csv.gz.manifest.json").read_text())
+    assert (manifest["file"], manifest["rows"]) == (renamed.name, 1)
+    with gzip.open(renamed, "rt", encoding="utf-8", newline="") as handle:
+        assert [record["user_id"] for record in csv.DictReader(handle)] == ["late"]
+    with old_log.connect() as connection:
+        assert name not in partition_rows(connection)
+        rotate_events = events(connection, where="action = 'ROTATE'")
+    assert [e["details"]["archive"] for e in rotate_events if e["details"]["partition"] == name] == [
+        str(archive_dir / f"audit.{name}.csv.gz"), str(renamed)]
+    assert list(archive_dir.glob(".*")) == []
+
+
+def test_rotate_skips_name_of_lone_manifest(old_log, tmp_path):
+    name = f"audit.{old_names()[0]}.csv.gz"
+    (tmp_path / f"{name}.manifest.json").write_text("{}")
+    (tmp_path / f"audit.{old_names()[0]}.2.csv.gz").write_text("another database's archive")
+    with old_log.connect() as connection:
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), LocalDestination(tmp_path),
+                        ArchiveFormat.csv_gz)
+    assert not result.failed
+    assert result.outcomes[0].location == str(tmp_path / f"audit.{old_names()[0]}.3.csv.gz")
+    assert (tmp_path / f"{name}.manifest.json").read_text() == "{}"
+    assert not (tmp_path / name).exists()
+    assert (tmp_path / f"audit.{old_names()[0]}.2.csv.gz").read_text() == "another database's archive"
+
+
+class RacingDestination(LocalDestination):
+    """A local folder where another rotation writes the first chosen name just before this one stores its file."""
+
+    raced = False
+
+    def store(self, local, name):
+        if not self.raced:
+            self.raced = True
+            (self.folder / name).write_text("written by another rotation")
+        return super().store(local, name)
+
+
+def test_rotate_never_replaces_racing_archive(old_log, tmp_path):
+    with old_log.connect() as connection:
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), RacingDestination(tmp_path),
+                        ArchiveFormat.csv_gz)
+    assert not result.failed
+    name = old_names()[0]
+    assert (tmp_path / f"audit.{name}.csv.gz").read_text() == "written by another rotation"
+    assert result.outcomes[0].location == str(tmp_path / f"audit.{name}.2.csv.gz")
+    assert json.loads((tmp_path / f"audit.{name}.2.csv.gz.manifest.json").read_text())["rows"] == 30
+
+
+def test_rotate_records_absolute_archive_path(old_log, cli, tmp_path):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "archive").mkdir()
+    result = cli("rotate", "--keep", KEEP, "--archive-dir", "../archive", dsn=old_log.dsn, cwd=tmp_path / "work")
+    assert result.exit_code == 0, result.stderr
+    with old_log.connect() as connection:
+        rotate_events = events(connection, where="action = 'ROTATE'")
+    assert [e["details"]["archive"] for e in rotate_events] == [
+        str(tmp_path / "archive" / f"audit.{name}.csv.gz") for name in old_names()[:2]]
+
+
 @pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["real", "dry-run"])
 @pytest.mark.parametrize(("folder", "problem"), [
     ("file", "is not a folder"),
@@ -344,6 +431,37 @@ def test_rotate_to_s3(old_log, cli, s3_server, tmp_path):
     assert len(records) == 30
     with old_log.connect() as connection:
         assert name not in partition_rows(connection)
+
+
+def test_rotate_to_s3_keeps_earlier_archive(old_log, cli, s3_server):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    bucket = f"again-{old_log.name.replace('_', '-')}"
+    client.create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/audit-log"
+    first = cli("rotate", "--keep", KEEP, "--archive-s3", url, env=s3_server, dsn=old_log.dsn)
+    assert first.exit_code == 0, first.stderr
+    key = f"audit-log/audit.{old_names()[0]}.csv.gz"
+    earlier = {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in (key, f"{key}.manifest.json")}
+    recreate_first_partition(old_log)
+
+    dry_run = cli("rotate", "--keep", KEEP, "--archive-s3", url, "--dry-run", env=s3_server, dsn=old_log.dsn)
+    second = cli("rotate", "--keep", KEEP, "--archive-s3", url, env=s3_server, dsn=old_log.dsn)
+
+    renamed = f"audit-log/audit.{old_names()[0]}.2.csv.gz"
+    for result in (dry_run, second):
+        assert result.exit_code == 0, result.stderr
+        assert f"s3://{bucket}/{renamed}" in result.stdout
+    assert {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in earlier} == earlier
+    body = client.get_object(Bucket=bucket, Key=renamed)["Body"].read()
+    assert [r["user_id"] for r in csv.DictReader(io.StringIO(gzip.decompress(body).decode()))] == ["late"]
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=f"{renamed}.manifest.json")["Body"].read())
+    assert manifest["file"] == f"audit.{old_names()[0]}.2.csv.gz"
+    with old_log.connect() as connection:
+        rotate_events = events(connection, where="action = 'ROTATE'")
+    assert rotate_events[-1]["details"]["archive"] == f"s3://{bucket}/{renamed}"
 
 
 def test_rotate_to_missing_bucket_keeps_partitions(old_log, cli, s3_server):

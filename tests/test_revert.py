@@ -486,3 +486,30 @@ def test_revert_cli_no_key_dry_run(shop, cli):
     assert "None" not in done.stderr
     with shop.connect() as connection:
         assert _links(connection) == []
+
+
+def test_revert_reports_columns_triggers_override(shop, cli):
+    with shop.connect() as connection:
+        connection.execute("""
+            CREATE TABLE film (id integer PRIMARY KEY, title text, last_update timestamptz NOT NULL);
+            CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
+                $$BEGIN NEW.last_update := '2030-01-01 00:00+00'; RETURN NEW; END$$;
+            CREATE TRIGGER film_touch BEFORE INSERT OR UPDATE ON film FOR EACH ROW EXECUTE FUNCTION touch();
+        """)
+        install(connection, "audit", ["film"])
+        connection.execute("INSERT INTO film VALUES (1, 'Old', '2022-01-01 00:00+00')")
+        connection.execute("ALTER TABLE film DISABLE TRIGGER film_touch")
+        connection.execute("UPDATE film SET last_update = '2022-02-02 00:00+00' WHERE id = 1")
+        connection.execute("ALTER TABLE film ENABLE TRIGGER film_touch")
+        connection.execute("UPDATE film SET title = 'New' WHERE id = 1")
+        update_id = events(connection)[-1]["id"]
+    done = cli("revert", str(update_id), dsn=shop.dsn)
+    with shop.connect() as connection:
+        row = _row(connection, "film", "id = 1")
+    assert done.exit_code == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert f"Event {update_id}: public.film 1 restored (title)." in text
+    assert (f"Event {update_id}: a trigger of public.film set last_update to other values than the event's old "
+            "ones, so they were not restored.") in text
+    assert row["title"] == "Old"
+    assert row["last_update"].startswith("2030-01-01")

@@ -341,6 +341,7 @@ def test_page_links_keep_filters(log_db):
     ("/?to=9999-12-31", 400, "Invalid to date"),
     ("/?from=2026-12-05&to=2026-12-01", 400, "later than"),
     ("/?table=Nope", 400, "Nope&#39; not found in the database"),
+    ("/?entity=%5B160%2C", 400, "Invalid entity id &#39;[160,&#39;: not valid JSON"),
     ("/?action=NO_SUCH_ACTION", 400, "Unknown action NO_SUCH_ACTION"),
     ("/?action=drop%20table", 400, "Unknown action"),
     ("/?period=2y", 400, "Invalid period"),
@@ -357,7 +358,7 @@ def test_page_links_keep_filters(log_db):
     ("/no/such/page", 404, "There is no page"),
     ("/preferences/apply?lang=de", 400, "Unknown language"),
     ("/preferences/apply?tz=Mars/Olympus", 400, "Unknown time zone"),
-], ids=["bad-from", "bad-to", "last-day-to", "swapped-range", "unknown-table", "unknown-action", "malformed-action", "bad-period", "huge-page",
+], ids=["bad-from", "bad-to", "last-day-to", "swapped-range", "unknown-table", "bad-entity", "unknown-action", "malformed-action", "bad-period", "huge-page",
         "negative-page", "bad-cursor", "huge-cursor", "two-cursors", "missing-cursor", "missing-event",
         "bad-event-id", "huge-event-id", "bad-export-format", "unknown-path", "bad-language", "bad-time-zone"])
 def test_invalid_request_gets_clear_error_page(client, path, status, text):
@@ -368,13 +369,16 @@ def test_invalid_request_gets_clear_error_page(client, path, status, text):
     assert "Traceback" not in response.text
 
 
-def test_database_down_gets_error_page(log_db):
-    with new_client("host=127.0.0.1 port=1 dbname=nothing connect_timeout=2") as client:
+def test_database_down_gets_error_page(log_db, caplog):
+    with new_client("host=127.0.0.1 port=1 dbname=nothing user=hidden_role connect_timeout=2") as client:
         client.cookies.set(SESSION_COOKIE, client.app.state.signer.issue("auditctl-web"))
         response = client.get("/")
     assert response.status_code == 503
-    assert "Could not connect" in error_message(response.text)
+    assert "could not connect to the database of the audit log" in error_message(response.text)
     assert "Traceback" not in response.text
+    for detail in ("127.0.0.1", "port=1", "hidden_role", "nothing"):
+        assert detail not in response.text
+    assert "hidden_role" in caplog.text
 
 
 def test_wrong_method_gets_error_page(client):
@@ -419,6 +423,23 @@ def test_history_page_names_user_and_role(client, log_db):
     assert len(recorded) == 2
     assert users == [event["user_id"] or "—" for event in recorded]
     assert roles == [f"· Database user: {event['db_user']}" for event in recorded]
+
+
+def test_history_page_resolves_short_table(client):
+    html = client.get("/history?table=Order&entity=10").text
+    assert re.findall(r'<span class="badge action-(\w+)">', html) == ["insert", "delete"]
+    assert "History of public.Order 10" in html
+    assert "no longer exists" not in html
+    assert "No events recorded" not in html
+    listed = re.search(r'href="/\?(table=[^"]+)">Show in the event list', html).group(1).replace("&amp;", "&")
+    assert listed == "table=%22public%22.%22Order%22&entity=10"
+
+
+def test_history_page_names_unknown_table(client):
+    response = client.get("/history?table=nosuch&entity=2")
+    assert response.status_code == 400
+    assert "Table &#39;nosuch&#39; not found in the database or in the audit log." in error_message(response.text)
+    assert "no longer exists" not in response.text
 
 
 def test_history_page_without_record_is_rejected(client):

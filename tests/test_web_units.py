@@ -159,6 +159,23 @@ def test_actions_are_upper_cased_and_deduplicated():
     assert form.actions == ["INSERT", "LOGIN_FAILED"]
 
 
+@pytest.mark.parametrize("entity", ["[160,2]", "[160, 2]", " [ 160 ,2 ] "], ids=["tight", "spaced", "loose"])
+def test_entity_filter_ignores_spacing(entity):
+    filters, form = parse_filters(QueryParams({"entity": entity}), MOSCOW, NOW)
+    assert filters.entity_id == "[160, 2]"
+    assert form.entity == entity.strip()
+
+
+def test_entity_filter_keeps_single_value():
+    filters, _form = parse_filters(QueryParams("entity=pr00000010"), MOSCOW, NOW)
+    assert filters.entity_id == "pr00000010"
+
+
+def test_invalid_entity_array_raises():
+    with pytest.raises(FilterError, match=r"^Invalid entity id '\[160,': not valid JSON"):
+        parse_filters(QueryParams({"entity": "[160,"}), MOSCOW, NOW)
+
+
 @pytest.mark.parametrize("query", ["user=" + "x" * 501, "action=a;b", "from=12/01/2026", "period=1y",
                                    "from=2026-12-05&to=2026-12-01", "&".join(["action=A"] * 33)],
                          ids=["long-value", "action-format", "us-date", "period", "swapped", "many-actions"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import gzip
 import hashlib
 import io
@@ -48,6 +49,10 @@ class ArchiveFormat(StrEnum):
 
 class ArchiveError(AuditctlError):
     """An archive could not be written, stored or verified."""
+
+
+class ArchiveExistsError(ArchiveError):
+    """The destination already has a file of that name, which auditctl never replaces."""
 
 
 @dataclass
@@ -273,9 +278,20 @@ class Destination:
     def check(self) -> None:
         """Raise ArchiveError when the destination cannot take files."""
 
-    def store(self, local: Path, name: str) -> str:
-        """Store a finished local file under ``name`` atomically; return its location."""
+    def exists(self, name: str) -> bool:
+        """Tell whether the destination has a file named ``name``."""
         raise NotImplementedError
+
+    def store(self, local: Path, name: str) -> str:
+        """Store a finished local file under ``name`` atomically; return its location.
+
+        Raises ArchiveExistsError, and keeps ``local``, when ``name`` is taken.
+        """
+        raise NotImplementedError
+
+    def _exists_error(self, name: str) -> ArchiveExistsError:
+        return ArchiveExistsError(_("{location} already exists; auditctl never replaces an archive.").format(
+            location=self.describe(name)))
 
     @contextlib.contextmanager
     def fetch(self, name: str) -> Iterator[Path]:
@@ -297,7 +313,8 @@ class LocalDestination(Destination):
         self.folder = folder
 
     def describe(self, name: str) -> str:
-        return str(self.folder / name)
+        # The absolute path still names the file when read from another folder, as in a ROTATE event.
+        return str(self.folder.resolve() / name)
 
     def check(self) -> None:
         problem = check_writable_folder(self.folder)
@@ -313,21 +330,23 @@ class LocalDestination(Destination):
     def scratch_dir(self) -> str | None:
         return str(self.folder)
 
+    def exists(self, name: str) -> bool:
+        return os.path.lexists(self.folder / name)
+
     def store(self, local: Path, name: str) -> str:
         final = self.folder / name
         # The data reaches the disk before the rename, and the rename before
         # the caller drops the partition, so a crash cannot lose both copies.
         with local.open("rb") as handle:
             os.fsync(handle.fileno())
-        # The scratch file sits in the same folder, so the rename is atomic.
-        os.replace(local, final)
+        _rename_without_replacing(local, final, self._exists_error(name))
         folder = os.open(self.folder, os.O_RDONLY)
         try:
             os.fsync(folder)
         finally:
             os.close(folder)
         logger.info("wrote %s", final)
-        return str(final)
+        return self.describe(name)
 
     @contextlib.contextmanager
     def fetch(self, name: str) -> Iterator[Path]:
@@ -336,6 +355,29 @@ class LocalDestination(Destination):
     def remove(self, name: str) -> None:
         (self.folder / name).unlink(missing_ok=True)
         logger.info("removed %s", self.folder / name)
+
+
+def _rename_without_replacing(local: Path, final: Path, exists_error: ArchiveExistsError) -> None:
+    """Give ``local`` the name ``final``, which must not exist; raise ``exists_error`` and keep ``local`` if it does.
+
+    A hard link is made atomically and fails on an existing name, unlike a
+    rename, so two rotations writing the same name cannot replace each other's
+    file. The scratch file sits in the same folder, so linking it is possible.
+    """
+    try:
+        os.link(local, final)
+    except FileExistsError:
+        raise exists_error from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+        # Some file systems, such as FAT and some network mounts, have no
+        # hard links; there a check before the rename has to do.
+        if os.path.lexists(final):
+            raise exists_error from None
+        os.rename(local, final)
+        return
+    local.unlink()
 
 
 class S3Destination(Destination):
@@ -365,9 +407,29 @@ class S3Destination(Destination):
             raise ArchiveError(_("S3 bucket {bucket} is not reachable: {error}").format(
                 bucket=self.bucket, error=exc)) from exc
 
+    def exists(self, name: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except Exception as exc:
+            status = _s3_status(exc)
+            if status == 404:
+                return False
+            if status == 403:
+                # S3 answers 403, not 404, for a missing key when the credentials lack s3:ListBucket.
+                raise ArchiveError(_("Could not check whether {location} exists: access denied. Grant the "
+                                     "archive's credentials s3:ListBucket, so that a missing key reads as "
+                                     "missing.").format(location=self.describe(name))) from exc
+            raise ArchiveError(_("Could not check whether {location} exists: {error}").format(
+                location=self.describe(name), error=exc)) from exc
+        return True
+
     def store(self, local: Path, name: str) -> str:
-        # S3 has no rename, but an upload is atomic: the key shows either the
-        # old object or the complete new one, never a part.
+        # S3 has no rename, but an upload is atomic: the key shows either no
+        # object or the complete new one, never a part.
+        # NOTE: a rotation that uploads the same key between this check and
+        # the upload below still replaces that object.
+        if self.exists(name):
+            raise self._exists_error(name)
         try:
             self.client.upload_file(str(local), self.bucket, self._key(name))
         except Exception as exc:
@@ -392,6 +454,14 @@ class S3Destination(Destination):
     def remove(self, name: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
         logger.info("removed %s", self.describe(name))
+
+
+def _s3_status(exc: Exception) -> int | None:
+    """Return the HTTP status of a botocore ClientError, or None for other errors."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:

@@ -158,7 +158,7 @@ def daily_counts(connection: psycopg.Connection, schema: str, filters: EventFilt
     first_day = now.date() - timedelta(days=days - 1)
     start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=time_zone)
     window = EventFilter(user_id=filters.user_id, since=start, tables=filters.tables, actions=filters.actions,
-                         entity_id=filters.entity_id, text=filters.text)
+                         entity_id=filters.entity_id, entity_id_forms=filters.entity_id_forms, text=filters.text)
     statement = sql.SQL(
         "SELECT (occurred_at AT TIME ZONE {zone})::date AS day, count(*) FROM {audit}.events {where} "
         "GROUP BY 1").format(zone=time_zone.key, audit=sql.Identifier(schema),

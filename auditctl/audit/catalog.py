@@ -84,13 +84,25 @@ def list_tables(connection: psycopg.Connection, audit_schema: str) -> list[Table
         ]
 
 
+class QuotedName(str):
+    """A part of a name that was written in double quotes, which must match exactly, as in SQL."""
+
+
+def name_matches(actual: str, wanted: str) -> bool:
+    """Match a name of the database against a typed part: exactly when it was quoted, else ignoring case."""
+    if isinstance(wanted, QuotedName):
+        return actual == wanted
+    return actual.lower() == wanted.lower()
+
+
 def split_qualified_name(text: str, max_parts: int) -> list[str]:
     """Split a dotted name such as ``schema.table`` into its parts.
 
-    Any part may be double-quoted, to hold dots or quotes. Unquoted parts are
-    taken as typed, not folded to lower case, because most people type
-    ``User`` for Prisma's ``"User"``. Raises InvalidArgumentError for an
-    empty part, an unbalanced quote or more than ``max_parts`` parts.
+    Any part may be double-quoted, to hold dots or quotes; such a part is a
+    QuotedName. Unquoted parts are taken as typed, not folded to lower case,
+    because most people type ``User`` for Prisma's ``"User"``. Raises
+    InvalidArgumentError for an empty part, an unbalanced quote or more than
+    ``max_parts`` parts.
     """
     text = text.strip()
     parts: list[str] = []
@@ -101,7 +113,7 @@ def split_qualified_name(text: str, max_parts: int) -> list[str]:
             if not match:
                 raise InvalidArgumentError(
                     _("Invalid name {name!r}: unbalanced double quote.").format(name=text))
-            parts.append(match.group(1).replace('""', '"'))
+            parts.append(QuotedName(match.group(1).replace('""', '"')))
             position += match.end()
         else:
             end = text.find(".", position)
@@ -137,8 +149,8 @@ def resolve_tables(names: list[str], tables: list[Table]) -> list[Table]:
     """Find the tables named on the command line, keeping their order.
 
     An exact (case-sensitive) match wins; otherwise a unique match that
-    ignores case is accepted. A name that matches tables in several schemas
-    must be qualified.
+    ignores case is accepted, unless the name was written in double quotes.
+    A name that matches tables in several schemas must be qualified.
     """
     resolved: list[Table] = []
     for text in names:
@@ -154,9 +166,9 @@ def resolve_table(schema: str | None, name: str, text: str, tables: list[Table])
     candidates = [t for t in tables if schema is None or t.schema == schema]
     matches = [t for t in candidates if t.name == name]
     if not matches:
-        matches = [t for t in candidates if t.name.lower() == name.lower()]
+        matches = [t for t in candidates if name_matches(t.name, name)]
     if not matches and schema is not None:
-        matches = [t for t in tables if t.schema.lower() == schema.lower() and t.name.lower() == name.lower()]
+        matches = [t for t in tables if name_matches(t.schema, schema) and name_matches(t.name, name)]
     if not matches:
         raise TableNotFoundError(
             _("Table {name!r} not found. Run `auditctl status` to list the tables that can be audited.")

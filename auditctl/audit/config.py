@@ -14,7 +14,7 @@ from typing import Any
 from ..config import config_table, convert_table, located_error, not_a_table_error, read_config, read_table
 from ..errors import ConfigError, InvalidArgumentError
 from ..i18n import _
-from .catalog import split_qualified_name
+from .catalog import QuotedName, split_qualified_name
 from .ddl import AutoAuditPolicy
 from .rules import Rule, RuleRequest
 
@@ -91,7 +91,17 @@ def _table_rules(name: str, section: Any, path: Path | None) -> list[RuleRequest
                     _("Column {column!r} has two rules in [{table}] of {path}: {first} and {second}; keep one.")
                     .format(column=column, table=table, path=path, first=seen[column], second=kind))
             seen[column] = kind
-            # Quoted parts, so that dots and quotes in the names reach the lookup unchanged.
-            reference = ".".join('"' + part.replace('"', '""') + '"' for part in (*table_parts, column))
+            # Parts quoted in the key stay quoted, so that they still match exactly, and the column is always
+            # quoted, so that dots and quotes in its name reach the lookup unchanged.
+            reference = ".".join([*(_as_written(part) for part in table_parts), _quoted(column)])
             requests.append(RuleRequest(reference, Rule(kind), str(path), table))
     return requests
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _as_written(part: str) -> str:
+    """Write a part of a parsed name back as it was typed: in double quotes only if it was quoted."""
+    return _quoted(part) if isinstance(part, QuotedName) else part

@@ -82,8 +82,17 @@ MAX_HISTORY_EVENTS = 1000
 
 def entity_history(connection: psycopg.Connection, schema: str, entity_type: str, entity_id: str,
                    limit: int = MAX_HISTORY_EVENTS) -> RecordHistory:
-    """Return the history of a record named exactly as events store it, as the web page links to it."""
+    """Return the history of a record for the web page, named by its table and key.
+
+    The page links to a record exactly as events store it. When no event has
+    that exact name, such as for ``film`` and ``2`` typed by hand, the names
+    resolve as ``auditctl history`` resolves them, and an unknown table
+    raises TableNotFoundError.
+    """
     require_installed(connection, schema)
     record = RecordKey(entity_type, entity_id, find_current_table(connection, schema, entity_type))
-    events = record_events(connection, schema, record)[:limit]
-    return RecordHistory(record, [HistoryEntry(event, field_changes(event)) for event in events])
+    events = record_events(connection, schema, record)
+    if not events:
+        record = resolve_record(connection, schema, entity_type, [entity_id])
+        events = record_events(connection, schema, record)
+    return RecordHistory(record, [HistoryEntry(event, field_changes(event)) for event in events[:limit]])

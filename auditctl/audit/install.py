@@ -23,8 +23,9 @@ from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules
                     save_rules)
 from .schema import (acting_as, apply_schema, log_owner_if_other, plan_schema, require_installed,
                      require_schema_privileges, schema_exists)
-from .triggers import (DEFAULT_MAX_VALUE_BYTES, TRIGGER_NAMES, TriggerSql, hash_from_comment, load_max_value_bytes,
-                       render_trigger, trigger_comment)
+from .leaves import LeafTriggers, drop_statements as leaf_drop_statements, leaf_triggers, put_statement
+from .triggers import (DEFAULT_MAX_VALUE_BYTES, INSTALLED_TRIGGERS_QUERY, TRIGGER_NAMES, TriggerSql, hash_from_comment,
+                       load_max_value_bytes, render_trigger, trigger_comment)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class InstallResult:
     unchanged: list[Table] = field(default_factory=list)
     reenabled: list[Table] = field(default_factory=list)
     without_primary_key: list[Table] = field(default_factory=list)
+    # (table, partition) of foreign leaf partitions, which can have no TRUNCATE trigger.
+    foreign_partitions: list[tuple[Table, str]] = field(default_factory=list)
     column_rules: list[ColumnRule] = field(default_factory=list)
     # (table, old name, new name) of renamed columns whose rule now names the new name.
     followed_rules: list[tuple[Table, str, str]] = field(default_factory=list)
@@ -55,6 +58,8 @@ class InstallResult:
     enable_always: bool = False
     # Whether a superuser's event triggers, which this role may not alter, fire in another mode than that.
     event_firing_differs: bool = False
+    # Whether event triggers of this audit schema exist already, which an INSTALLED plan replaces.
+    replaces_event_triggers: bool = False
     dry_run: bool = False
 
     @property
@@ -132,7 +137,11 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         fresh = not schema_exists(connection, schema)
         result.enable_always = enable_always if enable_always is not None else (
             not fresh and load_enable_always(connection, schema))
+        _refuse_tables_of_other_logs(connection, schema, tables)
         result.event_triggers = plan_ddl_capture(connection, schema)
+        if result.event_triggers is DdlCapture.INSTALLED:
+            _refuse_second_ddl_capture(connection, schema)
+            result.replaces_event_triggers = bool(event_trigger_firing(connection, schema))
         if result.event_triggers is DdlCapture.KEPT:
             result.event_firing_differs = (event_trigger_firing(connection, schema)
                                            != {firing_code(result.enable_always)})
@@ -197,12 +206,15 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             trigger = render_trigger(connection, schema, table, rules, size_limit,
                                      stored_rules.get((table.schema, table.name), {}), result.ddl_capture)
             found = current.get(table.oid)
+            leaves = leaf_triggers(connection, schema, table.oid) if table.partitioned else LeafTriggers()
+            result.foreign_partitions.extend((table, name) for name in leaves.foreign)
             if (found and found.firing == {firing_code(result.enable_always)} and found.sql_hash == trigger.sql_hash
-                    and found.names == frozenset(trigger.trigger_names)):
+                    and found.names == frozenset(trigger.trigger_names)
+                    and leaves.current(firing_code(result.enable_always))):
                 result.unchanged.append(table)
             else:
                 result.installed.append(table)
-                if found and not found.enabled:
+                if found and not (found.enabled and leaves.enabled):
                     result.reenabled.append(table)
                 statements = _trigger_statements(schema, table, trigger, registered.get(table.oid),
                                                  result.enable_always, log_owner)
@@ -214,7 +226,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 progress(table.entity_type)
         if enable_always is not None or result.enable_always:
             # The firing mode is per database, so it also applies to audited tables not named this time.
-            _set_firing_of_others(connection, tables, all_tables, current, result)
+            _set_firing_of_others(connection, schema, tables, all_tables, current, result)
         if not dry_run:
             _store_layouts(connection, schema, result.unchanged)
             _record(connection, schema, "AUDIT_INSTALL", {
@@ -226,6 +238,53 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 "enable_always": result.enable_always,
             })
     return result
+
+
+def _refuse_tables_of_other_logs(connection: psycopg.Connection, schema: str, tables: list[Table]) -> None:
+    """Raise InvalidArgumentError when a chosen table has auditctl triggers that write into another audit schema.
+
+    The triggers have fixed names, so installing the table here would take
+    them over, and that other log would silently stop recording the table.
+    """
+    row = connection.execute(
+        """SELECT t.tgrelid::bigint, n.nspname
+           FROM pg_catalog.pg_trigger t
+           JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+           JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+           WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
+             AND t.tgrelid = ANY(%s) AND n.nspname <> %s
+           ORDER BY 1 LIMIT 1""",
+        (list(TRIGGER_NAMES), [table.oid for table in tables], schema)).fetchone()
+    if row is None:
+        return
+    [table] = [table for table in tables if table.oid == row[0]]
+    raise InvalidArgumentError(
+        _("Table {table} is already audited into the audit schema {other}, not {schema}: use --schema {other}, "
+          "or first run `auditctl uninstall {table} --schema {other}`.")
+        .format(table=table.entity_type, other=quote_ident(row[1]), schema=quote_ident(schema)))
+
+
+def _refuse_second_ddl_capture(connection: psycopg.Connection, schema: str) -> None:
+    """Raise InvalidArgumentError when another audit schema's event triggers capture DDL already.
+
+    A second set would record every schema change in both logs, and after an
+    ALTER each would regenerate the triggers of the tables in its registry.
+    """
+    row = connection.execute(
+        """SELECT n.nspname
+           FROM pg_catalog.pg_event_trigger e
+           JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+           JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+           WHERE p.proname = 'capture_ddl' AND n.nspname <> %s
+           ORDER BY 1 LIMIT 1""", (schema,)).fetchone()
+    if row is None:
+        return
+    other = quote_ident(row[0])
+    raise InvalidArgumentError(
+        _("The audit schema {other} already records schema changes in this database, and a second audit schema "
+          "{schema} would record each of them twice: use --schema {other}, or remove that log first with "
+          "`auditctl uninstall --all --drop-data --schema {other}`.")
+        .format(other=other, schema=quote_ident(schema)))
 
 
 def _settle_rules(connection: psycopg.Connection, schema: str, tables: list[Table],
@@ -291,15 +350,6 @@ def _lock(connection: psycopg.Connection, lock_timeout_seconds: float) -> None:
                        (_INSTALL_LOCK_KEY,))
 
 
-_TRIGGERS_QUERY = """
-SELECT t.tgrelid::bigint, t.tgname, t.tgenabled, p.proname, pg_catalog.obj_description(t.oid, 'pg_trigger')
-FROM pg_catalog.pg_trigger t
-JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
-  AND p.pronamespace = %s::regnamespace
-"""
-
-
 def _installed_triggers(connection: psycopg.Connection, schema: str) -> dict[int, _InstalledTrigger]:
     """Map table OIDs to the hash and state of their auditctl triggers.
 
@@ -307,7 +357,7 @@ def _installed_triggers(connection: psycopg.Connection, schema: str) -> dict[int
     """
     found: dict[int, list[tuple[str, str, str | None]]] = {}
     for oid, name, firing, _function, comment in connection.execute(
-            _TRIGGERS_QUERY, (list(TRIGGER_NAMES), quote_ident(schema))).fetchall():
+            INSTALLED_TRIGGERS_QUERY, (list(TRIGGER_NAMES), quote_ident(schema))).fetchall():
         found.setdefault(oid, []).append((name, firing, hash_from_comment(comment)))
     result = {}
     for oid, triggers in found.items():
@@ -351,6 +401,9 @@ def _trigger_statements(schema: str, table: Table, trigger: TriggerSql, previous
         statements.append(f"COMMENT ON TRIGGER {quote_ident(name)} ON {trigger.table} IS {comment};")
         # CREATE OR REPLACE TRIGGER keeps a disabled trigger disabled.
         statements.append(enable_statement(trigger.table, name, always))
+    if table.partitioned:
+        # After the row trigger is enabled: its leaf partitions' TRUNCATE triggers fire as it does.
+        statements.append(put_statement(schema, trigger.table))
     statements.append(
         f"""INSERT INTO {audit}.audited_tables
     (table_id, table_name, function_name, template_version, sql_hash, layout)
@@ -362,11 +415,12 @@ SET table_name = EXCLUDED.table_name, function_name = EXCLUDED.function_name,
     template_version = EXCLUDED.template_version, sql_hash = EXCLUDED.sql_hash, layout = EXCLUDED.layout,
     installed_at = pg_catalog.now(), installed_by = pg_catalog."current_user"();""")
     if previous_function and previous_function != trigger.function_name:
-        statements.append(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(previous_function)}();")
+        # CASCADE: a table detached from a partitioned table keeps a TRUNCATE trigger that calls it.
+        statements.append(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(previous_function)}() CASCADE;")
     return statements
 
 
-def _set_firing_of_others(connection: psycopg.Connection, chosen: list[Table], all_tables: list[Table],
+def _set_firing_of_others(connection: psycopg.Connection, schema: str, chosen: list[Table], all_tables: list[Table],
                           current: dict[int, _InstalledTrigger], result: InstallResult) -> None:
     """Switch the enabled audit triggers of tables outside ``chosen`` to the chosen firing mode.
 
@@ -377,10 +431,15 @@ def _set_firing_of_others(connection: psycopg.Connection, chosen: list[Table], a
     chosen_oids = {table.oid for table in chosen}
     for table in all_tables:
         found = current.get(table.oid)
-        if table.oid in chosen_oids or not found or not found.enabled or found.firing == {target_code}:
+        if table.oid in chosen_oids or not found:
+            continue
+        leaves = leaf_triggers(connection, schema, table.oid) if table.partitioned else LeafTriggers()
+        if not (found.enabled and leaves.enabled) or found.firing | leaves.firing == {target_code}:
             continue
         quoted = quote_ident(table.schema, table.name)
         statements = [enable_statement(quoted, name, result.enable_always) for name in sorted(found.names)]
+        if table.partitioned:
+            statements.append(put_statement(schema, quoted))
         if result.dry_run:
             result.statements.extend(statements)
         else:
@@ -424,7 +483,8 @@ def _forget_dropped_tables(connection: psycopg.Connection, schema: str) -> list[
               AND NOT EXISTS (SELECT FROM {audit}.audited_tables r WHERE r.function_name = p.proname)""",
         (audit,)).fetchall()
     for function in {row[1] for row in dropped} | {row[0] for row in orphans}:
-        connection.execute(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(function)}()")
+        # CASCADE: a table detached from a partitioned table keeps a TRUNCATE trigger that calls it.
+        connection.execute(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(function)}() CASCADE")
         logger.info("dropped unused trigger function %s.%s", schema, function)
     return [row[0] for row in dropped]
 
@@ -441,6 +501,8 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
             _("--drop-data deletes the whole audit log and needs --all as well."))
     if not names and not use_all:
         raise InvalidArgumentError(_("Name the tables to stop auditing, or use --all."))
+    if names and use_all:
+        raise InvalidArgumentError(_("Give either table names or --all, not both."))
     result = UninstallResult()
     with connection.transaction():
         _lock(connection, lock_timeout_seconds)
@@ -451,7 +513,7 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
         registry = {oid: (name, function) for oid, name, function in connection.execute(
             f"SELECT table_id::oid::bigint, table_name, function_name FROM {audit}.audited_tables").fetchall()}
         triggered = {oid: function for oid, _name, _enabled, function, _comment in connection.execute(
-            _TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit)).fetchall()}
+            INSTALLED_TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit)).fetchall()}
         if use_all:
             targets = sorted(set(registry) | set(triggered))
         else:
@@ -508,8 +570,17 @@ def _drop_table_triggers(connection: psycopg.Connection, schema: str, oid: int, 
         if not functions:
             return None
         table = quote_ident(row[0], row[1])
+        # Only the triggers whose function is in this schema: triggers of the same names may write another log.
+        own = [name for (name,) in connection.execute(
+            """SELECT t.tgname FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+               WHERE t.tgrelid = %s AND t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
+                 AND p.pronamespace = %s::regnamespace""", (oid, list(TRIGGER_NAMES), audit)).fetchall()]
         try:
-            for name in TRIGGER_NAMES:
+            if own:
+                # The leaf partitions' triggers first, found through the table's row trigger.
+                for statement in leaf_drop_statements(connection, oid):
+                    connection.execute(statement)
+            for name in own:
                 connection.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)} ON {table}")
         except pg_errors.LockNotAvailable:
             raise DatabaseError(

@@ -5,8 +5,9 @@ auto_audit policy and on audited tables whose ALTER renamed them, their key
 or a column with a rule. It captures correctly but reads from the catalog
 on every row what a generated function has written into its code. Without
 DDL capture, a generated trigger stays as it was after an ALTER, and may
-store a renamed or added secret column in clear. ``auditctl maintain``
-installs the generated triggers of both kinds of outdated tables again.
+store a renamed or added secret column in clear, and a partition created
+or attached later has no TRUNCATE trigger. ``auditctl maintain`` installs
+the generated triggers of such tables again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class RegenerateResult:
     specialised: list[str] = field(default_factory=list)
     # Tables whose generated trigger was outdated.
     regenerated: list[str] = field(default_factory=list)
+    # Partitioned tables whose new leaf partitions got the TRUNCATE trigger.
+    covered: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     # Rules that followed a renamed column, and rules removed, as install reports them.
     followed_rules: list[tuple[Table, str, str]] = field(default_factory=list)
@@ -45,19 +48,21 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
                                  lock_timeout_seconds: float = 10.0) -> RegenerateResult:
     """Install the generated triggers of every table that status reports as outdated, one transaction per table.
 
-    That covers tables on the interim function and tables whose generated
-    trigger no longer matches their columns, rules or auditctl. Disabled
-    and missing triggers stay as they are, for status to report. A table
+    That covers tables on the interim function, tables whose generated
+    trigger no longer matches their columns, rules or auditctl, and
+    partitioned tables with leaf partitions that lack the TRUNCATE trigger.
+    Disabled and missing triggers stay as they are, for status to report. A table
     that fails, for example because another transaction holds its lock,
     keeps its triggers, which still record its changes.
     """
     result = RegenerateResult()
     if not schema_exists(connection, schema):
         return result
-    outdated = [(table, status.interim) for table, status in table_states(connection, schema)
-                if table is not None and status.state is TableState.OUTDATED]
+    outdated = [(table, status) for table, status in table_states(connection, schema)
+                if table is not None and (status.state is TableState.OUTDATED
+                                          or (status.state is TableState.AUDITED and status.uncovered_partitions))]
     ddl_capture_off = False
-    for table, interim in outdated:
+    for table, status in outdated:
         try:
             installed = install(connection, schema, [_qualified_name(table)],
                                 lock_timeout_seconds=lock_timeout_seconds, warn_ddl_capture_off=False)
@@ -68,9 +73,12 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
         ddl_capture_off = ddl_capture_off or installed.event_triggers is DdlCapture.OFF
         result.followed_rules.extend(installed.followed_rules)
         result.removed_rules.extend(installed.removed_rules)
-        if interim:
+        if status.interim:
             result.specialised.append(table.entity_type)
             logger.info("replaced the interim audit trigger of %s with its generated one", table.entity_type)
+        elif status.state is TableState.AUDITED:
+            result.covered.append(table.entity_type)
+            logger.info("added the TRUNCATE trigger to the new partitions of %s", table.entity_type)
         else:
             result.regenerated.append(table.entity_type)
             logger.info("regenerated the outdated audit trigger of %s", table.entity_type)

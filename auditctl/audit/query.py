@@ -15,7 +15,7 @@ from psycopg.rows import class_row
 
 from ..errors import InvalidArgumentError, TableNotFoundError
 from ..i18n import _
-from .catalog import Table, list_tables, parse_table_name, resolve_table
+from .catalog import Table, list_tables, name_matches, parse_table_name, resolve_table
 from .schema import require_installed
 
 # Columns of CSV exports, in order, and the keys of JSON output.
@@ -33,6 +33,8 @@ class EventFilter:
     tables: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     entity_id: str | None = None
+    # Further entity_id texts of the same record, such as a timestamptz key stored in another TimeZone.
+    entity_id_forms: list[str] = field(default_factory=list)
     # Case-insensitive text searched in the old values, new values and details.
     text: str | None = None
 
@@ -87,18 +89,19 @@ def load_key_array(text: str, label: str) -> list[str | int | float]:
     return parsed
 
 
-def entity_id_as_stored(text: str) -> str:
+def entity_id_as_stored(text: str, label: str = "--entity-id") -> str:
     """Return the entity_id text that events store for an ``--entity-id`` value.
 
     A value that starts with ``[`` is a composite key as a JSON array. It is
     rewritten in the text form of jsonb, which the triggers store, so that
     spacing does not matter. Any other value is one key value, as typed.
+    ``label`` names the value in errors.
     """
     # NOTE: a single-column key whose text starts with "[" but is not a JSON
     # array cannot be given here; `auditctl query --table` still finds it.
     if not text.lstrip().startswith("["):
         return text
-    return json.dumps(load_key_array(text, "--entity-id"), ensure_ascii=False)
+    return json.dumps(load_key_array(text, label), ensure_ascii=False)
 
 
 def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) -> sql.Composable:
@@ -114,7 +117,9 @@ def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) ->
     if filters.tables:
         conditions.append(sql.SQL("entity_type = ANY({})").format(
             entity_types_for(connection, schema, filters.tables)))
-    if filters.entity_id is not None:
+    if filters.entity_id is not None and filters.entity_id_forms:
+        conditions.append(sql.SQL("entity_id = ANY({})").format([filters.entity_id, *filters.entity_id_forms]))
+    elif filters.entity_id is not None:
         conditions.append(sql.SQL("entity_id = {}").format(filters.entity_id))
     if filters.text:
         # strpos() rather than LIKE, so that % and _ in the text match themselves.
@@ -183,7 +188,7 @@ def _partition_error(connection: psycopg.Connection, text: str, table_schema: st
     """
     found = [(row_schema, row_name, root) for row_schema, row_name, root
              in connection.execute(_PARTITIONS, (table_name,)).fetchall()
-             if table_schema is None or row_schema.lower() == table_schema.lower()]
+             if name_matches(row_name, table_name) and (table_schema is None or name_matches(row_schema, table_schema))]
     exact = [row for row in found if row[1] == table_name and table_schema in (None, row[0])]
     by_oid = {table.oid: table for table in tables}
     parents = {by_oid[root] for _schema, _name, root in exact or found if root in by_oid}
@@ -213,9 +218,9 @@ def _table_argument(table: Table, tables: list[Table]) -> str:
 
 def _entity_matches(entity_type: str, table_schema: str | None, table_name: str) -> bool:
     entity_schema, _dot, entity_name = entity_type.partition(".")
-    if table_schema is not None and entity_schema.lower() != table_schema.lower():
+    if table_schema is not None and not name_matches(entity_schema, table_schema):
         return False
-    return entity_name.lower() == table_name.lower()
+    return name_matches(entity_name, table_name)
 
 
 _SELECT = """SELECT id, occurred_at, user_id, ip_address, db_user, action, entity_type, entity_id,
@@ -269,6 +274,11 @@ def _ordered(values: dict[str, Any] | None, position: dict[str, int]) -> dict[st
     if not values:
         return values
     return dict(sorted(values.items(), key=lambda item: (position.get(item[0], len(position)), item[0])))
+
+
+# The largest --limit of ``query``, whose page is read into memory, while export streams any number of events.
+# NOTE: chosen, not measured: a page of this many events of a few kB each fits in the memory of a small machine.
+MAX_QUERY_LIMIT = 100_000
 
 
 def query_statement(connection: psycopg.Connection, schema: str, filters: EventFilter,

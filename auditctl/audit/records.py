@@ -7,7 +7,7 @@ the table is dropped and created again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -19,7 +19,7 @@ from .. import jsonvalues
 from ..errors import EventNotFoundError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _, ngettext
 from .catalog import Table, list_tables
-from .query import SELECT_EVENTS, Event, entity_types_for, in_column_order, load_key_array
+from .query import SELECT_EVENTS, Event, EventFilter, entity_types_for, in_column_order, load_key_array
 from .schema import require_installed
 
 
@@ -97,6 +97,36 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
     entity_id = stored_entity_id(connection, table, key_values)
     return RecordKey(entity_type, entity_id, table,
                      _session_dependent_ids(connection, schema, table, key_values))
+
+
+def typed_entity_filter(connection: psycopg.Connection, schema: str, filters: EventFilter,
+                        entity_id: str) -> EventFilter:
+    """Return ``filters`` with the ``--entity-id`` text computed as ``auditctl history`` computes it.
+
+    With exactly one ``--table`` that names one current table with a primary
+    key, the key values are cast to the key columns' types and rendered as
+    the triggers store them, so that a timestamptz key matches in any offset.
+    Otherwise ``filters`` is returned unchanged.
+    """
+    if len(filters.tables) != 1:
+        return filters
+    entity_types = entity_types_for(connection, schema, filters.tables)
+    if len(entity_types) != 1:
+        return filters
+    table = find_current_table(connection, schema, entity_types[0])
+    if table is None or not table.has_primary_key:
+        return filters
+    if len(parse_key_values([entity_id])) != len(table.key_columns):
+        raise InvalidArgumentError(
+            ngettext("Invalid --entity-id value {value!r}: table {table} has a primary key of {count} column "
+                     "({columns}); give its value.",
+                     "Invalid --entity-id value {value!r}: table {table} has a primary key of {count} columns "
+                     "({columns}); give their values as one JSON array such as '[\"a\", 5]'.",
+                     len(table.key_columns))
+            .format(value=entity_id, table=table.entity_type, count=len(table.key_columns),
+                    columns=", ".join(table.key_columns)))
+    record = resolve_record(connection, schema, filters.tables[0], [entity_id])
+    return replace(filters, entity_id=record.entity_id, entity_id_forms=record.entity_ids[1:])
 
 
 def key_record_json(table: Table, key_values: list[Any]) -> Jsonb:

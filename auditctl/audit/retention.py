@@ -24,8 +24,8 @@ from psycopg import sql
 from .. import __version__
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
-from .archive import (ArchiveError, ArchiveFormat, Destination, Manifest, file_sha256, manifest_bytes,
-                      partition_contents, read_contents, same_time, write_archive)
+from .archive import (ArchiveError, ArchiveExistsError, ArchiveFormat, Destination, Manifest, file_sha256,
+                      manifest_bytes, partition_contents, read_contents, same_time, write_archive)
 from .events import log_event
 from .partitions import Partition, list_partitions
 
@@ -69,6 +69,8 @@ class RotationCandidate:
     partition: Partition
     archive_name: str
     location: str
+    # The usual name when an earlier archive already has it, so the archive gets another one.
+    earlier_name: str | None = None
 
 
 @dataclass
@@ -78,6 +80,8 @@ class RotationOutcome:
     partition: str
     rows: int
     location: str | None = None
+    # The usual archive name when an earlier archive had it, as in RotationCandidate.
+    earlier_name: str | None = None
     archive_bytes: int = 0
     released_bytes: int = 0
     dropped: bool = False
@@ -110,19 +114,53 @@ def rotation_candidates(partitions: list[Partition], keep: timedelta, now: datet
     return [p for p in bounded if p.upper <= cutoff and p.name not in protected]
 
 
-def archive_name(schema: str, partition: str, archive_format: ArchiveFormat) -> str:
-    return f"{schema}.{partition}.{archive_format.value}"
+# Most numbered names tried for the archives of one partition name.
+MAX_ARCHIVE_NUMBER = 1000
+
+
+def archive_name(schema: str, partition: str, archive_format: ArchiveFormat, number: int = 1) -> str:
+    """Return the archive name of a partition: ``SCHEMA.PARTITION.FORMAT``, then ``SCHEMA.PARTITION.2.FORMAT`` on."""
+    if number == 1:
+        return f"{schema}.{partition}.{archive_format.value}"
+    return f"{schema}.{partition}.{number}.{archive_format.value}"
+
+
+def manifest_name(name: str) -> str:
+    return f"{name}.manifest.json"
+
+
+def free_archive_name(destination: Destination, schema: str, partition: str, archive_format: ArchiveFormat,
+                      after: str | None = None) -> str:
+    """Return the first archive name, after ``after`` if given, that neither an archive nor a manifest has.
+
+    A partition dropped by rotate can be created again by ``maintain`` for a
+    late event, and two databases can rotate into one folder, so the usual
+    name may belong to an earlier archive, which must never be replaced.
+    """
+    names = [archive_name(schema, partition, archive_format, number) for number in range(1, MAX_ARCHIVE_NUMBER + 1)]
+    for name in names[names.index(after) + 1 if after in names else 0:]:
+        if not destination.exists(name) and not destination.exists(manifest_name(name)):
+            return name
+    raise ArchiveError(_("Archives {first} to {last} all exist; move older archives of {partition} elsewhere.")
+                       .format(first=destination.describe(names[0]), last=names[-1], partition=partition))
 
 
 def plan_rotation(connection: psycopg.Connection, schema: str, keep: timedelta, destination: Destination | None,
                   archive_format: ArchiveFormat, now: datetime | None = None) -> list[RotationCandidate]:
-    """List the partitions the next rotate would archive and drop, and where their archives would go."""
+    """List the partitions the next rotate would archive and drop, and where their archives would go.
+
+    With a destination, each archive gets the first name that is free there.
+    """
     now = now or datetime.now(timezone.utc)
     candidates = []
     for partition in rotation_candidates(list_partitions(connection, schema), keep, now):
-        name = archive_name(schema, partition.name, archive_format)
-        location = destination.describe(name) if destination else name
-        candidates.append(RotationCandidate(partition, name, location))
+        usual = archive_name(schema, partition.name, archive_format)
+        if destination is None:
+            candidates.append(RotationCandidate(partition, usual, usual))
+            continue
+        name = free_archive_name(destination, schema, partition.name, archive_format)
+        candidates.append(RotationCandidate(partition, name, destination.describe(name),
+                                            earlier_name=usual if name != usual else None))
     return candidates
 
 
@@ -139,7 +177,8 @@ def rotate(connection: psycopg.Connection, schema: str, keep: timedelta, destina
     destination.check()
     result = RotationResult(cutoff=now - keep, dry_run=dry_run)
     for candidate in plan_rotation(connection, schema, keep, destination, archive_format, now):
-        outcome = RotationOutcome(candidate.partition.name, candidate.partition.rows, candidate.location)
+        outcome = RotationOutcome(candidate.partition.name, candidate.partition.rows, candidate.location,
+                                  candidate.earlier_name)
         result.outcomes.append(outcome)
         if dry_run:
             continue
@@ -167,19 +206,21 @@ def _rotate_one(connection: psycopg.Connection, schema: str, candidate: Rotation
                                       (table.as_string(connection),)).fetchone()[0]
         with _scratch_file(destination, candidate.archive_name) as scratch:
             sha256, size = write_archive(connection, schema, partition.name, archive_format, scratch)
-            location = destination.store(scratch, candidate.archive_name)
+            name, location = _store_archive(destination, scratch, candidate.archive_name, schema, partition.name,
+                                            archive_format)
         manifest = Manifest(
-            partition=f"{schema}.{partition.name}", format=archive_format.value, file=candidate.archive_name,
+            partition=f"{schema}.{partition.name}", format=archive_format.value, file=name,
             rows=expected.rows, id_sum=expected.id_sum, first_event_at=expected.first_event_at,
             last_event_at=expected.last_event_at, range_from=partition.lower.isoformat(),
             range_to=partition.upper.isoformat(), sha256=sha256, bytes=size,
             created_at=datetime.now(timezone.utc).isoformat())
         try:
-            _verify(destination, candidate.archive_name, archive_format, manifest)
+            _verify(destination, name, archive_format, manifest)
+            _store_manifest(destination, name, manifest)
         except ArchiveError:
-            destination.remove(candidate.archive_name)
+            # The archive is this run's own file, so no bad or unlisted archive stays behind.
+            destination.remove(name)
             raise
-        _store_manifest(destination, candidate.archive_name, manifest)
 
         connection.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
             sql.Identifier(schema, "events"), table))
@@ -191,9 +232,26 @@ def _rotate_one(connection: psycopg.Connection, schema: str, candidate: Rotation
     logger.info("archived partition %s.%s to %s and dropped it (rows: %d)", schema, partition.name, location,
                 expected.rows)
     outcome.location = location
+    usual = archive_name(schema, partition.name, archive_format)
+    outcome.earlier_name = usual if name != usual else None
     outcome.archive_bytes = size
     outcome.released_bytes = released
     outcome.dropped = True
+
+
+def _store_archive(destination: Destination, local: Path, name: str, schema: str, partition: str,
+                   archive_format: ArchiveFormat) -> tuple[str, str]:
+    """Store ``local`` under ``name``, or the next free name if another rotation took it; return both.
+
+    The plan chose a free name, but another rotation into the same
+    destination may have taken it since.
+    """
+    while True:
+        try:
+            return name, destination.store(local, name)
+        except ArchiveExistsError:
+            logger.warning("%s appeared during rotation; trying the next free name", destination.describe(name))
+            name = free_archive_name(destination, schema, partition, archive_format, after=name)
 
 
 @contextlib.contextmanager
@@ -233,7 +291,6 @@ def _verify(destination: Destination, name: str, archive_format: ArchiveFormat, 
 
 
 def _store_manifest(destination: Destination, name: str, manifest: Manifest) -> None:
-    manifest_name = f"{name}.manifest.json"
-    with _scratch_file(destination, manifest_name) as scratch:
+    with _scratch_file(destination, manifest_name(name)) as scratch:
         scratch.write_bytes(manifest_bytes(manifest))
-        destination.store(scratch, manifest_name)
+        destination.store(scratch, manifest_name(name))

@@ -57,6 +57,8 @@ class RevertStep:
     columns: list[str]
     # Logged values that identified a row without a primary key, as the event left it.
     row: dict[str, Any] | None = None
+    # Written columns that a trigger of the table set to another value than the event's, such as a last_update.
+    overridden: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -288,11 +290,12 @@ def _reinsert(connection: psycopg.Connection, target: sql.Composable, event: Eve
     written = [column for column in event.old if not columns[column].generated]
     names = sql.SQL(", ").join(sql.Identifier(column) for column in written)
     values = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(column)) for column in written)
-    connection.execute(sql.SQL(
-        "INSERT INTO {target} ({names}) OVERRIDING SYSTEM VALUE "
-        "SELECT {values} FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS r").format(
-            target=target, names=names, values=values), (Jsonb(event.old),))
-    return _step(event, "INSERT", written)
+    stored = connection.execute(sql.SQL(
+        "INSERT INTO {target} AS t ({names}) OVERRIDING SYSTEM VALUE "
+        "SELECT {values} FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS r "
+        "RETURNING pg_catalog.to_jsonb(t)").format(
+            target=target, names=names, values=values), (Jsonb(event.old),)).fetchone()[0]
+    return _step(event, "INSERT", written, _overridden(connection, target, event, written, [stored]))
 
 
 def _restore_old_values(connection: psycopg.Connection, target: sql.Composable, event: Event,
@@ -309,19 +312,36 @@ def _restore_old_values(connection: psycopg.Connection, target: sql.Composable, 
                        "set back by UPDATE").format(id=event.id, column=identity[0], table=event.entity_type)
     assignments = sql.SQL(", ").join(sql.SQL("{column} = o.{column}").format(column=sql.Identifier(column))
                                      for column in written)
-    connection.execute(sql.SQL(
+    stored = connection.execute(sql.SQL(
         "UPDATE {target} AS t SET {assignments} "
-        "FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS o{sources} WHERE {condition}").format(
+        "FROM pg_catalog.jsonb_populate_record(NULL::{target}, %s) AS o{sources} WHERE {condition} "
+        "RETURNING pg_catalog.to_jsonb(t)").format(
             target=target, assignments=assignments, sources=sources, condition=condition),
-        (Jsonb(event.old), *params))
-    return _step(event, "UPDATE", written), None
+        (Jsonb(event.old), *params)).fetchall()
+    overridden = _overridden(connection, target, event, written, [row for (row,) in stored])
+    return _step(event, "UPDATE", written, overridden), None
 
 
-def _step(event: Event, statement: str, columns: list[str]) -> RevertStep:
+def _overridden(connection: psycopg.Connection, target: sql.Composable, event: Event, written: list[str],
+                stored: list[dict[str, Any]]) -> list[str]:
+    """List the written columns whose stored value differs from the event's old value.
+
+    A BEFORE trigger of the table, such as one that sets last_update, may
+    change what the revert wrote. The old values go through the row type, as
+    the stored row did, so that only real differences count.
+    """
+    expected = connection.execute(sql.SQL(
+        "SELECT pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::{target}, %s))").format(target=target),
+        (Jsonb(event.old),)).fetchone()[0]
+    return [column for column in written if any(row.get(column) != expected.get(column) for row in stored)]
+
+
+def _step(event: Event, statement: str, columns: list[str], overridden: list[str] | None = None) -> RevertStep:
     row = None
     if event.entity_id is None:
         row = event.old if event.action == "DELETE" else row_after_event(event)
-    return RevertStep(event.id, event.action, event.entity_type, event.entity_id, statement, columns, row)
+    return RevertStep(event.id, event.action, event.entity_type, event.entity_id, statement, columns, row,
+                      overridden or [])
 
 
 def _check_absent(connection: psycopg.Connection, target: sql.Composable, key: Jsonb, key_match: sql.Composable,

@@ -12,12 +12,14 @@ from ..sqltext import quote_ident
 from .catalog import Table, list_tables
 from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, load_policy
 from .firing import ReplicaRole, TriggerFiring, load_enable_always, replica_roles, table_firing
+from .leaves import LeafTriggers, leaf_triggers
 from .partitions import Partition, list_partitions
 from .retention import rotation_candidates
 from .renames import follow_renames, unused_rules
 from .rules import Rule, effective_rules, load_rules
 from .schema import applied_versions, schema_exists
-from .triggers import TRIGGER_NAMES, hash_from_comment, load_max_value_bytes, render_trigger
+from .triggers import (INSTALLED_TRIGGERS_QUERY, TRIGGER_NAMES, TRUNCATE_TRIGGER, hash_from_comment,
+                       load_max_value_bytes, render_trigger)
 
 
 class TableState(StrEnum):
@@ -49,6 +51,10 @@ class TableStatus:
     exposed_columns: list[tuple[str, str | None]] = field(default_factory=list)
     # Stored rules, after following renames, that name a column the table does not have.
     unused_rules: list[tuple[str, Rule]] = field(default_factory=list)
+    # Leaf partitions of a partitioned table without its TRUNCATE trigger: their TRUNCATE is not recorded.
+    uncovered_partitions: list[str] = field(default_factory=list)
+    # Foreign leaf partitions, which PostgreSQL allows no TRUNCATE trigger.
+    foreign_partitions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,28 +85,20 @@ class StatusReport:
     def needs_attention(self) -> list[str]:
         """Audited tables whose changes are not recorded, or recorded against their rules, in report order.
 
-        A missing or disabled trigger, a column stored in clear that a rule
-        or a secret-looking name should protect, or a rule that names no
-        column. An outdated trigger alone is not among them.
+        A missing or disabled trigger, a leaf partition without the TRUNCATE
+        trigger, a column stored in clear that a rule or a secret-looking
+        name should protect, or a rule that names no column. An outdated
+        trigger alone is not among them.
         """
         return [t.entity_type for t in self.tables
-                if t.state in (TableState.MISSING, TableState.DISABLED) or t.exposed_columns or t.unused_rules]
+                if t.state in (TableState.MISSING, TableState.DISABLED) or t.exposed_columns or t.unused_rules
+                or t.uncovered_partitions]
 
     @property
     def skipped_under_replica(self) -> list[str]:
         """Audited tables whose triggers do not fire in a session with session_replication_role = replica."""
         return [t.entity_type for t in self.tables
                 if t.state in (TableState.AUDITED, TableState.OUTDATED) and t.firing is not TriggerFiring.ALWAYS]
-
-
-_TRIGGERS_QUERY = """
-SELECT t.tgrelid::bigint, t.tgname, t.tgenabled, p.proname,
-       pg_catalog.obj_description(t.oid, 'pg_trigger')
-FROM pg_catalog.pg_trigger t
-JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
-  AND p.pronamespace = %s::regnamespace
-"""
 
 
 def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta | None = None) -> StatusReport:
@@ -154,7 +152,7 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
     audit = quote_ident(schema)
     triggers: dict[int, dict[str, tuple[str, str, str | None]]] = {}
     for oid, name, enabled, function, comment in connection.execute(
-            _TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit)).fetchall():
+            INSTALLED_TRIGGERS_QUERY, (list(TRIGGER_NAMES), audit)).fetchall():
         triggers.setdefault(oid, {})[name] = (enabled, function, comment)
     registered = dict(connection.execute(
         f"SELECT table_id::oid::bigint, table_name FROM {audit}.audited_tables").fetchall())
@@ -169,11 +167,15 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
         stored = (followed[table.oid].rules if table.oid in followed
                   else stored_rules.get((table.schema, table.name), {}))
         found = triggers.get(table.oid, {})
-        firing = table_firing({enabled for enabled, _, _ in found.values()}) if found else None
+        leaves = leaf_triggers(connection, schema, table.oid) if found and table.partitioned else LeafTriggers()
+        # A table is only as well audited as the weakest of its triggers, its leaf partitions' included.
+        codes = {enabled for enabled, _, _ in found.values()} | leaves.firing
+        firing = table_firing(codes) if found else None
         interim = bool(found) and any(function == GENERIC_FUNCTION for _, function, _ in found.values())
-        state = _table_state(connection, schema, table, found, table.oid in registered, stored, size_limit)
+        state = _table_state(connection, schema, table, found, codes, table.oid in registered, stored, size_limit)
         status = TableStatus(table.entity_type, state, table.has_primary_key, 0, firing,
-                             interim and state is TableState.OUTDATED)
+                             interim and state is TableState.OUTDATED,
+                             uncovered_partitions=leaves.uncovered, foreign_partitions=leaves.foreign)
         if table.oid in registered:
             status.unused_rules = unused_rules(table, stored)
         if state is TableState.OUTDATED and not status.interim and table.oid in followed:
@@ -191,12 +193,19 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
 
 
 def _table_state(connection: psycopg.Connection, schema: str, table: Table,
-                 found: dict[str, tuple[str, str, str | None]], registered: bool, stored: dict[str, Rule],
-                 size_limit: int) -> TableState:
-    """Decide one table's state from its auditctl triggers, by name: (tgenabled, function, comment)."""
+                 found: dict[str, tuple[str, str, str | None]], codes: set[str], registered: bool,
+                 stored: dict[str, Rule], size_limit: int) -> TableState:
+    """Decide one table's state from its auditctl triggers, by name: (tgenabled, function, comment).
+
+    ``codes`` are the tgenabled codes of those triggers and of its leaf partitions' TRUNCATE triggers.
+    """
     if not found:
         return TableState.MISSING if registered else TableState.NOT_AUDITED
-    if table_firing({enabled for enabled, _, _ in found.values()}) in (TriggerFiring.DISABLED, TriggerFiring.REPLICA):
+    if not registered and set(found) == {TRUNCATE_TRIGGER}:
+        # A table detached from a partitioned table that was dropped since keeps the TRUNCATE trigger
+        # of its leaf partitions, which records nothing, until install drops the function it calls.
+        return TableState.NOT_AUDITED
+    if table_firing(codes) in (TriggerFiring.DISABLED, TriggerFiring.REPLICA):
         # ENABLE REPLICA triggers fire only under session_replication_role = replica.
         return TableState.DISABLED
     if any(function == GENERIC_FUNCTION for _, function, _ in found.values()):

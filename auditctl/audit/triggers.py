@@ -13,14 +13,35 @@ from .schema import template_context
 
 # Bump when sql/trigger.sql.j2 changes in a way that existing triggers must
 # be regenerated for; status then reports them as outdated.
-TEMPLATE_VERSION = 4
+TEMPLATE_VERSION = 5
 
 # Trigger names are per table, so fixed names cannot collide between tables.
-# NOTE: a second audit schema (install with another --schema) on the same
-# table takes these triggers over instead of adding its own.
+# So a table is audited into one audit schema only: install refuses a table
+# whose triggers of these names write into another one.
 TRIGGER_NAMES = ("auditctl_row", "auditctl_insert", "auditctl_update", "auditctl_delete", "auditctl_truncate")
 ROW_LAYOUT = ("auditctl_row", "auditctl_truncate")
 SET_BASED_LAYOUT = ("auditctl_insert", "auditctl_update", "auditctl_delete", "auditctl_truncate")
+# A partitioned table's TRUNCATE trigger goes on each leaf partition instead,
+# because a TRUNCATE fires only the triggers of the leaves it empties.
+PARTITIONED_LAYOUT = ("auditctl_row",)
+TRUNCATE_TRIGGER = "auditctl_truncate"
+
+# The auditctl triggers of each table, by the table's OID: name, tgenabled,
+# function name and comment. Parameters: the trigger names and the quoted
+# audit schema. The TRUNCATE triggers on leaf partitions are left out, and so
+# are those of tables detached from a partitioned table since: they call the
+# partitioned table's function with the arguments of its row trigger.
+INSTALLED_TRIGGERS_QUERY = f"""
+SELECT t.tgrelid::bigint, t.tgname, t.tgenabled, p.proname, pg_catalog.obj_description(t.oid, 'pg_trigger')
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal AND t.tgparentid = 0
+  AND p.pronamespace = %s::regnamespace
+  AND NOT (t.tgname = '{TRUNCATE_TRIGGER}' AND EXISTS (
+      SELECT FROM pg_catalog.pg_trigger o
+      WHERE o.tgrelid <> t.tgrelid AND o.tgname = 'auditctl_row' AND o.tgparentid = 0
+        AND o.tgfoid = t.tgfoid AND o.tgargs = t.tgargs))
+"""
 
 # An UPDATE of at least this many rows is captured by a query written for the
 # table's current columns and planned for that statement. Smaller ones use a
@@ -126,6 +147,7 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
         exempt=_text_array(exempt),
         max_value_bytes=int(max_value_bytes),
         function=quote_ident(function),
+        function_literal=quote_literal(function),
         table=quoted_table,
         entity_type=quote_literal(table.entity_type),
         key_columns=key_columns,
@@ -141,8 +163,13 @@ def render_trigger(connection: psycopg.Connection, schema: str, table: Table,
     draft = render("trigger.sql.j2", **context)
     context["tag"] = dollar_quote_tag(draft.replace("$auditctl$", ""))
     sql_text = render("trigger.sql.j2", **context)
+    layout = ROW_LAYOUT
+    if set_based:
+        layout = SET_BASED_LAYOUT
+    elif table.partitioned:
+        layout = PARTITIONED_LAYOUT
     return TriggerSql(table=quoted_table, function_name=function, sql=sql_text, sql_hash=sha256_hex(sql_text),
-                      trigger_names=SET_BASED_LAYOUT if set_based else ROW_LAYOUT)
+                      trigger_names=layout)
 
 
 def _typed_columns(connection: psycopg.Connection, table: Table, columns: list[str]) -> list[dict[str, str]]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
+import psycopg
 import typer
 
 from .. import render
 from ..audit import install as installer
 from ..audit.catalog import list_tables, tables_in_schemas
 from ..audit.config import load_audit_settings
+from ..audit.ddl import AutoAuditPolicy
 from ..audit.roles import app_role_problems, grant_app, grant_viewer, require_role
 from ..audit.rules import Rule, RuleRequest
 from ..audit.retention import parse_keep
@@ -18,11 +20,11 @@ from ..audit.schema import DEFAULT_SCHEMA, not_installed_error
 from ..audit.status import collect_status
 from ..config import find_config
 from ..db import connect
-from ..errors import StatusProblemsError
+from ..errors import InvalidArgumentError, StatusProblemsError
 from ..i18n import _, ngettext
 from ..sqltext import quote_ident
 from .app import app
-from .options import ConfigOption, DsnOption, SchemaOption, typed_flags
+from .options import ConfigOption, DsnOption, SchemaOption, reject_option_names_as_values, require_value, typed_flags
 
 TablesArgument = Annotated[list[str] | None, typer.Argument(
     metavar="TABLE", help=_("Tables as TABLE or SCHEMA.TABLE, written as they are named in the database."),
@@ -41,6 +43,7 @@ class OutputFormat(StrEnum):
                     "--all, audits the tables that schemas and exclude in [audit] of the config file choose. "
                     "Column rules in [audit.tables] apply too; the flags below override the file."))
 def install(
+    ctx: typer.Context,
     tables: TablesArgument = None,
     all_tables: Annotated[bool, typer.Option("--all", help=_(
         "Audit every ordinary and partitioned table outside the system schemas."))] = False,
@@ -96,8 +99,19 @@ def install(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    reject_option_names_as_values(ctx)
+    require_value("--app-role", app_role, _("give the name of an existing role, or leave --app-role out"))
+    require_value("--viewer-role", viewer_role, _("give the name of an existing role, or leave --viewer-role out"))
+    for name in auto_schema or []:
+        require_value("--auto-schema", name, _("give the name of a schema, such as public, or leave --auto-schema out"))
+    for pattern in auto_exclude or []:
+        require_value("--auto-exclude", pattern, _("give a LIKE pattern such as 'tmp_%', or leave --auto-exclude out"))
     settings = load_audit_settings(find_config(config), typed_flags(
         auto_audit=auto_audit, max_value_bytes=max_value_bytes, app_role=app_role, viewer_role=viewer_role))
+    if (auto_schema or auto_exclude) and settings.auto_audit is not True:
+        raise InvalidArgumentError(_("--auto-schema and --auto-exclude choose the new tables that --auto-audit "
+                                     "audits, and auditing new tables is not turned on: add --auto-audit, or leave "
+                                     "them out."))
     # Flag rules come last, so that they replace the file's rule for the same column.
     column_rules = [*settings.column_rules, *_flag_rules(exclude_column, mask_column, hash_column, keep_column)]
     policy = settings.auto_audit_policy(tuple(auto_schema or ()), tuple(auto_exclude or ()))
@@ -108,9 +122,14 @@ def install(
         render.console.print(_("No tables given: installing the audit schema only. "
                                "Name tables or use --all to audit them."))
     with connect(dsn) as connection:
+        # A dry run checks the roles and schemas too, so that it fails where the real run would.
         for role in (settings.viewer_role, settings.app_role):
-            if role and not dry_run:
+            if role:
                 require_role(connection, role)
+        _require_schemas(connection, auto_schema or [], "--auto-schema")
+        if chosen_by_config or (isinstance(policy, AutoAuditPolicy) and not auto_schema):
+            _require_schemas(connection, list(settings.schemas),
+                             _("schemas in [audit] of {path}").format(path=settings.config_path))
         if chosen_by_config:
             tables = [quote_ident(t.schema, t.name) for t in
                       tables_in_schemas(list_tables(connection, schema), settings.schemas, settings.exclude)]
@@ -134,6 +153,18 @@ def install(
         render.print_app_grants(settings.app_role, app_statements, app_problems, dry_run)
 
 
+def _require_schemas(connection: psycopg.Connection, names: list[str], source: str) -> None:
+    """Raise InvalidArgumentError for the first of ``names`` that is no schema of the database."""
+    missing = connection.execute(
+        """SELECT name FROM pg_catalog.unnest(%s::text[]) WITH ORDINALITY AS given(name, position)
+           WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = given.name)
+           ORDER BY position LIMIT 1""", (names,)).fetchone()
+    if missing:
+        raise InvalidArgumentError(
+            _("Schema {schema!r} of {source} does not exist in this database; correct the name, "
+              "or create the schema first.").format(schema=missing[0], source=source))
+
+
 def _flag_rules(exclude_column: list[str] | None, mask_column: list[str] | None, hash_column: list[str] | None,
                 keep_column: list[str] | None) -> list[RuleRequest]:
     """Turn the column rule flags into rule requests that name their flag."""
@@ -144,6 +175,7 @@ def _flag_rules(exclude_column: list[str] | None, mask_column: list[str] | None,
 
 @app.command(help=_("Remove audit triggers; the log is kept unless --drop-data is given."))
 def uninstall(
+    ctx: typer.Context,
     tables: TablesArgument = None,
     all_tables: Annotated[bool, typer.Option("--all", help=_("Remove the triggers of every audited table."))] = False,
     drop_data: Annotated[bool, typer.Option("--drop-data", help=_(
@@ -152,6 +184,7 @@ def uninstall(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    reject_option_names_as_values(ctx)
     with connect(dsn) as connection:
         result = installer.uninstall(connection, schema, tables or [], use_all=all_tables, drop_data=drop_data,
                                      lock_timeout_seconds=lock_timeout)
@@ -162,12 +195,14 @@ def uninstall(
                     "Before install, lists the tables and exits with status 1. Exits with status 3 when an audited "
                     "table's changes are not recorded, or recorded in clear against a rule."))
 def status(
+    ctx: typer.Context,
     output_format: Annotated[OutputFormat, typer.Option("--format", help=_("Output format."))] = OutputFormat.table,
     keep: Annotated[str, typer.Option(
         "--keep", metavar="AGE", help=_("Keep window to show the next rotate for, such as 180d or 26w."))] = "180d",
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    reject_option_names_as_values(ctx)
     keep_for = parse_keep(keep)
     with connect(dsn) as connection:
         report = collect_status(connection, schema, keep=keep_for)

@@ -17,8 +17,9 @@ from .. import render
 from ..audit.events import log_event, parse_details
 from ..audit.archive import write_parquet_batches
 from ..audit.browse import check_actions
-from ..audit.query import (EventFilter, count_events, entity_id_as_stored, query_events, stream_csv, stream_jsonl,
-                           stream_row_batches)
+from ..audit.query import (MAX_QUERY_LIMIT, EventFilter, count_events, entity_id_as_stored, query_events,
+                           stream_csv, stream_jsonl, stream_row_batches)
+from ..audit.records import typed_entity_filter
 from ..audit.schema import DEFAULT_SCHEMA
 from ..db import connect
 from ..errors import InvalidArgumentError
@@ -26,7 +27,7 @@ from ..files import replace_when_complete
 from ..i18n import _
 from ..timeparse import parse_when
 from .app import app
-from .options import DsnOption, SchemaOption
+from .options import DsnOption, SchemaOption, reject_option_names_as_values, require_value
 
 UserOption = Annotated[str | None, typer.Option("--user", metavar="ID", help=_("Application user id."))]
 SinceOption = Annotated[str | None, typer.Option(
@@ -69,6 +70,8 @@ def build_filter(user: str | None, since: str | None, until: str | None, tables:
         raise InvalidArgumentError(
             _("Invalid --user value {value!r}: it is empty; give an application user id, "
               "or leave --user out.").format(value=user))
+    require_value("--entity-id", entity_id, _("give a primary key value, or a JSON array for a composite key, "
+                                              "or leave --entity-id out"))
     for table in tables or []:
         if not table.strip():
             raise InvalidArgumentError(
@@ -86,6 +89,7 @@ def build_filter(user: str | None, since: str | None, until: str | None, tables:
 
 @app.command(help=_("Show audit events, newest first."))
 def query(
+    ctx: typer.Context,
     user: UserOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -99,9 +103,16 @@ def query(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    reject_option_names_as_values(ctx)
+    if limit > MAX_QUERY_LIMIT:
+        raise InvalidArgumentError(
+            _("Invalid --limit {value}: a page holds at most {max} events; fetch the next page with --after ID, "
+              "or use export for every event.").format(value=limit, max=MAX_QUERY_LIMIT))
     filters = build_filter(user, since, until, table, action, entity_id)
     with connect(dsn) as connection:
         check_actions(connection, schema, action or [])
+        if entity_id is not None:
+            filters = typed_entity_filter(connection, schema, filters, entity_id)
         if output_format is QueryFormat.csv and after is None:
             # Closing the stream ends its COPY, which keeps the connection locked, before the connection closes.
             with contextlib.closing(stream_csv(connection, schema, filters, limit=limit, newest_first=True)) as chunks:
@@ -171,6 +182,8 @@ def export(
         raise InvalidArgumentError(_("--format parquet needs --output FILE: Parquet is not written to stdout."))
     with connect(dsn) as connection:
         check_actions(connection, schema, action or [])
+        if entity_id is not None:
+            filters = typed_entity_filter(connection, schema, filters, entity_id)
         # Counting costs a scan, so it is done only when a progress bar will show it.
         show_bar = output is not None and render.error_console.is_terminal
         total = count_events(connection, schema, filters) if show_bar else None
@@ -196,6 +209,7 @@ def export(
 
 @app.command(help=_("Record an application event such as LOGIN, LOGOUT, LOGIN_FAILED, PASSWORD_CHANGE or EXPORT."))
 def event(
+    ctx: typer.Context,
     action: Annotated[str, typer.Argument(metavar="ACTION", help=_("Event name, an upper-case word."))],
     user: Annotated[str, typer.Option("--user", metavar="ID", help=_("Application user id."))],
     entity_type: Annotated[str | None, typer.Option("--entity-type", metavar="TYPE",
@@ -209,6 +223,11 @@ def event(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    reject_option_names_as_values(ctx)
+    require_value("--user", user, _("give the application user id the event is about"))
+    require_value("--entity-type", entity_type, _("give what the event is about, such as a table, "
+                                                   "or leave --entity-type out"))
+    require_value("--entity-id", entity_id, _("give the id of the entity, or leave --entity-id out"))
     parsed = parse_details(details)
     with connect(dsn) as connection:
         event_id = log_event(connection, schema, action, user_id=user, entity_type=entity_type,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ..errors import InvalidArgumentError
 from ..i18n import _
 
 
@@ -42,8 +44,20 @@ DsnOption = Annotated[str | None, typer.Option(
            "AUDITCTL_DSN, then DATABASE_URL, then the PG* variables; keep passwords in those or in ~/.pgpass, "
            "not here."))]
 
+
+def _schema_not_empty(ctx: typer.Context, param: Any, value: str) -> str:
+    # click treats an empty AUDITCTL_SCHEMA as unset, which would quietly mean the default schema. typer's
+    # copy of click has its own ParameterSource, so the source is compared by name.
+    source = ctx.get_parameter_source(param.name)
+    if getattr(source, "name", None) == "DEFAULT" and os.environ.get("AUDITCTL_SCHEMA") == "":
+        raise InvalidArgumentError(_("AUDITCTL_SCHEMA is set but empty; set it to the name of the audit schema, "
+                                     "such as audit, or unset it."))
+    require_value("--schema", value, _("give the name of the audit schema, such as audit"))
+    return value
+
+
 SchemaOption = Annotated[str, typer.Option(
-    "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME",
+    "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME", callback=_schema_not_empty,
     help=_("Schema that contains the audit log."))]
 
 DirOption = Annotated[Path | None, typer.Option(
@@ -62,3 +76,35 @@ CrontabFileOption = Annotated[Path | None, typer.Option(
 def typed_flags(**values: Any) -> dict[str, Any]:
     """Keep only the flags the user gave, so that they override the config file and nothing else does."""
     return {key: value for key, value in values.items() if value is not None}
+
+
+def require_value(option: str, value: str | None, hint: str) -> None:
+    """Raise InvalidArgumentError when an option was given an empty value, with ``hint`` as what to give instead.
+
+    An empty value usually comes from a shell variable that was never set,
+    and would otherwise be ignored or match nothing.
+    """
+    if value is not None and not value.strip():
+        raise InvalidArgumentError(
+            _("Invalid {option} value {value!r}: it is empty; {hint}.").format(option=option, value=value, hint=hint))
+
+
+def reject_option_names_as_values(ctx: typer.Context) -> None:
+    """Raise InvalidArgumentError when an option took one of the command's own option names as its value.
+
+    click gives an option the next word whatever it is, so in
+    ``redact --entity User --dry-run`` the ID was --dry-run and the
+    redaction ran for real.
+    """
+    names = {name for parameter in ctx.command.params
+             for name in (*parameter.opts, *getattr(parameter, "secondary_opts", [])) if name.startswith("-")}
+    for parameter in ctx.command.params:
+        if getattr(parameter, "param_type_name", None) != "option":
+            continue
+        value = ctx.params.get(parameter.name)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and item in names:
+                option = max(parameter.opts, key=len)
+                raise InvalidArgumentError(
+                    _("Option {option} is missing its value: it got {value}, which is an option of this command; "
+                      "give the value right after {option}.").format(option=option, value=item))

@@ -68,7 +68,13 @@ async def _auditctl_error(request: Request, exc: Exception) -> Response:
         status, title = 404, _("Page not found")
     elif isinstance(exc, (InvalidArgumentError, TableNotFoundError)):
         status, title = 400, _("Invalid filter")
-    elif isinstance(exc, (NotInstalledError, ConnectionFailedError)):
+    elif isinstance(exc, ConnectionFailedError):
+        # The connection details (host, port, role, where the DSN came from) are for the operator, not every viewer.
+        logger.error("%s", exc)
+        return error_response(request, WebError(503, _("Audit log unavailable"), _(
+            "The page could not connect to the database of the audit log. Try again later; the server's log "
+            "says why.")))
+    elif isinstance(exc, NotInstalledError):
         status, title = 503, _("Audit log unavailable")
         logger.error("%s", exc)
     else:

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 from starlette.datastructures import QueryParams
 
 from ..audit.browse import MAX_EVENT_ID
-from ..audit.query import EventFilter
+from ..audit.query import EventFilter, entity_id_as_stored
+from ..errors import InvalidArgumentError
 from ..i18n import _, ngettext
 
 # Quick picks of the time range, as URL values and their lengths.
@@ -154,9 +155,14 @@ def parse_filters(params: QueryParams, time_zone: ZoneInfo, now: datetime) -> tu
     if since and until and since > until:
         raise FilterError(_("The from time is later than the to time; swap them."))
 
+    try:
+        # The same text form as `auditctl query --entity-id`, so a composite key matches however it is spaced.
+        entity_id = entity_id_as_stored(form.entity, _("entity id")) if form.entity else None
+    except InvalidArgumentError as exc:
+        raise FilterError(str(exc)) from None
     filters = EventFilter(user_id=form.user or None, since=since, until=until,
                           tables=[form.table] if form.table else [], actions=form.actions,
-                          entity_id=form.entity or None, text=form.text or None)
+                          entity_id=entity_id, text=form.text or None)
     return filters, form
 
 

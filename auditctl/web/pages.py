@@ -151,7 +151,8 @@ async def history_page(request: Request) -> Response:
                        _("Open a record's history from one of its events: the address needs table and entity."))
     history = await run_in_threadpool(_load_history, request.app.state.config, entity_type, entity_id)
     entries = [(entry.event, formatting.change_lines(entry.event, shorten=False)) for entry in history.entries]
-    list_query = urlencode([("table", browse.quote_entity_type(entity_type)), ("entity", entity_id)])
+    record = history.record
+    list_query = urlencode([("table", browse.quote_entity_type(record.entity_type)), ("entity", record.entity_id)])
     response = render(request, "history.html", {
         "history": history, "entries": entries, "list_query": list_query,
     })

@@ -1,0 +1,274 @@
+"""TRUNCATE of partitioned tables: PostgreSQL clones row triggers onto partitions, but not TRUNCATE triggers."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from auditctl.audit.ddl import AutoAuditPolicy
+from auditctl.audit.install import install, uninstall
+from auditctl.audit.outdated import regenerate_outdated_triggers
+from auditctl.audit.status import TableState, collect_status
+from helpers import SYSTEM_ACTIONS, events, table_owner_dsn
+
+PAY_TREE = """
+    CREATE TABLE pay (id int, paid_on date, amount numeric, PRIMARY KEY (id, paid_on)) PARTITION BY RANGE (paid_on);
+    CREATE TABLE pay_2024 PARTITION OF pay FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+    CREATE TABLE pay_2025 PARTITION OF pay FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+    INSERT INTO pay VALUES (1, '2024-05-01', 10), (2, '2025-05-01', 20);
+"""
+
+
+def _truncates(connection) -> list[tuple[str, dict | None]]:
+    """The TRUNCATE events, as (entity type, details), oldest first."""
+    return [(e["entity_type"], e["details"]) for e in events(connection, where="action = 'TRUNCATE'")]
+
+
+def _truncate_triggers(connection) -> dict[str, str]:
+    """Map each table with an auditctl_truncate trigger to its tgenabled code."""
+    rows = connection.execute("""SELECT tgrelid::regclass::text, tgenabled FROM pg_trigger
+                                  WHERE tgname = 'auditctl_truncate' ORDER BY 1""").fetchall()
+    return dict(rows)
+
+
+@pytest.fixture
+def pay(db):
+    """A partitioned table with two partitions and a row in each, audited with DDL capture on."""
+    with db.connect() as connection:
+        connection.execute(PAY_TREE)
+        install(connection, "audit", ["pay"])
+    return db
+
+
+def test_truncate_of_partition_recorded(pay):
+    with pay.connect() as connection:
+        connection.execute("TRUNCATE pay_2024")
+        recorded = _truncates(connection)
+        left = connection.execute("SELECT count(*) FROM pay").fetchone()[0]
+    assert recorded == [("public.pay", {"partition": "pay_2024"})]
+    assert left == 1
+
+
+def test_truncate_of_parent_recorded_per_partition(pay):
+    with pay.connect() as connection:
+        connection.execute("TRUNCATE pay")
+        recorded = _truncates(connection)
+        triggers = _truncate_triggers(connection)
+    assert sorted(details["partition"] for _entity, details in recorded) == ["pay_2024", "pay_2025"]
+    assert {entity for entity, _details in recorded} == {"public.pay"}
+    assert triggers == {"pay_2024": "O", "pay_2025": "O"}
+
+
+def test_subpartitioned_tree_truncate_recorded(db):
+    with db.connect() as connection:
+        connection.execute("""
+            CREATE TABLE reading (id int, region text, taken date) PARTITION BY LIST (region);
+            CREATE TABLE reading_east PARTITION OF reading FOR VALUES IN ('east');
+            CREATE TABLE reading_west PARTITION OF reading FOR VALUES IN ('west') PARTITION BY RANGE (taken);
+            CREATE TABLE reading_west_old PARTITION OF reading_west FOR VALUES FROM ('2000-01-01') TO ('2025-01-01');
+            CREATE TABLE reading_west_new PARTITION OF reading_west FOR VALUES FROM ('2025-01-01') TO ('2030-01-01');
+        """)
+        install(connection, "audit", ["reading"])
+        connection.execute("TRUNCATE reading_west")
+        of_branch = sorted(details["partition"] for _entity, details in _truncates(connection))
+        connection.execute("TRUNCATE reading")
+        everything = sorted(details["partition"] for _entity, details in _truncates(connection))
+    assert of_branch == ["reading_west_new", "reading_west_old"]
+    assert everything == ["reading_east", "reading_west_new", "reading_west_new", "reading_west_old",
+                          "reading_west_old"]
+
+
+def test_new_partition_covered_at_once(pay):
+    with pay.connect() as connection:
+        with connection.transaction():
+            connection.execute("CREATE TABLE pay_2026 PARTITION OF pay FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+            connection.execute("INSERT INTO pay VALUES (3, '2026-05-01', 30)")
+            connection.execute("TRUNCATE pay_2026")
+        connection.execute("CREATE TABLE pay_2027 (LIKE pay)")
+        with connection.transaction():
+            connection.execute("ALTER TABLE pay ATTACH PARTITION pay_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+            connection.execute("TRUNCATE pay_2027")
+        recorded = [details["partition"] for _entity, details in _truncates(connection)]
+        report = collect_status(connection, "audit")
+    assert recorded == ["pay_2026", "pay_2027"]
+    assert report.needs_attention == []
+
+
+def test_detached_partition_records_nothing(pay):
+    with pay.connect() as connection:
+        connection.execute("ALTER TABLE pay DETACH PARTITION pay_2024")
+        connection.execute("TRUNCATE pay_2024")
+        connection.execute("TRUNCATE pay")
+        recorded = [details["partition"] for _entity, details in _truncates(connection)]
+        states = {t.entity_type: t.state for t in collect_status(connection, "audit").tables}
+        # The detached table's trigger names the trigger function, which goes with the audited table.
+        connection.execute("DROP TABLE pay")
+        triggers = _truncate_triggers(connection)
+    assert recorded == ["pay_2025"]
+    assert states == {"public.pay": TableState.AUDITED, "public.pay_2024": TableState.NOT_AUDITED}
+    assert triggers == {}
+
+
+def test_rename_with_detached_partition(pay):
+    with pay.connect() as connection:
+        connection.execute("ALTER TABLE pay DETACH PARTITION pay_2024")
+        connection.execute("ALTER TABLE pay RENAME TO payment")
+        connection.execute("TRUNCATE payment")
+        recorded = _truncates(connection)
+        install(connection, "audit", ["payment"])
+        connection.execute("TRUNCATE pay_2024, payment")
+        recorded += _truncates(connection)[1:]
+    assert recorded == [("public.payment", {"partition": "pay_2025"})] * 2
+
+
+def test_uninstall_removes_partition_triggers(pay):
+    with pay.connect() as connection:
+        connection.execute("ALTER TABLE pay DETACH PARTITION pay_2024")
+        result = uninstall(connection, "audit", ["pay"])
+        triggers = _truncate_triggers(connection)
+    assert result.removed == ["public.pay"]
+    assert triggers == {}
+
+
+def test_uninstall_all_skips_partitions(pay):
+    with pay.connect() as connection:
+        connection.execute("ALTER TABLE pay DETACH PARTITION pay_2024")
+        result = uninstall(connection, "audit", [], use_all=True)
+        triggers = _truncate_triggers(connection)
+    assert result.removed == ["public.pay"]
+    assert triggers == {}
+
+
+def test_enable_always_reaches_partitions(pay):
+    with pay.connect() as connection:
+        install(connection, "audit", [], enable_always=True)
+        always = _truncate_triggers(connection)
+        connection.execute("ALTER TABLE pay_2025 DISABLE TRIGGER auditctl_truncate")
+        report = collect_status(connection, "audit")
+        [status] = [t for t in report.tables if t.entity_type == "public.pay"]
+        install(connection, "audit", ["pay"])
+        enabled = _truncate_triggers(connection)
+    assert always == {"pay_2024": "A", "pay_2025": "A"}
+    assert status.state is TableState.DISABLED
+    assert report.needs_attention == ["public.pay"]
+    assert enabled == {"pay_2024": "A", "pay_2025": "A"}
+
+
+def test_partition_trigger_tampering_guarded(pay):
+    with pay.connect() as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("DROP TRIGGER auditctl_truncate ON pay_2024")
+        connection.execute("ALTER TABLE pay_2024 DISABLE TRIGGER auditctl_truncate")
+        [disabled] = events(connection, where="action = 'AUDIT_TRIGGER_DISABLED'", system=True)
+        # Dropping a partition drops its trigger with it, which is allowed.
+        connection.execute("DROP TABLE pay_2025")
+    assert "pay_2024" in disabled["details"]["statement"]
+
+
+def test_foreign_partition_reported(db, cli):
+    with db.connect() as connection:
+        # A foreign table may not be a partition of a table with a unique index.
+        connection.execute(PAY_TREE.replace(", PRIMARY KEY (id, paid_on)", ""))
+        connection.execute("""
+            CREATE FOREIGN DATA WRAPPER nowhere;
+            CREATE SERVER far FOREIGN DATA WRAPPER nowhere;
+            CREATE FOREIGN TABLE pay_2023 PARTITION OF pay FOR VALUES FROM ('2023-01-01') TO ('2024-01-01') SERVER far;
+        """)
+    installed = cli("install", "pay", dsn=db.dsn)
+    status = cli("status", dsn=db.dsn)
+    with db.connect() as connection:
+        triggers = _truncate_triggers(connection)
+    assert installed.exit_code == 0, installed.stderr
+    assert "Partition public.pay_2023 of public.pay is a foreign table" in installed.stdout
+    assert status.exit_code == 0, status.stderr
+    assert "Partition public.pay_2023 of public.pay is a foreign table" in status.stdout
+    assert triggers == {"pay_2024": "O", "pay_2025": "O"}
+
+
+def test_interim_trigger_covers_partitions(db):
+    with db.connect() as connection:
+        install(connection, "audit", [], auto_audit=AutoAuditPolicy(("public",)))
+        connection.execute(PAY_TREE)
+        connection.execute("TRUNCATE pay_2024")
+        connection.execute("ALTER TABLE pay DETACH PARTITION pay_2025")
+        connection.execute("TRUNCATE pay_2025")
+        recorded = _truncates(connection)
+        functions = connection.execute(
+            """SELECT DISTINCT p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+                WHERE t.tgname = 'auditctl_truncate'""").fetchall()
+    assert recorded == [("public.pay", {"partition": "pay_2024"})]
+    assert functions == [("capture_generic",)]
+
+
+def test_owner_status_flags_uncovered_partition(db, cli):
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute(PAY_TREE)
+            install(connection, "audit", ["pay"])
+            connection.execute("CREATE TABLE pay_2026 PARTITION OF pay FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+            report = collect_status(connection, "audit")
+            status = cli("status", dsn=owner_dsn)
+            maintained = cli("maintain", dsn=owner_dsn)
+            after = collect_status(connection, "audit")
+            connection.execute("TRUNCATE pay_2026")
+            recorded = _truncates(connection)
+    [pay] = [t for t in report.tables if t.entity_type == "public.pay"]
+    assert report.needs_attention == ["public.pay"]
+    assert pay.uncovered_partitions == ["public.pay_2026"]
+    assert status.exit_code == 3
+    assert "pay_2026" in status.stdout
+    assert maintained.exit_code == 0, maintained.stderr
+    assert after.needs_attention == []
+    assert recorded == [("public.pay", {"partition": "pay_2026"})]
+
+
+def test_upgrade_moves_parent_trigger(pay):
+    with pay.connect() as connection:
+        # The layout of earlier versions: the TRUNCATE trigger on the parent, none on the partitions.
+        connection.execute("SET auditctl.internal = 'on'")
+        function = connection.execute("SELECT function_name FROM audit.audited_tables").fetchone()[0]
+        connection.execute("DROP TRIGGER auditctl_truncate ON pay_2024; DROP TRIGGER auditctl_truncate ON pay_2025")
+        connection.execute(f"CREATE TRIGGER auditctl_truncate AFTER TRUNCATE ON pay FOR EACH STATEMENT "
+                           f"EXECUTE FUNCTION audit.{function}()")
+        connection.execute("RESET auditctl.internal")
+        before = collect_status(connection, "audit")
+        result = regenerate_outdated_triggers(connection, "audit")
+        triggers = _truncate_triggers(connection)
+        recorded = events(connection, where=SYSTEM_ACTIONS, system=True)
+    assert before.needs_attention == ["public.pay"]
+    assert result.failed == []
+    assert triggers == {"pay_2024": "O", "pay_2025": "O"}
+    assert recorded[-1]["action"] == "AUDIT_INSTALL"
+
+
+def test_owner_drops_detached_partition_triggers(db):
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute(PAY_TREE)
+            install(connection, "audit", ["pay"])
+            # Without DDL capture the renamed table's next install drops its old function.
+            connection.execute("ALTER TABLE pay DETACH PARTITION pay_2024")
+            connection.execute("ALTER TABLE pay RENAME TO payment")
+            install(connection, "audit", ["payment"])
+            after_rename = _truncate_triggers(connection)
+            # The next install forgets the dropped table and drops its function.
+            connection.execute("ALTER TABLE payment DETACH PARTITION pay_2025")
+            connection.execute("DROP TABLE payment")
+            states = {t.entity_type: t.state for t in collect_status(connection, "audit").tables}
+            result = install(connection, "audit", [])
+            after_drop = _truncate_triggers(connection)
+    assert after_rename == {"pay_2025": "O"}
+    assert states["public.payment"] is TableState.MISSING
+    assert states["public.pay_2025"] is TableState.NOT_AUDITED
+    assert result.forgotten == ["public.payment"]
+    assert after_drop == {}
+
+
+def test_dry_run_lists_partition_triggers(db):
+    with db.connect() as connection:
+        connection.execute(PAY_TREE)
+        result = install(connection, "audit", ["pay"], dry_run=True)
+        schema = connection.execute("SELECT to_regnamespace('audit')").fetchone()[0]
+    assert [table.name for table in result.installed] == ["pay"]
+    assert """SELECT "audit".put_truncate_triggers('"public"."pay"'::regclass);""" in result.statements
+    assert schema is None
