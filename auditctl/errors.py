@@ -41,6 +41,10 @@ class TableNotFoundError(AuditctlError):
     """A table named on the command line does not exist or is ambiguous."""
 
 
+class AmbiguousTableError(TableNotFoundError):
+    """A table name written without quotes matches several tables, such as film and "Film"."""
+
+
 class NotInstalledError(AuditctlError):
     """The audit schema is missing in the target database."""
 

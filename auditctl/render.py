@@ -284,9 +284,12 @@ def print_revert(result: RevertResult) -> None:
             id=step.event_id, table=step.entity_type, key=key, done=labels[step.statement],
             columns=", ".join(restored)), markup=False)
         if step.overridden:
-            console.print(_("Event {id}: a trigger of {table} set {columns} to other values than the event's old "
-                            "ones, so they were not restored.").format(
-                id=step.event_id, table=step.entity_type, columns=", ".join(step.overridden)),
+            console.print(ngettext(
+                "Event {id}: a trigger of {table} set {columns} to another value than the event's old one, so it "
+                "was not restored.",
+                "Event {id}: a trigger of {table} set {columns} to other values than the event's old ones, so they "
+                "were not restored.", len(step.overridden)).format(
+                    id=step.event_id, table=step.entity_type, columns=", ".join(step.overridden)),
                 style="yellow", markup=False)
     if result.dry_run:
         console.print(ngettext("Dry run: {count} event can be reverted; nothing was changed.",

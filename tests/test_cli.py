@@ -1004,3 +1004,26 @@ def test_query_entity_id_of_table_rejects_bad_key(readings, cli, entity_id, mess
     assert result.exit_code == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert message in result.stderr
+
+
+def test_ambiguous_table_name_is_refused(db, cli):
+    with db.connect() as connection:
+        connection.execute('CREATE TABLE film (id int PRIMARY KEY); CREATE TABLE "Film" (id int PRIMARY KEY)')
+        install(connection, "audit", [], use_all=True)
+        connection.execute('INSERT INTO film VALUES (1); INSERT INTO "Film" VALUES (2)')
+    results = {
+        "query": cli("query", "--table", "FILM", dsn=db.dsn),
+        "uninstall": cli("uninstall", "FILM", dsn=db.dsn),
+        "history": cli("history", "FILM", "1", dsn=db.dsn),
+    }
+    exact = cli("query", "--table", '"Film"', "--format", "json", dsn=db.dsn)
+    for command, result in results.items():
+        assert result.exit_code != 0, command
+        assert result.stdout == "", command
+        assert "Table name 'FILM' is ambiguous" in result.stderr, command
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert ('(public."Film", public.film); write the one you mean as listed, in single quotes for the shell, '
+            'such as \'public."Film"\'.') in results["query"].stderr
+    assert [event["entity_type"] for event in json.loads(exact.stdout)] == ["public.Film"]
+    with db.connect() as connection:
+        assert connection.execute("SELECT count(*) FROM audit.audited_tables").fetchone()[0] == 2

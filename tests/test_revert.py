@@ -509,7 +509,7 @@ def test_revert_reports_columns_triggers_override(shop, cli):
     assert done.exit_code == 0, done.stderr
     text = " ".join(done.stdout.split())
     assert f"Event {update_id}: public.film 1 restored (title)." in text
-    assert (f"Event {update_id}: a trigger of public.film set last_update to other values than the event's old "
-            "ones, so they were not restored.") in text
+    assert (f"Event {update_id}: a trigger of public.film set last_update to another value than the event's old "
+            "one, so it was not restored.") in text
     assert row["title"] == "Old"
     assert row["last_update"].startswith("2030-01-01")

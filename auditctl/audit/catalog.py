@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ..errors import InvalidArgumentError, TableNotFoundError
+from ..errors import AmbiguousTableError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 
 # System schemas are never audited; pg_toast and pg_temp_N match the prefix.
@@ -174,11 +174,21 @@ def resolve_table(schema: str | None, name: str, text: str, tables: list[Table])
             _("Table {name!r} not found. Run `auditctl status` to list the tables that can be audited.")
             .format(name=text))
     if len(matches) > 1:
-        choices = ", ".join(t.entity_type for t in matches)
-        raise TableNotFoundError(
-            _("Table name {name!r} is ambiguous ({choices}); qualify it as SCHEMA.TABLE.")
-            .format(name=text, choices=choices))
+        choices = ", ".join(_as_sql(t) for t in matches)
+        raise AmbiguousTableError(
+            _("Table name {name!r} is ambiguous ({choices}); write the one you mean as listed, in single quotes for "
+              "the shell, such as '{example}'.")
+            .format(name=text, choices=choices, example=max((_as_sql(t) for t in matches), key=lambda n: '"' in n)))
     return matches[0]
+
+
+_PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def _as_sql(table: Table) -> str:
+    """Write schema.table as SQL reads it back, with double quotes only on parts that need them."""
+    return ".".join(part if _PLAIN_NAME.match(part) else '"{}"'.format(part.replace('"', '""'))
+                    for part in (table.schema, table.name))
 
 
 # Regular expressions of the LIKE wildcards: % for any text, _ for one character.

@@ -11,7 +11,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from ..db import first_line
-from ..errors import DatabaseError, InvalidArgumentError, TableNotFoundError
+from ..errors import AmbiguousTableError, DatabaseError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
@@ -543,6 +543,8 @@ def _uninstall_targets(names: list[str], tables: list[Table], registry: dict[int
             [table] = resolve_tables([text], tables)
             targets.append(table.oid)
             continue
+        except AmbiguousTableError:
+            raise
         except TableNotFoundError:
             schema, name = parse_table_name(text)
         # A dropped table is known only by the name it had when installed.

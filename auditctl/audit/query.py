@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from ..errors import InvalidArgumentError, TableNotFoundError
+from ..errors import AmbiguousTableError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from .catalog import Table, list_tables, name_matches, parse_table_name, resolve_table
 from .schema import require_installed
@@ -158,6 +158,8 @@ def entity_types_for(connection: psycopg.Connection, schema: str, names: list[st
         try:
             expanded.append(resolve_table(table_schema, table_name, text, tables).entity_type)
             continue
+        except AmbiguousTableError:
+            raise
         except TableNotFoundError:
             pass
         if logged is None:

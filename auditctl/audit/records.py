@@ -16,7 +16,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from .. import jsonvalues
-from ..errors import EventNotFoundError, InvalidArgumentError, TableNotFoundError
+from ..errors import AmbiguousTableError, EventNotFoundError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _, ngettext
 from .catalog import Table, list_tables
 from .query import SELECT_EVENTS, Event, EventFilter, entity_types_for, in_column_order, load_key_array
@@ -76,8 +76,9 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
     key_values = parse_key_values(values)
     entity_types = entity_types_for(connection, schema, [table_name], as_option=False)
     if len(entity_types) > 1:
-        raise TableNotFoundError(
-            _("Table name {name!r} is ambiguous ({choices}); qualify it as SCHEMA.TABLE.")
+        raise AmbiguousTableError(
+            _("Table name {name!r} is ambiguous ({choices}); write the one you mean in double quotes, "
+              "as SQL does, with its schema if the names differ only there.")
             .format(name=table_name, choices=", ".join(entity_types)))
     entity_type = entity_types[0]
     table = find_current_table(connection, schema, entity_type)
