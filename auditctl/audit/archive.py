@@ -30,7 +30,8 @@ from psycopg import sql
 
 from .. import jsonvalues
 from ..errors import AuditctlError, InvalidArgumentError
-from ..files import check_writable_folder
+from ..backup.urls import make_s3_client
+from ..files import check_writable_folder, special_file_kind
 from ..i18n import _
 from .query import EXPORT_COLUMNS
 
@@ -335,6 +336,10 @@ class LocalDestination(Destination):
 
     def store(self, local: Path, name: str) -> str:
         final = self.folder / name
+        if special_file_kind(final) is not None:
+            # A rename would replace the FIFO or device, and an archive written into it could not be read back.
+            raise ArchiveError(_("Cannot store the archive as {path}: a FIFO, device or socket has that name; move "
+                                 "it away or pass another --archive-dir.").format(path=final))
         # The data reaches the disk before the rename, and the rename before
         # the caller drops the partition, so a crash cannot lose both copies.
         with local.open("rb") as handle:
@@ -383,7 +388,7 @@ def _rename_without_replacing(local: Path, final: Path, exists_error: ArchiveExi
 class S3Destination(Destination):
     """An S3 bucket and key prefix, through boto3, with an optional endpoint URL for S3-compatible stores."""
 
-    def __init__(self, url: str, endpoint_url: str | None = None):
+    def __init__(self, url: str, endpoint_url: str | None = None, endpoint_origin: str = "--s3-endpoint-url"):
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise InvalidArgumentError(
@@ -392,7 +397,7 @@ class S3Destination(Destination):
 
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
-        self.client = boto3.client("s3", endpoint_url=endpoint_url)
+        self.client = make_s3_client(boto3.client, endpoint_url, endpoint_origin)
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
