@@ -29,9 +29,9 @@ import psycopg
 from psycopg import sql
 
 from .. import jsonvalues
-from ..errors import AuditctlError, InvalidArgumentError
 from ..backup.urls import make_s3_client
-from ..files import check_writable_folder, special_file_kind
+from ..errors import AuditctlError, InvalidArgumentError
+from ..files import check_writable_folder
 from ..i18n import _
 from .query import EXPORT_COLUMNS
 
@@ -336,10 +336,6 @@ class LocalDestination(Destination):
 
     def store(self, local: Path, name: str) -> str:
         final = self.folder / name
-        if special_file_kind(final) is not None:
-            # A rename would replace the FIFO or device, and an archive written into it could not be read back.
-            raise ArchiveError(_("Cannot store the archive as {path}: a FIFO, device or socket has that name; move "
-                                 "it away or pass another --archive-dir.").format(path=final))
         # The data reaches the disk before the rename, and the rename before
         # the caller drops the partition, so a crash cannot lose both copies.
         with local.open("rb") as handle:
