@@ -39,6 +39,97 @@ class CronResult:
         return bool(self.replaced_lines)
 
 
+# The @ words that cron reads in place of the five fields. @reboot is left out on purpose: a job that runs
+# only when the machine starts would never run on a server that stays up for months.
+SCHEDULE_WORDS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+@dataclass(frozen=True)
+class _Field:
+    low: int
+    high: int
+    names: tuple[str, ...] = ()
+    # The number that the first name stands for: jan is month 1, sun is weekday 0.
+    first_name: int = 0
+
+
+_FIELDS = (_Field(0, 59), _Field(0, 23), _Field(1, 31), _Field(1, 12, _MONTHS, 1), _Field(0, 7, _WEEKDAYS, 0))
+
+
+def _field_names() -> tuple[str, ...]:
+    return (_("minute"), _("hour"), _("day of month"), _("month"), _("day of week"))
+
+
+def check_schedule(schedule: str) -> str:
+    """Return ``schedule`` with single spaces when cron accepts it: five fields within their ranges, or an @ word.
+
+    Each field is ``*``, a number, a range ``A-B`` or a list of them, each
+    with an optional step ``/N``. Months and weekdays may also be names such
+    as jan or mon. Raises InvalidArgumentError naming the field and the value
+    that cron would reject.
+    """
+    text = " ".join(schedule.split())
+    if text.startswith("@"):
+        if text in SCHEDULE_WORDS:
+            return text
+        if text == "@reboot":
+            raise InvalidArgumentError(
+                _("Invalid --schedule '@reboot': the job would run only when the machine starts; give a time such "
+                  "as @daily or \"0 2 * * *\"."))
+        raise InvalidArgumentError(_("Invalid --schedule {value!r}: cron accepts only {words}.")
+                                   .format(value=schedule, words=", ".join(SCHEDULE_WORDS)))
+    fields = text.split(" ") if text else []
+    if len(fields) != 5:
+        raise InvalidArgumentError(
+            _("Invalid --schedule {value!r}: give five cron fields such as \"0 2 * * *\" (02:00 every night), "
+              "or a word such as @daily.").format(value=schedule))
+    for text_field, rule, name in zip(fields, _FIELDS, _field_names(), strict=True):
+        problem = _field_problem(text_field, rule)
+        if problem is not None:
+            raise InvalidArgumentError(_("Invalid --schedule {value!r}: {problem} in the {field} field.")
+                                       .format(value=schedule, problem=problem, field=name))
+    return text
+
+
+def _field_problem(text: str, rule: _Field) -> str | None:
+    """Describe what cron would reject in one field, or return None when it accepts the field."""
+    for item in text.split(","):
+        body, has_step, step = item.partition("/")
+        max_step = rule.high - rule.low + 1
+        if has_step and not (step.isascii() and step.isdigit() and 1 <= int(step) <= max_step):
+            return _("the step of {item!r} is not a number from 1 to {max}").format(item=item, max=max_step)
+        if body == "*":
+            continue
+        low, has_range, high = body.partition("-")
+        if has_step and not has_range:
+            # cron reads a step only after * or a range.
+            return _("{item!r} has a step but no range; write */{step} or A-B/{step}").format(item=item, step=step)
+        ends = [low, high] if has_range else [low]
+        for end in ends:
+            if _number(end, rule) is None and rule.names:
+                return _("{value!r} is not a number from {low} to {high} or a name such as {name}").format(
+                    value=end, low=rule.low, high=rule.high, name=rule.names[0])
+            if _number(end, rule) is None:
+                return _("{value!r} is not a number from {low} to {high}").format(value=end, low=rule.low,
+                                                                                   high=rule.high)
+        if has_range and _number(low, rule) > _number(high, rule):
+            return _("the range {item!r} runs backwards").format(item=body)
+    return None
+
+
+def _number(text: str, rule: _Field) -> int | None:
+    """Read one end of a field: a number within the field's range, or a month or weekday name."""
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        return value if rule.low <= value <= rule.high else None
+    if text.lower() in rule.names:
+        return rule.names.index(text.lower()) + rule.first_name
+    return None
+
+
 def cron_quote(value: str) -> str:
     """Quote one word of a crontab command for the shell, and its % signs for cron.
 

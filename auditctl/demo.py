@@ -7,9 +7,12 @@ user's and leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -19,6 +22,7 @@ from .audit.query import Event, EventFilter, query_events
 from .audit.schema import DEFAULT_SCHEMA
 from .errors import EmbeddedServerError
 from .i18n import _
+from .locales import fallback_locale
 from .sqltext import sql_dir
 
 logger = logging.getLogger(__name__)
@@ -57,7 +61,7 @@ def run_demo(workdir: Path | None = None) -> list[Event]:
         pgdata = Path(tmp) / "pgdata"
         pgdata.mkdir()
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _installed_locale():
                 warnings.simplefilter("ignore")
                 server = pgserver.get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:  # pgserver raises bare subprocess and OS errors
@@ -68,6 +72,26 @@ def run_demo(workdir: Path | None = None) -> list[Event]:
             return _run_against(server.get_uri())
         finally:
             server.cleanup()
+
+
+@contextlib.contextmanager
+def _installed_locale() -> Iterator[None]:
+    """Set LC_ALL to an installed locale while pgserver runs initdb and starts the server.
+
+    pgserver passes this process's variables on, and initdb refuses a locale
+    that is not installed, such as LANG=ru_RU.UTF-8 on a machine with only C.UTF-8.
+    The throwaway cluster gets the same locale whatever the user's variables.
+    auditctl's own messages keep their language, which gettext chose at start-up.
+    """
+    previous = os.environ.get("LC_ALL")
+    os.environ["LC_ALL"] = fallback_locale()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("LC_ALL", None)
+        else:
+            os.environ["LC_ALL"] = previous
 
 
 def _run_against(uri: str) -> list[Event]:

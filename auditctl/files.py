@@ -80,14 +80,42 @@ def _cannot_write(path: Path, folder: Path, problem: FolderProblem) -> str:
         path=path, folder=folder)
 
 
+def special_file_kind(path: Path) -> str | None:
+    """Return the kind of ``path`` when it exists and is neither a regular file nor a folder, else None.
+
+    A FIFO, a device or a socket must be written in place: a rename over
+    it would replace the device with a regular file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return None
+
+
 @contextlib.contextmanager
 def replace_when_complete(path: Path) -> Iterator[BinaryIO]:
     """Yield a temporary file beside ``path``, and rename it to ``path`` once the block has written it.
 
     The temporary file is removed on every failure, so ``path`` contains either
-    its old content or the complete new one. An OSError while creating,
-    writing or renaming the file becomes OutputFileError naming ``path``.
+    its old content or the complete new one. A file that is replaced keeps
+    its mode, and its owner where the process may set it. An OSError while
+    creating, writing or renaming the file becomes OutputFileError naming
+    ``path``. A FIFO or a device is written in place instead, since a rename
+    would replace it.
     """
+    kind = special_file_kind(path)
+    if kind is not None:
+        with _write_in_place(path, kind) as handle:
+            yield handle
+        return
+    previous = _existing_file(path)
     folder = path.resolve().parent
     problem = check_writable_folder(folder)
     if problem is not None:
@@ -102,6 +130,8 @@ def replace_when_complete(path: Path) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+            if previous is not None:
+                _copy_mode_and_owner(handle.fileno(), previous)
         os.replace(handle.name, path)
     except OSError as exc:
         _remove_quietly(handle.name)
@@ -110,6 +140,49 @@ def replace_when_complete(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         _remove_quietly(handle.name)
         raise
+
+
+def _existing_file(path: Path) -> os.stat_result | None:
+    """Return the status of the regular file at ``path``, or None when there is none; reject a read-only one.
+
+    A file without its owner's write permission is rejected rather than
+    replaced, as its owner's shell redirection would be, even for root,
+    because someone made it read-only on purpose and a rename would undo that.
+    """
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(status.st_mode) and not status.st_mode & stat.S_IWUSR:
+        raise OutputFileError(_("Cannot write {path}: the file is read-only (mode {mode:04o}); make it writable "
+                                "with `chmod u+w {path}` or write to another file.")
+                              .format(path=path, mode=stat.S_IMODE(status.st_mode)))
+    return status if stat.S_ISREG(status.st_mode) else None
+
+
+def _copy_mode_and_owner(descriptor: int, previous: os.stat_result) -> None:
+    os.fchmod(descriptor, stat.S_IMODE(previous.st_mode))
+    if os.geteuid() == 0:
+        # Root replacing another user's file, such as a crontab file in their home, leaves it theirs.
+        os.fchown(descriptor, previous.st_uid, previous.st_gid)
+
+
+@contextlib.contextmanager
+def _write_in_place(path: Path, kind: str) -> Iterator[BinaryIO]:
+    """Yield ``path``, a FIFO or a device, opened for writing; an OSError becomes OutputFileError naming it."""
+    if kind == "socket":
+        raise OutputFileError(_("Cannot write {path}: it is a socket; write to a file, a FIFO or a device.")
+                              .format(path=path))
+    try:
+        handle = open(path, "wb")  # noqa: SIM115 - closed below, where a late write error is reported too
+    except OSError as exc:
+        raise OutputFileError(_("Cannot write {path}: {error}.").format(path=path, error=os_reason(exc))) from None
+    try:
+        with handle:
+            yield handle
+    except OSError as exc:
+        raise OutputFileError(_("Cannot write {path}: {error}; the output is incomplete.").format(
+            path=path, error=os_reason(exc))) from None
 
 
 def _remove_quietly(name: str) -> None:

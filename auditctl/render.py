@@ -598,10 +598,13 @@ def _print_protections(report: StatusReport) -> None:
         console.print(_("DDL capture: off. Event triggers need a superuser: run `auditctl install` once as one "
                         "to record schema changes and tampering with the audit triggers."),
                       style="yellow", markup=False)
-    if report.auto_audit:
+    if report.auto_audit and report.auto_audit.exclude:
         console.print(_("New tables in {schemas} are audited on creation, except names like {exclude}.")
                       .format(schemas=", ".join(report.auto_audit.schemas),
-                              exclude=", ".join(report.auto_audit.exclude) or "—"), markup=False)
+                              exclude=", ".join(report.auto_audit.exclude)), markup=False)
+    elif report.auto_audit:
+        console.print(_("New tables in {schemas} are audited on creation.")
+                      .format(schemas=", ".join(report.auto_audit.schemas)), markup=False)
 
 
 def _replica_label(firing: TriggerFiring | None) -> Text:

@@ -254,10 +254,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = Non
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
-def start_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = None) -> subprocess.Popen:
-    """Start ``python -m auditctl ARGS`` as ``run_cli`` would, without waiting, for tests that signal it."""
+def start_cli(*args: str, env: dict[str, str] | None = None, dsn: str | None = None,
+              new_session: bool = False) -> subprocess.Popen:
+    """Start ``python -m auditctl ARGS`` as ``run_cli`` would, without waiting, for tests that signal it.
+
+    With ``new_session`` the process leads a process group of its own, which ``os.killpg`` can signal as a
+    terminal's Ctrl-C does.
+    """
     return subprocess.Popen([sys.executable, "-m", "auditctl", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_cli_environment(env, dsn))
+                            stderr=subprocess.PIPE, text=True, env=_cli_environment(env, dsn),
+                            start_new_session=new_session)
 
 
 # Control sequences that rich writes to a terminal: colours, cursor moves and line erasing.

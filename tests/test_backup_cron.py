@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -435,3 +436,88 @@ def test_one_missing_variable_reads_singular(tmp_path, lang, message):
 
     assert result.exit_code == 0, result.stderr
     assert message in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(("schedule", "message"), [
+    ("61 3 * * *", "'61' is not a number from 0 to 59 in the minute field."),
+    ("0 25 * * *", "'25' is not a number from 0 to 23 in the hour field."),
+    ("0 2 0 * *", "'0' is not a number from 1 to 31 in the day of month field."),
+    ("0 2 * 13 *", "'13' is not a number from 1 to 12 or a name such as jan in the month field."),
+    ("0 2 * * 8", "'8' is not a number from 0 to 7 or a name such as sun in the day of week field."),
+    ("*/0 2 * * *", "the step of '*/0' is not a number from 1 to 60 in the minute field."),
+    ("0 5-2 * * *", "the range '5-2' runs backwards in the hour field."),
+    ("@nightly", "cron accepts only @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually."),
+], ids=["minute", "hour", "day", "month", "weekday", "step", "range", "word"])
+def test_schedule_fields_are_checked(tmp_path, schedule, message):
+    config = write_config(tmp_path / "auditctl.toml", "[backup]\n")
+    crontab = tmp_path / "crontab"
+
+    backup = run_cli("cron", "install", "--schedule", schedule, "--config", str(config),
+                     "--crontab-file", str(crontab))
+    maintain = run_cli("cron", "maintain", "--schedule", schedule, "--dsn", "dbname=app",
+                       "--crontab-file", str(crontab))
+
+    for result in (backup, maintain):
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr == f"Error: Invalid --schedule {schedule!r}: {message}\n"
+    assert not crontab.exists()
+
+
+@pytest.mark.parametrize("schedule", ["0 2 * * mon-fri", "*/15 1-5/2 1,15 jan-jun 7", "@weekly"])
+def test_valid_schedules_are_written(tmp_path, schedule):
+    crontab = tmp_path / "crontab"
+    result = run_cli("cron", "maintain", "--schedule", schedule, "--dsn", "dbname=app", "--crontab-file",
+                     str(crontab))
+    assert result.exit_code == 0, result.stderr
+    assert crontab.read_text().startswith(f"{schedule} ")
+
+
+def test_maintain_line_checks_ahead(tmp_path):
+    crontab = tmp_path / "crontab"
+    result = run_cli("cron", "maintain", "--ahead", "-3", "--dsn", "dbname=app", "--crontab-file", str(crontab))
+    assert result.exit_code == 2
+    assert result.stderr == "Error: Invalid --ahead -3: use a number of partitions from 0 to 366.\n"
+    assert not crontab.exists()
+
+
+def test_crontab_file_keeps_mode_rejects_readonly(tmp_path):
+    config = write_config(tmp_path / "auditctl.toml", "[backup]\n")
+    shared = tmp_path / "shared"
+    shared.write_text("MAILTO=ops@example.test\n")
+    shared.chmod(0o644)
+    readonly = tmp_path / "readonly"
+    readonly.write_text("MAILTO=ops@example.test\n")
+    readonly.chmod(0o444)
+    arguments = ["cron", "install", "--schedule", "0 2 * * *", "--config", str(config), "--crontab-file"]
+
+    kept = run_cli(*arguments, str(shared))
+    refused = run_cli(*arguments, str(readonly))
+
+    assert kept.exit_code == 0, kept.stderr
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o644
+    assert refused.exit_code == 2
+    assert refused.stderr == (f"Error: Cannot write {readonly}: the file is read-only (mode 0444); make it writable "
+                              f"with `chmod u+w {readonly}` or write to another file.\n")
+    assert readonly.read_text() == "MAILTO=ops@example.test\n"
+    assert stat.S_IMODE(readonly.stat().st_mode) == 0o444
+
+
+def test_unset_mail_password_stops_before_dump(filled, tmp_path):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    config = write_config(tmp_path / "auditctl.toml", f"""
+[backup]
+dir = "{folder}"
+
+[mail]
+to = ["ops@example.test"]
+from = "backup@example.test"
+username = "backup"
+password_env = "NOPE_UNSET"
+""")
+
+    result = run_cli("backup", "--config", str(config), dsn=filled.dsn)
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == "Error: Environment variable NOPE_UNSET (mail password_env) is not set or empty.\n"
+    assert [path.name for path in folder.iterdir()] == []

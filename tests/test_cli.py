@@ -6,9 +6,12 @@ import csv
 import importlib
 import io
 import json
+import os
 import re
 import signal
+import stat
 import subprocess
+import threading
 
 import psycopg
 import pytest
@@ -503,9 +506,9 @@ USAGE_ERRORS = {
                      "Invalid value for '--format': 'xml' is not one of 'table', 'json', 'csv'.",
                      "Неверное значение '--format': 'xml' не входит в число допустимых значений: "
                      "'table', 'json', 'csv'."),
-    "directory-not-file": (["export", "-o", "."],
-                           "Invalid value for '--output' / '-o': '.' is a directory, not a file.",
-                           "Неверное значение '--output' / '-o': '.' — папка, а не файл."),
+    "directory-not-file": (["serve", "--token-file", "."],
+                           "Invalid value for '--token-file': '.' is a directory, not a file.",
+                           "Неверное значение '--token-file': '.' — папка, а не файл."),
     "extra-argument": (["status", "extra"], "Got unexpected extra argument(s) (extra)", "Лишние аргументы: extra"),
     "unknown-command": (["stauts"], "No such command 'stauts'. Did you mean 'status'?",
                         "Нет такой команды «stauts». Возможно, вы имели в виду 'status'?"),
@@ -1027,3 +1030,107 @@ def test_ambiguous_table_name_is_refused(db, cli):
     assert [event["entity_type"] for event in json.loads(exact.stdout)] == ["public.Film"]
     with db.connect() as connection:
         assert connection.execute("SELECT count(*) FROM audit.audited_tables").fetchone()[0] == 2
+
+
+def test_export_to_fifo_writes_in_place(audited, cli, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+
+    result = cli("export", "--format", "jsonl", "-o", str(fifo), dsn=audited.dsn)
+    reader.join(timeout=60)
+
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert [json.loads(line)["action"] for line in received[0].splitlines()] == [
+        "AUDIT_INSTALL", "INSERT", "UPDATE", "DELETE"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pipe"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device needs root")
+def test_export_to_full_device_fails(audited, cli, tmp_path):
+    # A device of its own with the numbers of /dev/full (1, 7), so the system's device is never touched.
+    device = tmp_path / "full"
+    os.mknod(device, 0o600 | stat.S_IFCHR, os.makedev(1, 7))
+
+    result = cli("export", "--format", "jsonl", "-o", str(device), dsn=audited.dsn)
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (f"Error: Cannot write {device}: No space left on device; the output is incomplete.\n")
+    assert stat.S_ISCHR(device.stat().st_mode)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["full"]
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["export", "-o", ""], "Invalid --output value '': it is empty; name a file."),
+    (["export", "-o", "{tmp}"], "Invalid --output value '{tmp}': it is a folder; name a file."),
+    (["backup", "--dir", ""], "Invalid --dir value '': it is empty; name a folder."),
+    (["backup", "list", "--dir", ""], "Invalid --dir value '': it is empty; name a folder."),
+    (["doctor", "--dir", ""], "Invalid --dir value '': it is empty; name a folder."),
+    (["backup", "list", "--dir", "{tmp}/file"],
+     "Backup folder {tmp}/file is not a folder; check --dir or the dir setting."),
+    (["rotate", "--keep", "1d", "--archive-dir", "", "--dry-run"],
+     "Invalid --archive-dir value '': it is empty; name a folder."),
+    (["cron", "maintain", "--crontab-file", "", "--dsn", "dbname=app"],
+     "Invalid --crontab-file value '': it is empty; name a file."),
+    (["cron", "maintain", "--log-file", "", "--dsn", "dbname=app"],
+     "Invalid --log-file value '': it is empty; name a file."),
+], ids=["export-empty", "export-folder", "backup", "list", "doctor", "list-file", "rotate", "crontab-file",
+        "log-file"])
+def test_empty_path_options_are_rejected(cli, tmp_path, user_folders, arguments, message):
+    (tmp_path / "file").write_text("x")
+    arguments = [argument.format(tmp=tmp_path) for argument in arguments]
+
+    result = cli(*arguments, dsn="dbname=nonexistent_database_for_this_test")
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == f"Error: {message.format(tmp=tmp_path)}\n"
+    assert list(user_folders.workdir.iterdir()) == []
+
+
+@pytest.mark.parametrize(("arguments", "environment", "origin"), [
+    (["--s3-endpoint-url", "not a url"], {}, "--s3-endpoint-url"),
+    ([], {"AWS_ENDPOINT_URL": "nope"}, "AWS_ENDPOINT_URL"),
+    ([], {"AWS_ENDPOINT_URL_S3": "nope"}, "AWS_ENDPOINT_URL_S3"),
+], ids=["option", "variable", "s3-variable"])
+def test_bad_s3_endpoint_is_one_line(cli, arguments, environment, origin):
+    result = cli("rotate", "--keep", "1d", "--archive-s3", "s3://bucket/prefix", *arguments, "--dry-run",
+                 env=environment, dsn="dbname=nonexistent_database_for_this_test")
+
+    value = "not a url" if arguments else "nope"
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (f"Error: Invalid S3 endpoint URL {value!r} from {origin}: expected an http:// or "
+                             "https:// URL such as https://s3.example.net.\n")
+
+
+def test_demo_in_missing_locale(cli, tmp_path):
+    # This machine may not have ru_RU.UTF-8 installed; the demo's cluster must start all the same.
+    result = cli("demo", env={"TMPDIR": str(tmp_path), "LANG": "ru_RU.UTF-8"})
+    assert result.exit_code == 0, result.stderr
+    assert "librarian-olga" in result.stdout
+    assert "Временный сервер остановлен" in result.stdout
+
+
+def test_database_error_says_error_once(audited, cli):
+    with audited.connect() as connection:
+        connection.execute("REVOKE ALL ON SCHEMA audit FROM PUBLIC")
+        connection.execute(f"CREATE ROLE {audited.name}_reader LOGIN")
+    dsn = conninfo.make_conninfo(audited.dsn, user=f"{audited.name}_reader")
+
+    english = cli("query", dsn=dsn)
+    russian = cli("query", dsn=dsn, env={"LANG": "ru_RU.UTF-8"})
+
+    assert english.stderr.startswith("Error: The database query failed: permission denied for schema audit")
+    assert russian.stderr.startswith("Ошибка: Запрос к базе данных не выполнен: ")
+    assert russian.stderr.count("Ошибка") == 1
+
+
+def test_status_without_exclusions_omits_clause(audited, cli):
+    installed = cli("install", "--auto-audit", "--auto-schema", "public", dsn=audited.dsn)
+    english = cli("status", dsn=audited.dsn)
+    russian = cli("status", dsn=audited.dsn, env={"LANG": "ru_RU.UTF-8"})
+    assert installed.exit_code == 0, installed.stderr
+    assert "New tables in public are audited on creation.\n" in english.stdout
+    assert "Новые таблицы в public попадают под аудит при создании.\n" in russian.stdout

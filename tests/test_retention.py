@@ -8,6 +8,7 @@ import io
 import json
 import os
 import socket
+import stat
 import subprocess
 from datetime import datetime, timedelta, timezone
 
@@ -623,3 +624,14 @@ def test_cron_line_escapes_percent_for_cron(cli, tmp_path):
                  "--dsn", "postgresql://%2Fvar%2Frun%2Fpostgresql/app")
     assert result.exit_code == 0, result.stderr
     assert "postgresql://\\%2Fvar\\%2Frun\\%2Fpostgresql/app" in crontab.read_text()
+
+
+def test_rotate_keeps_fifo_of_archive_name(old_log, cli, tmp_path):
+    fifo = tmp_path / f"audit.{old_names()[0]}.csv.gz"
+    os.mkfifo(fifo)
+
+    result = cli("rotate", "--keep", KEEP, "--archive-dir", str(tmp_path), dsn=old_log.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert (tmp_path / f"audit.{old_names()[0]}.2.csv.gz").is_file()

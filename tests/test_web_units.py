@@ -234,12 +234,12 @@ def test_loopback_detection_for_warning(host, expected):
 @pytest.mark.parametrize(("language", "expected"), [
     ("en", ["The page connects as role app, which can change the audit log; create a read-only role with "
             "`auditctl install --viewer-role ROLE` and connect as that role.",
-            "Listening on 0.0.0.0: the page is reachable from other machines; serve it through a reverse proxy "
+            "The page listens on 0.0.0.0, which other machines can reach; serve it through a reverse proxy "
             "with TLS, since session cookies are sent over HTTPS only."]),
     ("ru", ["Страница подключается как роль app, которая может изменять журнал аудита; создайте роль только для "
             "чтения командой `auditctl install --viewer-role РОЛЬ` и подключайтесь от её имени.",
-            "Прослушивается 0.0.0.0: страница доступна с других машин; открывайте её через обратный прокси с TLS, "
-            "потому что cookie сеанса передаются только по HTTPS."]),
+            "Страница принимает подключения на 0.0.0.0, и этот адрес доступен с других машин; открывайте её через "
+            "обратный прокси с TLS, потому что cookie сеанса передаются только по HTTPS."]),
 ], ids=["en", "ru"])
 def test_serve_warnings_per_language(language, expected):
     from auditctl.cli.serve_command import startup_warnings

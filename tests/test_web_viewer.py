@@ -244,3 +244,29 @@ def test_serve_listens_on_ipv6_loopback(db):
     stdout = process.stdout.read()
     assert status == 200
     assert stdout.startswith(f"Serving the audit log on http://[::1]:{port}/")
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--host", ""], "Invalid --host value '': it is empty; give an address such as 127.0.0.1, or 0.0.0.0 or :: "
+                     "to listen on every interface."),
+    (["--host", "not a host"], "Invalid --host value 'not a host': "),
+    (["--auth", "proxy", "--proxy-user-header", ""],
+     "Invalid --proxy-user-header value '': give the name of the header in which the proxy sends the user, such "
+     "as X-Remote-User."),
+    (["--auth", "proxy", "--token-file", "{tmp}/token"],
+     "--token-file is used only with --auth token; with --auth proxy the reverse proxy checks who logs in. Leave "
+     "out one of the two."),
+], ids=["empty-host", "bad-host", "empty-header", "proxy-with-token-file"])
+def test_serve_rejects_bad_options_first(db, tmp_path, arguments, message):
+    # Nothing listens in these runs, because every value is rejected before a socket is bound.
+    with db.connect() as connection:
+        seed_audit_log(connection)
+    (tmp_path / "token").write_text("x" * 32)
+    (tmp_path / "token").chmod(0o600)
+    process = start_server(db.dsn, _free_port(), *[argument.format(tmp=tmp_path) for argument in arguments])
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 2, stderr
+    assert stdout == ""
+    [line] = stderr.splitlines()
+    assert line.startswith(f"Error: {message}")

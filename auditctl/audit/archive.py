@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from .. import jsonvalues
+from ..backup.urls import make_s3_client
 from ..errors import AuditctlError, InvalidArgumentError
 from ..files import check_writable_folder
 from ..i18n import _
@@ -383,7 +384,7 @@ def _rename_without_replacing(local: Path, final: Path, exists_error: ArchiveExi
 class S3Destination(Destination):
     """An S3 bucket and key prefix, through boto3, with an optional endpoint URL for S3-compatible stores."""
 
-    def __init__(self, url: str, endpoint_url: str | None = None):
+    def __init__(self, url: str, endpoint_url: str | None = None, endpoint_origin: str = "--s3-endpoint-url"):
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise InvalidArgumentError(
@@ -392,7 +393,7 @@ class S3Destination(Destination):
 
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
-        self.client = boto3.client("s3", endpoint_url=endpoint_url)
+        self.client = make_s3_client(boto3.client, endpoint_url, endpoint_origin)
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name

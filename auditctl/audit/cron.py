@@ -10,7 +10,7 @@ from psycopg import conninfo, pq
 
 from ..backup.cron import check_log_file
 from ..backup.cron_environment import AUTOMATIC_VARIABLES, DEFAULT_LANG
-from ..crontab import CronResult, cron_quote, replace_marked_line
+from ..crontab import CronResult, check_schedule, cron_quote, replace_marked_line
 from ..db import parse_dsn, resolve_dsn
 from ..errors import InvalidArgumentError
 from ..i18n import _, ngettext
@@ -33,11 +33,7 @@ def cron_line(schedule: str, arguments: list[str], log_file: Path, environment: 
     appends all output to ``log_file``, an absolute path, whose folder is
     checked here.
     """
-    fields = schedule.split()
-    if len(fields) != 5 and not (len(fields) == 1 and fields[0].startswith("@")):
-        raise InvalidArgumentError(
-            _("Invalid --schedule {value!r}: use five crontab fields such as '17 3 * * *', or @daily.")
-            .format(value=schedule))
+    schedule = check_schedule(schedule)
     check_log_file(log_file)
     variables = {"LANG": DEFAULT_LANG}
     variables.update({name: environment[name] for name in LOCALE_VARIABLES if environment.get(name)})
@@ -45,7 +41,7 @@ def cron_line(schedule: str, arguments: list[str], log_file: Path, environment: 
              *(cron_quote(word) for word in [sys.executable, "-P", "-m", "auditctl", "--quiet", "maintain",
                                              *arguments]),
              ">>", cron_quote(str(log_file)), "2>&1"]
-    return f"{' '.join(fields)} {' '.join(words)} {MARKER}"
+    return f"{schedule} {' '.join(words)} {MARKER}"
 
 
 def cron_variable_warnings(dsn: str, environment: Mapping[str, str]) -> list[str]:

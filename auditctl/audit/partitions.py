@@ -120,6 +120,13 @@ def partition_name(start: datetime, interval: Interval) -> str:
     return f"events_p{start:%Y_%m_%d}"
 
 
+def check_ahead(ahead: int) -> None:
+    """Raise InvalidArgumentError unless ``ahead`` is a number of partitions that maintain accepts."""
+    if not 0 <= ahead <= 366:
+        raise InvalidArgumentError(
+            _("Invalid --ahead {value}: use a number of partitions from 0 to 366.").format(value=ahead))
+
+
 def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
              interval: Interval = Interval.monthly, now: datetime | None = None) -> MaintainResult:
     """Create partitions for the current period and ``ahead`` periods after it; empty the default partition.
@@ -127,9 +134,7 @@ def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
     Runs in one transaction. Safe to repeat: a period that an existing
     partition covers, even partly, is skipped.
     """
-    if not 0 <= ahead <= 366:
-        raise InvalidArgumentError(
-            _("Invalid --ahead {value}: use a number of partitions from 0 to 366.").format(value=ahead))
+    check_ahead(ahead)
     now = now or datetime.now(timezone.utc)
     result = MaintainResult()
     with connection.transaction():

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..crontab import CronResult, cron_quote, replace_marked_line
+from ..crontab import CronResult, check_schedule, cron_quote, replace_marked_line
 from ..errors import InvalidArgumentError, OutputFileError
 from ..files import check_writable_folder, os_reason
 from ..i18n import _
@@ -28,7 +27,6 @@ from .cron_environment import assigned_names, carried_variables, environment_war
 logger = logging.getLogger(__name__)
 
 MARKER = "# auditctl backup"
-_FIELD = re.compile(r"^[\d*/,\-A-Za-z]+$")
 
 
 @dataclass(frozen=True)
@@ -43,20 +41,6 @@ class CronEntry:
     @property
     def line(self) -> str:
         return f"{self.schedule} {self.command} {MARKER}"
-
-
-def validate_schedule(schedule: str) -> str:
-    """Accept five cron fields or an @-keyword such as @daily."""
-    text = " ".join(schedule.split())
-    if text.startswith("@") and text[1:] in {"hourly", "daily", "weekly", "monthly", "yearly", "annually",
-                                             "midnight"}:
-        return text
-    fields = text.split(" ")
-    if len(fields) != 5 or not all(_FIELD.match(field) for field in fields):
-        raise InvalidArgumentError(
-            _("Invalid --schedule {value!r}: give five cron fields such as \"0 2 * * *\" (02:00 every night).")
-            .format(value=schedule))
-    return text
 
 
 def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path, env_requests: Sequence[str] = (),
@@ -74,7 +58,7 @@ def build_entry(schedule: str, config: Path, log_file: Path, working_dir: Path, 
             _("Config file {path} does not exist; the cron job needs one (see auditctl.example.toml).")
             .format(path=config))
     environment = os.environ if environment is None else environment
-    schedule = validate_schedule(schedule)
+    schedule = check_schedule(schedule)
     settings = load_settings(config, {})
     variables = carried_variables(env_requests, environment, settings)
     log_file = log_file.resolve()
@@ -110,7 +94,8 @@ def check_log_file(log_file: Path) -> None:
     if log_file.is_dir():
         raise OutputFileError(_("The log file {path} is a folder; pass a file name with --log-file.")
                               .format(path=log_file))
-    if log_file.exists():
+    # A FIFO is not opened here: that would wait until some process reads it.
+    if log_file.is_file():
         try:
             # Opening for appending changes neither the content nor the modification time.
             os.close(os.open(log_file, os.O_WRONLY | os.O_APPEND))

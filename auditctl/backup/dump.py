@@ -23,6 +23,7 @@ from ..db import connect, format_server_version, resolve_dsn
 from ..errors import BackupError, InvalidArgumentError
 from ..files import check_writable_folder
 from ..i18n import _
+from ..locales import child_environment
 from .encryption import AGE_EXTENSION, Encryption, PipeWriter
 from .identity import database_identity
 from .manifest import Manifest, backup_name, fsync_folder, sha256_of_tree, utc_now, write_sidecars
@@ -87,7 +88,7 @@ def child_connection(dsn: str | None) -> ChildConnection:
     """
     text = resolve_dsn(dsn).dsn
     params = conninfo.conninfo_to_dict(text) if text else {}
-    environment = dict(os.environ)
+    environment = child_environment()
     password = params.pop("password", None)
     if password:
         environment["PGPASSWORD"] = password

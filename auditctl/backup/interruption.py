@@ -1,17 +1,23 @@
 """Stopping a backup run cleanly on SIGTERM (cron, systemd, ``timeout``) and SIGINT (Ctrl-C).
 
 Without a handler, SIGTERM ends Python at once: no ``finally`` block runs,
-so the partial file stays and no failure is reported. While a run is
-guarded, the first signal raises ``Interrupted`` in the main thread. The
-exception unwinds through the dump, which stops pg_dump and deletes the
-partial file, and the run then reports the failure. The previous handlers
-are back from that moment on, so a second signal ends the process at once.
+so the partial file stays and no failure is reported. The guard covers the
+whole run, from the checks before the dump to the report. Within its
+``raising()`` block, which covers the dump, the first signal raises
+``Interrupted`` in the main thread. The exception unwinds through the dump,
+which stops pg_dump and deletes the partial file, and the run then reports
+the failure. Outside that block the first signal is only noted, so the
+audit event and the mail of the run are complete, and the run ends as
+interrupted. The previous handlers are back from the first signal on, so a
+second signal ends the process at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -38,6 +44,7 @@ class SignalGuard:
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
+        self._raising = False
 
     def __enter__(self) -> SignalGuard:
         if threading.current_thread() is threading.main_thread():
@@ -55,7 +62,21 @@ class SignalGuard:
             # None means a handler set outside Python; the default is the closest one Python can set.
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
+    @contextlib.contextmanager
+    def raising(self) -> Iterator[None]:
+        """Raise ``Interrupted`` for the first signal within the block, or at its start for one noted before."""
+        if self.received is not None:
+            raise Interrupted(self.received)
+        self._raising = True
+        try:
+            yield
+        finally:
+            self._raising = False
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signum
+        if self.received is None:
+            self.received = signum
         self.restore()
-        raise Interrupted(signum)
+        if self._raising:
+            self._raising = False
+            raise Interrupted(signum)

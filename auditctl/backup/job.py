@@ -28,15 +28,15 @@ from . import events, monitoring
 from .config import BackupSettings
 from .dump import BackupResult, DumpOptions, dump_database, require_folder
 from .encryption import Encryption, load_encryption
-from .http_source import UrlSource, backup_from_url
+from .http_source import UrlSource, backup_from_url, read_header
 from .identity import url_identity
 from .interruption import Interrupted, SignalGuard
 from .lock import backup_lock
-from .mail import MailReport, attachment_fits, build_message, send_message
+from .mail import MailReport, attachment_fits, build_message, read_password, send_message
 from .manifest import BackupEntry, find_backups, utc_now
 from .partials import remove_stale_partials
 from .rotation import RotationPolicy, RotationResult, rotate
-from .storage import UploadResult, upload_backup
+from .storage import UploadResult, make_client, upload_backup
 
 logger = logging.getLogger(__name__)
 
@@ -83,35 +83,59 @@ def _log_tail(size: int) -> Iterator[_TailHandler]:
         package_logger.removeHandler(tail)
 
 
-def run_job(settings: BackupSettings, on_bytes: Callable[[int], None] | None = None) -> JobReport:
+def check_secrets(settings: BackupSettings) -> None:
+    """Read every secret that the run needs after the dump, so that a missing one stops the run before the dump.
+
+    These are the SMTP password, the storage keys and the header of
+    ``--from-url``, from their variables or files. Raises ConfigError naming
+    the variable or file, as ``doctor`` reports it.
+    """
+    if settings.mail is not None and settings.mail.transport == "smtp":
+        read_password(settings.mail)
+    if settings.storage is not None:
+        make_client(settings.storage)
+    if settings.from_url:
+        read_header(UrlSource(settings.from_url, settings.header_env, settings.header_file))
+
+
+def run_job(settings: BackupSettings, on_bytes: Callable[[int], None] | None = None,
+            guard: SignalGuard | None = None) -> JobReport:
     """Run the whole nightly job under the folder's lock and report its outcome.
 
     Nothing is raised: the failure of the backup is in ``report.error`` and
     those of upload and mail in ``report.delivery_errors``. A second run that
     finds the lock held gets BackupLockedError there and touches no file.
+    ``guard`` is the caller's SignalGuard, entered before its own checks, so
+    that a signal during them counts too; without one the run guards itself.
     """
     report = JobReport(started=time.monotonic())
-    with _log_tail(settings.mail.log_lines if settings.mail else 40) as tail, contextlib.ExitStack() as lock:
-        with SignalGuard() as guard:
+    with contextlib.ExitStack() as stack:
+        if guard is None:
+            guard = stack.enter_context(SignalGuard())
+        with _log_tail(settings.mail.log_lines if settings.mail else 40) as tail, contextlib.ExitStack() as lock:
             try:
-                monitoring.ping_heartbeat(settings.heartbeat_url, "start")
-                encryption = load_encryption(list(settings.recipients), settings.recipients_file,
-                                             settings.passphrase_file)
-                require_folder(settings.folder)
-                lock.enter_context(backup_lock(settings.folder))
-                _run_locked(settings, encryption, report, on_bytes)
+                with guard.raising():
+                    monitoring.ping_heartbeat(settings.heartbeat_url, "start")
+                    encryption = load_encryption(list(settings.recipients), settings.recipients_file,
+                                                 settings.passphrase_file)
+                    require_folder(settings.folder)
+                    lock.enter_context(backup_lock(settings.folder))
+                    _run_locked(settings, encryption, report, on_bytes)
             except AuditctlError as exc:
                 report.error = exc
             except Interrupted:
                 pass
-        # The guard is off, so a second signal during the report ends the process at once.
-        if guard.received is not None:
+            # From here a first signal is only noted, so that the event and the mail go out whole.
+            if guard.received is not None:
+                report.error = _interruption_error(guard.received, report)
+            if report.error is not None and report.result is None:
+                _record_failure(settings, report)
+            if settings.mail is not None:
+                _send_report(settings, report, "\n".join(tail.lines))
+        _report_to_monitoring(settings, report)
+        if guard.received is not None and not isinstance(report.error, BackupInterruptedError):
+            # The signal came while the report of the run was being sent.
             report.error = _interruption_error(guard.received, report)
-        if report.error is not None and report.result is None:
-            _record_failure(settings, report)
-        if settings.mail is not None:
-            _send_report(settings, report, "\n".join(tail.lines))
-    _report_to_monitoring(settings, report)
     return report
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BackupError
+from ..files import special_file_kind
 from ..i18n import _
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,15 @@ def sha256_of_tree(folder: Path) -> dict[str, str]:
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Write a small file under a temporary name, fsync it and rename it into place."""
+    """Write a small file under a temporary name, fsync it and rename it into place.
+
+    A FIFO or a device at ``path`` is written in place, because a rename would replace it with a regular file.
+    A FIFO that no process reads fails at once rather than holding up the end of the run.
+    """
+    if special_file_kind(path) is not None:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_NONBLOCK), "wb") as handle:
+            handle.write(data)
+        return
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with temporary.open("wb") as handle:

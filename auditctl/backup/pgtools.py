@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import PgToolNotFoundError
 from ..i18n import _
+from ..locales import child_environment
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def candidate_bindirs() -> list[Path]:
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
-            result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False)
+            result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False,
+                                    env=child_environment())
             if result.returncode == 0 and result.stdout.strip():
                 folders.append(Path(result.stdout.strip()))
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -67,7 +69,8 @@ def candidate_bindirs() -> list[Path]:
 def probe_tool(path: Path) -> PgTool | None:
     """Run ``PROGRAM --version`` and parse the major version; None if it does not run."""
     try:
-        result = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10, check=False)
+        result = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10, check=False,
+                                env=child_environment())
     except (OSError, subprocess.TimeoutExpired) as exc:
         logger.debug("%s --version failed: %s", path, exc)
         return None

@@ -22,6 +22,7 @@ from psycopg import conninfo
 from ..db import connect, resolve_dsn
 from ..errors import BackupError, ConnectionFailedError
 from ..i18n import _, ngettext
+from ..locales import child_environment
 from .clean_order import AttachedIndex, attached_indexes, reorder_listing
 from .dump import child_connection
 from .encryption import Decryption
@@ -143,7 +144,8 @@ def list_archive(pg_restore: PgTool, path: Path, manifest: Manifest, decryption:
     if manifest.encrypted:
         code, error = run_on_decrypted(args, path, decryption)
     else:
-        result = subprocess.run([*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        result = subprocess.run([*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+                                env=child_environment())
         code, error = result.returncode, result.stderr.decode("utf-8", "replace").strip()
     if code != 0:
         raise BackupError(_("pg_restore --list could not read {path}: {error}").format(path=path, error=error))

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import ConfigError, DeliveryError
 from ..i18n import _
 from .config import StorageSettings
+from .urls import make_s3_client
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def make_client(settings: StorageSettings):
         session = boto3.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
     else:
         session = _file_session(settings)
-    return session.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region or "us-east-1",
+    return make_s3_client(session.client, settings.endpoint_url, _("endpoint_url in [storage]"),
+                          region_name=settings.region or "us-east-1",
                           config=Config(signature_version="s3v4", retries={"max_attempts": 3}))
 
 

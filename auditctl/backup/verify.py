@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import BackupError, InvalidArgumentError
 from ..i18n import _
+from ..locales import child_environment
 from .encryption import Decryption, PipeWriter
 from .http_source import describe_json_error
 from .manifest import Manifest, require_manifest, sha256_of_file, sha256_of_tree
@@ -81,7 +82,7 @@ def verify_backup(path: Path, decryption: Decryption | None = None, pg_bindir: P
     pg_restore = find_tool("pg_restore", archive_major(manifest), pg_bindir)
     if not manifest.encrypted:
         result = subprocess.run([str(pg_restore.path), "--list", str(path)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, check=False)
+                                stderr=subprocess.PIPE, check=False, env=child_environment())
         if result.returncode != 0:
             raise BackupError(_("pg_restore --list could not read {path}: {error}").format(
                 path=path, error=result.stderr.decode("utf-8", "replace").strip()))
@@ -105,7 +106,7 @@ def run_on_decrypted(args: list[str], path: Path, decryption: Decryption,
     killed if decryption fails half-way.
     """
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=environment)
+                               env=child_environment(environment))
     try:
         errors = StderrCollector(process, lambda line: logger.warning("%s", tool_log_line("pg_restore", line)))
         with path.open("rb") as source:

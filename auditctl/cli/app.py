@@ -364,7 +364,8 @@ def main() -> None:
         if _state["verbose"]:
             logger.exception("command failed")
         sqlstate = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
-        print_error(_("Database error: {error}{sqlstate}").format(error=first_line(str(exc)), sqlstate=sqlstate))
+        print_error(_("The database query failed: {error}{sqlstate}").format(error=first_line(str(exc)),
+                                                                            sqlstate=sqlstate))
         sys.exit(1)
     except KeyboardInterrupt:
         print_error(_("Interrupted."))
@@ -372,6 +373,7 @@ def main() -> None:
     except Exception as exc:  # a bug of ours: still one line unless --verbose
         if _state["verbose"]:
             logger.exception("command failed")
-        print_error(_("Internal error: {error}. Run again with --verbose for a traceback and report it.")
+        print_error(_("auditctl failed unexpectedly: {error}. Run again with --verbose for a traceback and report "
+                      "it.")
                     .format(error=f"{type(exc).__name__}: {exc}"))
         sys.exit(70)

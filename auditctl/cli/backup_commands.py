@@ -11,7 +11,8 @@ from .. import render
 from ..backup import events
 from ..backup.config import BackupSettings, check_dump_options, load_settings
 from ..backup.encryption import Decryption
-from ..backup.job import run_job
+from ..backup.interruption import SignalGuard
+from ..backup.job import check_secrets, run_job
 from ..backup.manifest import find_backups
 from ..backup.restore import restore_backup
 from ..backup.verify import require_file, verify_backup
@@ -98,9 +99,12 @@ def backup(
         recipients_file=recipients_file, passphrase_file=passphrase_file, keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
         keep_monthly=keep_monthly, from_url=from_url, header_env=header_env, header_file=header_file,
         **{"mail.to": tuple(mail_to) if mail_to else None})
-    check_dump_options(settings)
-    with render.byte_progress(_("Writing backup")) as advance:
-        report = run_job(settings, advance)
+    # From here on a signal makes the run end as interrupted, with its audit event and mail.
+    with SignalGuard() as guard:
+        check_dump_options(settings)
+        check_secrets(settings)
+        with render.byte_progress(_("Writing backup")) as advance:
+            report = run_job(settings, advance, guard)
     render.print_backup_report(report)
     if report.error is not None:
         raise report.error
@@ -117,6 +121,9 @@ def list_backups(
                                                  help=_("Only backups of this database."))] = None,
 ) -> None:
     settings = _settings(config, folder=folder)
+    if settings.folder.exists() and not settings.folder.is_dir():
+        raise InvalidArgumentError(
+            _("Backup folder {path} is not a folder; check --dir or the dir setting.").format(path=settings.folder))
     if not settings.folder.is_dir():
         raise InvalidArgumentError(
             _("Backup folder {path} does not exist; check --dir or the dir setting.").format(path=settings.folder))

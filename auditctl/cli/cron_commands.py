@@ -15,7 +15,7 @@ from ..config import find_config
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
 from .app import app
-from .options import ConfigOption, CrontabFileOption, DirOption, DsnOption, typed_flags
+from .options import ConfigOption, CrontabFileOption, DirOption, DsnOption, file_parser, typed_flags
 
 cron_app = typer.Typer(help=_("Schedule the nightly backup (install) and partition maintenance (maintain) with cron."),
                        no_args_is_help=True)
@@ -32,7 +32,7 @@ def install(
     schedule: Annotated[str, typer.Option("--schedule", metavar="CRON",
                                           help=_("Five cron fields, e.g. \"0 2 * * *\" for 02:00 every night."))],
     config: ConfigOption = None,
-    log_file: Annotated[Path, typer.Option("--log-file", metavar="FILE",
+    log_file: Annotated[Path, typer.Option("--log-file", metavar="FILE", parser=file_parser("--log-file", reject_folder=False),
                                            help=_("File that collects the job's output."))] = Path("auditctl-backup.log"),
     env: Annotated[list[str] | None, typer.Option(
         "--env", metavar="NAME[=VALUE]",

@@ -27,7 +27,7 @@ from ..files import replace_when_complete
 from ..i18n import _
 from ..timeparse import parse_when
 from .app import app
-from .options import DsnOption, SchemaOption, reject_option_names_as_values, require_value
+from .options import DsnOption, SchemaOption, file_parser, reject_option_names_as_values, require_value
 
 UserOption = Annotated[str | None, typer.Option("--user", metavar="ID", help=_("Application user id."))]
 SinceOption = Annotated[str | None, typer.Option(
@@ -167,7 +167,7 @@ def export(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE",
         help=_("Write to FILE (replaced only when complete) instead of stdout; required for Parquet."),
-        dir_okay=False)] = None,
+        parser=file_parser("--output"))] = None,
     user: UserOption = None,
     since: SinceOption = None,
     until: UntilOption = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,8 +61,41 @@ SchemaOption = Annotated[str, typer.Option(
     "--schema", envvar="AUDITCTL_SCHEMA", metavar="NAME", callback=_schema_not_empty,
     help=_("Schema that contains the audit log."))]
 
+
+def folder_parser(option: str) -> Callable[[str], Path]:
+    """Return a parser of ``option``'s value that rejects an empty one, which pathlib would read as the current folder.
+
+    An empty value usually comes from a variable that was never set, as in
+    ``--dir "$BACKUP_DIR"``, and must not put files into whatever folder cron
+    or the shell happens to be in.
+    """
+    def parse(value: str | Path) -> Path:
+        # click passes a default value through the parser too, already as a Path.
+        require_value(option, str(value), _("name a folder"))
+        return Path(value)
+
+    return parse
+
+
+def file_parser(option: str, *, reject_folder: bool = True) -> Callable[[str], Path]:
+    """Return a parser of ``option``'s value that rejects an empty value and, unless told not to, a folder.
+
+    A command that names a folder in a message of its own passes ``reject_folder=False``.
+    """
+    def parse(value: str | Path) -> Path:
+        # click passes a default value through the parser too, already as a Path.
+        require_value(option, str(value), _("name a file"))
+        path = Path(value)
+        if reject_folder and path.is_dir():
+            raise InvalidArgumentError(_("Invalid {option} value {value!r}: it is a folder; name a file.")
+                                       .format(option=option, value=value))
+        return path
+
+    return parse
+
+
 DirOption = Annotated[Path | None, typer.Option(
-    "--dir", metavar="FOLDER", envvar="AUDITCTL_BACKUP_DIR",
+    "--dir", metavar="FOLDER", envvar="AUDITCTL_BACKUP_DIR", parser=folder_parser("--dir"),
     help=_("Folder for the backups (config key: dir). Defaults to the current folder."))]
 
 ConfigOption = Annotated[Path | None, typer.Option(
@@ -69,7 +103,7 @@ ConfigOption = Annotated[Path | None, typer.Option(
     help=_("TOML settings file. Defaults to ./auditctl.toml, then config.toml in ~/.config/auditctl."))]
 
 CrontabFileOption = Annotated[Path | None, typer.Option(
-    "--crontab-file", metavar="FILE", dir_okay=False,
+    "--crontab-file", metavar="FILE", parser=file_parser("--crontab-file"),
     help=_("Edit this file, in the format of `crontab -l`, instead of your crontab."))]
 
 

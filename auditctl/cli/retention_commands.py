@@ -12,7 +12,7 @@ from .. import render
 from ..audit.archive import ArchiveFormat, Destination, LocalDestination, S3Destination
 from ..audit.cron import DEFAULT_SCHEDULE, cron_line, cron_variable_warnings, crontab_dsn, install_line
 from ..audit.outdated import regenerate_outdated_triggers
-from ..audit.partitions import Interval, maintain as maintain_partitions, run_pg_partman
+from ..audit.partitions import Interval, check_ahead, maintain as maintain_partitions, run_pg_partman
 from ..audit.retention import parse_keep, rotate as rotate_partitions
 from ..audit.schema import DEFAULT_SCHEMA
 from ..db import connect
@@ -20,7 +20,7 @@ from ..errors import InvalidArgumentError
 from ..i18n import _
 from .app import app
 from .cron_commands import cron_app
-from .options import CrontabFileOption, DsnOption, SchemaOption, is_quiet
+from .options import CrontabFileOption, DsnOption, SchemaOption, file_parser, folder_parser, is_quiet
 
 AheadOption = Annotated[int, typer.Option(
     "--ahead", metavar="N", help=_("Partitions to keep ready after the current one."))]
@@ -29,20 +29,27 @@ IntervalOption = Annotated[Interval, typer.Option(
 
 
 
-def _destination(archive_dir: Path | None, archive_s3: str | None, s3_endpoint_url: str | None) -> Destination:
+def _destination(ctx: typer.Context, archive_dir: Path | None, archive_s3: str | None,
+                 s3_endpoint_url: str | None) -> Destination:
     if (archive_dir is None) == (archive_s3 is None):
         raise InvalidArgumentError(_("Give exactly one of --archive-dir DIR or --archive-s3 URL."))
     if archive_dir is not None:
         return LocalDestination(archive_dir)
-    return S3Destination(archive_s3, endpoint_url=s3_endpoint_url)
+    # typer carries a copy of click, so the source is compared by name rather than with click's enum.
+    source = ctx.get_parameter_source("s3_endpoint_url")
+    from_variable = source is not None and source.name == "ENVIRONMENT"
+    return S3Destination(archive_s3, endpoint_url=s3_endpoint_url,
+                         endpoint_origin="AWS_ENDPOINT_URL" if from_variable else "--s3-endpoint-url")
 
 
 @app.command(help=_("Archive partitions older than the keep window, verify each archive, then drop them."))
 def rotate(
+    ctx: typer.Context,
     keep: Annotated[str, typer.Option("--keep", metavar="AGE",
                                       help=_("Keep events of this age, such as 180d or 26w."))],
     archive_dir: Annotated[Path | None, typer.Option(
-        "--archive-dir", metavar="DIR", help=_("Folder to write the archives to."))] = None,
+        "--archive-dir", metavar="DIR", help=_("Folder to write the archives to."),
+        parser=folder_parser("--archive-dir"))] = None,
     archive_s3: Annotated[str | None, typer.Option(
         "--archive-s3", metavar="URL", help=_("S3 location to upload the archives to, s3://BUCKET/PREFIX."))] = None,
     s3_endpoint_url: Annotated[str | None, typer.Option(
@@ -58,7 +65,7 @@ def rotate(
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
     keep_for = parse_keep(keep)
-    destination = _destination(archive_dir, archive_s3, s3_endpoint_url)
+    destination = _destination(ctx, archive_dir, archive_s3, s3_endpoint_url)
     with connect(dsn) as connection:
         result = rotate_partitions(connection, schema, keep_for, destination, archive_format, dry_run=dry_run)
     render.print_rotation(result)
@@ -100,12 +107,15 @@ def cron_install(
         = DEFAULT_SCHEDULE,
     crontab_file: CrontabFileOption = None,
     log_file: Annotated[Path, typer.Option(
-        "--log-file", metavar="FILE", help=_("File that collects the job's output."))] = Path("auditctl-maintain.log"),
+        "--log-file", metavar="FILE", help=_("File that collects the job's output."),
+        parser=file_parser("--log-file", reject_folder=False))] = Path("auditctl-maintain.log"),
     ahead: AheadOption = 3,
     interval: IntervalOption = Interval.monthly,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
+    # The line would fail every night on a value that maintain refuses, so it is checked before it is written.
+    check_ahead(ahead)
     line_dsn = crontab_dsn(dsn)
     arguments = ["--ahead", str(ahead), "--interval", interval.value, "--schema", schema, "--dsn", line_dsn]
     line = cron_line(schedule, arguments, log_file.resolve(), os.environ)

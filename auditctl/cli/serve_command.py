@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ import typer
 
 from .. import render
 from ..audit.schema import DEFAULT_SCHEMA, require_installed
+from ..errors import InvalidArgumentError
 from ..i18n import _
 from .app import app
 from .options import DsnOption, SchemaOption
@@ -32,9 +34,29 @@ def startup_warnings(role: str, writable: bool, host: str) -> list[str]:
                           "role with `auditctl install --viewer-role ROLE` and connect as that role.")
                         .format(role=role))
     if not _is_loopback(host):
-        warnings.append(_("Listening on {host}: the page is reachable from other machines; serve it through a "
-                          "reverse proxy with TLS, since session cookies are sent over HTTPS only.").format(host=host))
+        warnings.append(_("The page listens on {host}, which other machines can reach; serve it through a reverse "
+                          "proxy with TLS, since session cookies are sent over HTTPS only.").format(host=host))
     return warnings
+
+
+# The characters of an HTTP header name, a "token" of RFC 9110.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def check_auth_options(auth: AuthMode, token_file: Path | None, proxy_user_header: str) -> None:
+    """Raise InvalidArgumentError for a header name that no request can carry, and for a token file with a proxy.
+
+    A token file given with --auth proxy is refused rather than ignored:
+    whoever passes it expects the token to guard the page, while with a proxy
+    only the header does.
+    """
+    if auth is AuthMode.proxy and token_file is not None:
+        raise InvalidArgumentError(_("--token-file is used only with --auth token; with --auth proxy the reverse "
+                                     "proxy checks who logs in. Leave out one of the two."))
+    if auth is AuthMode.proxy and not _HEADER_NAME.match(proxy_user_header):
+        raise InvalidArgumentError(_("Invalid --proxy-user-header value {value!r}: give the name of the header in "
+                                     "which the proxy sends the user, such as X-Remote-User.")
+                                   .format(value=proxy_user_header))
 
 
 def _is_loopback(host: str) -> bool:
@@ -81,8 +103,11 @@ def serve(
     from ..web import WebConfig, create_app
     from ..web.auth import load_token
     from ..web.database import can_modify_log, read_only_connection
-    from ..web.listen import bind_sockets
+    from ..web.listen import bind_sockets, resolve_listen_addresses
 
+    # Every option is checked before the first line about the page is printed.
+    addresses = resolve_listen_addresses(host, port)
+    check_auth_options(auth, token_file, proxy_user_header)
     token = load_token(token_file) if auth is AuthMode.token else ""
     with read_only_connection(dsn) as connection:
         require_installed(connection, schema)
@@ -100,7 +125,7 @@ def serve(
         create_app(config), host=host, port=port, proxy_headers=proxy_headers, forwarded_allow_ips="127.0.0.1",
         server_header=False, log_level="info" if logger.isEnabledFor(logging.INFO) else "warning"))
     # Bound here, so that a port in use is one line of ours and not uvicorn's log.
-    sockets = bind_sockets(host, port)
+    sockets = bind_sockets(host, port, addresses)
     shown_host = f"[{host}]" if ":" in host else host
     render.console.print(_("Serving the audit log on http://{host}:{port}/ (press Ctrl+C to stop)")
                          .format(host=shown_host, port=port), markup=False)

@@ -17,25 +17,41 @@ logger = logging.getLogger(__name__)
 _FIRST_UNPRIVILEGED_PORT = 1024
 
 
-def bind_sockets(host: str, port: int) -> list[socket.socket]:
-    """Bind and listen on every address that ``host`` resolves to, as asyncio's ``create_server`` does.
+Address = tuple[int, int, int, str, tuple]
 
-    So ``localhost`` gets a socket on 127.0.0.1 and one on ::1 where both
-    resolve, an empty host listens on every interface, and an IPv6 socket
-    takes IPv6 only. Raises InvalidArgumentError naming the host and port
-    when a name does not resolve or an address cannot be bound; then no
-    socket is left open.
+
+def resolve_listen_addresses(host: str, port: int) -> list[Address]:
+    """Return the addresses that ``host`` resolves to for listening on ``port``, each once.
+
+    Raises InvalidArgumentError naming the host when it is empty or does not
+    resolve, so that ``serve`` stops before it prints anything about the page.
+    An empty host is refused rather than read as every interface, because it
+    usually comes from a variable that was never set.
     """
+    if not host:
+        raise InvalidArgumentError(_("Invalid --host value '': it is empty; give an address such as 127.0.0.1, or "
+                                     "0.0.0.0 or :: to listen on every interface."))
     try:
-        addresses = socket.getaddrinfo(host or None, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM,
+        addresses = socket.getaddrinfo(host, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM,
                                        flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise InvalidArgumentError(_("Invalid --host value {host!r}: {error}; use an IP address or a name of this "
                                      "machine.").format(host=host, error=exc.strerror)) from None
+    # Repeated entries of getaddrinfo's result are bound once, as asyncio's create_server does.
+    return list(dict.fromkeys(addresses))
+
+
+def bind_sockets(host: str, port: int, addresses: list[Address]) -> list[socket.socket]:
+    """Bind and listen on each of ``addresses``, which ``resolve_listen_addresses`` returned for ``host``.
+
+    As asyncio's ``create_server`` does, ``localhost`` gets a socket on
+    127.0.0.1 and one on ::1 where both resolve, and an IPv6 socket takes
+    IPv6 only. Raises InvalidArgumentError naming the host and port when an
+    address cannot be bound; then no socket is left open.
+    """
     sockets: list[socket.socket] = []
     try:
-        # Repeated entries of getaddrinfo's result are bound once, as asyncio's create_server does.
-        for family, kind, protocol, _canonical, address in dict.fromkeys(addresses):
+        for family, kind, protocol, _canonical, address in addresses:
             listener = socket.socket(family, kind, protocol)
             sockets.append(listener)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
