@@ -66,7 +66,16 @@ def test_viewer_role_must_exist(cli, db):
 
 
 def test_viewer_role_dry_run_prints_grants(cli, db):
-    result = cli("install", "--dry-run", "--viewer-role", "Read Only", dsn=db.dsn)
+    missing = cli("install", "--dry-run", "--viewer-role", "Read Only", dsn=db.dsn)
+    with db.connect() as connection:
+        connection.execute('CREATE ROLE "Read Only"')
+    try:
+        result = cli("install", "--dry-run", "--viewer-role", "Read Only", dsn=db.dsn)
+    finally:
+        with db.connect() as connection:
+            connection.execute('DROP ROLE "Read Only"')
+    assert missing.exit_code == 2
+    assert "Role 'Read Only' does not exist" in missing.stderr
     assert result.exit_code == 0, result.stderr
     assert 'GRANT USAGE ON SCHEMA "audit" TO "Read Only";' in result.stdout
     assert 'GRANT SELECT ON "audit"."events" TO "Read Only";' in result.stdout
