@@ -478,7 +478,8 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
                     "exposed_columns": [{"column": column, "renamed_from": old} for column, old in t.exposed_columns],
                     "unused_rules": [{"column": column, "rule": rule.value} for column, rule in t.unused_rules],
                     "uncovered_partitions": t.uncovered_partitions,
-                    "foreign_partitions": t.foreign_partitions}
+                    "foreign_partitions": t.foreign_partitions,
+                    "disabled_partitions": t.disabled_partitions}
                    for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
         "keep_days": report.keep.total_seconds() / 86400 if report.keep is not None else None,
@@ -560,6 +561,13 @@ def _foreign_partition_message(table: str, partition: str) -> str:
 def _state_advice(item: TableStatus) -> list[str]:
     """Say what to run for one table whose audit trigger is not up to date, or nothing."""
     table = item.entity_type
+    if item.state is TableState.DISABLED and item.disabled_partitions:
+        return [ngettext(
+            "{table}: the TRUNCATE trigger of partition {partitions} is disabled, so its TRUNCATE is not recorded; "
+            "row changes are. Run `auditctl install {table}` to enable it again.",
+            "{table}: the TRUNCATE triggers of partitions {partitions} are disabled, so their TRUNCATE is not "
+            "recorded; row changes are. Run `auditctl install {table}` to enable them again.",
+            len(item.disabled_partitions)).format(table=table, partitions=", ".join(item.disabled_partitions))]
     if item.state is TableState.DISABLED:
         return [_("{table}: its audit trigger is disabled, so its changes are not recorded. "
                   "Run `auditctl install {table}` to enable it again.").format(table=table)]

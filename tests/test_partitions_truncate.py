@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
@@ -152,6 +154,21 @@ def test_enable_always_reaches_partitions(pay):
     assert status.state is TableState.DISABLED
     assert report.needs_attention == ["public.pay"]
     assert enabled == {"pay_2024": "A", "pay_2025": "A"}
+
+
+def test_status_names_disabled_partition_trigger(pay, cli):
+    with pay.connect() as connection:
+        install(connection, "audit", [])
+        connection.execute("ALTER TABLE pay_2025 DISABLE TRIGGER auditctl_truncate")
+    result = cli("status", dsn=pay.dsn)
+    as_json = cli("status", "--format", "json", dsn=pay.dsn)
+    text = " ".join(result.stdout.split())
+    [table] = [t for t in json.loads(as_json.stdout)["tables"] if t["table"] == "public.pay"]
+    assert result.exit_code == 3
+    assert ("public.pay: the TRUNCATE trigger of partition public.pay_2025 is disabled, so its TRUNCATE is not "
+            "recorded; row changes are. Run `auditctl install public.pay` to enable it again.") in text
+    assert "its audit trigger is disabled" not in text
+    assert table["disabled_partitions"] == ["public.pay_2025"]
 
 
 def test_partition_trigger_tampering_guarded(pay):

@@ -27,6 +27,8 @@ class LeafTriggers:
     foreign: list[str] = field(default_factory=list)
     # pg_trigger.tgenabled of the leaves' TRUNCATE triggers: 'O', 'A', 'R' or 'D'.
     firing: frozenset[str] = frozenset()
+    # Leaves whose TRUNCATE trigger does not fire in ordinary sessions (disabled, or ENABLE REPLICA).
+    disabled: list[str] = field(default_factory=list)
 
     @property
     def enabled(self) -> bool:
@@ -59,7 +61,7 @@ SELECT n.nspname || '.' || c.relname, c.relkind = 'f',
 
 def leaf_triggers(connection: psycopg.Connection, schema: str, table_oid: int) -> LeafTriggers:
     """Sort the leaf partitions of a partitioned table by the state of their TRUNCATE triggers."""
-    uncovered, foreign_leaves, firing = [], [], set()
+    uncovered, foreign_leaves, firing, disabled = [], [], set(), []
     for name, foreign, code in connection.execute(
             _LEAVES_QUERY, {"table": table_oid, "schema": schema}).fetchall():
         if foreign:
@@ -68,7 +70,9 @@ def leaf_triggers(connection: psycopg.Connection, schema: str, table_oid: int) -
             uncovered.append(name)
         else:
             firing.add(code)
-    return LeafTriggers(uncovered, foreign_leaves, frozenset(firing))
+            if code in ("D", "R"):
+                disabled.append(name)
+    return LeafTriggers(uncovered, foreign_leaves, frozenset(firing), disabled)
 
 
 def put_statement(schema: str, table: str) -> str:

@@ -55,6 +55,8 @@ class TableStatus:
     uncovered_partitions: list[str] = field(default_factory=list)
     # Foreign leaf partitions, which PostgreSQL allows no TRUNCATE trigger.
     foreign_partitions: list[str] = field(default_factory=list)
+    # Leaf partitions whose TRUNCATE trigger alone makes the state DISABLED: the table's own triggers fire.
+    disabled_partitions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -173,9 +175,11 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
         firing = table_firing(codes) if found else None
         interim = bool(found) and any(function == GENERIC_FUNCTION for _, function, _ in found.values())
         state = _table_state(connection, schema, table, found, codes, table.oid in registered, stored, size_limit)
+        own_enabled = not {enabled for enabled, _, _ in found.values()} & {"D", "R"}
         status = TableStatus(table.entity_type, state, table.has_primary_key, 0, firing,
                              interim and state is TableState.OUTDATED,
-                             uncovered_partitions=leaves.uncovered, foreign_partitions=leaves.foreign)
+                             uncovered_partitions=leaves.uncovered, foreign_partitions=leaves.foreign,
+                             disabled_partitions=leaves.disabled if own_enabled else [])
         if table.oid in registered:
             status.unused_rules = unused_rules(table, stored)
         if state is TableState.OUTDATED and not status.interim and table.oid in followed:
