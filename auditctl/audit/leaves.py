@@ -1,7 +1,9 @@
 """The TRUNCATE triggers on the leaf partitions of audited partitioned tables.
 
 PostgreSQL clones row triggers onto partitions, but not TRUNCATE triggers,
-and a TRUNCATE fires only the triggers of the leaf partitions it empties.
+so a TRUNCATE of one partition fires no trigger of its partitioned table,
+while a TRUNCATE of the table fires the triggers of the table and of every
+leaf it empties.
 The audit schema's put_truncate_triggers() puts the table's TRUNCATE trigger
 on each ordinary leaf, calling the function of the table's row trigger with
 the same arguments. Foreign leaves can have no TRUNCATE trigger.
