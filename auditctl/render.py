@@ -479,7 +479,8 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
                     "unused_rules": [{"column": column, "rule": rule.value} for column, rule in t.unused_rules],
                     "uncovered_partitions": t.uncovered_partitions,
                     "foreign_partitions": t.foreign_partitions,
-                    "disabled_partitions": t.disabled_partitions}
+                    "disabled_partitions": t.disabled_partitions,
+                    "partition_of": t.partition_of}
                    for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
         "keep_days": report.keep.total_seconds() / 86400 if report.keep is not None else None,
@@ -571,6 +572,10 @@ def _state_advice(item: TableStatus) -> list[str]:
     if item.state is TableState.DISABLED:
         return [_("{table}: its audit trigger is disabled, so its changes are not recorded. "
                   "Run `auditctl install {table}` to enable it again.").format(table=table)]
+    if item.state is TableState.MISSING and item.partition_of:
+        return [_("{table} is now a partition of {parent}, so its own audit triggers may record its changes a second "
+                  "time beside those of {parent}. Run `auditctl uninstall {table}`, then `auditctl install {parent}`.")
+                .format(table=table, parent=item.partition_of)]
     if item.state is TableState.MISSING and item.has_primary_key is None:
         return [_("{table} is registered for auditing but no longer exists. "
                   "Run `auditctl uninstall {table}` to remove it from the registry.").format(table=table)]

@@ -171,6 +171,29 @@ def test_status_names_disabled_partition_trigger(pay, cli):
     assert table["disabled_partitions"] == ["public.pay_2025"]
 
 
+def test_status_names_table_attached_later(pay, cli):
+    attach = "ALTER TABLE pay ATTACH PARTITION pay_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+    with pay.connect() as connection:
+        connection.execute("CREATE TABLE pay_2026 (LIKE pay)")
+        install(connection, "audit", ["pay", "pay_2026"])
+        try:
+            connection.execute(attach)
+        except psycopg.errors.FeatureNotSupported as refused:
+            # PostgreSQL 16 refuses a partition with triggers that have transition tables, as the README says.
+            assert "auditctl_" in str(refused)
+            uninstall(connection, "audit", ["pay_2026"])
+            connection.execute(attach)
+            assert cli("status", dsn=pay.dsn).exit_code == 0
+            return
+    result = cli("status", dsn=pay.dsn)
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 3
+    assert ("public.pay_2026 is now a partition of public.pay, so its own audit triggers may record its changes a "
+            "second time beside those of public.pay. Run `auditctl uninstall public.pay_2026`, then "
+            "`auditctl install public.pay`.") in text
+    assert "no longer exists" not in text
+
+
 def test_partition_trigger_tampering_guarded(pay):
     with pay.connect() as connection:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

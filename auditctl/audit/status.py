@@ -57,6 +57,8 @@ class TableStatus:
     foreign_partitions: list[str] = field(default_factory=list)
     # Leaf partitions whose TRUNCATE trigger alone makes the state DISABLED: the table's own triggers fire.
     disabled_partitions: list[str] = field(default_factory=list)
+    # For a registered table that became a partition since: the partitioned table at the top of its tree.
+    partition_of: str | None = None
 
 
 @dataclass
@@ -191,8 +193,14 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
     seen = {table.oid for table in tables}
     for oid, name in registered.items():
         if oid not in seen:
-            # A registered table that is gone, or moved where auditctl does not look.
-            states.append((None, TableStatus(name, TableState.MISSING, None, 0)))
+            # A registered table that is gone, or moved where auditctl does not look, such as into a partition tree.
+            row = connection.execute(
+                """SELECT n.nspname || '.' || r.relname
+                   FROM pg_catalog.pg_class AS c
+                   JOIN pg_catalog.pg_class AS r ON r.oid = pg_catalog.pg_partition_root(c.oid)
+                   JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+                   WHERE c.oid = %s AND c.relispartition""", (oid,)).fetchone()
+            states.append((None, TableStatus(name, TableState.MISSING, None, 0, partition_of=row[0] if row else None)))
     return states
 
 
