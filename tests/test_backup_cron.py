@@ -490,14 +490,14 @@ def test_crontab_file_keeps_mode_rejects_readonly(tmp_path):
     readonly.chmod(0o444)
     arguments = ["cron", "install", "--schedule", "0 2 * * *", "--config", str(config), "--crontab-file"]
 
-    kept = run_cli(*arguments, str(shared))
-    refused = run_cli(*arguments, str(readonly))
+    shared_mode = run_cli(*arguments, str(shared))
+    read_only = run_cli(*arguments, str(readonly))
 
-    assert kept.exit_code == 0, kept.stderr
+    assert shared_mode.exit_code == 0, shared_mode.stderr
     assert stat.S_IMODE(shared.stat().st_mode) == 0o644
-    assert refused.exit_code == 2
-    assert refused.stderr == (f"Error: Cannot write {readonly}: the file is read-only (mode 0444); make it writable "
-                              f"with `chmod u+w {readonly}` or write to another file.\n")
+    assert read_only.exit_code == 2
+    assert read_only.stderr == (f"Error: Cannot write {readonly}: the file is read-only (mode 0444); make it writable "
+                                f"with `chmod u+w {readonly}` or write to another file.\n")
     assert readonly.read_text() == "MAILTO=ops@example.test\n"
     assert stat.S_IMODE(readonly.stat().st_mode) == 0o444
 

@@ -291,7 +291,7 @@ def test_owner_drops_detached_partition_triggers(db):
             connection.execute("ALTER TABLE pay RENAME TO payment")
             install(connection, "audit", ["payment"])
             after_rename = _truncate_triggers(connection)
-            # The next install forgets the dropped table and drops its function.
+            # The next install removes the dropped table's registry entry and its function.
             connection.execute("ALTER TABLE payment DETACH PARTITION pay_2025")
             connection.execute("DROP TABLE payment")
             states = {t.entity_type: t.state for t in collect_status(connection, "audit").tables}

@@ -416,7 +416,7 @@ class S3Destination(Destination):
             if status == 404:
                 return False
             if status == 403:
-                # S3 answers 403, not 404, for a missing key when the credentials lack s3:ListBucket.
+                # S3 returns 403, not 404, for a missing key when the credentials lack s3:ListBucket.
                 raise ArchiveError(_("Could not check whether {location} exists: access denied. Grant the "
                                      "archive's credentials s3:ListBucket, so that a missing key reads as "
                                      "missing.").format(location=self.describe(name))) from exc

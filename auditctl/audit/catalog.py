@@ -88,11 +88,11 @@ class QuotedName(str):
     """A part of a name that was written in double quotes, which must match exactly, as in SQL."""
 
 
-def name_matches(actual: str, wanted: str) -> bool:
+def name_matches(actual: str, typed: str) -> bool:
     """Match a name of the database against a typed part: exactly when it was quoted, else ignoring case."""
-    if isinstance(wanted, QuotedName):
-        return actual == wanted
-    return actual.lower() == wanted.lower()
+    if isinstance(typed, QuotedName):
+        return actual == typed
+    return actual.lower() == typed.lower()
 
 
 def split_qualified_name(text: str, max_parts: int) -> list[str]:

@@ -137,10 +137,10 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         fresh = not schema_exists(connection, schema)
         result.enable_always = enable_always if enable_always is not None else (
             not fresh and load_enable_always(connection, schema))
-        _refuse_tables_of_other_logs(connection, schema, tables)
+        _reject_tables_of_other_logs(connection, schema, tables)
         result.event_triggers = plan_ddl_capture(connection, schema)
         if result.event_triggers is DdlCapture.INSTALLED:
-            _refuse_second_ddl_capture(connection, schema)
+            _reject_second_ddl_capture(connection, schema)
             result.replaces_event_triggers = bool(event_trigger_firing(connection, schema))
         if result.event_triggers is DdlCapture.KEPT:
             result.event_firing_differs = (event_trigger_firing(connection, schema)
@@ -240,7 +240,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
     return result
 
 
-def _refuse_tables_of_other_logs(connection: psycopg.Connection, schema: str, tables: list[Table]) -> None:
+def _reject_tables_of_other_logs(connection: psycopg.Connection, schema: str, tables: list[Table]) -> None:
     """Raise InvalidArgumentError when a chosen table has auditctl triggers that write into another audit schema.
 
     The triggers have fixed names, so installing the table here would take
@@ -264,7 +264,7 @@ def _refuse_tables_of_other_logs(connection: psycopg.Connection, schema: str, ta
         .format(table=table.entity_type, other=quote_ident(row[1]), schema=quote_ident(schema)))
 
 
-def _refuse_second_ddl_capture(connection: psycopg.Connection, schema: str) -> None:
+def _reject_second_ddl_capture(connection: psycopg.Connection, schema: str) -> None:
     """Raise InvalidArgumentError when another audit schema's event triggers capture DDL already.
 
     A second set would record every schema change in both logs, and after an

@@ -1,8 +1,8 @@
 """The TRUNCATE triggers on the leaf partitions of audited partitioned tables.
 
-PostgreSQL clones row triggers onto partitions, but not TRUNCATE triggers,
-so a TRUNCATE of one partition fires no trigger of its partitioned table,
-while a TRUNCATE of the table fires the triggers of the table and of every
+PostgreSQL clones row triggers onto partitions, but not TRUNCATE triggers.
+A TRUNCATE of one partition therefore fires no trigger of its partitioned
+table. A TRUNCATE of the table fires the triggers of the table and of every
 leaf it empties.
 The audit schema's put_truncate_triggers() puts the table's TRUNCATE trigger
 on each ordinary leaf, calling the function of the table's row trigger with
@@ -38,7 +38,7 @@ class LeafTriggers:
         return not self.firing & {"D", "R"}
 
     def current(self, code: str) -> bool:
-        """Tell whether every ordinary leaf has its trigger, firing as ``code`` says."""
+        """Tell whether every ordinary leaf has its trigger, firing in the mode ``code``."""
         return not self.uncovered and self.firing <= {code}
 
 

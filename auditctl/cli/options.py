@@ -78,7 +78,7 @@ def folder_parser(option: str) -> Callable[[str], Path]:
 
 
 def file_parser(option: str, *, reject_folder: bool = True) -> Callable[[str], Path]:
-    """Return a parser of ``option``'s value that rejects an empty value and, unless told not to, a folder.
+    """Return a parser of ``option``'s value that rejects an empty value and, with ``reject_folder``, a folder.
 
     A command that names a folder in a message of its own passes ``reject_folder=False``.
     """

@@ -46,8 +46,8 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 def check_auth_options(auth: AuthMode, token_file: Path | None, proxy_user_header: str) -> None:
     """Raise InvalidArgumentError for a header name that no request can carry, and for a token file with a proxy.
 
-    A token file given with --auth proxy is refused rather than ignored:
-    whoever passes it expects the token to guard the page, while with a proxy
+    A token file given with --auth proxy is rejected rather than ignored,
+    because the user expects the token to guard the page, while with a proxy
     only the header does.
     """
     if auth is AuthMode.proxy and token_file is not None:
