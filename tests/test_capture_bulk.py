@@ -12,6 +12,7 @@ in one statement) and compares the events.
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from auditctl.audit.catalog import list_tables
@@ -197,3 +198,29 @@ def test_rolled_back_bulk_update_leaves_no_event(db):
                 connection.execute("UPDATE bulk SET amount = 2")
                 raise ZeroDivisionError
         assert _changes(connection, "bulk") == []
+
+
+def test_case_change_under_nondeterministic_collation(db):
+    with db.connect() as connection:
+        try:
+            connection.execute("CREATE COLLATION ignore_case (provider = icu, locale = 'und-u-ks-level2', "
+                               "deterministic = false)")
+        except psycopg.errors.FeatureNotSupported:
+            pytest.skip("this PostgreSQL build has no ICU collations")
+        assert connection.execute("SELECT 'Ёлка' = 'ёЛКА' COLLATE ignore_case").fetchone()[0]
+        connection.execute("CREATE DOMAIN loose_code AS text COLLATE ignore_case")
+        for name in (*TABLES, JSON_TWIN):
+            connection.execute(f"CREATE TABLE {name} (id integer PRIMARY KEY, title text COLLATE ignore_case, "
+                               f"code loose_code, other text)")
+            connection.execute(f"INSERT INTO {name} SELECT i, 'запись ' || i, 'c' || i, 'x' "
+                               f"FROM generate_series(1, {ROWS}) AS i")
+        install(connection, "audit", [*TABLES, JSON_TWIN])
+        [twin] = [table for table in list_tables(connection, "audit") if table.name == JSON_TWIN]
+        connection.execute(render_trigger(connection, "audit", twin, ddl_capture=False).sql)
+        connection.execute("DELETE FROM audit.events")
+        _apply(connection, "title = upper(title), code = upper(code)")
+        small, batch, bulk = _sides(connection)
+    assert len(bulk) == ROWS
+    assert small == bulk
+    assert batch == bulk
+    assert all("'title': 'ЗАПИСЬ" in new and "'code': 'C" in new for _, _, new in bulk)

@@ -13,7 +13,7 @@ from .schema import template_context
 
 # Bump when sql/trigger.sql.j2 changes in a way that existing triggers must
 # be regenerated for; status then reports them as outdated.
-TEMPLATE_VERSION = 5
+TEMPLATE_VERSION = 6
 
 # Trigger names are per table, so fixed names cannot collide between tables.
 # So a table is audited into one audit schema only: install refuses a table
@@ -179,17 +179,22 @@ def _typed_columns(connection: psycopg.Connection, table: Table, columns: list[s
     when its value did not change: typed values where the type has an = operator
     of its own in pg_catalog, their text otherwise (json, arrays, domains,
     enums, types of extensions, whose operators the trigger's search_path
-    does not reach), as the query of a large UPDATE compares them.
+    does not reach), and their text in byte order under a nondeterministic
+    collation, as the query of a large UPDATE compares them.
     """
-    # NOTE: an = that ignores some differences (text under a nondeterministic
-    # collation) hides a change that the JSON comparison of other paths records.
     with connection.cursor() as cursor:
         cursor.execute(_COLUMN_TYPES_QUERY, (table.oid,))
-        exact = dict(cursor.fetchall())
+        kinds = {name: (exact, loose) for name, exact, loose in cursor.fetchall()}
     described = []
     for column in columns:
         ident = quote_ident(column)
-        if exact.get(column, False):
+        exact, loose = kinds.get(column, (False, False))
+        if loose:
+            # The = of a nondeterministic collation takes 'a' and 'A' for the
+            # same value and would hide the change; bytes tell them apart.
+            same = (f'v_old_row.{ident}::text COLLATE pg_catalog."C" IS NOT DISTINCT FROM '
+                    f'v_new_row.{ident}::text COLLATE pg_catalog."C"')
+        elif exact:
             same = f"v_old_row.{ident} IS NOT DISTINCT FROM v_new_row.{ident}"
         else:
             same = f"v_old_row.{ident}::text IS NOT DISTINCT FROM v_new_row.{ident}::text"
@@ -202,7 +207,9 @@ SELECT a.attname,
        EXISTS (SELECT FROM pg_catalog.pg_operator AS op
                 WHERE op.oprname = '=' AND op.oprleft = a.atttypid AND op.oprright = a.atttypid
                   AND op.oprresult = 'pg_catalog.bool'::pg_catalog.regtype
-                  AND op.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                  AND op.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace),
+       EXISTS (SELECT FROM pg_catalog.pg_collation AS c
+                WHERE c.oid = a.attcollation AND NOT c.collisdeterministic)
   FROM pg_catalog.pg_attribute AS a
  WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 """
