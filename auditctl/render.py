@@ -572,10 +572,14 @@ def _state_advice(item: TableStatus) -> list[str]:
     if item.state is TableState.DISABLED:
         return [_("{table}: its audit trigger is disabled, so its changes are not recorded. "
                   "Run `auditctl install {table}` to enable it again.").format(table=table)]
-    if item.state is TableState.MISSING and item.partition_of:
+    if item.state is TableState.MISSING and item.partition_of and item.partition_of_audited:
         return [_("{table} is now a partition of {parent}, so its own audit triggers may record its changes a second "
                   "time beside those of {parent}. Run `auditctl uninstall {table}`, then `auditctl install {parent}`.")
                 .format(table=table, parent=item.partition_of)]
+    if item.state is TableState.MISSING and item.partition_of:
+        return [_("{table} is now a partition of {parent}, which is not audited; its own audit triggers still record "
+                  "its changes. To audit the whole table, run `auditctl uninstall {table}`, then "
+                  "`auditctl install {parent}`.").format(table=table, parent=item.partition_of)]
     if item.state is TableState.MISSING and item.has_primary_key is None:
         return [_("{table} is registered for auditing but no longer exists. "
                   "Run `auditctl uninstall {table}` to remove it from the registry.").format(table=table)]

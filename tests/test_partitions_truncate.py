@@ -350,3 +350,20 @@ def test_dry_run_lists_partition_triggers(db):
     assert [table.name for table in result.installed] == ["pay"]
     assert """SELECT "audit".put_truncate_triggers('"public"."pay"'::regclass);""" in result.statements
     assert schema is None
+
+
+def test_status_names_partition_of_unaudited_table(db, cli):
+    with db.connect() as connection:
+        connection.execute(PAY_TREE)
+        connection.execute("CREATE TABLE pay_2026 (LIKE pay)")
+        install(connection, "audit", ["pay_2026"])
+        try:
+            connection.execute(ATTACH_2026)
+        except psycopg.errors.FeatureNotSupported:
+            pytest.skip("PostgreSQL 16 and later reject attaching a table whose triggers have transition tables")
+    result = cli("status", dsn=db.dsn)
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 3
+    assert ("public.pay_2026 is now a partition of public.pay, which is not audited; its own audit triggers still "
+            "record its changes.") in text
+    assert "second time" not in text

@@ -59,6 +59,8 @@ class TableStatus:
     disabled_partitions: list[str] = field(default_factory=list)
     # For a registered table that became a partition since: the partitioned table at the top of its tree.
     partition_of: str | None = None
+    # Whether that partitioned table is audited too, so that the table's changes are recorded twice.
+    partition_of_audited: bool = False
 
 
 @dataclass
@@ -195,12 +197,13 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
         if oid not in seen:
             # A registered table that is gone, or moved where auditctl does not look, such as into a partition tree.
             row = connection.execute(
-                """SELECT n.nspname || '.' || r.relname
+                """SELECT n.nspname || '.' || r.relname, r.oid::bigint
                    FROM pg_catalog.pg_class AS c
                    JOIN pg_catalog.pg_class AS r ON r.oid = pg_catalog.pg_partition_root(c.oid)
                    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
                    WHERE c.oid = %s AND c.relispartition""", (oid,)).fetchone()
-            states.append((None, TableStatus(name, TableState.MISSING, None, 0, partition_of=row[0] if row else None)))
+            states.append((None, TableStatus(name, TableState.MISSING, None, 0, partition_of=row[0] if row else None,
+                                             partition_of_audited=bool(row) and row[1] in registered)))
     return states
 
 
