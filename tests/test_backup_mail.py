@@ -128,6 +128,27 @@ def test_message_headers_are_ascii_on_the_wire(filled, folder, smtp_starttls, lo
     assert b"filename*0*=utf-8''%D0%B1" in wire  # RFC 2231, split into continuations
 
 
+@pytest.mark.parametrize("subject", [
+    "[auditctl] Резервная копия app создана (891,0 КБ)",
+    "[auditctl] Резервная копия appsomething создана (1,0 ГБ)",
+    "[auditctl] ОШИБКА резервного копирования app",
+    "[auditctl] Backup of app created (891.0 kB)",
+])
+def test_subject_keeps_spaces_after_decoding(subject):
+    from email import message_from_bytes
+    from email.policy import default
+
+    from auditctl.backup.config import MailSettings
+    from auditctl.backup.mail import MailReport, build_message
+
+    settings = MailSettings(to=("ops@example.test",), sender="backup@example.test")
+    wire = build_message(settings, MailReport(subject, "тело\n")).as_bytes()
+    head = wire.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    assert str(message_from_bytes(wire, policy=default)["Subject"]) == subject
+
+
 def test_password_file_readable_by_others_is_rejected(filled, folder, tmp_path, smtp_tls, loopback_certificate):
     password_file = tmp_path / "smtp-password"
     password_file.write_text(SMTP_PASSWORD)

@@ -16,6 +16,7 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
@@ -54,9 +55,31 @@ def attachment_fits(size: int, limit: int) -> bool:
     return encoded_size(size) + MESSAGE_OVERHEAD_BYTES <= limit
 
 
+class _EncodedHeader(str):
+    """A header value that ``email.header.Header`` encodes and folds, instead of the message's policy.
+
+    The policy's folding, in Python 3.11 at least, can put the space
+    between an ASCII word and the non-ASCII word after it at the boundary
+    of two encoded words, where decoders drop it: "копия app создана" then
+    reads "копия appсоздана". ``Header`` keeps each space inside an encoded
+    word. The policy calls ``fold()`` of a value that has a ``name``.
+    """
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> _EncodedHeader:
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy) -> str:
+        encoded = Header(str(self), "utf-8", header_name=self.name).encode(linesep=policy.linesep)
+        return f"{self.name}: {encoded}{policy.linesep}"
+
+
 def build_message(settings: MailSettings, report: MailReport) -> EmailMessage:
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = report.subject
+    message["Subject"] = report.subject if report.subject.isascii() else _EncodedHeader("Subject", report.subject)
     message["From"] = settings.sender
     message["To"] = ", ".join(settings.to)
     message["Date"] = formatdate(localtime=True)
