@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -73,8 +74,9 @@ def backend_instructions(cluster: Cluster, pgbench: str, script: Path, transacti
         if len(new) == 2 and None not in totals:
             return totals[-1]
         if len(new) > 2:
-            sys.exit(f"callgrind files of {len(new)} processes came from one pgbench run, expected 2: "
-                     + ", ".join(path.name for path in new))
+            # Process ids wrap around at kernel.pid_max, soon when other work starts many processes.
+            sys.exit(f"callgrind files of {len(new)} processes came from one pgbench run, expected 2 "
+                     "(run the benchmark with nothing else running): " + ", ".join(path.name for path in new))
         time.sleep(0.5)
     sys.exit("callgrind wrote no totals for the pgbench backend within 300 s; see " + str(cluster.log_path))
 
@@ -111,18 +113,32 @@ def start_under_callgrind(cluster: Cluster) -> subprocess.Popen:
             time.sleep(1)
 
 
-def measure(cluster: Cluster, pgbench: str, workdir: Path, args: argparse.Namespace) -> dict[tuple[str, str], float]:
+def stop_under_callgrind(server: subprocess.Popen | None) -> None:
+    """Stop the server that start_under_callgrind() started, if it did."""
+    if server is None:
+        return
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def measure(cluster: Cluster, pgbench: str, workdir: Path, args: argparse.Namespace,
+            modes: tuple[str, ...] = MODES, set_triggers: Callable[[psycopg.Connection, str], None] = set_mode,
+            ) -> dict[tuple[str, str], float]:
+    """Return the instructions per transaction of each (mode, action); ``set_triggers`` puts a mode's triggers."""
     scripts = {}
     for action in ACTIONS:
         scripts[action] = workdir / f"{action.lower()}.sql"
         scripts[action].write_text(throughput_script(action), encoding="utf-8")
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
-        DeletableProducts().ensure(connection, len(MODES) * (1 + 2 * SHORT_RUN + args.transactions))
+        DeletableProducts().ensure(connection, len(modes) * (1 + 2 * SHORT_RUN + args.transactions))
     per_transaction = {}
-    for mode in MODES:
+    for mode in modes:
         if mode != "plain":
             with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
-                set_mode(connection, mode)
+                set_triggers(connection, mode)
                 connection.execute("CHECKPOINT")
         for action in ACTIONS:
             # The first backend after DDL rebuilds the relation cache's
@@ -161,12 +177,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as workdir:
             counts = measure(cluster, pgbench, Path(workdir), args)
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop_under_callgrind(server)
         shutil.rmtree(cluster.root, ignore_errors=True)
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
