@@ -17,6 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from auditctl.audit.install import install
+from auditctl.web import export
 from auditctl.web.login import SESSION_COOKIE
 from helpers import as_app_user, events
 from webhelpers import SCRIPT_VALUE, TOKEN, make_app, move_events_back, seed_audit_log, utc_now
@@ -511,6 +512,34 @@ def test_export_with_invalid_filter_records_nothing(fresh_db):
         log_in(client)
         response = client.get("/export?format=csv&from=never")
     assert response.status_code == 400
+    with psycopg.connect(fresh_db) as connection:
+        assert events(connection, where="action = 'EXPORT'") == []
+
+
+def test_export_cut_by_database_records_nothing(fresh_db, caplog, monkeypatch):
+    stream_csv = export.stream_csv
+
+    def stream_then_terminate(connection, *args, **kwargs):
+        chunks = stream_csv(connection, *args, **kwargs)
+        yield next(chunks)
+        with psycopg.connect(fresh_db, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
+        yield from chunks
+
+    monkeypatch.setattr(export, "stream_csv", stream_then_terminate)
+    with new_client(fresh_db) as client:
+        log_in(client)
+        response = client.get("/export?format=csv&table=customer")
+    header = "id,occurred_at,user_id,ip_address,db_user,action,entity_type,entity_id,old,new,details," \
+             "application_name,transaction_id\n"
+    assert response.status_code == 200
+    assert response.text == header
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1, [record.getMessage() for record in errors]
+    assert errors[0].name == "auditctl.web.export"
+    assert errors[0].exc_info is None
+    assert errors[0].getMessage().startswith(f"export by auditctl-web failed after {len(header)} bytes, so the "
+                                             "viewer got an incomplete file and no EXPORT event was recorded: ")
     with psycopg.connect(fresh_db) as connection:
         assert events(connection, where="action = 'EXPORT'") == []
 
