@@ -105,10 +105,11 @@ def replace_when_complete(path: Path) -> Iterator[BinaryIO]:
 
     The temporary file is removed on every failure, so ``path`` contains either
     its old content or the complete new one. A file that is replaced keeps
-    its mode, and its owner where the process may set it. An OSError while
-    creating, writing or renaming the file becomes OutputFileError naming
-    ``path``. A FIFO or a device is written in place instead, since a rename
-    would replace it.
+    its mode, and its owner where the process may set it. A new file keeps
+    the temporary file's mode, 0600 from tempfile, whatever the umask. An
+    OSError while creating, writing or renaming the file becomes
+    OutputFileError naming ``path``. A FIFO or a device is written in place
+    instead, since a rename would replace it.
     """
     kind = special_file_kind(path)
     if kind is not None:

@@ -1050,6 +1050,18 @@ def test_export_to_fifo_writes_in_place(audited, cli, tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["pipe"]
 
 
+def test_export_new_file_is_owner_only(audited, cli, tmp_path):
+    output = tmp_path / "events.csv"
+    previous_umask = os.umask(0o022)
+    try:
+        result = cli("export", "--format", "csv", "-o", str(output), dsn=audited.dsn)
+    finally:
+        os.umask(previous_umask)
+
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device needs root")
 def test_export_to_full_device_fails(audited, cli, tmp_path):
     # A device of its own with the numbers of /dev/full (1, 7), so the system's device is never touched.

@@ -183,6 +183,20 @@ def test_rotate_archives_then_drops(old_log, cli, tmp_path):
     assert list(tmp_path.glob(".*")) == []
 
 
+def test_rotate_files_are_owner_only(old_log, cli, tmp_path):
+    previous_umask = os.umask(0o022)
+    try:
+        result = cli("rotate", "--keep", KEEP, "--archive-dir", str(tmp_path), dsn=old_log.dsn)
+    finally:
+        os.umask(previous_umask)
+
+    assert result.exit_code == 0, result.stderr
+    written = sorted(tmp_path.iterdir())
+    assert len(written) == 4
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in written} == {
+        path.name: 0o600 for path in written}
+
+
 @pytest.mark.parametrize("archive_format", [ArchiveFormat.jsonl_zst, ArchiveFormat.parquet],
                          ids=["jsonl.zst", "parquet"])
 def test_rotate_other_formats(old_log, cli, tmp_path, archive_format):

@@ -9,14 +9,17 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from html import unescape
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from auditctl.audit.install import install
+from auditctl.web import export
 from auditctl.web.login import SESSION_COOKIE
-from helpers import events
+from helpers import as_app_user, events
 from webhelpers import SCRIPT_VALUE, TOKEN, make_app, move_events_back, seed_audit_log, utc_now
 
 CLIENT_ADDRESS = "203.0.113.200"
@@ -511,6 +514,93 @@ def test_export_with_invalid_filter_records_nothing(fresh_db):
     assert response.status_code == 400
     with psycopg.connect(fresh_db) as connection:
         assert events(connection, where="action = 'EXPORT'") == []
+
+
+def test_export_cut_by_database_records_nothing(fresh_db, caplog, monkeypatch):
+    stream_csv = export.stream_csv
+
+    def stream_then_terminate(connection, *args, **kwargs):
+        chunks = stream_csv(connection, *args, **kwargs)
+        yield next(chunks)
+        with psycopg.connect(fresh_db, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
+        yield from chunks
+
+    monkeypatch.setattr(export, "stream_csv", stream_then_terminate)
+    with new_client(fresh_db) as client:
+        log_in(client)
+        response = client.get("/export?format=csv&table=customer")
+    header = "id,occurred_at,user_id,ip_address,db_user,action,entity_type,entity_id,old,new,details," \
+             "application_name,transaction_id\n"
+    assert response.status_code == 200
+    assert response.text == header
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1, [record.getMessage() for record in errors]
+    assert errors[0].name == "auditctl.web.export"
+    assert errors[0].exc_info is None
+    assert errors[0].getMessage().startswith(f"export by auditctl-web failed after {len(header)} bytes, so the "
+                                             "viewer got an incomplete file and no EXPORT event was recorded: ")
+    with psycopg.connect(fresh_db) as connection:
+        assert events(connection, where="action = 'EXPORT'") == []
+
+
+def add_stage_table(dsn: str) -> None:
+    """Add an audited table with a two-column primary key, and one row in it."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute('CREATE TABLE stage ("productId" text, "stageNo" integer, note text, '
+                           'PRIMARY KEY ("productId", "stageNo"))')
+        install(connection, "audit", ["stage"])
+        as_app_user(connection, "alice", None, "INSERT INTO stage VALUES ('pr00000010', 1, 'cut')")
+
+
+@pytest.mark.parametrize("query", [
+    "table=NoSuchTable",
+    "entity=%5B160%2C",
+    "action=NO_SUCH_ACTION",
+    "from=never",
+    "from=2026-12-05&to=2026-12-01",
+    "period=2y",
+    "table=customer&entity=abc",
+    "table=customer&entity=%5B1%2C2%5D",
+    "table=stage&entity=pr00000010",
+], ids=["unknown-table", "bad-entity-json", "unknown-action", "bad-from", "swapped-range", "bad-period",
+        "entity-wrong-type", "entity-too-many-values", "entity-too-few-values"])
+def test_export_rejects_filter_as_page_does(fresh_db, caplog, query):
+    add_stage_table(fresh_db)
+    with new_client(fresh_db) as client:
+        log_in(client)
+        page = client.get(f"/?{query}")
+        export = client.get(f"/export?format=csv&{query}")
+    assert page.status_code == 400
+    assert export.status_code == 400
+    assert export.headers["content-type"].startswith("text/html")
+    assert "content-disposition" not in export.headers
+    assert error_message(export.text) == error_message(page.text)
+    assert error_message(export.text)
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+    with psycopg.connect(fresh_db) as connection:
+        assert events(connection, where="action = 'EXPORT'") == []
+
+
+def test_partial_composite_key_rejected_like_cli(fresh_db, cli):
+    add_stage_table(fresh_db)
+    result = cli("query", "--table", "stage", "--entity-id", "pr00000010", dsn=fresh_db)
+    with new_client(fresh_db) as client:
+        log_in(client)
+        page = client.get("/?table=stage&entity=pr00000010")
+        whole_key = client.get("/?table=stage&entity=%5B%22pr00000010%22%2C%201%5D")
+        client.cookies.set("auditctl_lang", "ru")
+        russian = client.get("/?table=stage&entity=pr00000010")
+    assert result.exit_code == 2
+    assert page.status_code == 400
+    expected = result.stderr.strip().removeprefix("Error: ").replace("--entity-id", "entity id")
+    assert unescape(error_message(page.text)) == expected
+    assert russian.status_code == 400
+    assert unescape(error_message(russian.text)) == (
+        "Неверное значение «pr00000010» (идентификатор записи): первичный ключ таблицы public.stage состоит "
+        "из 2 столбцов (productId, stageNo); укажите их значения одним массивом JSON, например «[\"a\", 5]».")
+    assert whole_key.status_code == 200
+    assert len(shown_event_ids(whole_key.text)) == 1
 
 
 # Language

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -183,6 +186,115 @@ def test_serve_without_audit_schema_fails_fast(db):
     _stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 1
     assert "is not installed" in stderr
+
+
+def log_in_over_http(port: int) -> str:
+    """Log in to `auditctl serve` with the token and return the Cookie header of the session."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", "/login", body=urllib.parse.urlencode({"token": TOKEN, "next": "/"}),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 303
+    return response.headers["set-cookie"].split(";", 1)[0]
+
+
+def terminate_blocked_export(dsn: str, timeout: float = 30.0) -> None:
+    """Terminate the backend of an export's COPY once it waits for the page to read, in the middle of the export."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            row = connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%' "
+                "AND wait_event = 'ClientWrite'").fetchone()
+            if row:
+                connection.execute("SELECT pg_terminate_backend(%s)", row)
+                return
+            time.sleep(0.1)
+        activity = connection.execute(
+            "SELECT state, wait_event, left(query, 60) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+    raise AssertionError(f"no export waited for the page to read within {timeout} s: {activity}")
+
+
+def add_large_table(db) -> None:
+    """Seed the log and add a table whose CSV export is about 40 MB.
+
+    That is more than the socket buffers between database, page and client
+    hold, so an export of it is still running, its COPY waiting for the page
+    and the page for the client, when the client stops reading. Each text
+    stays below the 8 kB above which the log stores a digest.
+    """
+    with db.connect() as connection:
+        seed_audit_log(connection)
+        connection.execute("CREATE TABLE document (id integer PRIMARY KEY, body text)")
+        install(connection, "audit", ["document"])
+        connection.execute("INSERT INTO document SELECT i, repeat('x', 4000) FROM generate_series(1, 10000) i")
+
+
+@contextlib.contextmanager
+def running_export(db) -> Iterator[tuple[subprocess.Popen, http.client.HTTPConnection, http.client.HTTPResponse,
+                                         bytes]]:
+    """Start `auditctl serve`, log in and request the CSV export of the large table.
+
+    Yields the server process, the client connection, the response and its
+    first 64 KiB, and stops the server at the end of the block.
+    """
+    add_large_table(db)
+    port = _free_port()
+    process = start_server(db.dsn, port)
+    try:
+        wait_for_port(process, port)
+        cookie = log_in_over_http(port)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/export?format=csv&table=document", headers={"Cookie": cookie})
+        response = connection.getresponse()
+        assert response.status == 200, (response.status, response.read(2000))
+        yield process, connection, response, response.read(65536)
+    finally:
+        stop_server(process)
+
+
+def wait_for_no_sessions(dsn: str, timeout: float = 10.0) -> None:
+    """Wait until no other session is connected to the database, such as the page's after an export ends."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            if not connection.execute("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND pid <> pg_backend_pid())").fetchone()[0]:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"sessions still connected after {timeout} s")
+
+
+def test_serve_export_cut_logs_one_line(db):
+    with running_export(db) as (process, connection, response, first_part):
+        terminate_blocked_export(db.dsn)
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+        connection.close()
+    stderr = process.stderr.read()
+    assert first_part.startswith(b"id,occurred_at,")
+    assert "Traceback" not in stderr
+    failures = [line for line in stderr.splitlines() if "export by auditctl-web failed after" in line]
+    assert len(failures) == 1, stderr
+    assert "no EXPORT event was recorded: " in failures[0]
+    with db.connect() as connection:
+        assert events(connection, where="action = 'EXPORT'") == []
+
+
+def test_serve_export_cancelled_records_nothing(db):
+    with running_export(db) as (process, connection, _response, _first_part):
+        connection.close()
+        wait_for_no_sessions(db.dsn)
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr
+    assert "because the viewer went away; no EXPORT event was recorded" in stderr
+    with db.connect() as connection:
+        assert events(connection, where="action = 'EXPORT'") == []
 
 
 def serve_on_taken_port(db, language: str) -> tuple[int, str, list[str]]:

@@ -101,13 +101,16 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
 
 
 def typed_entity_filter(connection: psycopg.Connection, schema: str, filters: EventFilter,
-                        entity_id: str) -> EventFilter:
+                        entity_id: str, label: str = "--entity-id") -> EventFilter:
     """Return ``filters`` with the ``--entity-id`` text computed as ``auditctl history`` computes it.
 
     With exactly one ``--table`` that names one current table with a primary
     key, the key values are cast to the key columns' types and rendered as
     the triggers store them, so that a timestamptz key matches in any offset.
-    Otherwise ``filters`` is returned unchanged.
+    Otherwise ``filters`` is returned unchanged. Raises InvalidArgumentError
+    when the number of values differs from the number of key columns, or
+    when a value does not fit its column. ``label`` names the value in that
+    error.
     """
     if len(filters.tables) != 1:
         return filters
@@ -119,12 +122,12 @@ def typed_entity_filter(connection: psycopg.Connection, schema: str, filters: Ev
         return filters
     if len(parse_key_values([entity_id])) != len(table.key_columns):
         raise InvalidArgumentError(
-            ngettext("Invalid --entity-id value {value!r}: table {table} has a primary key of {count} column "
+            ngettext("Invalid {label} value {value!r}: table {table} has a primary key of {count} column "
                      "({columns}); give its value.",
-                     "Invalid --entity-id value {value!r}: table {table} has a primary key of {count} columns "
+                     "Invalid {label} value {value!r}: table {table} has a primary key of {count} columns "
                      "({columns}); give their values as one JSON array such as '[\"a\", 5]'.",
                      len(table.key_columns))
-            .format(value=entity_id, table=table.entity_type, count=len(table.key_columns),
+            .format(label=label, value=entity_id, table=table.entity_type, count=len(table.key_columns),
                     columns=", ".join(table.key_columns)))
     record = resolve_record(connection, schema, filters.tables[0], [entity_id])
     return replace(filters, entity_id=record.entity_id, entity_id_forms=record.entity_ids[1:])

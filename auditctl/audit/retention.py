@@ -256,7 +256,10 @@ def _store_archive(destination: Destination, local: Path, name: str, schema: str
 
 @contextlib.contextmanager
 def _scratch_file(destination: Destination, name: str):
-    """Yield a scratch path for an archive; remove it on every exit unless it was stored."""
+    """Yield a scratch path for an archive; remove it on every exit unless it was stored.
+
+    The file has tempfile's mode 0600, whatever the umask, and an archive stored in a folder keeps it.
+    """
     handle = tempfile.NamedTemporaryFile(dir=destination.scratch_dir(), prefix=f".{name}.", suffix=".tmp",
                                          delete=False)
     handle.close()

@@ -19,7 +19,7 @@ from ..audit.browse import CursorNotFoundError
 from ..db import first_line
 from ..errors import AuditctlError, ConnectionFailedError, InvalidArgumentError, NotInstalledError, TableNotFoundError
 from ..i18n import _
-from . import login, pages
+from . import export, login, pages
 from .auth import LoginLimiter, SessionSigner
 from .middleware import SecurityHeadersMiddleware, ViewerMiddleware
 from .rendering import STATIC_DIR, WebError, error_response
@@ -138,7 +138,7 @@ def create_app(config: WebConfig) -> Starlette:
         Route("/", pages.events_page),
         Route("/events/{event_id}", pages.event_page),
         Route("/history", pages.history_page),
-        Route("/export", pages.export),
+        Route("/export", export.export_events),
         Route("/login", login.login_form, methods=["GET"]),
         Route("/login", login.login_submit, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"]),

@@ -32,10 +32,12 @@ def read_only_connection(dsn: str | None) -> Iterator[psycopg.Connection]:
         connection.close()
 
 
-def record_event(dsn: str | None, schema: str, action: str, *, user_id: str | None, client: str | None,
-                 details: dict[str, Any] | None = None) -> int:
-    """Record LOGIN, LOGIN_FAILED, LOGOUT or EXPORT through the schema's log_event() and return its id.
+def insert_event(connection: psycopg.Connection, schema: str, action: str, *, user_id: str | None,
+                 client: str | None, details: dict[str, Any] | None = None) -> int:
+    """Insert LOGIN, LOGIN_FAILED, LOGOUT or EXPORT through the schema's log_event() and return its id.
 
+    It must be the first statement of an open transaction of ``connection``,
+    because it makes that transaction read-write. The caller commits.
     ``client`` is the viewer's address. One that is not an IP address (a
     Unix socket peer, say) goes into the details instead, because an empty
     address would make log_event() record the web server's own address.
@@ -47,17 +49,27 @@ def record_event(dsn: str | None, schema: str, action: str, *, user_id: str | No
             address = str(ipaddress.ip_address(client))
         except ValueError:
             details["client"] = client
-    with read_only_connection(dsn) as connection:
-        with connection.transaction():
-            connection.execute("SET TRANSACTION READ WRITE")
-            event_id = log_event(connection, schema, action, user_id=user_id, ip_address=address,
-                                 details=details or None)
+    connection.execute("SET TRANSACTION READ WRITE")
+    return log_event(connection, schema, action, user_id=user_id, ip_address=address, details=details or None)
+
+
+def log_recorded_event(action: str, event_id: int, user_id: str | None, client: str | None) -> None:
+    """Log one line for an event that insert_event() inserted and its transaction committed."""
     where = client or "an unknown address"
     if user_id is None:
         # A failed login names no user.
         logger.info("recorded %s event %d from %s", action, event_id, where)
     else:
         logger.info("recorded %s event %d for user %s from %s", action, event_id, user_id, where)
+
+
+def record_event(dsn: str | None, schema: str, action: str, *, user_id: str | None, client: str | None,
+                 details: dict[str, Any] | None = None) -> int:
+    """Record LOGIN, LOGIN_FAILED, LOGOUT or EXPORT in a transaction of its own and return its id."""
+    with read_only_connection(dsn) as connection:
+        with connection.transaction():
+            event_id = insert_event(connection, schema, action, user_id=user_id, client=client, details=details)
+    log_recorded_event(action, event_id, user_id, client)
     return event_id
 
 

@@ -1,33 +1,27 @@
-"""The pages: the filtered event list with its dashboard, one event, exports and preferences."""
+"""The pages: the filtered event list with its dashboard, one event, a record's history and preferences."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timezone
-from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, available_timezones
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from ..audit import browse
 from ..audit.history import entity_history
-from ..audit.query import EventFilter, stream_csv, stream_jsonl
-from ..audit.schema import require_installed
-from ..errors import AuditctlError
+from ..audit.query import EventFilter
+from ..audit.records import typed_entity_filter
 from ..i18n import LANGUAGES, _
 from . import formatting
-from .database import read_only_connection, record_event
+from .database import read_only_connection
 from .filters import PERIODS, FilterError, FilterForm, PageRequest, parse_filters, parse_page
-from .login import apply_session, authenticate, client_address, safe_next
+from .login import apply_session, authenticate, safe_next
 from .middleware import LANGUAGE_COOKIE, TIME_ZONE_COOKIE
 from .rendering import WebError, render
-
-logger = logging.getLogger(__name__)
 
 # Number of top users and tables in the dashboard strip.
 TOP_COUNT = 5
@@ -42,18 +36,30 @@ class Dashboard:
     top_window: bool
 
 
-def _filters(request: Request) -> tuple[EventFilter, FilterForm]:
+def request_filters(request: Request) -> tuple[EventFilter, FilterForm]:
+    """Read the filters of the request's URL; raise WebError (400) on an invalid value."""
     try:
         return parse_filters(request.query_params, request.state.time_zone, datetime.now(timezone.utc))
     except FilterError as exc:
         raise WebError(exc.status_code, _("Invalid filter"), str(exc)) from None
 
 
-def _check_actions(connection, schema: str, actions: list[str]) -> None:
+def resolve_filters(connection, schema: str, filters: EventFilter) -> EventFilter:
+    """Check the filter against the database and return it with its tables and entity id as the log stores them.
+
+    The checks are those of `auditctl query`. An unknown action raises
+    WebError (400). An unknown table, or an entity id that does not fit the
+    table's primary key, raises an AuditctlError that the app shows as a
+    400 page.
+    """
     try:
-        browse.check_actions(connection, schema, actions)
+        browse.check_actions(connection, schema, filters.actions)
     except browse.UnknownActionError as exc:
         raise WebError(400, _("Invalid filter"), str(exc)) from None
+    filters = browse.resolve_tables(connection, schema, filters)
+    if filters.entity_id is not None:
+        filters = typed_entity_filter(connection, schema, filters, filters.entity_id, label=_("entity id"))
+    return filters
 
 
 @dataclass
@@ -72,8 +78,7 @@ class ListData:
 
 def _load_list(config, filters: EventFilter, page: PageRequest, time_zone: ZoneInfo) -> ListData:
     with read_only_connection(config.dsn) as connection:
-        _check_actions(connection, config.schema, filters.actions)
-        filters = browse.resolve_tables(connection, config.schema, filters)
+        filters = resolve_filters(connection, config.schema, filters)
         result = browse.browse_events(connection, config.schema, filters, size=config.page_size,
                                       older_than=page.older_than, newer_than=page.newer_than)
         days = browse.daily_counts(connection, config.schema, filters, time_zone)
@@ -92,7 +97,7 @@ async def events_page(request: Request) -> Response:
     """Render the main view: filter bar, dashboard strip and one page of events."""
     await authenticate(request)
     config = request.app.state.config
-    filters, form = _filters(request)
+    filters, form = request_filters(request)
     try:
         page = parse_page(request.query_params)
     except FilterError as exc:
@@ -177,57 +182,6 @@ async def event_page(request: Request) -> Response:
         "history_query": history_query(event), "record_history_query": record_history_query(event),
         "back_query": request.url.query,
     })
-    return apply_session(request, response)
-
-
-def _filter_details(filters: EventFilter) -> dict[str, Any]:
-    details = {key: value for key, value in asdict(filters).items() if value not in (None, [], "")}
-    for key in ("since", "until"):
-        if key in details:
-            details[key] = details[key].isoformat()
-    return details
-
-
-def _export_chunks(config, filters: EventFilter, export_format: str) -> Iterator[bytes]:
-    # The connection lives as long as the response streams, and closes when
-    # the generator finishes or is closed because the viewer went away.
-    with read_only_connection(config.dsn) as connection:
-        if export_format == "csv":
-            yield from stream_csv(connection, config.schema, filters, formula_safe=True)
-        else:
-            yield from stream_jsonl(connection, config.schema, filters)
-
-
-def _check_export(config, filters: EventFilter) -> None:
-    with read_only_connection(config.dsn) as connection:
-        _check_actions(connection, config.schema, filters.actions)
-        require_installed(connection, config.schema)
-
-
-async def export(request: Request) -> Response:
-    """Record an EXPORT event, then stream every event of the current filter as CSV or JSON Lines, oldest first."""
-    user = await authenticate(request)
-    config = request.app.state.config
-    export_format = request.query_params.get("format", "csv")
-    if export_format not in ("csv", "jsonl"):
-        raise WebError(400, _("Invalid export format"),
-                       _("Invalid export format {value!r}: use csv or jsonl.").format(value=export_format[:40]))
-    filters, _form = _filters(request)
-    await run_in_threadpool(_check_export, config, filters)
-    try:
-        await run_in_threadpool(record_event, config.dsn, config.schema, "EXPORT", user_id=user,
-                                client=client_address(request),
-                                details={"format": export_format, "filter": _filter_details(filters), "via": "web"})
-    except AuditctlError as exc:
-        logger.error("export by %s rejected because recording it failed: %s", user, exc)
-        raise WebError(503, _("Export not recorded"),
-                       _("The export could not be written to the audit log, so it was refused: {error}")
-                       .format(error=exc)) from None
-    # The file name is built from the time alone, never from request values.
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    media_type = "text/csv; charset=utf-8" if export_format == "csv" else "application/jsonl; charset=utf-8"
-    response = StreamingResponse(_export_chunks(config, filters, export_format), media_type=media_type, headers={
-        "content-disposition": f'attachment; filename="auditctl-events-{stamp}.{export_format}"'})
     return apply_session(request, response)
 
 
