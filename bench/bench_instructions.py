@@ -24,6 +24,7 @@ Needs valgrind and a PostgreSQL server build (Debian's, or pgserver's).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -57,32 +58,49 @@ SERVER_OPTIONS = ["-c", "shared_buffers=1GB", "-c", "max_wal_size=4GB", "-c", "a
 def backend_instructions(cluster: Cluster, pgbench: str, script: Path, transactions: int) -> int:
     """Run ``transactions`` with pgbench on one connection; return the instructions of its backend.
 
-    Callgrind names each file by process id and writes it when the process
-    exits, which can take seconds. A connection made just before the run
-    gives a process id above every earlier one. pgbench then opens two
-    connections: one to look at the server, then the client's, whose
-    backend has the higher id.
+    Callgrind writes a file per process, named by its id, when the process
+    exits, which can take seconds. The files of earlier runs are deleted
+    first, since process ids wrap around and a new backend can take an old
+    one's name. pgbench then opens two connections: one to look at the
+    server, then the client's, whose backend runs far more instructions.
     """
-    with psycopg.connect(cluster.dsn("postgres")) as connection:
-        floor = connection.info.backend_pid
+    for path in cluster.root.glob("callgrind.*"):
+        path.unlink()
     subprocess.run([pgbench, "-n", "-M", "prepared", "-c", "1", "-t", str(transactions), "-f", str(script),
                     cluster.dsn("postgres")], check=True, capture_output=True, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        new = sorted((path for path in cluster.root.glob("callgrind.*") if _pid(path) > floor), key=_pid)
+        new = list(cluster.root.glob("callgrind.*"))
         totals = [_totals(path) for path in new]
         if len(new) == 2 and None not in totals:
-            return totals[-1]
+            return max(totals)
         if len(new) > 2:
-            # Process ids wrap around at kernel.pid_max, soon when other work starts many processes.
-            sys.exit(f"callgrind files of {len(new)} processes came from one pgbench run, expected 2 "
-                     "(run the benchmark with nothing else running): " + ", ".join(path.name for path in new))
+            sys.exit(f"callgrind files of {len(new)} processes came from one pgbench run, expected 2: "
+                     + ", ".join(path.name for path in new))
         time.sleep(0.5)
     sys.exit("callgrind wrote no totals for the pgbench backend within 300 s; see " + str(cluster.log_path))
 
 
-def _pid(path: Path) -> int:
-    return int(path.suffix[1:])
+@contextlib.contextmanager
+def traced_connection(cluster: Cluster) -> Iterator[psycopg.Connection]:
+    """Connect to the server under callgrind; after closing, wait until its backend's callgrind file is written.
+
+    backend_instructions() then finds only the files of pgbench's backends.
+    """
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
+        pid = connection.info.backend_pid
+        yield connection
+    wait_for_totals(cluster, cluster.root / f"callgrind.{pid}")
+
+
+def wait_for_totals(cluster: Cluster, path: Path) -> int:
+    """Wait until callgrind has written the file ``path``, and return its total instructions."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if path.exists() and (total := _totals(path)) is not None:
+            return total
+        time.sleep(0.5)
+    sys.exit(f"callgrind wrote no totals to {path} within 300 s; see {cluster.log_path}")
 
 
 def _totals(path: Path) -> int | None:
@@ -105,7 +123,9 @@ def start_under_callgrind(cluster: Cluster) -> subprocess.Popen:
     deadline = time.monotonic() + 180
     while True:
         try:
-            psycopg.connect(cluster.dsn("postgres"), connect_timeout=5).close()
+            with psycopg.connect(cluster.dsn("postgres"), connect_timeout=5) as connection:
+                pid = connection.info.backend_pid
+            wait_for_totals(cluster, cluster.root / f"callgrind.{pid}")
             return server
         except psycopg.OperationalError:
             if time.monotonic() > deadline or server.poll() is not None:
@@ -132,12 +152,12 @@ def measure(cluster: Cluster, pgbench: str, workdir: Path, args: argparse.Namesp
     for action in ACTIONS:
         scripts[action] = workdir / f"{action.lower()}.sql"
         scripts[action].write_text(throughput_script(action), encoding="utf-8")
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
+    with traced_connection(cluster) as connection:
         DeletableProducts().ensure(connection, len(modes) * (1 + 2 * SHORT_RUN + args.transactions))
     per_transaction = {}
     for mode in modes:
         if mode != "plain":
-            with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
+            with traced_connection(cluster) as connection:
                 set_triggers(connection, mode)
                 connection.execute("CHECKPOINT")
         for action in ACTIONS:

@@ -1,12 +1,12 @@
 """Count the instructions of a staged capture design: a lean trigger now, the log's work later.
 
-A design question the capture benchmarks leave open: would auditctl meet
-the single-row goals if its trigger only appended the raw rows and the
-who-context to an unindexed inbox table, and a later job (cron, or the
-next reader) moved them into the indexed, partitioned log, comparing old
-and new values there? This script measures both halves on the Prisma-style
-tables of bench_capture.py, with the method of bench_instructions.py
-(callgrind, pgbench on one client, instructions per transaction):
+In a staged design the trigger only appends the raw rows and the
+who-context to an unindexed inbox table. A later job (cron, or the next
+reader) moves them into the indexed, partitioned log and compares old and
+new values there. Would auditctl then meet the single-row goals? This
+script measures both halves on the Prisma-style tables of
+bench_capture.py, with the method of bench_instructions.py (callgrind,
+pgbench on one client, instructions per transaction):
 
 - ``staged``: a PL/pgSQL row trigger, SECURITY DEFINER with a fixed
   search_path like auditctl's, that inserts the ids, time, role,
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_capture import KEY_COLUMNS, PRISMA_DIR, load_schema, set_mode  # noqa: E402
 from bench_instructions import (ACTIONS, backend_instructions, measure, start_under_callgrind,  # noqa: E402
-                                stop_under_callgrind)
+                                stop_under_callgrind, traced_connection)
 from bench_triggers import describe, find_pgbench  # noqa: E402
 from minimal import create_log  # noqa: E402
 from pgcluster import Cluster, debian_binaries, pgserver_binaries  # noqa: E402
@@ -133,7 +133,7 @@ def set_staged_mode(connection: psycopg.Connection, mode: str) -> None:
 
 def measure_move(cluster: Cluster, pgbench: str, workdir: Path) -> tuple[int, float]:
     """Move what the staged runs left in the inbox into the log; return the events and instructions per event."""
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
+    with traced_connection(cluster) as connection:
         pending = connection.execute("SELECT count(*) FROM bench_stage.inbox").fetchone()[0]
     move = workdir / "move.sql"
     move.write_text(MOVE_SQL, encoding="utf-8")
@@ -142,7 +142,7 @@ def measure_move(cluster: Cluster, pgbench: str, workdir: Path) -> tuple[int, fl
     backend_instructions(cluster, pgbench, empty, 1)
     baseline = backend_instructions(cluster, pgbench, empty, 1)
     total = backend_instructions(cluster, pgbench, move, 1)
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
+    with traced_connection(cluster) as connection:
         left = connection.execute("SELECT count(*) FROM bench_stage.inbox").fetchone()[0]
     if left or not pending:
         sys.exit(f"the move left {left} of {pending} inbox rows")
