@@ -19,7 +19,7 @@ from ..db import first_line
 from ..errors import AuditctlError, AuditctlWarning
 from ..i18n import _
 from ..render import error_console, print_aborted, print_error, print_usage_error, print_warnings
-from .options import GlobalOptions
+from .options import GlobalOptions, reject_option_names_as_values
 from .placeholders import translate_placeholder
 from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes, usage_arguments
 
@@ -351,6 +351,7 @@ def main() -> None:
         command = typer.main.get_command(app)
         escape_help_markup(command)
         adapt_help(command)
+        reject_option_names_as_values(command)
         catch_closed_stdout(command)
         run_command(command, hoist_global_options(sys.argv[1:]))
     except StdoutClosed:

@@ -27,7 +27,7 @@ from ..files import replace_when_complete
 from ..i18n import _
 from ..timeparse import parse_when
 from .app import app
-from .options import DsnOption, SchemaOption, file_parser, reject_option_names_as_values, require_value
+from .options import DsnOption, SchemaOption, file_parser, require_value
 
 UserOption = Annotated[str | None, typer.Option("--user", metavar="ID", help=_("Application user id."))]
 SinceOption = Annotated[str | None, typer.Option(
@@ -89,7 +89,6 @@ def build_filter(user: str | None, since: str | None, until: str | None, tables:
 
 @app.command(help=_("Show audit events, newest first."))
 def query(
-    ctx: typer.Context,
     user: UserOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -103,7 +102,6 @@ def query(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     if limit > MAX_QUERY_LIMIT:
         raise InvalidArgumentError(
             _("Invalid --limit {value}: a page holds at most {max} events; fetch the next page with --after ID, "
@@ -209,7 +207,6 @@ def export(
 
 @app.command(help=_("Record an application event such as LOGIN, LOGOUT, LOGIN_FAILED, PASSWORD_CHANGE or EXPORT."))
 def event(
-    ctx: typer.Context,
     action: Annotated[str, typer.Argument(metavar="ACTION", help=_("Event name, an upper-case word."))],
     user: Annotated[str, typer.Option("--user", metavar="ID", help=_("Application user id."))],
     entity_type: Annotated[str | None, typer.Option("--entity-type", metavar="TYPE",
@@ -223,7 +220,6 @@ def event(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     require_value("--user", user, _("give the application user id the event is about"))
     require_value("--entity-type", entity_type, _("give what the event is about, such as a table, "
                                                    "or leave --entity-type out"))
