@@ -714,6 +714,64 @@ def test_export_reports_written_file(audited, cli, tmp_path):
     assert f"Events written to {target}." in result.stderr
 
 
+def _exported_actions(path, export_format: str) -> list[str]:
+    """Read an export file in the given format; return the action of each event."""
+    if export_format == "parquet":
+        import pyarrow.parquet
+
+        return pyarrow.parquet.read_table(path).column("action").to_pylist()
+    data = path.read_bytes()
+    if export_format.endswith(".gz"):
+        import gzip
+
+        data = gzip.decompress(data)
+    elif export_format.endswith(".zst"):
+        import zstandard
+
+        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    text = data.decode("utf-8")
+    if export_format.startswith("csv"):
+        return [row["action"] for row in csv.DictReader(io.StringIO(text, newline=""))]
+    return [json.loads(line)["action"] for line in text.splitlines()]
+
+
+@pytest.mark.parametrize(("name", "export_format"), [
+    ("events.csv", "csv"),
+    ("events.csv.gz", "csv.gz"),
+    ("events.jsonl", "jsonl"),
+    ("events.JSONL.ZST", "jsonl.zst"),
+    ("events.parquet", "parquet"),
+    ("events.txt", "csv"),
+], ids=["csv", "csv-gz", "jsonl", "jsonl-zst-upper-case", "parquet", "unknown-suffix"])
+def test_export_format_from_file_suffix(audited, cli, tmp_path, name, export_format):
+    target = tmp_path / name
+    result = cli("export", "-o", str(target), dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert _exported_actions(target, export_format) == ["AUDIT_INSTALL", "INSERT", "UPDATE", "DELETE"]
+
+
+def test_export_given_format_beats_unknown_suffix(audited, cli, tmp_path):
+    target = tmp_path / "events.out"
+    result = cli("export", "--format", "jsonl.zst", "-o", str(target), dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert _exported_actions(target, "jsonl.zst") == ["AUDIT_INSTALL", "INSERT", "UPDATE", "DELETE"]
+
+
+@pytest.mark.parametrize(("export_format", "name", "suffix", "implied"), [
+    ("csv", "events.parquet", ".parquet", "parquet"),
+    ("jsonl", "events.csv.gz", ".csv.gz", "csv.gz"),
+    ("csv.gz", "events.csv", ".csv", "csv"),
+], ids=["csv-as-parquet", "jsonl-as-csv-gz", "csv-gz-as-csv"])
+def test_export_format_contradicts_suffix(audited, cli, tmp_path, export_format, name, suffix, implied):
+    target = tmp_path / name
+    result = cli("export", "--format", export_format, "-o", str(target), dsn=audited.dsn)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"Error: --format {export_format} does not match the output file {target}, whose suffix {suffix} means "
+        f"{implied}; leave --format out or change one of them.")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_russian_numbers_and_units(audited, cli):
     result = cli("status", env={"LANG": "ru_RU.UTF-8", "COLUMNS": "200"}, dsn=audited.dsn)
     assert result.exit_code == 0, result.stderr
