@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -49,21 +48,18 @@ def _value_option_cases() -> list[Any]:
 
 
 @pytest.fixture
-def in_process_main(monkeypatch, tmp_path):
+def in_process_main(monkeypatch, tmp_path, auditctl_logging):
     """Run auditctl's main() in this process with the given arguments; return its exit status.
 
     The run happens in an empty folder, with no DSN and no config file, so
     that a command that wrongly went ahead reaches no server and writes no
-    file of the user's. main() sets up the auditctl logger for the captured
-    stderr, so the logger's handlers and level are put back afterwards.
+    file of the user's.
     """
     monkeypatch.chdir(tmp_path)
     for variable in ("AUDITCTL_DSN", "DATABASE_URL", "AUDITCTL_CONFIG", "AUDITCTL_BACKUP_DIR", "PGSERVICE"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("PGHOST", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
-    logger = logging.getLogger("auditctl")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
 
     def run(*args: str) -> int:
         from auditctl.cli.app import main
@@ -73,8 +69,7 @@ def in_process_main(monkeypatch, tmp_path):
             main()
         return exit_info.value.code
 
-    yield run
-    logger.handlers[:], logger.level, logger.propagate = saved
+    return run
 
 
 def test_option_value_walk_reaches_subcommands():
