@@ -38,13 +38,14 @@ from .audit.revert import RevertResult
 from .audit.rules import ColumnRule, Rule
 from .audit.retention import RotationResult
 from .audit.status import StatusReport, TableState, TableStatus
+from .audit.triggers import CHANGE_ACTIONS
 from .backup.doctor import DoctorReport
 from .backup.job import JobReport
 from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
 from .crontab import CronResult
-from .i18n import _, format_bytes, format_duration, format_number, ngettext
+from .i18n import _, format_bytes, format_duration, format_list, format_number, ngettext
 
 logger = logging.getLogger(__name__)
 # The logger of progress lines without a terminal, which the CLI keeps at INFO unless -q is given.
@@ -483,6 +484,7 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
                     "uncovered_partitions": t.uncovered_partitions,
                     "foreign_partitions": t.foreign_partitions,
                     "disabled_partitions": t.disabled_partitions,
+                    "unrecorded_actions": t.unrecorded_actions,
                     "partition_of": t.partition_of}
                    for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
@@ -572,6 +574,15 @@ def _state_advice(item: TableStatus) -> list[str]:
             "{table}: the TRUNCATE triggers of partitions {partitions} are disabled, so their TRUNCATE is not "
             "recorded; row changes are. Run `auditctl install {table}` to enable them again.",
             len(item.disabled_partitions)).format(table=table, partitions=", ".join(item.disabled_partitions))]
+    recorded = [action for action in CHANGE_ACTIONS if action not in item.unrecorded_actions]
+    if item.state is TableState.DISABLED and item.unrecorded_actions and recorded:
+        message = ngettext(
+            "{table}: auditing of {actions} is disabled, so these changes are not recorded, but {recorded} still is. "
+            "Run `auditctl install {table}` to enable its audit triggers again.",
+            "{table}: auditing of {actions} is disabled, so these changes are not recorded, but {recorded} still "
+            "are. Run `auditctl install {table}` to enable its audit triggers again.", len(recorded))
+        return [message.format(table=table, actions=format_list(item.unrecorded_actions),
+                               recorded=format_list(recorded))]
     if item.state is TableState.DISABLED:
         return [_("{table}: its audit trigger is disabled, so its changes are not recorded. "
                   "Run `auditctl install {table}` to enable it again.").format(table=table)]
