@@ -97,6 +97,13 @@ def format_bytes(size: int) -> str:
     return f"{size} {units[0]}"
 
 
+def format_list(items: list[str]) -> str:
+    """Join words as the active language writes a list: "INSERT, UPDATE, and DELETE" or "INSERT, UPDATE и DELETE"."""
+    from babel.lists import format_list as babel_format_list
+
+    return babel_format_list(items, locale=language())
+
+
 def format_duration(seconds: float) -> str:
     """Show a duration in seconds with one decimal, with the active language's decimal sign."""
     unit = gettext("s")

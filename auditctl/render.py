@@ -38,15 +38,19 @@ from .audit.revert import RevertResult
 from .audit.rules import ColumnRule, Rule
 from .audit.retention import RotationResult
 from .audit.status import StatusReport, TableState, TableStatus
+from .audit.triggers import CHANGE_ACTIONS
 from .backup.doctor import DoctorReport
 from .backup.job import JobReport
 from .backup.manifest import BackupEntry
 from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
 from .crontab import CronResult
-from .i18n import _, format_bytes, format_duration, format_number, ngettext
+from .i18n import _, format_bytes, format_duration, format_list, format_number, ngettext
 
 logger = logging.getLogger(__name__)
+# The logger of progress lines without a terminal, which the CLI keeps at INFO unless -q is given.
+PROGRESS_LOGGER = "auditctl.progress"
+progress_logger = logging.getLogger(PROGRESS_LOGGER)
 
 # Pipes and files get a wide table instead of rich's default of 80 columns,
 # unless COLUMNS sets the width.
@@ -480,6 +484,7 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
                     "uncovered_partitions": t.uncovered_partitions,
                     "foreign_partitions": t.foreign_partitions,
                     "disabled_partitions": t.disabled_partitions,
+                    "unrecorded_actions": t.unrecorded_actions,
                     "partition_of": t.partition_of}
                    for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
@@ -569,6 +574,15 @@ def _state_advice(item: TableStatus) -> list[str]:
             "{table}: the TRUNCATE triggers of partitions {partitions} are disabled, so their TRUNCATE is not "
             "recorded; row changes are. Run `auditctl install {table}` to enable them again.",
             len(item.disabled_partitions)).format(table=table, partitions=", ".join(item.disabled_partitions))]
+    recorded = [action for action in CHANGE_ACTIONS if action not in item.unrecorded_actions]
+    if item.state is TableState.DISABLED and item.unrecorded_actions and recorded:
+        message = ngettext(
+            "{table}: auditing of {actions} is disabled, so these changes are not recorded, but {recorded} still is. "
+            "Run `auditctl install {table}` to enable its audit triggers again.",
+            "{table}: auditing of {actions} is disabled, so these changes are not recorded, but {recorded} still "
+            "are. Run `auditctl install {table}` to enable its audit triggers again.", len(recorded))
+        return [message.format(table=table, actions=format_list(item.unrecorded_actions),
+                               recorded=format_list(recorded))]
     if item.state is TableState.DISABLED:
         return [_("{table}: its audit trigger is disabled, so its changes are not recorded. "
                   "Run `auditctl install {table}` to enable it again.").format(table=table)]
@@ -684,6 +698,11 @@ def progress(description: str, total: int | None, log_label: str,
              show_rate: bool = False) -> Iterator[Callable[[str, int], None]]:
     """Show a progress bar on a terminal, or log plain lines otherwise.
 
+    Without a terminal and with -v, a line is logged at each tenth of
+    ``total``, or at every call when the total is unknown. Without -v a line
+    comes at most every PROGRESS_LOG_INTERVAL_SECONDS, so shorter work logs
+    none.
+
     ``description`` is the translated bar title and ``log_label`` the English
     text of log lines. Yields ``advance(label, amount)``, to be called as
     work completes. With ``show_rate`` the bar and the log lines also show
@@ -705,20 +724,29 @@ def progress(description: str, total: int | None, log_label: str,
         return
 
     done = 0
-    # About ten lines for the whole run, however many items it has.
+    # With -v, about ten lines for a known total, however many items it has.
     step = max(1, (total or 0) // 10)
+    every_step = logging.getLogger("auditctl").isEnabledFor(logging.INFO)
+    last_line = started
 
     def log_line(label: str, amount: int = 1) -> None:
-        nonlocal done
+        nonlocal done, last_line
         before = done
         done += amount
-        if total is None or done == total or done // step > before // step:
-            counted = f"{done} of {total}" if total is not None else f"{done} so far"
-            if show_rate:
-                elapsed = max(time.monotonic() - started, 1e-6)
-                logger.info("%s: %s, %.0f per second", log_label, counted, done / elapsed)
-            else:
-                logger.info("%s: %s", log_label, counted)
+        now = time.monotonic()
+        if every_step:
+            due = total is None or done == total or done // step > before // step
+        else:
+            due = now - last_line >= PROGRESS_LOG_INTERVAL_SECONDS
+        if not due:
+            return
+        last_line = now
+        counted = f"{done} of {total}" if total is not None else f"{done} so far"
+        if show_rate:
+            elapsed = max(now - started, 1e-6)
+            progress_logger.info("%s: %s, %.0f per second", log_label, counted, done / elapsed)
+        else:
+            progress_logger.info("%s: %s", log_label, counted)
 
     yield log_line
 
@@ -731,6 +759,8 @@ def no_progress() -> Iterator[Callable[[str, int], None]]:
 
 # Under cron, log one progress line per this many bytes written.
 _PROGRESS_LOG_STEP = 256 * 1024 * 1024
+# Without a terminal and without -v, log a progress line at most this often, so short work logs none.
+PROGRESS_LOG_INTERVAL_SECONDS = 10.0
 
 
 @contextlib.contextmanager
@@ -754,7 +784,7 @@ def byte_progress(description: str) -> Iterator[Callable[[int], None]]:
         nonlocal written, next_report
         written += amount
         if written >= next_report:
-            logger.info("%s: %s written", description, format_bytes(written))
+            progress_logger.info("%s: %s written", description, format_bytes(written))
             next_report += _PROGRESS_LOG_STEP
 
     yield log_progress

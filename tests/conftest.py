@@ -12,6 +12,7 @@ Every test that takes ``pg`` runs once per server.
 
 from __future__ import annotations
 
+import logging
 import os
 import pty
 import re
@@ -344,3 +345,17 @@ def user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 def cli():
     """The ``run_cli`` helper, as a fixture."""
     return run_cli
+
+
+@pytest.fixture
+def auditctl_logging() -> Iterator[None]:
+    """Put back the handlers and levels of auditctl's loggers after a test that sets logging up in this process.
+
+    The CLI's configure_logging binds a handler to the sys.stderr of the
+    moment, which pytest replaces for each test.
+    """
+    loggers = [logging.getLogger(name) for name in ("auditctl", "auditctl.progress")]
+    saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate

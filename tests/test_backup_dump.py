@@ -597,7 +597,9 @@ def test_signal_during_dump_cleans_up(filled, tmp_path, smtp_starttls, loopback_
     environment = {"SSL_CERT_FILE": str(loopback_certificate.cert_path), "TEST_SMTP_PASSWORD": SMTP_PASSWORD}
     blocker = filled.connect(autocommit=False)
     blocker.execute("LOCK TABLE invoice IN ACCESS EXCLUSIVE MODE")
-    process = start_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment, new_session=whole_group)
+    # -v logs the removal of the partial file.
+    process = start_cli("-v", "backup", "--config", str(config), dsn=filled.dsn, env=environment,
+                        new_session=whole_group)
     try:
         wait_for_lock_wait(filled)
         [partial] = [name for name in backup_files(folder) if name.endswith(".partial")]

@@ -262,7 +262,8 @@ def test_storage_keys_from_credentials_file(filled, folder, smtp_starttls, loopb
 
     environment = mail_env(loopback_certificate, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
 
-    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+    # -v adds the INFO lines to the output checked for the secret.
+    result = run_cli("-v", "backup", "--config", str(config), dsn=filled.dsn, env=environment)
 
     assert result.exit_code == 0, result.stderr
     smtp_starttls.wait_for(1)
@@ -341,7 +342,8 @@ def test_wrong_smtp_password_keeps_backup(filled, folder, smtp_starttls, loopbac
     config = write_config(folder, smtp_mail(smtp_starttls))
     environment = mail_env(loopback_certificate, AUDITCTL_TEST_SMTP_PASSWORD="not-the-password")
 
-    result = run_cli("backup", "--config", str(config), dsn=filled.dsn, env=environment)
+    # -v adds the INFO lines to the output checked for the password.
+    result = run_cli("-v", "backup", "--config", str(config), dsn=filled.dsn, env=environment)
 
     assert result.exit_code == 3
     assert f"SMTP login to localhost:{smtp_starttls.port} as {SMTP_USER} failed: 535" in result.stderr
@@ -375,7 +377,8 @@ def test_missing_bucket_mails_upload_failure(filled, folder, smtp_starttls, loop
     storage = {"bucket": "no-such-bucket", "endpoint_url": s3_server.endpoint_url}
     config = write_config(folder, smtp_mail(smtp_starttls, max_attachment_mb=0.001), storage)
 
-    result = run_cli("backup", "--config", str(config), dsn=filled.dsn,
+    # -v adds the INFO lines to the output checked for the secret key.
+    result = run_cli("-v", "backup", "--config", str(config), dsn=filled.dsn,
                      env=mail_env(loopback_certificate, **s3_server.environment))
 
     assert result.exit_code == 3, result.stderr

@@ -200,3 +200,11 @@ def test_event_trigger_backup_needs_superuser(db, pg, tmp_path, clean):
     assert "restore into a new, empty database" not in error
     assert "pg_restore: pg_restore:" not in result.stderr
     assert "pg_restore: error:" in result.stderr
+
+
+def test_restore_without_target_exits_2(tmp_path):
+    backup = tmp_path / "app.dump"
+    backup.write_bytes(b"not read")
+    result = run_cli("backup", "restore", str(backup), env={"AUDITCTL_TARGET_DSN": ""})
+    assert result.exit_code == 2
+    assert result.stderr == "Error: Missing --target-dsn: name the database to restore into.\n"

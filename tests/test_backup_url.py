@@ -24,8 +24,9 @@ def saved(folder):
 def test_json_backup_is_saved_with_manifest(http_endpoint, tmp_path):
     http_endpoint.body = BODY
 
-    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--header-env", "APP_TOKEN",
-                     env={"APP_TOKEN": "Authorization: Bearer s3cr3t-token"})
+    # -v adds the INFO lines to the output checked for the token.
+    result = run_cli("-v", "backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--header-env",
+                     "APP_TOKEN", env={"APP_TOKEN": "Authorization: Bearer s3cr3t-token"})
 
     assert result.exit_code == 0, result.stderr
     [backup] = tmp_path.glob("127.0.0.1_*Z.json")
@@ -143,8 +144,9 @@ def test_redirect_fails_without_following(http_endpoint, other_http_endpoint, tm
     http_endpoint.status = status
     http_endpoint.headers = {"Location": final}
 
-    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--header-env", "APP_TOKEN",
-                     env={"APP_TOKEN": "Authorization: Bearer s3cr3t-token"})
+    # -v adds the INFO lines to the output checked for the secrets.
+    result = run_cli("-v", "backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--header-env",
+                     "APP_TOKEN", env={"APP_TOKEN": "Authorization: Bearer s3cr3t-token"})
 
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]

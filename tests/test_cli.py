@@ -603,7 +603,7 @@ def test_status_and_uninstall_commands(audited, cli):
     assert after["tables"] == [{"table": "public.Order", "state": "not_audited", "interim": False,
                                 "has_primary_key": True, "events": 3, "firing": None, "exposed_columns": [],
                                 "unused_rules": [], "uncovered_partitions": [], "foreign_partitions": [],
-                                "disabled_partitions": [], "partition_of": None}]
+                                "disabled_partitions": [], "unrecorded_actions": [], "partition_of": None}]
 
 
 def test_install_dry_run_prints_sql(db, cli):
@@ -714,6 +714,64 @@ def test_export_reports_written_file(audited, cli, tmp_path):
     assert f"Events written to {target}." in result.stderr
 
 
+def _exported_actions(path, export_format: str) -> list[str]:
+    """Read an export file in the given format; return the action of each event."""
+    if export_format == "parquet":
+        import pyarrow.parquet
+
+        return pyarrow.parquet.read_table(path).column("action").to_pylist()
+    data = path.read_bytes()
+    if export_format.endswith(".gz"):
+        import gzip
+
+        data = gzip.decompress(data)
+    elif export_format.endswith(".zst"):
+        import zstandard
+
+        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    text = data.decode("utf-8")
+    if export_format.startswith("csv"):
+        return [row["action"] for row in csv.DictReader(io.StringIO(text, newline=""))]
+    return [json.loads(line)["action"] for line in text.splitlines()]
+
+
+@pytest.mark.parametrize(("name", "export_format"), [
+    ("events.csv", "csv"),
+    ("events.csv.gz", "csv.gz"),
+    ("events.jsonl", "jsonl"),
+    ("events.JSONL.ZST", "jsonl.zst"),
+    ("events.parquet", "parquet"),
+    ("events.txt", "csv"),
+], ids=["csv", "csv-gz", "jsonl", "jsonl-zst-upper-case", "parquet", "unknown-suffix"])
+def test_export_format_from_file_suffix(audited, cli, tmp_path, name, export_format):
+    target = tmp_path / name
+    result = cli("export", "-o", str(target), dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert _exported_actions(target, export_format) == ["AUDIT_INSTALL", "INSERT", "UPDATE", "DELETE"]
+
+
+def test_export_given_format_beats_unknown_suffix(audited, cli, tmp_path):
+    target = tmp_path / "events.out"
+    result = cli("export", "--format", "jsonl.zst", "-o", str(target), dsn=audited.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert _exported_actions(target, "jsonl.zst") == ["AUDIT_INSTALL", "INSERT", "UPDATE", "DELETE"]
+
+
+@pytest.mark.parametrize(("export_format", "name", "suffix", "implied"), [
+    ("csv", "events.parquet", ".parquet", "parquet"),
+    ("jsonl", "events.csv.gz", ".csv.gz", "csv.gz"),
+    ("csv.gz", "events.csv", ".csv", "csv"),
+], ids=["csv-as-parquet", "jsonl-as-csv-gz", "csv-gz-as-csv"])
+def test_export_format_contradicts_suffix(audited, cli, tmp_path, export_format, name, suffix, implied):
+    target = tmp_path / name
+    result = cli("export", "--format", export_format, "-o", str(target), dsn=audited.dsn)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"Error: --format {export_format} does not match the output file {target}, whose suffix {suffix} means "
+        f"{implied}; leave --format out or change one of them.")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_russian_numbers_and_units(audited, cli):
     result = cli("status", env={"LANG": "ru_RU.UTF-8", "COLUMNS": "200"}, dsn=audited.dsn)
     assert result.exit_code == 0, result.stderr
@@ -772,10 +830,10 @@ def test_status_before_install_fails(db, cli):
 def test_install_dry_run_logs_no_progress(db, cli):
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
-    result = cli("install", "--all", "--dry-run", dsn=db.dsn)
+    result = cli("-v", "install", "--all", "--dry-run", dsn=db.dsn)
     assert result.exit_code == 0, result.stderr
     assert "installing triggers" not in result.stderr
-    real = cli("install", "--all", dsn=db.dsn)
+    real = cli("-v", "install", "--all", dsn=db.dsn)
     assert real.exit_code == 0, real.stderr
     assert "installing triggers: 1 of 1" in real.stderr
 
@@ -816,18 +874,21 @@ def install_and_maintain(on_terminal: bool, dsn: str, *flags: str) -> str:
     return output
 
 
-# On a terminal, install and maintain show a progress bar, their summary and
-# warnings, and INFO lines only with -v. Through pipes, as under cron, they
-# log every INFO line with a timestamp.
+# install and maintain print their results and log warnings. Only with -v
+# do they log an INFO line for each object changed; through pipes, as under
+# cron, these lines carry a timestamp. On a terminal they show a progress bar.
 LOG_CASES = {
     "terminal": (True, [], ["Installing triggers", "Done: 1 installed or updated, 0 already up to date.",
                             "WARNING  role owner_", "Created partition events_p"],
                  ["INFO", "installed audit trigger on", "created partition"]),
     "terminal-verbose": (True, ["-v"], ["installed audit trigger on public.a", "created partition audit.events_p",
                                         "Done: 1 installed or updated, 0 already up to date."], []),
-    "pipe": (False, [], ["auditctl INFO installing triggers: 1 of 1",
-                         "auditctl INFO installed audit trigger on public.a", "auditctl WARNING role owner_",
-                         "auditctl INFO created partition audit.events_p"], []),
+    "pipe": (False, [], ["Done: 1 installed or updated, 0 already up to date.", "auditctl WARNING role owner_",
+                         "Created partition events_p"],
+             ["INFO", "installing triggers", "installed audit trigger on", "created partition"]),
+    "pipe-verbose": (False, ["-v"], ["auditctl INFO installing triggers: 1 of 1",
+                                     "auditctl INFO installed audit trigger on public.a", "auditctl WARNING role owner_",
+                                     "auditctl INFO created partition audit.events_p"], []),
 }
 
 

@@ -640,8 +640,8 @@ def test_status_advises_on_disabled_and_missing(db, cli):
     healthy = cli("status", dsn=db.dsn)
     text = " ".join(broken.stdout.split())
     assert broken.exit_code == 3
-    assert ("public.off: its audit trigger is disabled, so its changes are not recorded. "
-            "Run `auditctl install public.off` to enable it again.") in text
+    assert ("public.off: auditing of UPDATE is disabled, so these changes are not recorded, but INSERT, DELETE, "
+            "and TRUNCATE still are. Run `auditctl install public.off` to enable its audit triggers again.") in text
     assert ("public.gone: its audit trigger is missing, so its changes are not recorded. "
             "Run `auditctl install public.gone` to create it again.") in text
     assert "public.good:" not in text
@@ -652,6 +652,55 @@ def test_status_advises_on_disabled_and_missing(db, cli):
                                           "output.")
     assert fixed.exit_code == 0, fixed.stderr
     assert healthy.exit_code == 0, healthy.stderr
+
+
+DISABLED_TRIGGER_CASES = {
+    "update": (["auditctl_update"], ["UPDATE"],
+               "public.item: auditing of UPDATE is disabled, so these changes are not recorded, but INSERT, DELETE, "
+               "and TRUNCATE still are. Run `auditctl install public.item` to enable its audit triggers again."),
+    "insert-and-delete": (["auditctl_insert", "auditctl_delete"], ["INSERT", "DELETE"],
+                          "public.item: auditing of INSERT and DELETE is disabled, so these changes are not recorded, "
+                          "but UPDATE and TRUNCATE still are."),
+    "all": (["USER"], ["INSERT", "UPDATE", "DELETE", "TRUNCATE"],
+            "public.item: its audit trigger is disabled, so its changes are not recorded. "
+            "Run `auditctl install public.item` to enable it again."),
+}
+
+
+@pytest.mark.parametrize(("triggers", "unrecorded", "advice"), DISABLED_TRIGGER_CASES.values(),
+                         ids=DISABLED_TRIGGER_CASES.keys())
+def test_status_names_unrecorded_actions(db, cli, triggers, unrecorded, advice):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE item (id int PRIMARY KEY, note text)")
+        install(connection, "audit", ["item"])
+        for trigger in triggers:
+            connection.execute(f"ALTER TABLE item DISABLE TRIGGER {trigger}")
+        connection.execute("INSERT INTO item VALUES (1, 'a')")
+        connection.execute("UPDATE item SET note = 'b'")
+        connection.execute("DELETE FROM item")
+        connection.execute("TRUNCATE item")
+        recorded = [event["action"] for event in events(connection)]
+
+    result = cli("status", dsn=db.dsn)
+    as_json = cli("status", "--format", "json", dsn=db.dsn)
+
+    [table] = json.loads(as_json.stdout)["tables"]
+    assert result.exit_code == 3
+    assert advice in " ".join(result.stdout.split())
+    assert table["unrecorded_actions"] == unrecorded
+    assert recorded == [action for action in ["INSERT", "UPDATE", "DELETE", "TRUNCATE"] if action not in unrecorded]
+
+
+def test_status_unrecorded_actions_in_russian(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE item (id int PRIMARY KEY)")
+        install(connection, "audit", ["item"])
+        connection.execute("ALTER TABLE item DISABLE TRIGGER auditctl_update")
+    result = cli("status", dsn=db.dsn, env={"LANG": "ru_RU.UTF-8", "COLUMNS": "200"})
+    assert result.exit_code == 3
+    assert ("public.item: аудит UPDATE отключён, поэтому эти изменения не записываются, а INSERT, DELETE и TRUNCATE "
+            "по-прежнему записываются. Выполните `auditctl install public.item`, чтобы снова включить триггеры "
+            "аудита таблицы.") in " ".join(result.stdout.split())
 
 
 def test_status_exit_for_outdated_columns(db, cli):

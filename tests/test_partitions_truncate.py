@@ -171,6 +171,23 @@ def test_status_names_disabled_partition_trigger(pay, cli):
     assert table["disabled_partitions"] == ["public.pay_2025"]
 
 
+def test_status_partitioned_row_trigger_disabled(pay, cli):
+    with pay.connect() as connection:
+        install(connection, "audit", [])
+        connection.execute("ALTER TABLE pay DISABLE TRIGGER auditctl_row")
+        connection.execute("TRUNCATE pay_2024")
+        [truncated] = _truncates(connection)
+    result = cli("status", dsn=pay.dsn)
+    as_json = cli("status", "--format", "json", dsn=pay.dsn)
+    [table] = [t for t in json.loads(as_json.stdout)["tables"] if t["table"] == "public.pay"]
+    assert result.exit_code == 3
+    assert ("public.pay: auditing of INSERT, UPDATE, and DELETE is disabled, so these changes are not recorded, but "
+            "TRUNCATE still is. Run `auditctl install public.pay` to enable its audit triggers again.") in " ".join(
+        result.stdout.split())
+    assert table["unrecorded_actions"] == ["INSERT", "UPDATE", "DELETE"]
+    assert truncated == ("public.pay", {"partition": "pay_2024"})
+
+
 ATTACH_2026 = "ALTER TABLE pay ATTACH PARTITION pay_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
 
 

@@ -480,7 +480,8 @@ def test_revert_cli_no_key_dry_run(shop, cli):
     assert "Dry run: 1 event can be reverted" in dry.stdout
     with shop.connect() as connection:
         assert _links(connection) == [(1, "x")]
-    done = cli("revert", str(insert_id), dsn=shop.dsn)
+    # -v logs a line for each reverted event.
+    done = cli("-v", "revert", str(insert_id), dsn=shop.dsn)
     assert done.exit_code == 0, done.stderr
     assert f"reverted event {insert_id} on public.link (row without a primary key) (DELETE)" in done.stderr
     assert "None" not in done.stderr

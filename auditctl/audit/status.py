@@ -18,8 +18,8 @@ from .retention import rotation_candidates
 from .renames import follow_renames, unused_rules
 from .rules import Rule, effective_rules, load_rules
 from .schema import applied_versions, schema_exists
-from .triggers import (INSTALLED_TRIGGERS_QUERY, TRIGGER_NAMES, TRUNCATE_TRIGGER, hash_from_comment,
-                       load_max_value_bytes, render_trigger)
+from .triggers import (CHANGE_ACTIONS, INSTALLED_TRIGGERS_QUERY, TRIGGER_ACTIONS, TRIGGER_NAMES, TRUNCATE_TRIGGER,
+                       hash_from_comment, load_max_value_bytes, render_trigger)
 
 
 class TableState(StrEnum):
@@ -57,6 +57,9 @@ class TableStatus:
     foreign_partitions: list[str] = field(default_factory=list)
     # Leaf partitions whose TRUNCATE trigger alone makes the state DISABLED: the table's own triggers fire.
     disabled_partitions: list[str] = field(default_factory=list)
+    # The kinds of change (INSERT, UPDATE, DELETE, TRUNCATE) that disabled or ENABLE REPLICA audit triggers
+    # leave unrecorded, in that order. TRUNCATE is among them when the trigger of any leaf partition is off.
+    unrecorded_actions: list[str] = field(default_factory=list)
     # For a registered table that became a partition since: the partitioned table at the top of its tree.
     partition_of: str | None = None
     # Whether that partitioned table is audited too, so that the table's changes are recorded twice.
@@ -183,7 +186,8 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
         status = TableStatus(table.entity_type, state, table.has_primary_key, 0, firing,
                              interim and state is TableState.OUTDATED,
                              uncovered_partitions=leaves.uncovered, foreign_partitions=leaves.foreign,
-                             disabled_partitions=leaves.disabled if own_enabled else [])
+                             disabled_partitions=leaves.disabled if own_enabled else [],
+                             unrecorded_actions=_unrecorded_actions(found, leaves))
         if table.oid in registered:
             status.unused_rules = unused_rules(table, stored)
         if state is TableState.OUTDATED and not status.interim and table.oid in followed:
@@ -205,6 +209,18 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
             states.append((None, TableStatus(name, TableState.MISSING, None, 0, partition_of=row[0] if row else None,
                                              partition_of_audited=bool(row) and row[1] in registered)))
     return states
+
+
+def _unrecorded_actions(found: dict[str, tuple[str, str, str | None]], leaves: LeafTriggers) -> list[str]:
+    """Return the kinds of change that disabled or ENABLE REPLICA triggers leave unrecorded.
+
+    ``found`` maps the names of the table's own triggers to (tgenabled, function, comment).
+    """
+    off = {action for name, (enabled, _, _) in found.items() if enabled in ("D", "R")
+           for action in TRIGGER_ACTIONS[name]}
+    if leaves.disabled:
+        off.add("TRUNCATE")
+    return [action for action in CHANGE_ACTIONS if action in off]
 
 
 def _table_state(connection: psycopg.Connection, schema: str, table: Table,

@@ -25,6 +25,16 @@ SET_BASED_LAYOUT = ("auditctl_insert", "auditctl_update", "auditctl_delete", "au
 # because a TRUNCATE fires only the triggers of the leaves it empties.
 PARTITIONED_LAYOUT = ("auditctl_row",)
 TRUNCATE_TRIGGER = "auditctl_truncate"
+# The kinds of change that each trigger records.
+TRIGGER_ACTIONS = {
+    "auditctl_row": ("INSERT", "UPDATE", "DELETE"),
+    "auditctl_insert": ("INSERT",),
+    "auditctl_update": ("UPDATE",),
+    "auditctl_delete": ("DELETE",),
+    "auditctl_truncate": ("TRUNCATE",),
+}
+# The kinds of change that a table's audit triggers record, in the order messages list them.
+CHANGE_ACTIONS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 
 # The auditctl triggers of each table, by the table's OID: name, tgenabled,
 # function name and comment. Parameters: the trigger names and the quoted

@@ -58,6 +58,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
         except OSError as exc:
             logger.warning("could not remove the partial file %s of an earlier run: %s", path, os_reason(exc))
             continue
-        logger.info("removed the partial file %s of an earlier run", path)
+        # A warning, because only a run that was killed or crashed leaves a partial file behind.
+        logger.warning("removed the partial file %s of an earlier run", path)
         removed.append(path)
     return removed

@@ -18,8 +18,8 @@ from rich.markup import escape
 from ..db import first_line
 from ..errors import AuditctlError, AuditctlWarning
 from ..i18n import _
-from ..render import error_console, print_aborted, print_error, print_usage_error, print_warnings
-from .options import GlobalOptions
+from ..render import PROGRESS_LOGGER, error_console, print_aborted, print_error, print_usage_error, print_warnings
+from .options import GlobalOptions, reject_option_names_as_values
 from .placeholders import translate_placeholder
 from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes, usage_arguments
 
@@ -34,16 +34,23 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_state = {"verbose": 0}
+_state = {"verbose": 0, "quiet": False}
 
 
-def configure_logging(verbose: int, quiet: bool) -> None:
-    """Log to stderr: warnings on a terminal, INFO lines when run from cron or a pipe."""
+def configure_logging(verbose: int, quiet: bool, service: bool = False) -> None:
+    """Log to stderr: warnings and errors, INFO lines with -v, SQL statements with -vv, errors only with -q.
+
+    A command prints its results on stdout, and its INFO lines name the same
+    objects again, so they wait for -v. Progress lines of long work without a
+    terminal are logged all the same, by render.progress. A ``service``,
+    such as serve, logs its INFO lines without a terminal too, because its
+    log is the only account of what it did.
+    """
     if quiet:
         level = logging.ERROR
     elif verbose >= 2:
         level = logging.DEBUG
-    elif verbose == 1 or not error_console.is_terminal:
+    elif verbose == 1 or (service and not error_console.is_terminal):
         level = logging.INFO
     else:
         level = logging.WARNING
@@ -58,6 +65,13 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # Progress lines report what no result line contains, so only -q hides them.
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.ERROR if quiet else logging.INFO)
+
+
+def configure_service_logging() -> None:
+    """Set logging up again for a long-running service, with the -v and -q given."""
+    configure_logging(_state["verbose"], _state["quiet"], service=True)
 
 
 @app.callback()
@@ -77,6 +91,7 @@ def main_options(
     """Audit trail and backups for PostgreSQL."""
     ctx.obj = GlobalOptions(dsn=dsn, quiet=quiet)
     _state["verbose"] = verbose
+    _state["quiet"] = quiet
     configure_logging(verbose, quiet)
 
 
@@ -351,6 +366,7 @@ def main() -> None:
         command = typer.main.get_command(app)
         escape_help_markup(command)
         adapt_help(command)
+        reject_option_names_as_values(command)
         catch_closed_stdout(command)
         run_command(command, hoist_global_options(sys.argv[1:]))
     except StdoutClosed:

@@ -24,7 +24,7 @@ from ..errors import InvalidArgumentError, StatusProblemsError
 from ..i18n import _, ngettext
 from ..sqltext import quote_ident
 from .app import app
-from .options import ConfigOption, DsnOption, SchemaOption, reject_option_names_as_values, require_value, typed_flags
+from .options import ConfigOption, DsnOption, SchemaOption, require_value, typed_flags
 
 TablesArgument = Annotated[list[str] | None, typer.Argument(
     metavar="TABLE", help=_("Tables as TABLE or SCHEMA.TABLE, written as they are named in the database."),
@@ -43,7 +43,6 @@ class OutputFormat(StrEnum):
                     "--all, audits the tables that schemas and exclude in [audit] of the config file choose. "
                     "Column rules in [audit.tables] apply too; the flags below override the file."))
 def install(
-    ctx: typer.Context,
     tables: TablesArgument = None,
     all_tables: Annotated[bool, typer.Option("--all", help=_(
         "Audit every ordinary and partitioned table outside the system schemas."))] = False,
@@ -99,7 +98,6 @@ def install(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     require_value("--app-role", app_role, _("give the name of an existing role, or leave --app-role out"))
     require_value("--viewer-role", viewer_role, _("give the name of an existing role, or leave --viewer-role out"))
     for name in auto_schema or []:
@@ -175,7 +173,6 @@ def _flag_rules(exclude_column: list[str] | None, mask_column: list[str] | None,
 
 @app.command(help=_("Remove audit triggers; the log is kept unless --drop-data is given."))
 def uninstall(
-    ctx: typer.Context,
     tables: TablesArgument = None,
     all_tables: Annotated[bool, typer.Option("--all", help=_("Remove the triggers of every audited table."))] = False,
     drop_data: Annotated[bool, typer.Option("--drop-data", help=_(
@@ -184,7 +181,6 @@ def uninstall(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     with connect(dsn) as connection:
         result = installer.uninstall(connection, schema, tables or [], use_all=all_tables, drop_data=drop_data,
                                      lock_timeout_seconds=lock_timeout)
@@ -195,14 +191,12 @@ def uninstall(
                     "Before install, lists the tables and exits with status 1. Exits with status 3 when an audited "
                     "table's changes are not recorded, or recorded in clear against a rule."))
 def status(
-    ctx: typer.Context,
     output_format: Annotated[OutputFormat, typer.Option("--format", help=_("Output format."))] = OutputFormat.table,
     keep: Annotated[str, typer.Option(
         "--keep", metavar="AGE", help=_("Keep window to show the next rotate for, such as 180d or 26w."))] = "180d",
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     keep_for = parse_keep(keep)
     with connect(dsn) as connection:
         report = collect_status(connection, schema, keep=keep_for)

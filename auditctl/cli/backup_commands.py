@@ -17,7 +17,7 @@ from ..backup.manifest import find_backups
 from ..backup.restore import restore_backup
 from ..backup.verify import require_file, verify_backup
 from ..config import find_config
-from ..errors import InvalidArgumentError, BackupError, DeliveryError
+from ..errors import DeliveryError, InvalidArgumentError
 from ..i18n import _
 from .app import app
 from .options import ConfigOption, DirOption, DsnOption, typed_flags
@@ -158,9 +158,9 @@ def restore(
     passphrase_file: PassphraseOption = None,
     pg_bindir: PgBindirOption = None,
 ) -> None:
-    require_file(file)
     if not target_dsn:
-        raise BackupError(_("Missing --target-dsn: name the database to restore into."))
+        raise InvalidArgumentError(_("Missing --target-dsn: name the database to restore into."))
+    require_file(file)
     settings = _settings(config, identity_file=identity, passphrase_file=passphrase_file, pg_bindir=pg_bindir)
     result = restore_backup(file, target_dsn, clean=clean, decryption=_decryption(settings),
                             pg_bindir=settings.pg_bindir)

@@ -27,7 +27,8 @@ from ..files import replace_when_complete
 from ..i18n import _
 from ..timeparse import parse_when
 from .app import app
-from .options import DsnOption, SchemaOption, file_parser, reject_option_names_as_values, require_value
+from .export_format import ExportFormat, choose_format, compressed
+from .options import DsnOption, SchemaOption, file_parser, require_value
 
 UserOption = Annotated[str | None, typer.Option("--user", metavar="ID", help=_("Application user id."))]
 SinceOption = Annotated[str | None, typer.Option(
@@ -47,12 +48,6 @@ class QueryFormat(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-class ExportFormat(StrEnum):
-    csv = "csv"
-    jsonl = "jsonl"
-    parquet = "parquet"
 
 
 def build_filter(user: str | None, since: str | None, until: str | None, tables: list[str] | None,
@@ -89,7 +84,6 @@ def build_filter(user: str | None, since: str | None, until: str | None, tables:
 
 @app.command(help=_("Show audit events, newest first."))
 def query(
-    ctx: typer.Context,
     user: UserOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -103,7 +97,6 @@ def query(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     if limit > MAX_QUERY_LIMIT:
         raise InvalidArgumentError(
             _("Invalid --limit {value}: a page holds at most {max} events; fetch the next page with --after ID, "
@@ -163,7 +156,10 @@ def _output(path: Path | None) -> Iterator[BinaryIO]:
 
 @app.command(help=_("Stream every matching event, oldest first, as CSV, JSON Lines or Parquet."))
 def export(
-    output_format: Annotated[ExportFormat, typer.Option("--format", help=_("Output format."))] = ExportFormat.csv,
+    given_format: Annotated[ExportFormat | None, typer.Option(
+        "--format", help=_("Output format; csv.gz and jsonl.zst are compressed. Defaults to the format that the "
+                           "suffix of --output names: .csv, .csv.gz, .jsonl, .jsonl.zst or .parquet; CSV for any "
+                           "other name and for stdout."))] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE",
         help=_("Write to FILE (replaced only when complete) instead of stdout; required for Parquet."),
@@ -178,6 +174,7 @@ def export(
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
     filters = build_filter(user, since, until, table, action, entity_id)
+    output_format = choose_format(given_format, output)
     if output_format is ExportFormat.parquet and output is None:
         raise InvalidArgumentError(_("--format parquet needs --output FILE: Parquet is not written to stdout."))
     with connect(dsn) as connection:
@@ -193,12 +190,14 @@ def export(
                 write_parquet_batches(stream_row_batches(connection, schema, filters), sink,
                                       on_batch=lambda rows: advance("", rows))
             else:
-                stream = stream_csv if output_format is ExportFormat.csv else stream_jsonl
+                is_csv = output_format in (ExportFormat.csv, ExportFormat.csv_gz)
+                stream = stream_csv if is_csv else stream_jsonl
                 # The CSV header line is not an event.
-                uncounted_lines = 1 if output_format is ExportFormat.csv else 0
-                with contextlib.closing(stream(connection, schema, filters)) as chunks:
+                uncounted_lines = 1 if is_csv else 0
+                with contextlib.closing(stream(connection, schema, filters)) as chunks, \
+                        compressed(sink, output_format) as writer:
                     for chunk in chunks:
-                        sink.write(chunk)
+                        writer.write(chunk)
                         if show_bar:
                             lines = chunk.count(b"\n")
                             advance("", lines - min(lines, uncounted_lines))
@@ -209,7 +208,6 @@ def export(
 
 @app.command(help=_("Record an application event such as LOGIN, LOGOUT, LOGIN_FAILED, PASSWORD_CHANGE or EXPORT."))
 def event(
-    ctx: typer.Context,
     action: Annotated[str, typer.Argument(metavar="ACTION", help=_("Event name, an upper-case word."))],
     user: Annotated[str, typer.Option("--user", metavar="ID", help=_("Application user id."))],
     entity_type: Annotated[str | None, typer.Option("--entity-type", metavar="TYPE",
@@ -223,7 +221,6 @@ def event(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     require_value("--user", user, _("give the application user id the event is about"))
     require_value("--entity-type", entity_type, _("give what the event is about, such as a table, "
                                                    "or leave --entity-type out"))

@@ -123,22 +123,54 @@ def require_value(option: str, value: str | None, hint: str) -> None:
             _("Invalid {option} value {value!r}: it is empty; {hint}.").format(option=option, value=value, hint=hint))
 
 
-def reject_option_names_as_values(ctx: typer.Context) -> None:
-    """Raise InvalidArgumentError when an option took one of the command's own option names as its value.
+def reject_option_names_as_values(command: Any) -> None:
+    """Make the click command and every command below it reject an option name given as an option's value.
 
     click gives an option the next word whatever it is, so in
     ``redact --entity User --dry-run`` the ID was --dry-run and the
-    redaction ran for real.
+    redaction ran for real, and ``rotate --archive-dir --dry-run`` looked
+    for a folder named --dry-run. The check wraps each command's parser, so
+    it covers every option of every command. It runs on the words as typed,
+    before click converts a value or rejects a word left over, such as 7d
+    in ``query --user --since 7d``, so the error names the option at fault.
     """
-    names = {name for parameter in ctx.command.params
+    make_parser = command.make_parser
+
+    def make_checking_parser(context: Any) -> Any:
+        parser = make_parser(context)
+        parse_args = parser.parse_args
+
+        def parse_and_check(args: list[str]) -> tuple[dict[str, Any], list[str], list[Any]]:
+            values, remaining, order = parse_args(args)
+            # Shell completion parses partial command lines, where a missing value is expected.
+            if not context.resilient_parsing:
+                _check_option_values(command.get_params(context), values, order)
+            return values, remaining, order
+
+        parser.parse_args = parse_and_check
+        return parser
+
+    command.make_parser = make_checking_parser
+    for subcommand in getattr(command, "commands", {}).values():
+        reject_option_names_as_values(subcommand)
+
+
+def _check_option_values(parameters: list[Any], values: dict[str, Any], order: list[Any]) -> None:
+    """Raise InvalidArgumentError for the first option, in command-line order, whose value is an option name."""
+    names = {name for parameter in parameters
              for name in (*parameter.opts, *getattr(parameter, "secondary_opts", [])) if name.startswith("-")}
-    for parameter in ctx.command.params:
+    for parameter in dict.fromkeys(order):
         if getattr(parameter, "param_type_name", None) != "option":
             continue
-        value = ctx.params.get(parameter.name)
+        value = values.get(parameter.name)
         for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, str) and item in names:
+            if isinstance(item, str) and _is_option_name(item, names):
                 option = max(parameter.opts, key=len)
                 raise InvalidArgumentError(
                     _("Option {option} is missing its value: it got {value}, which is an option of this command; "
                       "give the value right after {option}.").format(option=option, value=item))
+
+
+def _is_option_name(word: str, names: set[str]) -> bool:
+    # --since=7d is the option --since with its value attached.
+    return word in names or (word.startswith("--") and word.split("=", 1)[0] in names)

@@ -16,7 +16,7 @@ from ..db import connect
 from ..errors import InvalidArgumentError
 from ..i18n import _
 from .app import app
-from .options import DsnOption, SchemaOption, reject_option_names_as_values, require_value
+from .options import DsnOption, SchemaOption, require_value
 
 
 class HistoryFormat(StrEnum):
@@ -26,7 +26,6 @@ class HistoryFormat(StrEnum):
 
 @app.command(help=_("Show the life of one record, oldest event first: who changed which field from what to what."))
 def history(
-    ctx: typer.Context,
     table: Annotated[str, typer.Argument(metavar="TABLE", help=_("Table as TABLE or SCHEMA.TABLE."))],
     record_id: Annotated[list[str], typer.Argument(
         metavar="ID", help=_("Primary key value; for a composite key one value per column, "
@@ -35,7 +34,6 @@ def history(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     with connect(dsn) as connection:
         result = record_history(connection, schema, table, record_id)
     if output_format is HistoryFormat.json:
@@ -46,7 +44,6 @@ def history(
 
 @app.command(help=_("Restore rows as they were before an event, or before a whole transaction."))
 def revert(
-    ctx: typer.Context,
     event_id: Annotated[int | None, typer.Argument(metavar="EVENT_ID", min=1,
                                                    help=_("Id of the INSERT, UPDATE or DELETE event to undo."))] = None,
     transaction: Annotated[int | None, typer.Option(
@@ -59,7 +56,6 @@ def revert(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     require_value("--user", user, _("give the application user id to record, or leave --user out"))
     if (event_id is None) == (transaction is None):
         raise InvalidArgumentError(_("Give exactly one of EVENT_ID and --transaction TXID."))
@@ -73,7 +69,6 @@ def revert(
 
 @app.command(help=_("Erase one person's or one record's values from the audit log, for erasure requests."))
 def redact(
-    ctx: typer.Context,
     user: Annotated[str | None, typer.Option(
         "--user", metavar="ID", help=_("Application user id to erase: from the events they made and from "
                                        "values equal to it."))] = None,
@@ -87,7 +82,6 @@ def redact(
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
 ) -> None:
-    reject_option_names_as_values(ctx)
     if (user is None) == (entity is None):
         raise InvalidArgumentError(_("Give exactly one of --user ID and --entity TABLE ID."))
     # An empty user id would redact every top-level empty string in the log.

@@ -15,7 +15,7 @@ from .. import render
 from ..audit.schema import DEFAULT_SCHEMA, require_installed
 from ..errors import InvalidArgumentError
 from ..i18n import _
-from .app import app
+from .app import app, configure_service_logging
 from .options import DsnOption, SchemaOption
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def serve(
     from ..web.database import can_modify_log, read_only_connection
     from ..web.listen import bind_sockets, resolve_listen_addresses
 
+    configure_service_logging()
     # Every option is checked before the first line about the page is printed.
     addresses = resolve_listen_addresses(host, port)
     check_auth_options(auth, token_file, proxy_user_header)
