@@ -29,6 +29,7 @@ from ..errors import RevertConflictError, RevertRefusedError
 from ..i18n import _
 from .catalog import Table, list_tables
 from .events import log_event
+from .partition_moves import reject_half_of_move
 from .query import Event
 from .records import key_record_json, load_event, transaction_events
 from .revert_checks import REVERTIBLE_ACTIONS, check_revertible, protected_reason, row_after_event
@@ -78,11 +79,15 @@ class _Column:
 
 def revert_event(connection: psycopg.Connection, schema: str, event_id: int, *, user_id: str | None,
                  dry_run: bool = False) -> RevertResult:
-    """Restore the row as it was before one event, after checking it has not changed since."""
+    """Restore the row as it was before one event, after checking it has not changed since.
+
+    Half of a row moved to another partition is rejected, because only its
+    whole transaction can undo the move: see partition_moves.
+    """
     event = load_event(connection, schema, event_id)
     details = {"reverted_event_ids": [event.id]}
     return _revert(connection, schema, [event], user_id=user_id, dry_run=dry_run, details=details,
-                   entity=(event.entity_type, event.entity_id))
+                   entity=(event.entity_type, event.entity_id), reject_partial_moves=True)
 
 
 def revert_transaction(connection: psycopg.Connection, schema: str, transaction_id: int, *, user_id: str | None,
@@ -103,7 +108,8 @@ def revert_transaction(connection: psycopg.Connection, schema: str, transaction_
 
 
 def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *, user_id: str | None,
-            dry_run: bool, details: dict[str, Any], entity: tuple[str | None, str | None]) -> RevertResult:
+            dry_run: bool, details: dict[str, Any], entity: tuple[str | None, str | None],
+            reject_partial_moves: bool = False) -> RevertResult:
     tables = {table.entity_type: table for table in list_tables(connection, schema)}
     rules = load_rules(connection, schema)
     # Every event is checked before any statement runs, oldest first, because
@@ -111,6 +117,9 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
     # restored makes its children fail their foreign keys.
     for event in sorted(events, key=lambda event: event.id):
         check_revertible(event, tables, rules)
+        if reject_partial_moves:
+            # A whole transaction contains both halves of every move.
+            reject_half_of_move(connection, schema, event, tables[event.entity_type])
 
     result = RevertResult(dry_run=dry_run)
     conflicts: list[str] = []
