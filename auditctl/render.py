@@ -231,6 +231,7 @@ def history_to_json(history: RecordHistory) -> dict[str, Any]:
         "entity_type": history.record.entity_type,
         "entity_id": history.record.entity_id,
         "table_exists": history.record.table is not None,
+        "renamed_to": history.record.renamed_to.entity_type if history.record.renamed_to else None,
         "events": [
             {**event_to_json(entry.event),
              "changes": [{"column": change.column, "old": change.old, "new": change.new}
@@ -268,7 +269,12 @@ def print_history(history: RecordHistory) -> None:
             table.add_row(*(heading if index == 0 else [""] * len(heading)), _plain(column), _plain(old),
                           _plain(new), end_section=index == len(fields) - 1)
     console.print(table)
-    if history.record.table is None:
+    if history.record.renamed_to is not None:
+        console.print(_("Table {table} is now named {new_name}. These are the events recorded under its old name, "
+                        "and `auditctl history {new_name}` with the same key lists those recorded under the new one.")
+                      .format(table=history.record.entity_type, new_name=history.record.renamed_to.entity_type),
+                      style="yellow", markup=False)
+    elif history.record.table is None:
         console.print(_("The table {table} no longer exists; these events are all that remain of it.")
                       .format(table=history.record.entity_type), style="yellow", markup=False)
 
@@ -280,6 +286,9 @@ def _history_value(value: Any) -> str:
 def print_revert(result: RevertResult) -> None:
     """Report what a revert changed, or would change on a dry run."""
     labels = {"INSERT": _("re-inserted"), "UPDATE": _("restored"), "DELETE": _("deleted")}
+    for old_name, new_name in result.renamed_tables.items():
+        console.print(_("Table {table} is now named {new_name}, so the revert acts on {new_name}.")
+                      .format(table=old_name, new_name=new_name), markup=False)
     for step in result.steps:
         # A row without a primary key is named by its logged values.
         key = step.entity_id if step.entity_id is not None else _short(step.row)

@@ -51,6 +51,8 @@ class InstallResult:
     followed_rules: list[tuple[Table, str, str]] = field(default_factory=list)
     # (table, column, rule) of stored rules removed because the table has no such column.
     removed_rules: list[tuple[Table, str, Rule]] = field(default_factory=list)
+    # Old name to current name of the registered tables renamed since their last install.
+    renamed_tables: dict[str, str] = field(default_factory=dict)
     forgotten: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     event_triggers: DdlCapture = DdlCapture.OFF
@@ -193,7 +195,9 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             # First, so that a table dropped and created again can take its old function name.
             result.forgotten = _forget_dropped_tables(connection, schema)
         current = {} if fresh else _installed_triggers(connection, schema)
-        registered = {} if fresh else _registered_functions(connection, schema)
+        registry = {} if fresh else _registry(connection, schema)
+        registered = {oid: function for oid, (_name, function) in registry.items()}
+        registered_names = {oid: name for oid, (name, _function) in registry.items()}
 
         size_limit = max_value_bytes if max_value_bytes is not None else (
             DEFAULT_MAX_VALUE_BYTES if fresh else load_max_value_bytes(connection, schema))
@@ -214,6 +218,11 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 result.unchanged.append(table)
             else:
                 result.installed.append(table)
+                if registered_names.get(table.oid, table.entity_type) != table.entity_type:
+                    # The registry row is about to lose the name of the last
+                    # install. The AUDIT_INSTALL event keeps it, so that events
+                    # recorded under that name still lead to this table.
+                    result.renamed_tables[registered_names[table.oid]] = table.entity_type
                 if found and not (found.enabled and leaves.enabled):
                     result.reenabled.append(table)
                 statements = _trigger_statements(schema, table, trigger, registered.get(table.oid),
@@ -236,6 +245,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                 "ddl_capture": result.ddl_capture,
                 "event_triggers": result.event_triggers.value,
                 "enable_always": result.enable_always,
+                **({"renamed_tables": result.renamed_tables} if result.renamed_tables else {}),
             })
     return result
 
@@ -368,10 +378,12 @@ def _installed_triggers(connection: psycopg.Connection, schema: str) -> dict[int
     return result
 
 
-def _registered_functions(connection: psycopg.Connection, schema: str) -> dict[int, str]:
+def _registry(connection: psycopg.Connection, schema: str) -> dict[int, tuple[str, str]]:
+    """Map the OIDs of registered tables to their name at the last install and their trigger function."""
     rows = connection.execute(
-        f"SELECT table_id::oid::bigint, function_name FROM {quote_ident(schema)}.audited_tables").fetchall()
-    return dict(rows)
+        f"SELECT table_id::oid::bigint, table_name, function_name FROM {quote_ident(schema)}.audited_tables"
+    ).fetchall()
+    return {oid: (name, function) for oid, name, function in rows}
 
 
 def _rule_statements(schema: str, rules: list[tuple[Table, str, Rule]]) -> list[str]:

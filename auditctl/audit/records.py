@@ -20,6 +20,7 @@ from ..errors import AmbiguousTableError, EventNotFoundError, InvalidArgumentErr
 from ..i18n import _, ngettext
 from .catalog import Table, list_tables
 from .query import SELECT_EVENTS, Event, EventFilter, entity_types_for, in_column_order, load_key_array
+from .renamed_tables import find_renamed_table
 from .schema import require_installed
 
 
@@ -34,6 +35,9 @@ class RecordKey:
     # Every text form of this key found in the log, entity_id included: see
     # _session_dependent_ids().
     stored_ids: tuple[str, ...] = ()
+    # The table under its current name when ``entity_type`` is a name it had
+    # before a rename, and ``table`` is None.
+    renamed_to: Table | None = None
 
     @property
     def entity_ids(self) -> list[str]:
@@ -69,8 +73,9 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
 
     The id text is computed by the server with the expression the triggers
     use, from the values cast to the key columns' types, so ``5`` and
-    ``"5"`` both find an integer key. For a table dropped since, single
-    keys match as typed and composite keys match element by element.
+    ``"5"`` both find an integer key, also for a table renamed since. For
+    a table dropped since, single keys match as typed and composite keys
+    match element by element.
     """
     require_installed(connection, schema)
     key_values = parse_key_values(values)
@@ -82,8 +87,10 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
             .format(name=table_name, choices=", ".join(entity_types)))
     entity_type = entity_types[0]
     table = find_current_table(connection, schema, entity_type)
-    if table is None:
+    renamed_to = None if table is not None else find_renamed_table(connection, schema, entity_type)
+    if table is None and renamed_to is None:
         return RecordKey(entity_type, _stored_id_of_dropped_table(connection, schema, entity_type, key_values), None)
+    table = table or renamed_to
     if not table.has_primary_key:
         raise InvalidArgumentError(
             _("Table {table} has no primary key, so its events name no record; use `auditctl query --table` instead.")
@@ -96,8 +103,10 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
                      "or one JSON array such as '[\"a\", 5]'.", len(table.key_columns))
             .format(table=entity_type, count=len(table.key_columns), columns=", ".join(table.key_columns)))
     entity_id = stored_entity_id(connection, table, key_values)
-    return RecordKey(entity_type, entity_id, table,
-                     _session_dependent_ids(connection, schema, table, key_values))
+    stored_ids = _session_dependent_ids(connection, schema, table, entity_type, key_values)
+    if renamed_to is not None:
+        return RecordKey(entity_type, entity_id, None, stored_ids, renamed_to)
+    return RecordKey(entity_type, entity_id, table, stored_ids)
 
 
 def typed_entity_filter(connection: psycopg.Connection, schema: str, filters: EventFilter,
@@ -165,9 +174,9 @@ SELECT EXISTS (
 """
 
 
-def _session_dependent_ids(connection: psycopg.Connection, schema: str, table: Table,
+def _session_dependent_ids(connection: psycopg.Connection, schema: str, table: Table, entity_type: str,
                            key_values: list[str]) -> tuple[str, ...]:
-    """Find stored ids of this key written in other text forms, such as in another TimeZone.
+    """Find stored ids of this key in events of ``entity_type`` in other text forms, such as in another TimeZone.
 
     The triggers store a timestamptz key as text in the writer's TimeZone, so
     the id computed in this session may differ from the stored one. Such
@@ -192,7 +201,7 @@ def _session_dependent_ids(connection: psycopg.Connection, schema: str, table: T
         audit=sql.Identifier(schema), table=sql.Identifier(table.schema, table.name), stored_key=stored_key,
         match=match)
     key_name = table.key_columns[0] if len(table.key_columns) == 1 else list(table.key_columns)
-    rows = connection.execute(statement, (key_name, key_record_json(table, key_values), table.entity_type))
+    rows = connection.execute(statement, (key_name, key_record_json(table, key_values), entity_type))
     return tuple(row[0] for row in rows.fetchall())
 
 

@@ -29,8 +29,10 @@ from ..errors import RevertConflictError, RevertRefusedError
 from ..i18n import _
 from .catalog import Table, list_tables
 from .events import log_event
+from .partition_moves import reject_half_of_move
 from .query import Event
 from .records import key_record_json, load_event, transaction_events
+from .renamed_tables import find_renamed_table
 from .revert_checks import REVERTIBLE_ACTIONS, check_revertible, protected_reason, row_after_event
 from .rules import load_rules
 
@@ -68,6 +70,8 @@ class RevertResult:
     steps: list[RevertStep] = field(default_factory=list)
     revert_event_id: int | None = None
     dry_run: bool = False
+    # Current name of each table renamed since its events, by the name in the events. The revert changes the table.
+    renamed_tables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,15 @@ class _Column:
 
 def revert_event(connection: psycopg.Connection, schema: str, event_id: int, *, user_id: str | None,
                  dry_run: bool = False) -> RevertResult:
-    """Restore the row as it was before one event, after checking it has not changed since."""
+    """Restore the row as it was before one event, after checking it has not changed since.
+
+    Half of a row moved to another partition is rejected, because only its
+    whole transaction can undo the move: see partition_moves.
+    """
     event = load_event(connection, schema, event_id)
     details = {"reverted_event_ids": [event.id]}
     return _revert(connection, schema, [event], user_id=user_id, dry_run=dry_run, details=details,
-                   entity=(event.entity_type, event.entity_id))
+                   entity=(event.entity_type, event.entity_id), reject_partial_moves=True)
 
 
 def revert_transaction(connection: psycopg.Connection, schema: str, transaction_id: int, *, user_id: str | None,
@@ -103,16 +111,27 @@ def revert_transaction(connection: psycopg.Connection, schema: str, transaction_
 
 
 def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *, user_id: str | None,
-            dry_run: bool, details: dict[str, Any], entity: tuple[str | None, str | None]) -> RevertResult:
+            dry_run: bool, details: dict[str, Any], entity: tuple[str | None, str | None],
+            reject_partial_moves: bool = False) -> RevertResult:
     tables = {table.entity_type: table for table in list_tables(connection, schema)}
+    renamed_tables = {}
+    for entity_type in sorted({event.entity_type for event in events} - set(tables)):
+        renamed = find_renamed_table(connection, schema, entity_type)
+        if renamed is not None:
+            # The row lives on in the renamed table, so the events of its old name are reverted there.
+            tables[entity_type] = renamed
+            renamed_tables[entity_type] = renamed.entity_type
     rules = load_rules(connection, schema)
     # Every event is checked before any statement runs, oldest first, because
     # a cascade delete logs the parent first, and a parent that cannot be
     # restored makes its children fail their foreign keys.
     for event in sorted(events, key=lambda event: event.id):
         check_revertible(event, tables, rules)
+        if reject_partial_moves:
+            # A whole transaction contains both halves of every move.
+            reject_half_of_move(connection, schema, event, tables[event.entity_type])
 
-    result = RevertResult(dry_run=dry_run)
+    result = RevertResult(dry_run=dry_run, renamed_tables=renamed_tables)
     conflicts: list[str] = []
     try:
         with connection.transaction():

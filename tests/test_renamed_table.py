@@ -1,0 +1,111 @@
+"""history and revert of events that name a table by the name it had before ALTER TABLE ... RENAME."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+from auditctl.audit.history import record_history
+from auditctl.audit.install import install
+from auditctl.audit.outdated import regenerate_outdated_triggers
+from auditctl.audit.revert import revert_event
+from auditctl.errors import RevertRefusedError
+from helpers import events, table_owner_dsn
+from webhelpers import TOKEN, make_app
+
+# How the rename is seen: (DDL capture, `maintain` run after the rename).
+SCENARIOS = {
+    "without-capture": (False, False),
+    "without-capture-maintained": (False, True),
+    "with-capture": (True, False),
+}
+
+
+@contextlib.contextmanager
+def _installer_dsn(db, capture: bool) -> Iterator[str]:
+    """Yield the superuser's DSN, whose install captures DDL, or a table owner's, whose install cannot."""
+    if capture:
+        yield db.dsn
+    else:
+        with table_owner_dsn(db) as dsn:
+            yield dsn
+
+
+@pytest.fixture(params=SCENARIOS.values(), ids=SCENARIOS.keys())
+def renamed(db, request) -> Iterator[tuple[str, dict]]:
+    """Audit actor, change actor 1, rename the table to performer; yield the DSN and the UPDATE event."""
+    capture, maintain = request.param
+    with _installer_dsn(db, capture) as dsn, psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text, last_name text)")
+        install(connection, "audit", ["actor"])
+        connection.execute("INSERT INTO actor VALUES (1, 'Penelope', 'Guiness')")
+        connection.execute("UPDATE actor SET last_name = 'Cruz' WHERE actor_id = 1")
+        update = events(connection, where="action = 'UPDATE'")[-1]
+        connection.execute("ALTER TABLE actor RENAME TO performer")
+        if maintain:
+            regenerate_outdated_triggers(connection, "audit")
+        yield dsn, update
+
+
+def test_history_old_name_points_to_new(renamed, cli):
+    dsn, _update = renamed
+    printed = cli("history", "actor", "1", dsn=dsn)
+    as_json = cli("history", "actor", "1", "--format", "json", dsn=dsn)
+    assert printed.exit_code == 0, printed.stderr
+    text = " ".join(printed.stdout.split())
+    assert "no longer exists" not in text
+    assert "Table public.actor is now named public.performer." in text
+    assert as_json.exit_code == 0, as_json.stderr
+    history = json.loads(as_json.stdout)
+    assert history["renamed_to"] == "public.performer"
+    assert [event["action"] for event in history["events"]][:2] == ["INSERT", "UPDATE"]
+
+
+def test_revert_acts_on_renamed_table(renamed, cli):
+    dsn, update = renamed
+    dry_run = cli("revert", str(update["id"]), "--dry-run", dsn=dsn)
+    assert dry_run.exit_code == 0, dry_run.stderr
+    assert "public.performer" in " ".join(dry_run.stdout.split())
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        result = revert_event(connection, "audit", update["id"], user_id=None)
+        row = connection.execute("SELECT first_name, last_name FROM performer WHERE actor_id = 1").fetchone()
+        second_table = connection.execute("SELECT to_regclass('public.actor')").fetchone()[0]
+    assert result.renamed_tables == {"public.actor": "public.performer"}
+    assert row == ("Penelope", "Guiness")
+    assert second_table is None
+
+
+def test_revert_renamed_table_checks_columns(renamed):
+    dsn, update = renamed
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("ALTER TABLE performer RENAME COLUMN last_name TO surname")
+        with pytest.raises(RevertRefusedError, match="column last_name of public.actor no longer exists"):
+            revert_event(connection, "audit", update["id"], user_id=None)
+
+
+def test_history_dropped_table_still_reported(db):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text)")
+        install(connection, "audit", ["actor"])
+        connection.execute("INSERT INTO actor VALUES (1, 'Penelope')")
+        connection.execute("ALTER TABLE actor RENAME TO performer")
+        connection.execute("DROP TABLE performer")
+        history = record_history(connection, "audit", "actor", ["1"])
+    assert history.record.table is None
+    assert history.record.renamed_to is None
+    assert [entry.event.action for entry in history.entries] == ["INSERT"]
+
+
+def test_history_page_names_new_table(renamed):
+    dsn, _update = renamed
+    with TestClient(make_app(dsn), base_url="https://testserver", follow_redirects=False) as client:
+        logged_in = client.post("/login", data={"token": TOKEN, "next": "/"})
+        assert logged_in.status_code == 303, logged_in.text
+        html = client.get("/history?table=public.actor&entity=1").text
+    assert "The table is now named public.performer." in html
+    assert "no longer exists" not in html
