@@ -930,9 +930,12 @@ def print_rotation(result: RotationResult) -> None:
                       .format(cutoff=_utc(result.cutoff)), markup=False)
         return
     for outcome in result.outcomes:
-        if outcome.earlier_name and (result.dry_run or outcome.dropped):
-            console.print(_("An earlier archive {name} exists and is kept; this archive gets a new name.")
-                          .format(name=outcome.earlier_name), markup=False, soft_wrap=True)
+        if outcome.taken_files and (result.dry_run or outcome.dropped):
+            console.print(ngettext("An earlier archive file {files} exists and is kept, so this archive gets a new "
+                                   "name.",
+                                   "Earlier archive files {files} exist and are kept, so this archive gets a new name.",
+                                   len(outcome.taken_files))
+                          .format(files=", ".join(outcome.taken_files)), markup=False, soft_wrap=True)
         if result.dry_run:
             console.print(ngettext("Would archive {rows} event of {partition} to {location} and drop the partition.",
                                    "Would archive {rows} events of {partition} to {location} and drop the partition.",
