@@ -46,6 +46,7 @@ from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
 from .crontab import CronResult
 from .i18n import _, format_bytes, format_duration, format_list, format_number, ngettext
+from .stdout import StdoutConsole, full_stdout
 
 logger = logging.getLogger(__name__)
 # The logger of progress lines without a terminal, which the CLI keeps at INFO unless -q is given.
@@ -58,9 +59,9 @@ _PIPE_WIDTH = 160
 # Below this width, events are shown one block each instead of as a table.
 _MIN_TABLE_WIDTH = 120
 
-console = Console(highlight=False)
+console = StdoutConsole(highlight=False)
 if not console.is_terminal and not os.environ.get("COLUMNS"):
-    console = Console(highlight=False, width=_PIPE_WIDTH)
+    console = StdoutConsole(highlight=False, width=_PIPE_WIDTH)
 error_console = Console(stderr=True, highlight=False)
 
 # Maximum length of a value in a table cell; longer values end in an ellipsis.
@@ -222,7 +223,7 @@ def print_next_page_hint(last_id: int) -> None:
 
 def print_json(value: Any) -> None:
     """Print a value as indented JSON, non-ASCII text kept as is."""
-    sys.stdout.write(jsonvalues.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    full_stdout.write(jsonvalues.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
 def history_to_json(history: RecordHistory) -> dict[str, Any]:
@@ -321,7 +322,7 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
     """Report what install did, or print the SQL of a dry run."""
     if result.dry_run:
         for statement in result.statements:
-            sys.stdout.write(statement.rstrip() + "\n\n")
+            full_stdout.write(statement.rstrip() + "\n\n")
         _print_dry_run_summary(result)
         return
     if config_path is not None:
@@ -413,7 +414,7 @@ def print_app_grants(role: str, statements: list[str], problems: list[str], dry_
     """Report the grants of ``install --app-role``, or print their SQL on a dry run."""
     if dry_run:
         for statement in statements:
-            sys.stdout.write(statement + "\n")
+            full_stdout.write(statement + "\n")
         return
     console.print(_("Role {role} can write audited tables and call log_event(); it has no direct access to "
                     "the log. Statements run:").format(role=role), markup=False)
@@ -427,7 +428,7 @@ def print_viewer_grants(role: str, statements: list[str], dry_run: bool) -> None
     """Report the grants of ``install --viewer-role``, or print their SQL on a dry run."""
     if dry_run:
         for statement in statements:
-            sys.stdout.write(statement + "\n")
+            full_stdout.write(statement + "\n")
         return
     console.print(_("Role {role} can now read the audit log.").format(role=role), markup=False)
 
@@ -859,7 +860,7 @@ def print_restore_result(result: RestoreResult) -> None:
 
 def print_line(text: str) -> None:
     """Print text as it is, for output that other programs read (such as a crontab line)."""
-    sys.stdout.write(text + "\n")
+    full_stdout.write(text + "\n")
 
 
 def print_warnings(messages: Iterable[str]) -> None:

@@ -309,8 +309,8 @@ def catch_closed_stdout(command: Any) -> None:
     """Make the click command raise StdoutClosed when stdout's reader has gone, and flush stdout while it can."""
     invoke = command.invoke
 
-    # NOTE: JSON and table output is one large write. When the reader leaves during it, Python 3.11 was seen
-    # to report the write as complete, and the command then ends with status 0.
+    # JSON and table output is one large write, which render makes through auditctl.stdout so that a reader
+    # who leaves during it raises BrokenPipeError here too.
     def invoke_and_flush(context: Any) -> Any:
         try:
             result = invoke(context)
