@@ -248,11 +248,15 @@ def print_history(history: RecordHistory) -> None:
         console.print(_("No events recorded for {record}.").format(record=record), markup=False)
         return
     console.print(_("History of {record}").format(record=record), style="bold", markup=False)
-    table = Table()
+    # On a narrow terminal the time takes two lines, date over time, cells share one space of padding, and the
+    # user and role may wrap. At 80 columns that leaves each value column about 10 characters in English, up from 6.
+    narrow = console.width < _MIN_TABLE_WIDTH
+    time_heading = _("Time (UTC{offset})").format(offset=local_utc_offset())
+    table = Table(collapse_padding=narrow)
     table.add_column(_("ID"), justify="right", no_wrap=True)
-    table.add_column(_("Time (UTC{offset})").format(offset=local_utc_offset()), no_wrap=True)
-    table.add_column(_("User"))
-    table.add_column(_("DB role"), no_wrap=True)
+    table.add_column(time_heading.replace(" (", "\n(", 1) if narrow else time_heading, no_wrap=True)
+    table.add_column(_("User"), overflow="fold")
+    table.add_column(_("DB role"), overflow="fold")
     table.add_column(_("Action"), no_wrap=True)
     table.add_column(_("Field"), overflow="fold")
     table.add_column(_("Old value"), overflow="fold", ratio=1)
@@ -263,7 +267,8 @@ def print_history(history: RecordHistory) -> None:
         fields = [(change.column, _history_value(change.old), _history_value(change.new)) for change in entry.changes]
         if not fields:
             fields = [("", "", _short(event.details) if event.details else "")]
-        heading = [str(event.id), format_time(event.occurred_at), _plain(event.user_id or "—"),
+        occurred = format_time(event.occurred_at)
+        heading = [str(event.id), occurred.replace(" ", "\n") if narrow else occurred, _plain(event.user_id or "—"),
                    _plain(event.db_user), _plain(event.action)]
         for index, (column, old, new) in enumerate(fields):
             table.add_row(*(heading if index == 0 else [""] * len(heading)), _plain(column), _plain(old),
