@@ -46,6 +46,7 @@ from .backup.restore import RestoreResult
 from .backup.verify import VerifyReport
 from .crontab import CronResult
 from .i18n import _, format_bytes, format_duration, format_list, format_number, ngettext
+from .stdout import StdoutConsole, full_stdout
 
 logger = logging.getLogger(__name__)
 # The logger of progress lines without a terminal, which the CLI keeps at INFO unless -q is given.
@@ -58,9 +59,9 @@ _PIPE_WIDTH = 160
 # Below this width, events are shown one block each instead of as a table.
 _MIN_TABLE_WIDTH = 120
 
-console = Console(highlight=False)
+console = StdoutConsole(highlight=False)
 if not console.is_terminal and not os.environ.get("COLUMNS"):
-    console = Console(highlight=False, width=_PIPE_WIDTH)
+    console = StdoutConsole(highlight=False, width=_PIPE_WIDTH)
 error_console = Console(stderr=True, highlight=False)
 
 # Maximum length of a value in a table cell; longer values end in an ellipsis.
@@ -222,7 +223,7 @@ def print_next_page_hint(last_id: int) -> None:
 
 def print_json(value: Any) -> None:
     """Print a value as indented JSON, non-ASCII text kept as is."""
-    sys.stdout.write(jsonvalues.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    full_stdout.write(jsonvalues.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
 def history_to_json(history: RecordHistory) -> dict[str, Any]:
@@ -248,11 +249,15 @@ def print_history(history: RecordHistory) -> None:
         console.print(_("No events recorded for {record}.").format(record=record), markup=False)
         return
     console.print(_("History of {record}").format(record=record), style="bold", markup=False)
-    table = Table()
+    # On a narrow terminal the time takes two lines, date over time, cells share one space of padding, and the
+    # user and role may wrap. At 80 columns that leaves each value column about 10 characters in English, up from 6.
+    narrow = console.width < _MIN_TABLE_WIDTH
+    time_heading = _("Time (UTC{offset})").format(offset=local_utc_offset())
+    table = Table(collapse_padding=narrow)
     table.add_column(_("ID"), justify="right", no_wrap=True)
-    table.add_column(_("Time (UTC{offset})").format(offset=local_utc_offset()), no_wrap=True)
-    table.add_column(_("User"))
-    table.add_column(_("DB role"), no_wrap=True)
+    table.add_column(time_heading.replace(" (", "\n(", 1) if narrow else time_heading, no_wrap=True)
+    table.add_column(_("User"), overflow="fold")
+    table.add_column(_("DB role"), overflow="fold")
     table.add_column(_("Action"), no_wrap=True)
     table.add_column(_("Field"), overflow="fold")
     table.add_column(_("Old value"), overflow="fold", ratio=1)
@@ -263,7 +268,8 @@ def print_history(history: RecordHistory) -> None:
         fields = [(change.column, _history_value(change.old), _history_value(change.new)) for change in entry.changes]
         if not fields:
             fields = [("", "", _short(event.details) if event.details else "")]
-        heading = [str(event.id), format_time(event.occurred_at), _plain(event.user_id or "—"),
+        occurred = format_time(event.occurred_at)
+        heading = [str(event.id), occurred.replace(" ", "\n") if narrow else occurred, _plain(event.user_id or "—"),
                    _plain(event.db_user), _plain(event.action)]
         for index, (column, old, new) in enumerate(fields):
             table.add_row(*(heading if index == 0 else [""] * len(heading)), _plain(column), _plain(old),
@@ -330,7 +336,7 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
     """Report what install did, or print the SQL of a dry run."""
     if result.dry_run:
         for statement in result.statements:
-            sys.stdout.write(statement.rstrip() + "\n\n")
+            full_stdout.write(statement.rstrip() + "\n\n")
         _print_dry_run_summary(result)
         return
     if config_path is not None:
@@ -422,7 +428,7 @@ def print_app_grants(role: str, statements: list[str], problems: list[str], dry_
     """Report the grants of ``install --app-role``, or print their SQL on a dry run."""
     if dry_run:
         for statement in statements:
-            sys.stdout.write(statement + "\n")
+            full_stdout.write(statement + "\n")
         return
     console.print(_("Role {role} can write audited tables and call log_event(); it has no direct access to "
                     "the log. Statements run:").format(role=role), markup=False)
@@ -436,7 +442,7 @@ def print_viewer_grants(role: str, statements: list[str], dry_run: bool) -> None
     """Report the grants of ``install --viewer-role``, or print their SQL on a dry run."""
     if dry_run:
         for statement in statements:
-            sys.stdout.write(statement + "\n")
+            full_stdout.write(statement + "\n")
         return
     console.print(_("Role {role} can now read the audit log.").format(role=role), markup=False)
 
@@ -868,7 +874,7 @@ def print_restore_result(result: RestoreResult) -> None:
 
 def print_line(text: str) -> None:
     """Print text as it is, for output that other programs read (such as a crontab line)."""
-    sys.stdout.write(text + "\n")
+    full_stdout.write(text + "\n")
 
 
 def print_warnings(messages: Iterable[str]) -> None:
@@ -939,9 +945,12 @@ def print_rotation(result: RotationResult) -> None:
                       .format(cutoff=_utc(result.cutoff)), markup=False)
         return
     for outcome in result.outcomes:
-        if outcome.earlier_name and (result.dry_run or outcome.dropped):
-            console.print(_("An earlier archive {name} exists and is kept; this archive gets a new name.")
-                          .format(name=outcome.earlier_name), markup=False, soft_wrap=True)
+        if outcome.taken_files and (result.dry_run or outcome.dropped):
+            console.print(ngettext("An earlier archive file {files} exists and is kept, so this archive gets a new "
+                                   "name.",
+                                   "Earlier archive files {files} exist and are kept, so this archive gets a new name.",
+                                   len(outcome.taken_files))
+                          .format(files=", ".join(outcome.taken_files)), markup=False, soft_wrap=True)
         if result.dry_run:
             console.print(ngettext("Would archive {rows} event of {partition} to {location} and drop the partition.",
                                    "Would archive {rows} events of {partition} to {location} and drop the partition.",

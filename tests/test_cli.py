@@ -498,10 +498,6 @@ USAGE_ERRORS = {
     "unknown-option-hint": (["query", "--limt", "5"], "No such option: --limt (Possible options: --limit)",
                             "Нет такого параметра: --limt (похожие параметры: --limit)"),
     "missing-argument": (["history"], "Missing argument 'TABLE'.", "Не указан аргумент 'ТАБЛИЦА'."),
-    "not-an-integer": (["query", "--limit", "abc"], "Invalid value for '--limit': 'abc' is not an integer.",
-                       "Неверное значение '--limit': 'abc' — не целое число."),
-    "below-minimum": (["query", "--limit", "0"], "Invalid value for '--limit': 0 is out of range: the minimum is 1.",
-                      "Неверное значение '--limit': 0 вне допустимого диапазона: минимум — 1."),
     "not-a-choice": (["query", "--format", "xml"],
                      "Invalid value for '--format': 'xml' is not one of 'table', 'json', 'csv'.",
                      "Неверное значение '--format': 'xml' не входит в число допустимых значений: "
@@ -541,6 +537,55 @@ def test_usage_error_in_user_language(cli, case, env, language):
         assert result.stderr.startswith("Использование: auditctl"), result.stderr
         assert result.stderr.count("─ Ошибка ─") == 1, result.stderr
         assert [word for word in ENGLISH_USAGE_WORDS if word in result.stderr] == [], result.stderr
+
+
+# Values of number options and arguments that typer rejects, with the
+# English and the Russian line each must print.
+NUMBER_VALUE_ERRORS = {
+    "transaction-text": (["revert", "--transaction", "X", "--dry-run"],
+                         "Invalid --transaction value 'X': it is not an integer; give an integer of at least 1.",
+                         "Неверное значение --transaction «X»: это не целое число; укажите целое число не меньше 1."),
+    "limit-zero": (["query", "--limit", "0"],
+                   "Invalid --limit value '0': it is out of range; give an integer of at least 1.",
+                   "Неверное значение --limit «0»: оно вне допустимого диапазона; укажите целое число не меньше 1."),
+    "limit-fraction": (["query", "--limit", "1.5"],
+                       "Invalid --limit value '1.5': it is not an integer; give an integer of at least 1.",
+                       "Неверное значение --limit «1.5»: это не целое число; укажите целое число не меньше 1."),
+    "after-text": (["query", "--after", "x"], "Invalid --after value 'x': it is not an integer; give an integer.",
+                   "Неверное значение --after «x»: это не целое число; укажите целое число."),
+    "event-id-zero": (["revert", "0"], "Invalid EVENT_ID value '0': it is out of range; give an integer of at least 1.",
+                      "Неверное значение НОМЕР_СОБЫТИЯ «0»: оно вне допустимого диапазона; "
+                      "укажите целое число не меньше 1."),
+    "lock-timeout-text": (["install", "--lock-timeout", "abc"],
+                          "Invalid --lock-timeout value 'abc': it is not a number; give a number of at least 0.1.",
+                          "Неверное значение --lock-timeout «abc»: это не число; укажите число не меньше 0.1."),
+    "session-hours-above": (["serve", "--session-hours", "1000"],
+                            "Invalid --session-hours value '1000': it is out of range; give a number from 0.1 to 720.",
+                            "Неверное значение --session-hours «1000»: оно вне допустимого диапазона; "
+                            "укажите число от 0.1 до 720."),
+    "port-above": (["serve", "--port", "70000"],
+                   "Invalid --port value '70000': it is out of range; give an integer from 1 to 65535.",
+                   "Неверное значение --port «70000»: оно вне допустимого диапазона; укажите целое число от 1 до 65535."),
+    "compress-above": (["backup", "--compress", "10"],
+                       "Invalid --compress value '10': it is out of range; give an integer from 0 to 9.",
+                       "Неверное значение --compress «10»: оно вне допустимого диапазона; "
+                       "укажите целое число от 0 до 9."),
+    "control-character": (["backup", "--keep-last", "\x1b[2J"],
+                          "Invalid --keep-last value '\\x1b[2J': it is not an integer; give an integer of at least 0.",
+                          "Неверное значение --keep-last «\\x1b[2J»: это не целое число; "
+                          "укажите целое число не меньше 0."),
+}
+
+
+@pytest.mark.parametrize("case", NUMBER_VALUE_ERRORS.values(), ids=NUMBER_VALUE_ERRORS.keys())
+@pytest.mark.parametrize(("env", "prefix"), [({"LANG": "C.UTF-8"}, "Error: "), ({"LC_ALL": "ru_RU.UTF-8"}, "Ошибка: ")],
+                         ids=["en", "ru"])
+def test_bad_number_value_one_line(cli, case, env, prefix):
+    args, english, russian = case
+    result = cli(*args, env=env)
+    assert result.exit_code == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == prefix + (english if prefix == "Error: " else russian) + "\n"
 
 
 @pytest.mark.parametrize(("env", "usage", "hint"), [
@@ -668,9 +713,14 @@ def test_partition_names_its_table(payments, cli, args, fix):
         {"partition": "payment_p2022_06_odd"}, {"partition": "payment_p2022_05"}]
 
 
-@pytest.mark.parametrize("args", [["query", "--format", "csv", "--limit", "10000"], ["export", "--format", "jsonl"]],
-                         ids=["query-csv", "export-jsonl"])
-def test_closed_pipe_ends_like_cat(db, args):
+@pytest.mark.parametrize(("args", "first_line_start"), [
+    (["query", "--format", "csv", "--limit", "10000"], "id,occurred_at"),
+    (["export", "--format", "jsonl"], '{"id"'),
+    # JSON and the table are written at once, in one write far larger than a pipe holds.
+    (["query", "--format", "json", "--limit", "1000"], "["),
+    (["query", "--format", "table", "--limit", "1000"], "┏"),
+], ids=["query-csv", "export-jsonl", "query-json", "query-table"])
+def test_closed_pipe_ends_like_cat(db, args, first_line_start):
     with db.connect() as connection:
         connection.execute("CREATE TABLE item (id int PRIMARY KEY, note text)")
         install(connection, "audit", ["item"])
@@ -687,7 +737,7 @@ def test_closed_pipe_ends_like_cat(db, args):
         process.kill()
         process.communicate()
         pytest.fail(f"auditctl {' '.join(args)} hung after its reader closed the pipe")
-    assert first_line.startswith(("id,occurred_at", '{"id"'))
+    assert first_line.startswith(first_line_start)
     # Like cat or psql, whose reader has gone: ended by SIGPIPE, which a shell reports as 141.
     assert process.returncode == -signal.SIGPIPE, stderr
     assert stderr == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -186,6 +187,41 @@ def test_history_wrapped_values_keep_rows(db, columns):
     for language in ("C.UTF-8", "ru_RU.UTF-8"):
         result = run_cli_in_terminal("history", "film", "2", dsn=db.dsn, env={"COLUMNS": columns, "LANG": language})
         assert result.exit_code == 0, result.stdout
+        assert field_rows(result.stdout) == expected, result.stdout
+
+
+# Russian headings are longer, and rich narrows the columns that may wrap evenly, so the value and field
+# columns keep fewer characters in Russian.
+@pytest.mark.parametrize(("language", "value_width", "whole_names"), [("C.UTF-8", 10, True), ("ru_RU.UTF-8", 8, False)],
+                         ids=["en", "ru"])
+def test_history_narrow_values_stay_readable(db, language, value_width, whole_names):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE client (id integer PRIMARY KEY, first_name text, email text, address text, "
+                           "city text, phone text)")
+        install(connection, "audit", ["client"])
+        connection.execute("INSERT INTO client VALUES (1, 'Anna', 'anna@example.com', '1 Long Street', 'Springfield', "
+                           "'+1-555-0001')")
+        connection.execute("UPDATE client SET first_name = 'Anna-Maria', email = 'anna.maria@example.org', "
+                           "address = '22 Another Road', city = 'Shelbyville', phone = '+44-20-7946-0001'")
+    data = json.loads(run_cli("history", "client", "1", "--format", "json", dsn=db.dsn).stdout)
+    expected = [(change["column"], shown_value(change["old"]), shown_value(change["new"]))
+                for event in data["events"] for change in event["changes"]]
+
+    result = run_cli("history", "client", "1", dsn=db.dsn, env={"COLUMNS": "80", "LANG": language})
+    assert result.exit_code == 0, result.stderr
+    table_lines = result.stdout.splitlines()[1:]
+    # No line is cut at the terminal's edge, which would drop the right border.
+    assert {len(line) for line in table_lines} == {80}, result.stdout
+    assert {line[-1] for line in table_lines} <= set("┓┃┩│┤┘"), result.stdout
+    rule = next(line for line in table_lines if "╇" in line)
+    old_width, new_width = (len(part) for part in rule[1:-1].split("╇")[-2:])
+    # The rule spans a value's characters and the space before the next border.
+    assert old_width >= value_width + 1, result.stdout
+    assert new_width >= value_width + 1, result.stdout
+    # The date and the time each stay on one line.
+    assert len(re.findall(r"│\d{4}-\d{2}-\d{2} *│", result.stdout)) == 2, result.stdout
+    assert len(re.findall(r"│\d{2}:\d{2}:\d{2} *│", result.stdout)) == 2, result.stdout
+    if whole_names:
         assert field_rows(result.stdout) == expected, result.stdout
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -60,3 +61,33 @@ def test_durations_per_language():
         russian = [format_duration(0.24), format_duration(1234.56)]
     assert english == ["0.2 s", "1,234.6 s"]
     assert russian == ["0,2 с", "1\u00a0234,6 с"]
+
+
+# Text in ASCII quotes that Russian messages keep as in English, because the
+# user types it exactly as written: shell-quoted arguments, TOML values, SQL and
+# command lines. Every other quoted value is written in «», and so are the
+# examples in messages that the web page shows too, where no shell is involved.
+LITERAL_QUOTED_TEXTS = {
+    '"0 2 * * *"', '"directory"', '"none"', '"starttls"', '"tls"', "'...'", "'17 3 * * *'", """'["a", 5]'""",
+    """'["pr00000010", 5]'""", "'import secrets; print(secrets.token_urlsafe(32))'",
+    "'{command_path} {help_option}'", "'{example}'", """'{{"reason": "manual"}}'""",
+}
+
+
+def _russian_translations() -> list[str]:
+    from babel.messages.pofile import read_po
+    with catalog_tool.po_path("ru").open("rb") as handle:
+        messages = [message for message in read_po(handle) if message.id]
+    return [text for message in messages
+            for text in (message.string if isinstance(message.string, tuple) else (message.string,))]
+
+
+def test_russian_quotes_values_in_guillemets():
+    translations = _russian_translations()
+    # {value!r} would print the value in ASCII quotes.
+    assert [text for text in translations if "!r}" in text] == []
+    # The DSN message writes a quote as \' for libpq, which is no quoted text, and a JSON example in «» has
+    # quotes of its own.
+    unquoted = [re.sub(r"«[^»]*»", "", text.replace("\\'", "")) for text in translations]
+    quoted = {span for text in unquoted for span in re.findall(r"'[^'\n]*'|\"[^\"\n]*\"", text)}
+    assert sorted(quoted - LITERAL_QUOTED_TEXTS) == []

@@ -237,11 +237,16 @@ def recreate_first_partition(database) -> None:
         assert partition_rows(connection)[old_names()[0]] == 1
 
 
+def rotate_into_new_folder(database, cli, folder) -> None:
+    """Create ``folder`` and rotate the old partitions of ``database`` into it."""
+    folder.mkdir()
+    first = cli("rotate", "--keep", KEEP, "--archive-dir", str(folder), dsn=database.dsn)
+    assert first.exit_code == 0, first.stderr
+
+
 def test_rotate_keeps_earlier_archive_of_name(old_log, cli, tmp_path):
     archive_dir = tmp_path / "archive"
-    archive_dir.mkdir()
-    first = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), dsn=old_log.dsn)
-    assert first.exit_code == 0, first.stderr
+    rotate_into_new_folder(old_log, cli, archive_dir)
     name = old_names()[0]
     earlier = {path.name: path.read_bytes() for path in archive_dir.iterdir()}
     recreate_first_partition(old_log)
@@ -252,7 +257,8 @@ def test_rotate_keeps_earlier_archive_of_name(old_log, cli, tmp_path):
     renamed = archive_dir / f"audit.{name}.2.csv.gz"
     for result in (dry_run, second):
         assert result.exit_code == 0, result.stderr
-        assert f"An earlier archive audit.{name}.csv.gz exists and is kept" in result.stdout
+        assert f"An earlier archive file {archive_dir.resolve() / f'audit.{name}.csv.gz'} exists and is kept" \
+            in result.stdout
         assert str(renamed) in result.stdout
     # The first archive and its manifest are untouched, byte for byte.
     assert {path.name: path.read_bytes() for path in archive_dir.iterdir() if path.name in earlier} == earlier
@@ -446,6 +452,28 @@ def test_rotate_to_s3(old_log, cli, s3_server, tmp_path):
     assert len(records) == 30
     with old_log.connect() as connection:
         assert name not in partition_rows(connection)
+
+
+def test_rotate_names_files_in_the_way(old_log, cli, tmp_path):
+    archive_dir = tmp_path / "archive"
+    rotate_into_new_folder(old_log, cli, archive_dir)
+    name = old_names()[0]
+    # The first archive was moved away without its manifest, and a stray file takes the second name.
+    (archive_dir / f"audit.{name}.csv.gz").unlink()
+    (archive_dir / f"audit.{name}.2.csv.gz").write_bytes(b"stray")
+    recreate_first_partition(old_log)
+
+    dry_run = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), "--dry-run", dsn=old_log.dsn)
+    second = cli("rotate", "--keep", KEEP, "--archive-dir", str(archive_dir), dsn=old_log.dsn)
+
+    folder = archive_dir.resolve()
+    for result in (dry_run, second):
+        assert result.exit_code == 0, result.stderr
+        assert (f"Earlier archive files {folder / f'audit.{name}.csv.gz.manifest.json'}, "
+                f"{folder / f'audit.{name}.2.csv.gz'} exist and are kept, so this archive gets a new name.") \
+            in result.stdout
+        assert str(folder / f"audit.{name}.3.csv.gz") in result.stdout
+    assert (archive_dir / f"audit.{name}.2.csv.gz").read_bytes() == b"stray"
 
 
 def test_rotate_to_s3_keeps_earlier_archive(old_log, cli, s3_server):

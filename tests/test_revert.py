@@ -248,7 +248,7 @@ def test_revert_cli_transaction(shop, cli):
     (["1", "--transaction", "5"], "Give exactly one of EVENT_ID and --transaction TXID"),
     (["999999"], "Event 999999 is not in the audit log"),
     (["--transaction", "424242"], "Transaction 424242 has no events"),
-    (["abc"], "Invalid value"),
+    (["abc"], "Invalid EVENT_ID value 'abc': it is not an integer; give an integer of at least 1."),
 ], ids=["neither", "both", "unknown-event", "unknown-transaction", "not-a-number"])
 def test_revert_cli_bad_input_one_line(shop, cli, args, message):
     result = cli("revert", *args, dsn=shop.dsn)

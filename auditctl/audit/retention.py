@@ -69,8 +69,8 @@ class RotationCandidate:
     partition: Partition
     archive_name: str
     location: str
-    # The usual name when an earlier archive already has it, so the archive gets another one.
-    earlier_name: str | None = None
+    # Locations of the earlier archives or manifests that took the names before archive_name.
+    taken_files: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,8 +80,8 @@ class RotationOutcome:
     partition: str
     rows: int
     location: str | None = None
-    # The usual archive name when an earlier archive had it, as in RotationCandidate.
-    earlier_name: str | None = None
+    # The earlier files that took the names before the archive's, as in RotationCandidate.
+    taken_files: list[str] = field(default_factory=list)
     archive_bytes: int = 0
     released_bytes: int = 0
     dropped: bool = False
@@ -129,18 +129,37 @@ def manifest_name(name: str) -> str:
     return f"{name}.manifest.json"
 
 
+@dataclass
+class ArchiveSlot:
+    """A free archive name and the locations of the files that took the names tried before it."""
+
+    name: str
+    taken_files: list[str]
+
+
+def taking_file(destination: Destination, name: str) -> str | None:
+    """Return the location of the archive or manifest that takes the archive name ``name``, or None if both are free."""
+    for file_name in (name, manifest_name(name)):
+        if destination.exists(file_name):
+            return destination.describe(file_name)
+    return None
+
+
 def free_archive_name(destination: Destination, schema: str, partition: str, archive_format: ArchiveFormat,
-                      after: str | None = None) -> str:
-    """Return the first archive name, after ``after`` if given, that neither an archive nor a manifest has.
+                      after: str | None = None) -> ArchiveSlot:
+    """Find the first archive name, after ``after`` if given, that neither an archive nor a manifest has.
 
     A partition dropped by rotate can be created again by ``maintain`` for a
     late event, and two databases can rotate into one folder, so the usual
     name may belong to an earlier archive, which must never be replaced.
     """
     names = [archive_name(schema, partition, archive_format, number) for number in range(1, MAX_ARCHIVE_NUMBER + 1)]
+    taken_files = []
     for name in names[names.index(after) + 1 if after in names else 0:]:
-        if not destination.exists(name) and not destination.exists(manifest_name(name)):
-            return name
+        existing = taking_file(destination, name)
+        if existing is None:
+            return ArchiveSlot(name, taken_files)
+        taken_files.append(existing)
     raise ArchiveError(_("Archives {first} to {last} all exist; move older archives of {partition} elsewhere.")
                        .format(first=destination.describe(names[0]), last=names[-1], partition=partition))
 
@@ -158,9 +177,8 @@ def plan_rotation(connection: psycopg.Connection, schema: str, keep: timedelta, 
         if destination is None:
             candidates.append(RotationCandidate(partition, usual, usual))
             continue
-        name = free_archive_name(destination, schema, partition.name, archive_format)
-        candidates.append(RotationCandidate(partition, name, destination.describe(name),
-                                            earlier_name=usual if name != usual else None))
+        slot = free_archive_name(destination, schema, partition.name, archive_format)
+        candidates.append(RotationCandidate(partition, slot.name, destination.describe(slot.name), slot.taken_files))
     return candidates
 
 
@@ -178,7 +196,7 @@ def rotate(connection: psycopg.Connection, schema: str, keep: timedelta, destina
     result = RotationResult(cutoff=now - keep, dry_run=dry_run)
     for candidate in plan_rotation(connection, schema, keep, destination, archive_format, now):
         outcome = RotationOutcome(candidate.partition.name, candidate.partition.rows, candidate.location,
-                                  candidate.earlier_name)
+                                  list(candidate.taken_files))
         result.outcomes.append(outcome)
         if dry_run:
             continue
@@ -206,8 +224,8 @@ def _rotate_one(connection: psycopg.Connection, schema: str, candidate: Rotation
                                       (table.as_string(connection),)).fetchone()[0]
         with _scratch_file(destination, candidate.archive_name) as scratch:
             sha256, size = write_archive(connection, schema, partition.name, archive_format, scratch)
-            name, location = _store_archive(destination, scratch, candidate.archive_name, schema, partition.name,
-                                            archive_format)
+            name, location, taken_since_plan = _store_archive(destination, scratch, candidate.archive_name, schema,
+                                                              partition.name, archive_format)
         manifest = Manifest(
             partition=f"{schema}.{partition.name}", format=archive_format.value, file=name,
             rows=expected.rows, id_sum=expected.id_sum, first_event_at=expected.first_event_at,
@@ -232,26 +250,30 @@ def _rotate_one(connection: psycopg.Connection, schema: str, candidate: Rotation
     logger.info("archived partition %s.%s to %s and dropped it (rows: %d)", schema, partition.name, location,
                 expected.rows)
     outcome.location = location
-    usual = archive_name(schema, partition.name, archive_format)
-    outcome.earlier_name = usual if name != usual else None
+    outcome.taken_files = candidate.taken_files + taken_since_plan
     outcome.archive_bytes = size
     outcome.released_bytes = released
     outcome.dropped = True
 
 
 def _store_archive(destination: Destination, local: Path, name: str, schema: str, partition: str,
-                   archive_format: ArchiveFormat) -> tuple[str, str]:
-    """Store ``local`` under ``name``, or the next free name if another rotation took it; return both.
+                   archive_format: ArchiveFormat) -> tuple[str, str, list[str]]:
+    """Store ``local`` under ``name``, or the next free name if another rotation took it.
 
     The plan chose a free name, but another rotation into the same
-    destination may have taken it since.
+    destination may have taken it since. Returns the name used, its location
+    and the locations of the files that took the names tried before it.
     """
+    taken_files: list[str] = []
     while True:
         try:
-            return name, destination.store(local, name)
+            return name, destination.store(local, name), taken_files
         except ArchiveExistsError:
             logger.warning("%s appeared during rotation; trying the next free name", destination.describe(name))
-            name = free_archive_name(destination, schema, partition, archive_format, after=name)
+            taken_files.append(destination.describe(name))
+            slot = free_archive_name(destination, schema, partition, archive_format, after=name)
+            taken_files.extend(slot.taken_files)
+            name = slot.name
 
 
 @contextlib.contextmanager

@@ -16,12 +16,13 @@ import typer
 from rich.markup import escape
 
 from ..db import first_line
-from ..errors import AuditctlError, AuditctlWarning
+from ..errors import AuditctlError, AuditctlWarning, InvalidArgumentError
 from ..i18n import _
 from ..render import PROGRESS_LOGGER, error_console, print_aborted, print_error, print_usage_error, print_warnings
 from .options import GlobalOptions, reject_option_names_as_values
 from .placeholders import translate_placeholder
-from .usage_errors import attach_context_to_parse_errors, describe_click_error, find_click_error_classes, usage_arguments
+from .usage_errors import (attach_context_to_parse_errors, describe_click_error, find_click_error_classes,
+                           number_value_message, usage_arguments)
 
 logger = logging.getLogger("auditctl")
 
@@ -266,7 +267,9 @@ def run_command(command: Any, args: list[str]) -> None:
     typer's standalone mode would print those errors itself, in English, so
     the command runs with standalone_mode=False and this function does what
     typer would do otherwise: exit with the code of typer.Exit, print
-    "Aborted." and exit 1 on typer.Abort, and exit 2 on a usage error.
+    "Aborted." and exit 1 on typer.Abort, and exit 2 on a usage error. A bad
+    value of a number option is raised as InvalidArgumentError instead,
+    which main() prints as one line.
     """
     classes = find_click_error_classes()
     if classes is None:
@@ -280,6 +283,9 @@ def run_command(command: Any, args: list[str]) -> None:
         # typer has printed the help already.
         sys.exit(exc.exit_code)
     except classes.base as exc:
+        message = number_value_message(exc, classes)
+        if message is not None:
+            raise InvalidArgumentError(message) from None
         report = describe_click_error(exc, classes)
         print_usage_error(report.message, report.usage, report.command_path, report.help_option)
         sys.exit(exc.exit_code)
@@ -303,8 +309,8 @@ def catch_closed_stdout(command: Any) -> None:
     """Make the click command raise StdoutClosed when stdout's reader has gone, and flush stdout while it can."""
     invoke = command.invoke
 
-    # NOTE: JSON and table output is one large write. When the reader leaves during it, Python 3.11 was seen
-    # to report the write as complete, and the command then ends with status 0.
+    # JSON and table output is one large write, which render makes through auditctl.stdout so that a reader
+    # who leaves during it raises BrokenPipeError here too.
     def invoke_and_flush(context: Any) -> Any:
         try:
             result = invoke(context)

@@ -172,6 +172,55 @@ def _bad_parameter_message(error: Any) -> str:
     return _("Invalid value for {name}: {detail}").format(name=name, detail=detail)
 
 
+def number_value_message(error: Any, classes: ClickErrorClasses) -> str | None:
+    """Word a rejected value of a number option or argument as one line, or return None for any other error.
+
+    A value that is not a number, or is out of the parameter's range, is a
+    bad value rather than a malformed command line, so it gets the one-line
+    message of auditctl's other bad values instead of the usage box.
+    """
+    cause = error.__cause__
+    if not isinstance(error, classes.bad_parameter) or error.param is None:
+        return None
+    if ValidationError is None or not isinstance(cause, ValidationError) or not cause.errors():
+        return None
+
+    item = cause.errors()[0]
+    kind = item["type"]
+    parameter = error.param
+    annotation = getattr(getattr(parameter, "type_descriptor", None), "annotation", None)
+    integer = kind == "int_parsing" or (kind != "float_parsing" and annotation is int)
+    if kind == "int_parsing":
+        template = _("Invalid {option} value '{value}': it is not an integer; give {expected}.")
+    elif kind == "float_parsing":
+        template = _("Invalid {option} value '{value}': it is not a number; give {expected}.")
+    elif kind in ("greater_than_equal", "less_than_equal"):
+        template = _("Invalid {option} value '{value}': it is out of range; give {expected}.")
+    else:
+        return None
+
+    if getattr(parameter, "param_type_name", None) == "option":
+        name = max(parameter.opts, key=len)
+    else:
+        name = parameter.metavar or parameter.name.upper()
+    return template.format(option=name, value=_printable(str(item.get("input"))),
+                           expected=_expected_number(integer, getattr(parameter, "min", None),
+                                                     getattr(parameter, "max", None)))
+
+
+def _expected_number(integer: bool, low: float | None, high: float | None) -> str:
+    """Word which values a number parameter takes, such as "an integer from 1 to 65535"."""
+    if low is not None and high is not None:
+        text = _("an integer from {min} to {max}") if integer else _("a number from {min} to {max}")
+    elif low is not None:
+        text = _("an integer of at least {min}") if integer else _("a number of at least {min}")
+    elif high is not None:
+        text = _("an integer of at most {max}") if integer else _("a number of at most {max}")
+    else:
+        text = _("an integer") if integer else _("a number")
+    return text.format(min=_bound(low) if low is not None else None, max=_bound(high) if high is not None else None)
+
+
 def _parameter_hint(error: Any) -> str | None:
     hint: str | Sequence[str] | None = error.param_hint
     if hint is None and error.param is not None:
