@@ -702,3 +702,28 @@ def test_dry_run_says_event_triggers_installed(db, cli):
     assert result.exit_code == 0, result.stderr
     assert result.stderr.strip() == ("Dry run: 1 to install or update, 0 already up to date. "
                                      "Event triggers (DDL capture) would be installed.")
+
+
+@pytest.mark.parametrize("args", [["status"], ["maintain"], ["uninstall", "item"], ["revert", "1", "--dry-run"]],
+                         ids=["status", "maintain", "uninstall", "revert"])
+def test_other_role_gets_owner_hint(db, cli, args):
+    other = f"other_{db.name}"
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as owner:
+            owner.execute("CREATE TABLE item (id int PRIMARY KEY, name text)")
+            install(owner, "audit", ["item"])
+            owner.execute("INSERT INTO item VALUES (1, 'a')")
+        with db.connect() as connection:
+            connection.execute(f"CREATE ROLE {other} LOGIN")
+        try:
+            result = cli(*args, dsn=owner_dsn.replace(f"user=owner_{db.name}", f"user={other}"))
+        finally:
+            with db.connect() as connection:
+                connection.execute(f"DROP ROLE {other}")
+
+    assert result.exit_code != 0
+    [line] = result.stderr.strip().splitlines()
+    assert f"owner_{db.name}" in line
+    assert f"Run {args[0]} as owner_{db.name}, as a member of owner_{db.name}," in line
+    assert "as a superuser" in line
+    assert "SQLSTATE" not in line

@@ -21,7 +21,7 @@ from .firing import enable_always_statement, enable_statement, firing_code, load
 from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
 from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
                     save_rules)
-from .schema import (acting_as, apply_schema, log_owner_if_other, plan_schema, require_installed,
+from .schema import (acting_as, apply_schema, log_owner_if_other, plan_schema, require_installed, require_log_owner,
                      require_schema_privileges, schema_exists)
 from .leaves import LeafTriggers, drop_statements as leaf_drop_statements, leaf_triggers, put_statement
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, INSTALLED_TRIGGERS_QUERY, TRIGGER_NAMES, TriggerSql, hash_from_comment,
@@ -503,6 +503,7 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
         raise InvalidArgumentError(_("Name the tables to stop auditing, or use --all."))
     if names and use_all:
         raise InvalidArgumentError(_("Give either table names or --all, not both."))
+    require_log_owner(connection, schema, "uninstall")
     result = UninstallResult()
     with connection.transaction():
         _lock(connection, lock_timeout_seconds)

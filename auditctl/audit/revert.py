@@ -33,6 +33,7 @@ from .query import Event
 from .records import key_record_json, load_event, transaction_events
 from .revert_checks import REVERTIBLE_ACTIONS, check_revertible, protected_reason, row_after_event
 from .rules import load_rules
+from .schema import require_log_reader
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class _Column:
 def revert_event(connection: psycopg.Connection, schema: str, event_id: int, *, user_id: str | None,
                  dry_run: bool = False) -> RevertResult:
     """Restore the row as it was before one event, after checking it has not changed since."""
+    require_log_reader(connection, schema, "revert")
     event = load_event(connection, schema, event_id)
     details = {"reverted_event_ids": [event.id]}
     return _revert(connection, schema, [event], user_id=user_id, dry_run=dry_run, details=details,
@@ -92,6 +94,7 @@ def revert_transaction(connection: psycopg.Connection, schema: str, transaction_
     Application events of the transaction (LOGIN, EXPORT and the like) are
     left alone, since there is nothing to undo in a table.
     """
+    require_log_reader(connection, schema, "revert")
     events = [event for event in transaction_events(connection, schema, transaction_id)
               if event.action in REVERTIBLE_ACTIONS or event.action == "TRUNCATE"]
     if not events:
