@@ -73,6 +73,8 @@ class UninstallResult:
     """Outcome of an uninstall: the tables it stopped auditing."""
 
     removed: list[str] = field(default_factory=list)
+    # The tables among ``removed`` that no longer existed, so only their registry entries were deleted.
+    already_dropped: list[str] = field(default_factory=list)
     dropped_schema: bool = False
 
 
@@ -519,12 +521,16 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
             targets = sorted(set(registry) | set(triggered))
         else:
             targets = _uninstall_targets(names, list_tables(connection, schema), registry)
+        existing = {oid for (oid,) in connection.execute(
+            "SELECT oid::bigint FROM pg_catalog.pg_class WHERE oid = ANY(%s::oid[])", (targets,)).fetchall()}
         for oid in targets:
             registered_name, registered_function = registry.get(oid, (None, None))
             label = _drop_table_triggers(connection, schema, oid, registered_name,
                                          {registered_function, triggered.get(oid)} - {None})
             if label:
                 result.removed.append(label)
+                if oid not in existing:
+                    result.already_dropped.append(label)
         _forget_dropped_tables(connection, schema)
         if drop_data:
             for statement in drop_statements(schema):
