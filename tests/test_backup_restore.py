@@ -243,7 +243,10 @@ def test_restore_names_missing_grant(db, pg, tmp_path, with_audit, missing_grant
     ('pg_restore: error: could not execute query: ERROR:  permission denied for table invoice\n'
      'Command was: COPY public.invoice (id) FROM stdin;\n',
      None),
-], ids=["event-trigger", "translated", "other-permission"])
+    ('pg_restore: error: could not execute query: ERROR:  permission denied for database my app\n'
+     'Command was: CREATE SCHEMA audit;\n',
+     'GRANT CREATE ON DATABASE "my app" TO "Restorer"'),
+], ids=["event-trigger", "translated", "other-permission", "quoted-names"])
 def test_restore_permission_hint_cases(stderr, expected):
     target = TargetState(database="app", role="Restorer", relations=0, server_major=16)
     hint = permission_hint(first_error_block(stderr), target)

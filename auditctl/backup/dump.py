@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ("custom", "directory")
 
 # pg_dump's error for a table it may not read, in the server's English, and the query it echoes after it.
-_DENIED_TABLE = re.compile(r"permission denied for table (\S+)")
+_DENIED_TABLE = re.compile(r"permission denied for table (.+)")
 _LOCK_QUERY = re.compile(r"\bLOCK TABLE (.+?) IN ACCESS SHARE MODE")
 
 
@@ -349,7 +349,7 @@ def unreadable_table(stderr_tail: str) -> str | None:
     denied = _DENIED_TABLE.search(stderr_tail)
     if denied is None:
         return None
-    name = denied.group(1)
+    name = denied.group(1).strip()
     locked = _LOCK_QUERY.search(stderr_tail)
     if locked:
         matches = [table.strip() for table in locked.group(1).split(",")

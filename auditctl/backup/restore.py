@@ -45,8 +45,8 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LI
 _PERMISSION_ERRORS = re.compile(r"permission denied|must be owner of|must be member of role|must be able to SET ROLE|"
                                 r"must be superuser|must have admin option|42501")
 # The object of a failed privilege check, as the server names it in English. pg_restore prints no SQLSTATE.
-_DENIED_DATABASE = re.compile(r"permission denied for database (\S+)")
-_DENIED_SCHEMA = re.compile(r"permission denied for schema (\S+)")
+_DENIED_DATABASE = re.compile(r"permission denied for database (.+)")
+_DENIED_SCHEMA = re.compile(r"permission denied for schema (.+)")
 # Statements that pg_restore echoes after "Command was:". They are SQL, so they read the same in every language.
 _EVENT_TRIGGER_COMMAND = re.compile(r"\b(?:CREATE|ALTER|DROP|COMMENT ON) EVENT TRIGGER\b")
 _OWNER_COMMAND = re.compile(r'\bALTER [^;]*? OWNER TO ("(?:[^"]|"")+"|[^\s;]+);')
@@ -181,6 +181,8 @@ def restore_failure(code: int, stderr: str, target: TargetState, clean: bool) ->
                                                    database=target.database)
     block = first_error_block(stderr)
     hint = permission_hint(block, target)
+    # NOTE: with lc_messages other than English, a permission failure outside the event triggers and the OWNER TO
+    # statements gets no hint, and with --clean it gets the --clean advice below.
     if hint:
         message += " " + hint
     elif clean and not _PERMISSION_ERRORS.search(block):
@@ -207,7 +209,7 @@ def permission_hint(block: str, target: TargetState) -> str | None:
                                                                                           role=role)
     database = _DENIED_DATABASE.search(block)
     if database:
-        name = _sql_name(database.group(1))
+        name = _sql_name(database.group(1).strip())
         return _("Role {role} lacks the CREATE privilege on database {database}, which the restore needs to create "
                  "the backup's schemas. As the database owner or a superuser, run GRANT CREATE ON DATABASE "
                  "{database} TO {role}, or restore into a database that {role} owns.").format(role=role,
@@ -216,7 +218,7 @@ def permission_hint(block: str, target: TargetState) -> str | None:
     if schema:
         return _("Role {role} lacks a privilege on schema {schema} that the restore needs. As the schema's owner "
                  "or a superuser, run GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}.").format(
-                     role=role, schema=_sql_name(schema.group(1)))
+                     role=role, schema=_sql_name(schema.group(1).strip()))
     return None
 
 
