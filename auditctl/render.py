@@ -450,10 +450,16 @@ def print_viewer_grants(role: str, statements: list[str], dry_run: bool) -> None
 def print_uninstall(result: UninstallResult, schema: str) -> None:
     """Report what uninstall removed."""
     for label in result.removed:
-        console.print(_("Audit trigger removed from {table}").format(table=label), markup=False)
+        if label in result.already_dropped:
+            console.print(_("Table {table} no longer exists, so only its entry in the list of audited tables was "
+                            "removed.").format(table=label), markup=False)
+        else:
+            console.print(_("Audit trigger removed from {table}").format(table=label), markup=False)
     if result.dropped_schema:
-        console.print(_("Schema {schema} and the audit log in it were dropped.").format(schema=schema),
-                      markup=False)
+        console.print(_("Schema {schema} was dropped with the audit log, the column rules and the HMAC key of "
+                        "hashed columns. A new install creates a new key, so its hashes will not match those in "
+                        "older backups and archives, and the column rules must be given again.")
+                      .format(schema=schema), markup=False)
     if not result.removed and not result.dropped_schema:
         console.print(_("Nothing to remove."))
 
@@ -1004,6 +1010,8 @@ def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
         for table in result.covered:
             console.print(_("Added the TRUNCATE trigger to the new partitions of {table}.").format(table=table),
                           markup=False)
+        for rule in result.masked_by_default:
+            console.print(_rule_message(rule), markup=False)
     _print_rule_changes(result.followed_rules, result.removed_rules)
     for table, error in result.failed:
         print_error(_("{table} keeps its outdated audit trigger, which still records its changes: {error}")

@@ -521,3 +521,18 @@ password_env = "NOPE_UNSET"
     assert result.exit_code == 2, result.stderr
     assert result.stderr == "Error: Environment variable NOPE_UNSET (mail password_env) is not set or empty.\n"
     assert [path.name for path in folder.iterdir()] == []
+
+
+def test_maintain_print_writes_nothing(tmp_path):
+    crontab = tmp_path / "crontab"
+    printed = run_cli("cron", "maintain", "--schedule", "17 3 * * *", "--dsn", "dbname=app", "--crontab-file",
+                      str(crontab), "--print", env={"PGHOST": "db.example.test"})
+    assert printed.exit_code == 0, printed.stderr
+    assert not crontab.exists()
+    installed = run_cli("cron", "maintain", "--schedule", "17 3 * * *", "--dsn", "dbname=app", "--crontab-file",
+                        str(crontab), env={"PGHOST": "db.example.test"})
+    assert installed.exit_code == 0, installed.stderr
+
+    assert printed.stdout == crontab.read_text()
+    assert "maintain --ahead 3 --interval monthly" in printed.stdout
+    assert "PGHOST" in printed.stderr

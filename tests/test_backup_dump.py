@@ -547,6 +547,27 @@ def test_dsn_password_never_on_a_command_line(filled, tmp_path):
         assert password.encode() not in path.read_bytes() if path.is_file() else True
 
 
+@pytest.mark.parametrize("dump_format", ["custom", "directory"])
+def test_unreadable_table_named_in_error(filled, tmp_path, dump_format):
+    role = f"reader_{filled.name}"
+    with filled.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+        connection.execute(f"CREATE ROLE {role} LOGIN")
+        connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    dsn = psycopg.conninfo.make_conninfo(filled.dsn, user=role)
+    try:
+        result = run_cli("backup", "--dir", str(tmp_path), "--format", dump_format, dsn=dsn)
+    finally:
+        with filled.connect() as connection:
+            connection.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+    assert result.exit_code == 1
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert re.search(rf"Role {role} may not read table audit\.\w+", line), line
+    assert "the backup role must be able to read every table" in line
+    assert f"GRANT pg_read_all_data TO {role}" in line
+
+
 def test_connection_failure_printed_once(pg, tmp_path):
     result = run_cli("backup", "--dir", str(tmp_path), dsn=pg.dsn_for("no_such_database"))
 

@@ -9,6 +9,7 @@ import pytest
 from pyrage import x25519
 
 from auditctl.audit.install import install
+from auditctl.backup.restore import TargetState, first_error_block, permission_hint
 from backup_fixtures import sample_rows
 from conftest import run_cli
 
@@ -52,6 +53,27 @@ def fingerprint(dsn: str) -> str:
 def catalog_counts(dsn: str) -> tuple[int, int, int]:
     with psycopg.connect(dsn) as connection:
         return connection.execute(CATALOG).fetchone()
+
+
+def restore_as_new_role(pg, db, backup: Path, *, owns_target: bool, arguments: list[str] = ()):
+    """Restore ``backup`` into a new database as a new role that is no superuser; return the result, role and target.
+
+    With ``owns_target`` the role owns the target database, else the superuser does.
+    """
+    role = f"restorer_{db.name}"
+    target = pg.create_database()
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER")
+        if owns_target:
+            connection.execute(f"ALTER DATABASE {target} OWNER TO {role}")
+    role_dsn = psycopg.conninfo.make_conninfo(pg.dsn_for(target), user=role)
+    try:
+        result = run_cli("backup", "restore", str(backup), "--target-dsn", role_dsn, *arguments)
+    finally:
+        pg.drop_database(target)
+        with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
+            connection.execute(f"DROP ROLE {role}")
+    return result, role, target
 
 
 def error_lines(result) -> list[str]:
@@ -173,30 +195,20 @@ def test_not_empty_counts_only_named_kinds(db, pg, tmp_path):
 
 
 @pytest.mark.parametrize("clean", [False, True], ids=["plain", "clean"])
-def test_event_trigger_backup_needs_superuser(db, pg, tmp_path, clean):
+def test_owned_backup_needs_owner_role(db, pg, tmp_path, clean):
     with db.connect() as connection:
         sample_rows(connection)
         install(connection, "audit", [], use_all=True)
         event_triggers = connection.execute("SELECT count(*) FROM pg_catalog.pg_event_trigger").fetchone()[0]
     assert event_triggers > 0
     assert run_cli("backup", "--dir", str(tmp_path), dsn=db.dsn).exit_code == 0
-    role = f"restorer_{db.name}"
-    target = pg.create_database()
-    with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
-        connection.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER")
-        connection.execute(f"ALTER DATABASE {target} OWNER TO {role}")
-    role_dsn = psycopg.conninfo.make_conninfo(pg.dsn_for(target), user=role)
-    try:
-        result = run_cli("backup", "restore", str(only_backup(tmp_path)), "--target-dsn", role_dsn,
-                         *(["--clean"] if clean else []))
-    finally:
-        pg.drop_database(target)
-        with psycopg.connect(pg.admin_dsn, autocommit=True) as connection:
-            connection.execute(f"DROP ROLE {role}")
+    result, _role, _target = restore_as_new_role(pg, db, only_backup(tmp_path), owns_target=True,
+                                                 arguments=["--clean"] if clean else [])
 
     assert result.exit_code == 1
     [error] = error_lines(result)
-    assert "Restoring this backup needs a superuser, or the role that owns the objects it names" in error
+    assert "The backup gives its objects to role postgres, and role restorer_" in error
+    assert "Run the restore as postgres, as a member of postgres, or as a superuser." in error
     assert "restore into a new, empty database" not in error
     assert "pg_restore: pg_restore:" not in result.stderr
     assert "pg_restore: error:" in result.stderr
@@ -208,3 +220,45 @@ def test_restore_without_target_exits_2(tmp_path):
     result = run_cli("backup", "restore", str(backup), env={"AUDITCTL_TARGET_DSN": ""})
     assert result.exit_code == 2
     assert result.stderr == "Error: Missing --target-dsn: name the database to restore into.\n"
+
+
+@pytest.mark.parametrize(("with_audit", "missing_grant"), [
+    (True, "GRANT CREATE ON DATABASE {target} TO {role}"),
+    (False, "GRANT USAGE, CREATE ON SCHEMA public TO {role}"),
+], ids=["database", "schema"])
+def test_restore_names_missing_grant(db, pg, tmp_path, with_audit, missing_grant):
+    with db.connect() as connection:
+        sample_rows(connection)
+        if with_audit:
+            install(connection, "audit", [], use_all=True)
+    assert run_cli("backup", "--dir", str(tmp_path), dsn=db.dsn).exit_code == 0
+    result, role, target = restore_as_new_role(pg, db, only_backup(tmp_path), owns_target=False)
+
+    assert result.exit_code == 1
+    [error] = error_lines(result)
+    assert missing_grant.format(target=target, role=role) in error
+    assert "needs a superuser" not in error
+    assert "event triggers" not in error
+
+
+@pytest.mark.parametrize(("stderr", "expected"), [
+    ('pg_restore: error: could not execute query: ERROR:  permission denied to create event trigger "ddl"\n'
+     'HINT:  Must be superuser to create an event trigger.\nCommand was: CREATE EVENT TRIGGER ddl ON ddl_command_end\n',
+     "Only a superuser may create or change event triggers"),
+    ('pg_restore: error: could not execute query: ОШИБКА:  нет доступа к базе данных app\n'
+     'Команда: CREATE SCHEMA audit;\n',
+     None),
+    ('pg_restore: error: could not execute query: ERROR:  permission denied for table invoice\n'
+     'Command was: COPY public.invoice (id) FROM stdin;\n',
+     None),
+    ('pg_restore: error: could not execute query: ERROR:  permission denied for database my app\n'
+     'Command was: CREATE SCHEMA audit;\n',
+     'GRANT CREATE ON DATABASE "my app" TO "Restorer"'),
+], ids=["event-trigger", "translated", "other-permission", "quoted-names"])
+def test_restore_permission_hint_cases(stderr, expected):
+    target = TargetState(database="app", role="Restorer", relations=0, server_major=16)
+    hint = permission_hint(first_error_block(stderr), target)
+    if expected is None:
+        assert hint is None
+    else:
+        assert expected in hint

@@ -351,6 +351,7 @@ def test_uninstall_still_drops_audit_objects(captured):
 def test_reinstall_after_drop_data_guards_again(captured, cli):
     result = cli("uninstall", "--all", "--drop-data", dsn=captured.dsn)
     assert result.exit_code == 0, result.stderr
+    assert "the column rules and the HMAC key of hashed columns" in result.stdout
     with captured.connect() as connection:
         connection.execute("CREATE TABLE after_drop (id int PRIMARY KEY)")
         install(connection, "audit", ["after_drop"])

@@ -407,15 +407,30 @@ def test_dropped_table_is_named_and_forgotten(db):
     assert functions == 1
 
 
-def test_uninstall_names_dropped_table(db):
+def test_uninstall_names_dropped_table(db, cli):
     with db.connect() as connection:
-        connection.execute("CREATE TABLE gone (id int PRIMARY KEY)")
-        install(connection, "audit", ["gone"])
+        connection.execute("CREATE TABLE gone (id int PRIMARY KEY); CREATE TABLE kept (id int PRIMARY KEY)")
+        install(connection, "audit", ["gone", "kept"])
         _drop_unseen(connection, "gone")
         result = uninstall(connection, "audit", ["gone"])
         report = collect_status(connection, "audit")
     assert result.removed == ["public.gone"]
-    assert report.tables == []
+    assert result.already_dropped == ["public.gone"]
+    assert [t.entity_type for t in report.tables if t.state is not TableState.NOT_AUDITED] == ["public.kept"]
+
+
+def test_uninstall_dropped_table_message(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE gone (id int PRIMARY KEY); CREATE TABLE kept (id int PRIMARY KEY)")
+        install(connection, "audit", ["gone", "kept"])
+        _drop_unseen(connection, "gone")
+    dropped = cli("uninstall", "gone", dsn=db.dsn)
+    kept = cli("uninstall", "kept", dsn=db.dsn)
+    assert dropped.exit_code == 0, dropped.stderr
+    assert " ".join(dropped.stdout.split()) == ("Table public.gone no longer exists, so only its entry in the list "
+                                                "of audited tables was removed.")
+    assert kept.exit_code == 0, kept.stderr
+    assert kept.stdout.strip() == "Audit trigger removed from public.kept"
 
 
 def test_all_skips_other_audit_schemas(db):
@@ -726,6 +741,19 @@ def test_status_exit_for_outdated_columns(db, cli):
     assert "older columns, rules or auditctl" not in text
 
 
+def test_maintain_reports_masked_new_column(db, cli):
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE account (id int PRIMARY KEY, name text)")
+            install(connection, "audit", ["account"])
+            connection.execute("ALTER TABLE account ADD COLUMN api_token text")
+        result = cli("maintain", dsn=owner_dsn)
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "Regenerated the outdated audit trigger of public.account." in text
+    assert "Column public.account.api_token looks like a secret and is masked" in text
+
+
 def test_dry_run_summary_on_stderr(db, cli):
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
@@ -751,3 +779,28 @@ def test_dry_run_says_event_triggers_installed(db, cli):
     assert result.exit_code == 0, result.stderr
     assert result.stderr.strip() == ("Dry run: 1 to install or update, 0 already up to date. "
                                      "Event triggers (DDL capture) would be installed.")
+
+
+@pytest.mark.parametrize("args", [["status"], ["maintain"], ["uninstall", "item"], ["revert", "1", "--dry-run"]],
+                         ids=["status", "maintain", "uninstall", "revert"])
+def test_other_role_gets_owner_hint(db, cli, args):
+    other = f"other_{db.name}"
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as owner:
+            owner.execute("CREATE TABLE item (id int PRIMARY KEY, name text)")
+            install(owner, "audit", ["item"])
+            owner.execute("INSERT INTO item VALUES (1, 'a')")
+        with db.connect() as connection:
+            connection.execute(f"CREATE ROLE {other} LOGIN")
+        try:
+            result = cli(*args, dsn=owner_dsn.replace(f"user=owner_{db.name}", f"user={other}"))
+        finally:
+            with db.connect() as connection:
+                connection.execute(f"DROP ROLE {other}")
+
+    assert result.exit_code != 0
+    [line] = result.stderr.strip().splitlines()
+    assert f"owner_{db.name}" in line
+    assert f"Run {args[0]} as owner_{db.name}, as a member of owner_{db.name}," in line
+    assert "as a superuser" in line
+    assert "SQLSTATE" not in line

@@ -60,6 +60,19 @@ def test_install_viewer_role_grants_read_only(cli, db, viewer):
                 connection.execute(statement)
 
 
+def test_viewer_role_runs_status(cli, db, viewer):
+    role, viewer_dsn = viewer
+    with db.connect() as connection:
+        seed_audit_log(connection)
+    assert cli("install", "--all", "--viewer-role", role, dsn=db.dsn).exit_code == 0
+
+    result = cli("status", dsn=viewer_dsn)
+    assert result.exit_code == 0, result.stderr
+    with psycopg.connect(viewer_dsn, autocommit=True) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("SELECT * FROM audit.hash_key")
+
+
 def test_viewer_role_must_exist(cli, db):
     result = cli("install", "--all", "--viewer-role", "no_such_role", dsn=db.dsn)
     assert result.exit_code == 2

@@ -21,7 +21,7 @@ from .firing import enable_always_statement, enable_statement, firing_code, load
 from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
 from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
                     save_rules)
-from .schema import (acting_as, apply_schema, log_owner_if_other, plan_schema, require_installed,
+from .schema import (acting_as, apply_schema, log_owner_if_other, plan_schema, require_installed, require_log_owner,
                      require_schema_privileges, schema_exists)
 from .leaves import LeafTriggers, drop_statements as leaf_drop_statements, leaf_triggers, put_statement
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, INSTALLED_TRIGGERS_QUERY, TRIGGER_NAMES, TriggerSql, hash_from_comment,
@@ -75,6 +75,8 @@ class UninstallResult:
     """Outcome of an uninstall: the tables it stopped auditing."""
 
     removed: list[str] = field(default_factory=list)
+    # The tables among ``removed`` that no longer existed, so only their registry entries were deleted.
+    already_dropped: list[str] = field(default_factory=list)
     dropped_schema: bool = False
 
 
@@ -515,6 +517,7 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
         raise InvalidArgumentError(_("Name the tables to stop auditing, or use --all."))
     if names and use_all:
         raise InvalidArgumentError(_("Give either table names or --all, not both."))
+    require_log_owner(connection, schema, "uninstall")
     result = UninstallResult()
     with connection.transaction():
         _lock(connection, lock_timeout_seconds)
@@ -530,12 +533,16 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
             targets = sorted(set(registry) | set(triggered))
         else:
             targets = _uninstall_targets(names, list_tables(connection, schema), registry)
+        existing = {oid for (oid,) in connection.execute(
+            "SELECT oid::bigint FROM pg_catalog.pg_class WHERE oid = ANY(%s::oid[])", (targets,)).fetchall()}
         for oid in targets:
             registered_name, registered_function = registry.get(oid, (None, None))
             label = _drop_table_triggers(connection, schema, oid, registered_name,
                                          {registered_function, triggered.get(oid)} - {None})
             if label:
                 result.removed.append(label)
+                if oid not in existing:
+                    result.already_dropped.append(label)
         _forget_dropped_tables(connection, schema)
         if drop_data:
             for statement in drop_statements(schema):

@@ -21,7 +21,7 @@ from ..errors import AuditctlError
 from .catalog import Table
 from .ddl import DdlCapture
 from .install import install
-from .rules import Rule
+from .rules import ColumnRule, Rule
 from .schema import schema_exists
 from .status import TableState, table_states
 
@@ -42,6 +42,8 @@ class RegenerateResult:
     # Rules that followed a renamed column, and rules removed, as install reports them.
     followed_rules: list[tuple[Table, str, str]] = field(default_factory=list)
     removed_rules: list[tuple[Table, str, Rule]] = field(default_factory=list)
+    # Columns of the regenerated tables that are masked because their names look like secrets.
+    masked_by_default: list[ColumnRule] = field(default_factory=list)
 
 
 def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
@@ -73,6 +75,7 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
         ddl_capture_off = ddl_capture_off or installed.event_triggers is DdlCapture.OFF
         result.followed_rules.extend(installed.followed_rules)
         result.removed_rules.extend(installed.removed_rules)
+        result.masked_by_default.extend(rule for rule in installed.column_rules if rule.by_default)
         if status.interim:
             result.specialised.append(table.entity_type)
             logger.info("replaced the interim audit trigger of %s with its generated one", table.entity_type)

@@ -17,7 +17,7 @@ from psycopg import sql
 
 from ..errors import DatabaseError, InvalidArgumentError
 from ..i18n import _
-from .schema import acting_as, log_owner_if_other, require_installed
+from .schema import acting_as, log_owner_if_other, require_installed, require_log_owner
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
     partition covers, even partly, is skipped.
     """
     check_ahead(ahead)
+    require_log_owner(connection, schema, "maintain")
     now = now or datetime.now(timezone.utc)
     result = MaintainResult()
     with connection.transaction():
@@ -220,6 +221,7 @@ def run_pg_partman(connection: psycopg.Connection, schema: str) -> str:
     the extension.
     """
     require_installed(connection, schema)
+    require_log_owner(connection, schema, "maintain")
     row = connection.execute(
         "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
         "WHERE e.extname = 'pg_partman'").fetchone()

@@ -35,6 +35,7 @@ from .records import key_record_json, load_event, transaction_events
 from .renamed_tables import find_renamed_table
 from .revert_checks import REVERTIBLE_ACTIONS, check_revertible, protected_reason, row_after_event
 from .rules import load_rules
+from .schema import require_log_reader
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def revert_event(connection: psycopg.Connection, schema: str, event_id: int, *, 
     Half of a row moved to another partition is rejected, because only its
     whole transaction can undo the move: see partition_moves.
     """
+    require_log_reader(connection, schema, "revert")
     event = load_event(connection, schema, event_id)
     details = {"reverted_event_ids": [event.id]}
     return _revert(connection, schema, [event], user_id=user_id, dry_run=dry_run, details=details,
@@ -100,6 +102,7 @@ def revert_transaction(connection: psycopg.Connection, schema: str, transaction_
     Application events of the transaction (LOGIN, EXPORT and the like) are
     left alone, since there is nothing to undo in a table.
     """
+    require_log_reader(connection, schema, "revert")
     events = [event for event in transaction_events(connection, schema, transaction_id)
               if event.action in REVERTIBLE_ACTIONS or event.action == "TRUNCATE"]
     if not events:

@@ -14,16 +14,20 @@ from .schema import require_installed
 logger = logging.getLogger(__name__)
 
 # Tables a viewer reads: the log, the list of audited tables, the schema
-# version and the column rules. Never the hash key.
-VIEWER_TABLES = ("events", "audited_tables", "schema_version", "column_rules")
+# version, the column rules and the settings. Never the hash key.
+VIEWER_TABLES = ("events", "audited_tables", "schema_version", "column_rules", "settings")
+# Functions that status calls to show what install would change. Both run with the caller's rights, so a
+# viewer that calls follow_renames() with apply true still cannot change the rules.
+VIEWER_FUNCTIONS = ("table_layout(regclass)", "follow_renames(regclass, jsonb, boolean)")
 # Every table of the audit schema, from which an application role loses write access.
-AUDIT_TABLES = ("events", "audited_tables", "schema_version", "column_rules", "hash_key")
+AUDIT_TABLES = ("events", "audited_tables", "schema_version", "column_rules", "settings", "hash_key")
 
 
 def viewer_grants(schema: str, role: str) -> list[sql.Composed]:
     """Return the GRANT statements that let ``role`` read the audit schema and nothing more.
 
-    The role gets USAGE on the schema and SELECT on its tables, but no
+    The role gets USAGE on the schema, SELECT on its tables except the hash
+    key, and EXECUTE on the read-only functions that ``status`` calls, but no
     INSERT, UPDATE or DELETE on any table. Like every role, it can call the
     schema's ``log_event()`` function, which the web page uses to record
     LOGIN and EXPORT events.
@@ -33,6 +37,8 @@ def viewer_grants(schema: str, role: str) -> list[sql.Composed]:
     statements = [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(audit, grantee)]
     statements.extend(sql.SQL("GRANT SELECT ON {}.{} TO {}").format(audit, sql.Identifier(table), grantee)
                       for table in VIEWER_TABLES)
+    statements.extend(sql.SQL("GRANT EXECUTE ON FUNCTION {}.{} TO {}").format(audit, sql.SQL(function), grantee)
+                      for function in VIEWER_FUNCTIONS)
     return statements
 
 

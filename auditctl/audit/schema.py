@@ -97,6 +97,45 @@ def require_schema_privileges(connection: psycopg.Connection, schema: str) -> No
             .format(schema=quoted_schema, owner=owner, role=role))
 
 
+def require_log_owner(connection: psycopg.Connection, schema: str, command: str) -> None:
+    """Raise PermissionDeniedError unless the current role owns the audit schema, is a member of its owner, or is
+    a superuser, as ``command`` needs to change the log."""
+    role, owner, quoted_schema, member = _schema_access(connection, schema)
+    if owner is not None and not member:
+        raise PermissionDeniedError(
+            _("The audit schema {schema} is owned by role {owner}, and role {role} is not a member of it. "
+              "Run {command} as {owner}, as a member of {owner}, or as a superuser.")
+            .format(schema=quoted_schema, owner=owner, role=role, command=command))
+
+
+def require_log_reader(connection: psycopg.Connection, schema: str, command: str) -> None:
+    """Raise PermissionDeniedError unless the current role may read the events table, which ``command`` needs."""
+    role, owner, quoted_schema, member = _schema_access(connection, schema)
+    if owner is None or member:
+        return
+    readable = connection.execute("SELECT pg_catalog.has_table_privilege(pg_catalog.to_regclass(%s), 'SELECT')",
+                                  (f"{quote_ident(schema)}.events",)).fetchone()[0]
+    if readable is False:
+        raise PermissionDeniedError(
+            _("Role {role} may not read the audit log in schema {schema}, which role {owner} owns. Run {command} "
+              "as {owner}, as a member of {owner}, as a superuser, or as a role given read access with "
+              "auditctl install --viewer-role.")
+            .format(schema=quoted_schema, owner=owner, role=role, command=command))
+
+
+def _schema_access(connection: psycopg.Connection, schema: str) -> tuple[str, str | None, str, bool]:
+    """Return the current role, the schema's owner, the schema's name and whether the role is a member of the owner.
+
+    The names are quoted for SQL where it needs quotes. The owner is None when
+    the schema does not exist. A superuser counts as a member of every role.
+    """
+    return connection.execute(
+        """SELECT pg_catalog.quote_ident(current_user), n.nspowner::regrole::text, pg_catalog.quote_ident(%s),
+                  COALESCE(pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER'), false)
+           FROM (SELECT) AS one
+           LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = %s""", (schema, schema)).fetchone()
+
+
 def log_owner_if_other(connection: psycopg.Connection, schema: str) -> str | None:
     """Return the owner of the events table, quoted for SQL, when the current role is not it; else None.
 

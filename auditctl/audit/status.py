@@ -17,7 +17,7 @@ from .partitions import Partition, list_partitions
 from .retention import rotation_candidates
 from .renames import follow_renames, unused_rules
 from .rules import Rule, effective_rules, load_rules
-from .schema import applied_versions, schema_exists
+from .schema import applied_versions, require_log_reader, schema_exists
 from .triggers import (CHANGE_ACTIONS, INSTALLED_TRIGGERS_QUERY, TRIGGER_ACTIONS, TRIGGER_NAMES, TRUNCATE_TRIGGER,
                        hash_from_comment, load_max_value_bytes, render_trigger)
 
@@ -120,6 +120,7 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
         return StatusReport(schema=schema, installed=False,
                             tables=[TableStatus(t.entity_type, TableState.NOT_AUDITED, t.has_primary_key)
                                     for t in list_tables(connection, schema)])
+    require_log_reader(connection, schema, "status")
     audit = quote_ident(schema)
     report = StatusReport(schema=schema, installed=True,
                           schema_versions=sorted(applied_versions(connection, schema)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -34,6 +35,10 @@ from .streams import HashingWriter, StderrCollector, TeeReader, copy_stream
 logger = logging.getLogger(__name__)
 
 FORMATS = ("custom", "directory")
+
+# pg_dump's error for a table it may not read, in the server's English, and the query it echoes after it.
+_DENIED_TABLE = re.compile(r"permission denied for table (.+)")
+_LOCK_QUERY = re.compile(r"\bLOCK TABLE (.+?) IN ACCESS SHARE MODE")
 
 
 @dataclass(frozen=True)
@@ -98,18 +103,21 @@ def child_connection(dsn: str | None) -> ChildConnection:
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """The database a DSN reaches: its name, the server's version, and the host and port libpq connected to."""
+    """The database a DSN reaches: its name, the server's version, the host and port libpq connected to, and the
+    role the connection runs as."""
 
     database: str
     version: int
     host: str
     port: int
+    role: str
 
 
 def describe_server(dsn: str | None, dsn_origin: str = "--dsn") -> ServerInfo:
     with connect(dsn, option_origin=dsn_origin) as connection:
-        database = connection.execute("SELECT pg_catalog.current_database()").fetchone()[0]
-        return ServerInfo(database, connection.info.server_version, connection.info.host, connection.info.port)
+        database, role = connection.execute("SELECT pg_catalog.current_database(), current_user").fetchone()
+        return ServerInfo(database, connection.info.server_version, connection.info.host, connection.info.port,
+                          role)
 
 
 def validate_options(options: DumpOptions) -> None:
@@ -176,12 +184,15 @@ def _stop(process: subprocess.Popen | None) -> None:
 
 def stream_child_to_file(args: list[str], environment: dict[str, str], target: Path, *,
                          program: str, encryption: Encryption | None,
-                         check_args: list[str] | None, on_bytes: Callable[[int], None] | None) -> tuple[int, str]:
+                         check_args: list[str] | None, on_bytes: Callable[[int], None] | None,
+                         role: str | None = None) -> tuple[int, str]:
     """Run ``args``, write its stdout (encrypted if asked) to ``target`` and fsync it.
 
     With encryption, the plaintext is also fed to ``check_args`` (``pg_restore
     --list`` reading stdin), because the encrypted file cannot be read back
-    without the private key. Returns the size and sha256 of ``target``.
+    without the private key. ``role``, the role the child connects as, is
+    named in the error when it may not read a table. Returns the size and
+    sha256 of ``target``.
     """
     dump = checker = None
     try:
@@ -204,8 +215,7 @@ def stream_child_to_file(args: list[str], environment: dict[str, str], target: P
         code = dump.wait()
         tail = errors.join()
         if code != 0:
-            raise BackupError(_("{program} failed with exit code {code}: {error}").format(
-                program=program, code=code, error=tail or _("no error output")))
+            raise BackupError(child_failure(program, code, tail, role))
         if checker is not None:
             with contextlib.suppress(BrokenPipeError):
                 checker.stdin.close()
@@ -275,12 +285,12 @@ def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None =
             check_args = [str(pg_restore.path), "--list"]
             size, digest = stream_child_to_file(args, child.environment, temporary, program="pg_dump",
                                                 encryption=options.encryption, check_args=check_args,
-                                                on_bytes=on_bytes)
+                                                on_bytes=on_bytes, role=server.role)
             if options.encryption is None:
                 check_archive(pg_restore, temporary, child.environment)
         else:
             args += [f"--jobs={options.jobs}", f"--file={temporary}"]
-            run_to_folder(args, child.environment)
+            run_to_folder(args, child.environment, server.role)
             fsync_tree(temporary)
             check_archive(pg_restore, temporary, child.environment)
             files = sha256_of_tree(temporary)
@@ -303,7 +313,7 @@ def dump_database(options: DumpOptions, on_bytes: Callable[[int], None] | None =
     return BackupResult(final, manifest)
 
 
-def run_to_folder(args: list[str], environment: dict[str, str]) -> None:
+def run_to_folder(args: list[str], environment: dict[str, str], role: str | None = None) -> None:
     """Run pg_dump writing a directory-format dump itself, passing its stderr to the log."""
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
     try:
@@ -313,8 +323,40 @@ def run_to_folder(args: list[str], environment: dict[str, str]) -> None:
     finally:
         _stop(process)
     if code != 0:
-        raise BackupError(_("{program} failed with exit code {code}: {error}").format(
-            program="pg_dump", code=code, error=tail or _("no error output")))
+        raise BackupError(child_failure("pg_dump", code, tail, role))
+
+
+def child_failure(program: str, code: int, stderr_tail: str, role: str | None) -> str:
+    """Word a failed pg_dump or pg_dumpall run: the table that ``role`` may not read, else the program's error."""
+    table = unreadable_table(stderr_tail) if role else None
+    if table is None:
+        return _("{program} failed with exit code {code}: {error}").format(
+            program=program, code=code, error=stderr_tail or _("no error output"))
+    return _("{program} failed with exit code {code}: Role {role} may not read table {table}, but the backup role "
+             "must be able to read every table in the database, the audit schema's included. As a superuser, run "
+             "GRANT pg_read_all_data TO {role} (PostgreSQL 14 and later), or grant SELECT on each table, or back up "
+             "as the role that owns the tables.").format(program=program, code=code, role=role, table=table)
+
+
+def unreadable_table(stderr_tail: str) -> str | None:
+    """Return the table that pg_dump could not lock or read for lack of privilege, schema-qualified where it can.
+
+    The privilege error, recognised in English only, names the table without
+    its schema. The LOCK TABLE query that pg_dump echoes after it lists the
+    qualified names, one table or a batch of them depending on pg_dump's
+    version, so the qualified name is taken from there when only one matches.
+    """
+    denied = _DENIED_TABLE.search(stderr_tail)
+    if denied is None:
+        return None
+    name = denied.group(1).strip()
+    locked = _LOCK_QUERY.search(stderr_tail)
+    if locked:
+        matches = [table.strip() for table in locked.group(1).split(",")
+                   if table.strip().rsplit(".", 1)[-1].strip('"') == name]
+        if len(matches) == 1:
+            return matches[0]
+    return name
 
 
 def dump_globals(pg_dumpall: PgTool, child: ChildConnection, options: DumpOptions, target: Path) -> str:

@@ -23,6 +23,7 @@ from ..db import connect, resolve_dsn
 from ..errors import BackupError, ConnectionFailedError
 from ..i18n import _, ngettext
 from ..locales import child_environment
+from ..sqltext import quote_ident
 from .clean_order import AttachedIndex, attached_indexes, reorder_listing
 from .dump import child_connection
 from .encryption import Decryption
@@ -43,6 +44,13 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LI
 # Server messages of a failed privilege check (SQLSTATE 42501 and the ownership checks), in English only.
 _PERMISSION_ERRORS = re.compile(r"permission denied|must be owner of|must be member of role|must be able to SET ROLE|"
                                 r"must be superuser|must have admin option|42501")
+# The object of a failed privilege check, as the server names it in English. pg_restore prints no SQLSTATE.
+_DENIED_DATABASE = re.compile(r"permission denied for database (.+)")
+_DENIED_SCHEMA = re.compile(r"permission denied for schema (.+)")
+# Statements that pg_restore echoes after "Command was:". They are SQL, so they read the same in every language.
+_EVENT_TRIGGER_COMMAND = re.compile(r"\b(?:CREATE|ALTER|DROP|COMMENT ON) EVENT TRIGGER\b")
+_OWNER_COMMAND = re.compile(r'\bALTER [^;]*? OWNER TO ("(?:[^"]|"")+"|[^\s;]+);')
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
 @dataclass
@@ -58,6 +66,7 @@ class TargetState:
     """Facts about the target database that the restore reads before it starts."""
 
     database: str
+    role: str
     relations: int
     server_major: int
     attached: list[AttachedIndex] = field(default_factory=list)
@@ -107,7 +116,7 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
                 args.append(f"--use-list={order_file}")
         code, error = _run_pg_restore(args, child.environment, path, manifest, decryption)
     if code != 0:
-        raise BackupError(restore_failure(code, error, target.database, clean))
+        raise BackupError(restore_failure(code, error, target, clean))
     return RestoreResult(path, manifest, target.database, clean)
 
 
@@ -117,6 +126,7 @@ def inspect_target(target_dsn: str) -> TargetState:
         with connect(target_dsn, option_origin="--target-dsn") as connection:
             return TargetState(
                 database=connection.execute("SELECT pg_catalog.current_database()").fetchone()[0],
+                role=connection.execute("SELECT current_user").fetchone()[0],
                 relations=count_user_relations(connection),
                 server_major=connection.info.server_version // 10000,
                 attached=attached_indexes(connection))
@@ -164,20 +174,67 @@ def _run_pg_restore(args: list[str], environment: dict[str, str], path: Path, ma
     return result.returncode, error
 
 
-def restore_failure(code: int, stderr: str, database: str, clean: bool) -> str:
-    """Word a failed restore as one line: pg_restore's error, that nothing changed, and what to do with --clean."""
+def restore_failure(code: int, stderr: str, target: TargetState, clean: bool) -> str:
+    """Word a failed restore as one line: pg_restore's error, that nothing changed, and what to do next."""
     message = _("pg_restore failed with exit code {code}: {error}. The restore ran in one transaction, so database "
-                "{database} is unchanged.").format(code=code, error=summarize_pg_error(stderr), database=database)
-    # NOTE: pg_restore prints the server's message without its SQLSTATE, so with lc_messages other than English
-    # a permission failure gets the --clean advice below.
-    if _PERMISSION_ERRORS.search(summarize_pg_error(stderr)):
-        message += " " + _("Restoring this backup needs a superuser, or the role that owns the objects it names, "
-                           "because the backup contains objects that only they may create or change, such as "
-                           "auditctl's event triggers. Run the restore as that role.")
-    elif clean:
+                "{database} is unchanged.").format(code=code, error=summarize_pg_error(stderr),
+                                                   database=target.database)
+    block = first_error_block(stderr)
+    hint = permission_hint(block, target)
+    # NOTE: with lc_messages other than English, a permission failure outside the event triggers and the OWNER TO
+    # statements gets no hint, and with --clean it gets the --clean advice below.
+    if hint:
+        message += " " + hint
+    elif clean and not _PERMISSION_ERRORS.search(block):
         message += " " + _("Objects that are not in the backup can block --clean, so restore into a new, empty "
                            "database instead.")
     return message
+
+
+def permission_hint(block: str, target: TargetState) -> str | None:
+    """Say which privilege the failed statement in ``block`` lacked and how to get it; None for other failures.
+
+    The statement that pg_restore echoes is SQL in every language. The object
+    that the server names in "permission denied for ..." is read from its
+    English message only.
+    """
+    role = _sql_name(target.role)
+    if _EVENT_TRIGGER_COMMAND.search(block):
+        return _("Only a superuser may create or change event triggers, such as auditctl's DDL capture, which "
+                 "this backup contains. Run the restore as a superuser.")
+    owner = _OWNER_COMMAND.search(block)
+    if owner and not _DENIED_DATABASE.search(block) and not _DENIED_SCHEMA.search(block):
+        return _("The backup gives its objects to role {owner}, and role {role} is not a member of {owner}. Run the "
+                 "restore as {owner}, as a member of {owner}, or as a superuser.").format(owner=owner.group(1),
+                                                                                          role=role)
+    database = _DENIED_DATABASE.search(block)
+    if database:
+        name = _sql_name(database.group(1).strip())
+        return _("Role {role} lacks the CREATE privilege on database {database}, which the restore needs to create "
+                 "the backup's schemas. As the database owner or a superuser, run GRANT CREATE ON DATABASE "
+                 "{database} TO {role}, or restore into a database that {role} owns.").format(role=role,
+                                                                                             database=name)
+    schema = _DENIED_SCHEMA.search(block)
+    if schema:
+        return _("Role {role} lacks a privilege on schema {schema} that the restore needs. As the schema's owner "
+                 "or a superuser, run GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}.").format(
+                     role=role, schema=_sql_name(schema.group(1).strip()))
+    return None
+
+
+def first_error_block(stderr: str) -> str:
+    """Return pg_restore's first error with the lines that follow it (DETAIL, HINT, the failed command)."""
+    lines = stderr.splitlines()
+    starts = [index for index, line in enumerate(lines) if line.startswith("pg_restore: error:")]
+    if not starts:
+        return stderr
+    end = starts[1] if len(starts) > 1 else len(lines)
+    return "\n".join(lines[starts[0]:end])
+
+
+def _sql_name(name: str) -> str:
+    """Quote a name for an SQL statement in a message, only where SQL needs the quotes."""
+    return name if _PLAIN_NAME.fullmatch(name) else quote_ident(name)
 
 
 def summarize_pg_error(stderr: str) -> str:

@@ -15,7 +15,7 @@ from ..config import find_config
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
 from .app import app
-from .options import ConfigOption, CrontabFileOption, DirOption, DsnOption, file_parser, typed_flags
+from .options import ConfigOption, CrontabFileOption, DirOption, DsnOption, PrintOption, file_parser, typed_flags
 
 cron_app = typer.Typer(help=_("Schedule the nightly backup (install) and partition maintenance (maintain) with cron."),
                        no_args_is_help=True)
@@ -40,7 +40,7 @@ def install(
                "LANG, LANGUAGE, LC_ALL, LC_MESSAGES, SSL_CERT_FILE and SSL_CERT_DIR are copied when set. "
                "Secrets are rejected."))] = None,
     crontab_file: CrontabFileOption = None,
-    print_only: Annotated[bool, typer.Option("--print", help=_("Print the entry instead of installing it."))] = False,
+    print_only: PrintOption = False,
 ) -> None:
     path = find_config(config)
     if path is None:

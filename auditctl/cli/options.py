@@ -105,6 +105,7 @@ ConfigOption = Annotated[Path | None, typer.Option(
 CrontabFileOption = Annotated[Path | None, typer.Option(
     "--crontab-file", metavar="FILE", parser=file_parser("--crontab-file"),
     help=_("Edit this file, in the format of `crontab -l`, instead of your crontab."))]
+PrintOption = Annotated[bool, typer.Option("--print", help=_("Print the entry instead of installing it."))]
 
 
 def typed_flags(**values: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..errors import InvalidArgumentError
 from ..i18n import _
 from .app import app
 from .cron_commands import cron_app
-from .options import CrontabFileOption, DsnOption, SchemaOption, file_parser, folder_parser, is_quiet
+from .options import CrontabFileOption, DsnOption, PrintOption, SchemaOption, file_parser, folder_parser, is_quiet
 
 AheadOption = Annotated[int, typer.Option(
     "--ahead", metavar="N", help=_("Partitions to keep ready after the current one."))]
@@ -100,7 +100,8 @@ def maintain(
         raise typer.Exit(1)
 
 
-@cron_app.command("maintain", help=_("Add a crontab line that runs `auditctl maintain`; replaces an earlier one."))
+@cron_app.command("maintain", help=_("Add a crontab line that runs `auditctl maintain`, or print it with --print; "
+                                     "replaces an earlier one."))
 def cron_install(
     schedule: Annotated[str, typer.Option(
         "--schedule", metavar="CRON", help=_("Five crontab fields, such as '17 3 * * *' (03:17 every day)."))]
@@ -113,12 +114,18 @@ def cron_install(
     interval: IntervalOption = Interval.monthly,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
+    print_only: PrintOption = False,
 ) -> None:
     # The line would fail every night on a value that maintain refuses, so it is checked before it is written.
     check_ahead(ahead)
     line_dsn = crontab_dsn(dsn)
     arguments = ["--ahead", str(ahead), "--interval", interval.value, "--schema", schema, "--dsn", line_dsn]
     line = cron_line(schedule, arguments, log_file.resolve(), os.environ)
+    warnings = cron_variable_warnings(line_dsn, os.environ)
+    if print_only:
+        render.print_line(line)
+        render.print_warnings(warnings)
+        return
     result = install_line(line, crontab_file)
     render.print_cron(result)
-    render.print_warnings(cron_variable_warnings(line_dsn, os.environ))
+    render.print_warnings(warnings)
