@@ -172,11 +172,21 @@ def measure(cluster: Cluster, pgbench: str, workdir: Path, args: argparse.Namesp
     return per_transaction
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_arguments(description: str) -> argparse.Namespace:
+    """Parse the command line of a script that counts instructions per transaction."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--transactions", type=int, default=500,
                         help="transactions counted per figure (default 500)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def callgrind_cluster(prepare: Callable[[psycopg.Connection], None]) -> Iterator[tuple[Cluster, str, list[str]]]:
+    """Start a throwaway cluster, load the sample schema and run ``prepare``, then restart it under callgrind.
+
+    Yields the cluster, the pgbench to use and the lines that describe the
+    machine and server; stops the server and removes the cluster on exit.
+    """
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed; on Debian: apt-get install valgrind")
     if not (PRISMA_DIR / "schema.sql").exists():
@@ -192,13 +202,20 @@ def main() -> None:
         with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
             load_schema(connection)
             create_log(connection)
+            prepare(connection)
             settings = describe(connection)
         server = start_under_callgrind(cluster)
-        with tempfile.TemporaryDirectory() as workdir:
-            counts = measure(cluster, pgbench, Path(workdir), args)
+        yield cluster, pgbench, settings
     finally:
         stop_under_callgrind(server)
         shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+def main() -> None:
+    args = parse_arguments(__doc__.split("\n\n")[0])
+    with callgrind_cluster(lambda connection: None) as (cluster, pgbench, settings):
+        with tempfile.TemporaryDirectory() as workdir:
+            counts = measure(cluster, pgbench, Path(workdir), args)
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     for line in settings:

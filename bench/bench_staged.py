@@ -33,9 +33,7 @@ Needs valgrind and a PostgreSQL server build (Debian's, or pgserver's).
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -46,12 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_capture import KEY_COLUMNS, PRISMA_DIR, load_schema, set_mode  # noqa: E402
-from bench_instructions import (ACTIONS, backend_instructions, measure, start_under_callgrind,  # noqa: E402
-                                stop_under_callgrind, traced_connection)
-from bench_triggers import describe, find_pgbench  # noqa: E402
-from minimal import create_log  # noqa: E402
-from pgcluster import Cluster, debian_binaries, pgserver_binaries  # noqa: E402
+from bench_capture import KEY_COLUMNS, PRISMA_DIR, set_mode  # noqa: E402
+from bench_instructions import (ACTIONS, backend_instructions, callgrind_cluster, measure,  # noqa: E402
+                                parse_arguments, traced_connection)
+from pgcluster import Cluster  # noqa: E402
 
 MODES = ("plain", "minimal", "staged", "staged-floor", "audited")
 INBOX_SQL = """
@@ -149,39 +145,20 @@ def measure_move(cluster: Cluster, pgbench: str, workdir: Path) -> tuple[int, fl
     return pending, (total - baseline) / pending
 
 
+def create_log_first(connection: psycopg.Connection) -> None:
+    """Install auditctl's log and remove its triggers: the staged trigger takes its ids from the log's sequence."""
+    set_mode(connection, "audited")
+    set_mode(connection, "plain")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transactions", type=int, default=500,
-                        help="transactions counted per figure (default 500)")
-    args = parser.parse_args()
-    if not shutil.which("valgrind"):
-        sys.exit("valgrind is not installed; on Debian: apt-get install valgrind")
-    if not (PRISMA_DIR / "schema.sql").exists():
-        sys.exit(f"the Prisma-style sample data is not in {PRISMA_DIR}")
-    binaries = debian_binaries() or [b for b in [pgserver_binaries()] if b]
-    if not binaries:
-        sys.exit("no PostgreSQL server binaries found")
-    pgbench = find_pgbench(binaries[-1].bindir)
-    cluster = Cluster(binaries[-1], durable=True)
-    cluster.start()
-    server = None
-    try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as connection:
-            load_schema(connection)
-            create_log(connection)
-            # The staged trigger takes its ids from the log's sequence, so the log exists first.
-            set_mode(connection, "audited")
-            set_mode(connection, "plain")
-            settings = describe(connection)
-        server = start_under_callgrind(cluster)
+    args = parse_arguments(__doc__.split("\n\n")[0])
+    with callgrind_cluster(create_log_first) as (cluster, pgbench, settings):
         with tempfile.TemporaryDirectory() as workdir:
             counts = measure(cluster, pgbench, Path(workdir), args, MODES, set_staged_mode)
             # The staged-floor runs replaced the inbox, so the staged runs fill a new one for the move.
             measure(cluster, pgbench, Path(workdir), args, ("staged",), set_staged_mode)
             moved, per_event = measure_move(cluster, pgbench, Path(workdir))
-    finally:
-        stop_under_callgrind(server)
-        shutil.rmtree(cluster.root, ignore_errors=True)
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     for line in settings:
