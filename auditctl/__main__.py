@@ -1,5 +1,5 @@
 """Run the CLI as ``python -m auditctl``."""
 
-from auditctl.cli import main
+from auditctl.entry import main
 
 main()

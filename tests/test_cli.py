@@ -11,6 +11,7 @@ import re
 import signal
 import stat
 import subprocess
+import sys
 import threading
 
 import psycopg
@@ -19,7 +20,7 @@ from psycopg import conninfo
 
 from auditctl.audit.install import install
 from auditctl.audit.rules import Rule
-from conftest import run_cli, run_cli_in_terminal, start_cli
+from conftest import REPO_ROOT, run_cli, run_cli_in_terminal, start_cli
 from helpers import as_app_user, events, table_owner_dsn, write_reading_in_two_zones
 
 
@@ -1258,3 +1259,29 @@ def test_status_without_exclusions_omits_clause(audited, cli):
     assert installed.exit_code == 0, installed.stderr
     assert "New tables in public are audited on creation.\n" in english.stdout
     assert "Новые таблицы в public попадают под аудит при создании.\n" in russian.stdout
+
+
+# Sends SIGINT to the process while the entry point imports the CLI, the
+# moment a user's Ctrl-C lands when it comes right after the command starts.
+_INTERRUPTED_START = """
+import builtins, os, signal, sys
+real_import = builtins.__import__
+
+def interrupting_import(name, *args, **kwargs):
+    if name == "auditctl.cli":
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = interrupting_import
+sys.argv = ["auditctl", "--help"]
+from auditctl.entry import main
+main()
+"""
+
+
+def test_ctrl_c_during_start_prints_nothing():
+    completed = subprocess.run([sys.executable, "-c", _INTERRUPTED_START], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60, check=False)
+    assert completed.returncode == -signal.SIGINT
+    assert completed.stdout == ""
+    assert completed.stderr == ""
