@@ -9,10 +9,10 @@ bench_capture.py, with the method of bench_instructions.py (callgrind,
 pgbench on one client, instructions per transaction):
 
 - ``staged``: a PL/pgSQL row trigger, SECURITY DEFINER with a fixed
-  search_path like auditctl's, that inserts the ids, time, role,
-  transaction, the three settings of the who-context as text, the table's
-  OID, the operation and ``to_jsonb`` of OLD and NEW into an inbox table
-  without indexes. It takes each event's id from the log's sequence.
+  search_path like auditctl's. It inserts one row into an inbox table
+  without indexes: the event's id from the log's sequence, the time, role
+  and transaction, the three settings of the who-context as text, the
+  table's OID, the operation, and ``to_jsonb`` of OLD and NEW.
 - ``staged-floor``: the same trigger without SECURITY DEFINER and without
   the id, the least such a design could do while still recording who
   acted and both sides of an UPDATE. An application role would then need
