@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
-from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -87,18 +85,6 @@ def print_warning(message: str) -> None:
     """Print one warning line to stderr."""
     error_console.print(_("Warning: {message}").format(message=message), style="yellow", markup=False,
                         soft_wrap=True)
-
-
-def print_usage_error(message: str, usage: str | None = None, command_path: str | None = None,
-                      help_option: str | None = None) -> None:
-    """Print a command-line error to stderr as typer does: usage line, help hint, then the message in a box."""
-    if usage:
-        error_console.print(Text(usage), style="bold")
-    if command_path and help_option:
-        # The message id is typer's own, so its rich markup stays.
-        error_console.print(_("Try [blue]'{command_path} {help_option}'[/] for help.").format(
-            command_path=escape(command_path), help_option=escape(help_option)), style="dim")
-    error_console.print(Panel(Text(message), border_style="red", title=_("Error"), title_align="left"))
 
 
 def print_aborted() -> None:

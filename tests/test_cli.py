@@ -493,51 +493,55 @@ def test_locale_variables_choose_russian(cli, variable):
 
 
 # Command lines that typer rejects before any command runs, with the
-# English and the Russian message each must print.
+# English and the Russian line each must print.
 USAGE_ERRORS = {
-    "unknown-option": (["query", "--bogus"], "No such option: --bogus", "Нет такого параметра: --bogus"),
-    "unknown-option-hint": (["query", "--limt", "5"], "No such option: --limt (Possible options: --limit)",
-                            "Нет такого параметра: --limt (похожие параметры: --limit)"),
-    "missing-argument": (["history"], "Missing argument 'TABLE'.", "Не указан аргумент 'ТАБЛИЦА'."),
+    "unknown-option": (["query", "--zzz"], "No such option: --zzz. See 'auditctl query --help'.",
+                       "Нет такого параметра: --zzz. См. «auditctl query --help»."),
+    "unknown-option-hint": (["query", "--limt", "5"],
+                            "No such option: --limt (Possible options: --limit). See 'auditctl query --help'.",
+                            "Нет такого параметра: --limt (похожие параметры: --limit). См. «auditctl query --help»."),
+    "missing-argument": (["history"], "Missing argument 'TABLE'. Usage: auditctl history [OPTIONS] TABLE ID...",
+                         "Не указан аргумент «ТАБЛИЦА». Использование: auditctl history [ПАРАМЕТРЫ] ТАБЛИЦА ID..."),
     "not-a-choice": (["query", "--format", "xml"],
-                     "Invalid value for '--format': 'xml' is not one of 'table', 'json', 'csv'.",
-                     "Неверное значение '--format': 'xml' не входит в число допустимых значений: "
-                     "'table', 'json', 'csv'."),
+                     "Invalid value for '--format': 'xml' is not one of 'table', 'json', 'csv'. "
+                     "See 'auditctl query --help'.",
+                     "Неверное значение «--format»: «xml» не входит в число допустимых значений: "
+                     "«table», «json», «csv». См. «auditctl query --help»."),
     "directory-not-file": (["serve", "--token-file", "."],
-                           "Invalid value for '--token-file': '.' is a directory, not a file.",
-                           "Неверное значение '--token-file': '.' — папка, а не файл."),
-    "extra-argument": (["status", "extra"], "Got unexpected extra argument(s) (extra)", "Лишние аргументы: extra"),
-    "unknown-command": (["stauts"], "No such command 'stauts'. Did you mean 'status'?",
-                        "Нет такой команды «stauts». Возможно, вы имели в виду 'status'?"),
-    "option-without-value": (["query", "--limit"], "Option '--limit' requires an argument.",
-                             "Для параметра '--limit' нужно указать значение."),
-    "flag-with-value": (["install", "--all=3"], "Option '--all' does not take a value.",
-                        "Параметр '--all' не принимает значения."),
+                           "Invalid value for '--token-file': '.' is a directory, not a file. "
+                           "See 'auditctl serve --help'.",
+                           "Неверное значение «--token-file»: «.» — папка, а не файл. См. «auditctl serve --help»."),
+    "extra-argument": (["status", "extra"], "Got unexpected extra argument(s) (extra). Usage: auditctl status [OPTIONS]",
+                       "Лишние аргументы: extra. Использование: auditctl status [ПАРАМЕТРЫ]"),
+    "unknown-command": (["stauts"], "No such command 'stauts'. Did you mean 'status'? See 'auditctl --help'.",
+                        "Нет такой команды «stauts». Возможно, вы имели в виду «status»? См. «auditctl --help»."),
+    "option-without-value": (["query", "--limit"], "Option '--limit' requires an argument. See 'auditctl query --help'.",
+                             "Для параметра «--limit» нужно указать значение. См. «auditctl query --help»."),
+    "subgroup-option-without-value": (["cron", "maintain", "--schedule"],
+                                      "Option '--schedule' requires an argument. See 'auditctl cron maintain --help'.",
+                                      "Для параметра «--schedule» нужно указать значение. "
+                                      "См. «auditctl cron maintain --help»."),
+    "flag-with-value": (["install", "--all=3"], "Option '--all' does not take a value. See 'auditctl install --help'.",
+                        "Параметр «--all» не принимает значения. См. «auditctl install --help»."),
 }
-
-# Words of typer's English usage errors that a Russian message must not contain.
-ENGLISH_USAGE_WORDS = ("Usage:", "Try '", "Error", "No such", "Missing", "Invalid value", "Got unexpected",
-                       "Did you mean", "Option '", "is not")
 
 
 @pytest.mark.parametrize("case", USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
-@pytest.mark.parametrize(("env", "language"), [({"LANG": "C.UTF-8"}, "en"), ({"LC_ALL": "ru_RU.UTF-8"}, "ru")],
+@pytest.mark.parametrize(("env", "prefix"), [({"LANG": "C.UTF-8"}, "Error: "), ({"LC_ALL": "ru_RU.UTF-8"}, "Ошибка: ")],
                          ids=["en", "ru"])
-def test_usage_error_in_user_language(cli, case, env, language):
+def test_usage_error_one_line(cli, case, env, prefix):
     args, english, russian = case
     result = cli(*args, env=env)
     assert result.exit_code == 2, result.stderr
     assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    if language == "en":
-        assert english in result.stderr
-        assert result.stderr.startswith("Usage: auditctl"), result.stderr
-        assert result.stderr.count("─ Error ─") == 1, result.stderr
-    else:
-        assert russian in result.stderr
-        assert result.stderr.startswith("Использование: auditctl"), result.stderr
-        assert result.stderr.count("─ Ошибка ─") == 1, result.stderr
-        assert [word for word in ENGLISH_USAGE_WORDS if word in result.stderr] == [], result.stderr
+    assert result.stderr == prefix + (english if prefix == "Error: " else russian) + "\n"
+
+
+def test_usage_error_follows_lc_all(cli):
+    # LC_ALL=C outranks LANG, as in gettext.
+    result = cli("query", "--zzz", env={"LANG": "ru_RU.UTF-8", "LC_ALL": "C"})
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == "Error: No such option: --zzz. See 'auditctl query --help'.\n"
 
 
 # Values of number options and arguments that typer rejects, with the
@@ -587,35 +591,6 @@ def test_bad_number_value_one_line(cli, case, env, prefix):
     assert result.exit_code == 2, result.stderr
     assert result.stdout == ""
     assert result.stderr == prefix + (english if prefix == "Error: " else russian) + "\n"
-
-
-@pytest.mark.parametrize(("env", "usage", "hint"), [
-    ({"LANG": "C.UTF-8"}, "Usage: auditctl query [OPTIONS]", "Try 'auditctl query --help' for help."),
-    ({"LANG": "ru_RU.UTF-8", "LC_ALL": "C"}, "Usage: auditctl query [OPTIONS]",
-     "Try 'auditctl query --help' for help."),
-    ({"LANG": "ru_RU.UTF-8"}, "Использование: auditctl query [ПАРАМЕТРЫ]", "Справка: 'auditctl query --help'."),
-], ids=["en", "lc-all-c-over-ru", "ru"])
-def test_usage_error_shows_usage_and_hint(cli, env, usage, hint):
-    result = cli("query", "--bogus", env=env)
-    assert result.exit_code == 2, result.stderr
-    assert result.stderr.splitlines()[:2] == [usage, hint]
-
-
-@pytest.mark.parametrize(("args", "command_path", "usage"), [
-    (["query", "--limit"], "auditctl query", ("[OPTIONS]", "[ПАРАМЕТРЫ]")),
-    (["cron", "maintain", "--schedule"], "auditctl cron maintain", ("[OPTIONS]", "[ПАРАМЕТРЫ]")),
-    (["--dsn"], "auditctl", ("[OPTIONS] COMMAND [ARGS]...", "[ПАРАМЕТРЫ] КОМАНДА [АРГУМЕНТЫ]...")),
-], ids=["query", "subgroup", "before-command"])
-@pytest.mark.parametrize(("env", "usage_prefix", "hint", "language"), [
-    ({"LANG": "C.UTF-8"}, "Usage:", "Try '{command_path} --help' for help.", 0),
-    ({"LANG": "ru_RU.UTF-8"}, "Использование:", "Справка: '{command_path} --help'.", 1),
-], ids=["en", "ru"])
-def test_missing_option_value_shows_usage(cli, args, command_path, usage, env, usage_prefix, hint, language):
-    result = cli(*args, env=env)
-    assert result.exit_code == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert lines[0] == f"{usage_prefix} {command_path} {usage[language]}", result.stderr
-    assert lines[1] == hint.format(command_path=command_path), result.stderr
 
 
 def test_no_arguments_prints_help(cli):

@@ -18,7 +18,7 @@ from rich.markup import escape
 from ..db import first_line
 from ..errors import AuditctlError, AuditctlWarning, InvalidArgumentError
 from ..i18n import _
-from ..render import PROGRESS_LOGGER, error_console, print_aborted, print_error, print_usage_error, print_warnings
+from ..render import PROGRESS_LOGGER, error_console, print_aborted, print_error, print_warnings
 from .options import GlobalOptions, reject_option_names_as_values
 from .placeholders import translate_placeholder
 from .usage_errors import (attach_context_to_parse_errors, describe_click_error, find_click_error_classes,
@@ -267,9 +267,10 @@ def run_command(command: Any, args: list[str]) -> None:
     typer's standalone mode would print those errors itself, in English, so
     the command runs with standalone_mode=False and this function does what
     typer would do otherwise: exit with the code of typer.Exit, print
-    "Aborted." and exit 1 on typer.Abort, and exit 2 on a usage error. A bad
-    value of a number option is raised as InvalidArgumentError instead,
-    which main() prints as one line.
+    "Aborted." and exit 1 on typer.Abort, and exit 2 on a usage error,
+    printed as one line like auditctl's other errors instead of typer's box.
+    A bad value of a number option is raised as InvalidArgumentError, which
+    main() prints.
     """
     classes = find_click_error_classes()
     if classes is None:
@@ -287,7 +288,7 @@ def run_command(command: Any, args: list[str]) -> None:
         if message is not None:
             raise InvalidArgumentError(message) from None
         report = describe_click_error(exc, classes)
-        print_usage_error(report.message, report.usage, report.command_path, report.help_option)
+        print_error(report.line())
         sys.exit(exc.exit_code)
     except typer.Abort:
         print_aborted()

@@ -38,12 +38,25 @@ class ClickErrorClasses:
 
 @dataclass(frozen=True)
 class UsageErrorReport:
-    """The parts of one printed click error: its message and, where click has them, the usage line and help option."""
+    """One click error as the single line main() prints: the message, then the usage or where to find it."""
 
     message: str
     usage: str | None = None
-    command_path: str | None = None
-    help_option: str | None = None
+    help_command: str | None = None
+
+    def line(self) -> str:
+        """Return the error as one line, without the "Error:" that print_error adds.
+
+        A missing or surplus argument is shown with the command's usage,
+        because the usage names the arguments in their order. Any other
+        error points to the command's help.
+        """
+        message = self.message if self.message.endswith((".", "?", "!")) else self.message + "."
+        if self.usage:
+            return f"{message} {_('Usage:')} {self.usage}"
+        if self.help_command:
+            return message + " " + _("See '{command}'.").format(command=self.help_command)
+        return message
 
 
 def find_click_error_classes() -> ClickErrorClasses | None:
@@ -92,17 +105,28 @@ def attach_context_to_parse_errors(command: Any, classes: ClickErrorClasses) -> 
 
 
 def describe_click_error(error: Any, classes: ClickErrorClasses) -> UsageErrorReport:
-    """Build the translated message of a click error, its usage line and its help hint."""
+    """Build the translated message of a click error with the usage or the help command that goes with it."""
     message = _click_error_message(error, classes)
     context = getattr(error, "ctx", None)
     if context is None:
         return UsageErrorReport(message)
 
-    formatter = context.make_formatter()
-    formatter.write_usage(context.command_path, usage_arguments(context.command, context), prefix=_("Usage:") + " ")
+    if _is_argument_error(error, classes):
+        return UsageErrorReport(message, usage=f"{context.command_path} {usage_arguments(context.command, context)}")
     has_help = context.command.get_help_option(context) is not None
-    return UsageErrorReport(message, usage=formatter.getvalue().rstrip("\n"), command_path=context.command_path,
-                            help_option=context.help_option_names[0] if has_help else None)
+    return UsageErrorReport(message, help_command=f"{context.command_path} {context.help_option_names[0]}"
+                            if has_help else None)
+
+
+def _is_argument_error(error: Any, classes: ClickErrorClasses) -> bool:
+    """Tell whether an error is about the positional arguments: one missing, or more given than the command takes."""
+    if isinstance(error, classes.missing_parameter):
+        kind = error.param_type or getattr(error.param, "param_type_name", None)
+        return kind == "argument"
+    if isinstance(error, (classes.no_such_option, classes.bad_parameter)) or not isinstance(error, classes.usage):
+        return False
+    # typer keeps the wording of these two errors in no attribute.
+    return error.message.startswith(("Got unexpected extra argument", "Argument '"))
 
 
 def usage_arguments(command: Any, context: Any) -> str:
@@ -226,8 +250,8 @@ def _parameter_hint(error: Any) -> str | None:
     if hint is None and error.param is not None:
         hint = error.param.get_error_hint()
     if hint is None or isinstance(hint, str):
-        return hint
-    return " / ".join(repr(item) for item in hint)
+        return None if hint is None else _requote(hint)
+    return " / ".join(_quote(item) for item in hint)
 
 
 def _value_error_detail(error: Any) -> str:
@@ -270,17 +294,17 @@ def reword_typer_message(message: str) -> str:
     match = re.fullmatch(r"Option (?P<option>'.+') requires (?P<count>\d+) arguments\.", message, re.DOTALL)
     if match:
         return ngettext("Option {option} requires {count} argument.", "Option {option} requires {count} arguments.",
-                        int(match["count"])).format(**match.groupdict())
+                        int(match["count"])).format(**_requoted_groups(match))
 
     match = re.fullmatch(r"Argument (?P<argument>'.+') takes (?P<count>\d+) values\.", message, re.DOTALL)
     if match:
         return ngettext("Argument {argument} takes {count} value.", "Argument {argument} takes {count} values.",
-                        int(match["count"])).format(**match.groupdict())
+                        int(match["count"])).format(**_requoted_groups(match))
 
     match = re.fullmatch(r"(?P<error>.+)\. Did you mean (?P<suggestions>.+)\?", message, re.DOTALL)
     if match:
         # typer translates "No such command" itself and appends the suggestion in English.
-        return match["error"] + ". " + _("Did you mean {suggestions}?").format(suggestions=match["suggestions"])
+        return match["error"] + ". " + _("Did you mean {suggestions}?").format(**_requoted_groups(match, "error"))
 
     templates = (
         (r"Got unexpected extra argument\(s\) \((?P<arguments>.*)\)",
@@ -298,7 +322,7 @@ def reword_typer_message(message: str) -> str:
     for pattern, template in templates:
         match = re.fullmatch(pattern, message, re.DOTALL)
         if match:
-            return template.format(**match.groupdict())
+            return template.format(**_requoted_groups(match))
     return message
 
 
@@ -308,7 +332,30 @@ def _bound(number: float) -> str:
 
 
 def _quoted(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else _printable(str(value))
+    return _quote(_printable(value)) if isinstance(value, str) else _printable(str(value))
+
+
+def _quote(text: str) -> str:
+    """Quote a name or value as the active language does: 'xml' in English, «xml» in Russian."""
+    return _("'{text}'").format(text=text)
+
+
+def _requote(text: str) -> str:
+    """Quote again, in the active language, each item of a list that click wrote in ASCII quotes.
+
+    click quotes names and values itself, one by one or as a list joined
+    by ", ", such as "'table', 'json', 'csv'". Any other text is returned
+    unchanged.
+    """
+    items = text.split(", ")
+    if not all(len(item) >= 2 and item[0] == item[-1] == "'" for item in items):
+        return text
+    return ", ".join(_quote(item[1:-1]) for item in items)
+
+
+def _requoted_groups(match: re.Match[str], *keep: str) -> dict[str, str]:
+    """Return the named groups of a matched typer message, with the quoted ones quoted in the active language."""
+    return {key: value if key in keep else _requote(value) for key, value in match.groupdict().items()}
 
 
 def _printable(text: str) -> str:
