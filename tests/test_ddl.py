@@ -75,16 +75,28 @@ def test_disabling_audit_trigger_recorded(captured):
     assert recorded == ["AUDIT_TRIGGER_DISABLED", "AUDIT_TRIGGER_DISABLED"]
 
 
-def test_migration_named_in_ddl_event(captured):
+@pytest.mark.parametrize("statement, command_tag", [
+    ("ALTER TABLE item ADD COLUMN priority int NOT NULL DEFAULT 0", "ALTER TABLE"),
+    ("DROP TABLE item", "DROP TABLE"),
+], ids=["alter", "drop"])
+def test_migration_named_in_ddl_event(captured, statement, command_tag):
     with captured.connect() as connection:
         connection.execute("""CREATE TABLE "_prisma_migrations" (id text PRIMARY KEY, migration_name text)""")
         install(connection, "audit", ["_prisma_migrations"])
         with connection.transaction():
-            connection.execute("""INSERT INTO "_prisma_migrations" VALUES ('m1', '20261201000000_add_priority')""")
-            connection.execute("ALTER TABLE item ADD COLUMN priority int NOT NULL DEFAULT 0")
-        ddl = _system(connection, "action = 'DDL' AND details->>'command_tag' = 'ALTER TABLE'")[-1]
+            connection.execute("""INSERT INTO "_prisma_migrations" VALUES ('m1', '20261201000000_change_item')""")
+            connection.execute(statement)
+        ddl = _system(connection, f"action = 'DDL' AND details->>'command_tag' = '{command_tag}'")[-1]
     assert ddl["details"]["migration"]["ledger"] == "public._prisma_migrations"
-    assert ddl["details"]["migration"]["row"]["migration_name"] == "20261201000000_add_priority"
+    assert ddl["details"]["migration"]["row"]["migration_name"] == "20261201000000_change_item"
+
+
+def test_plain_drop_names_no_migration(captured):
+    with captured.connect() as connection:
+        connection.execute("CREATE INDEX item_name_idx ON item (name)")
+        connection.execute("DROP INDEX item_name_idx")
+        drop = _system(connection, "action = 'DDL' AND details->>'command_tag' = 'DROP INDEX'")[-1]
+    assert "migration" not in drop["details"]
 
 
 def test_rolled_back_migration_leaves_no_event(captured):
