@@ -564,6 +564,25 @@ def _print_advice(report: StatusReport) -> None:
                 style="red", markup=False)
         for partition in item.foreign_partitions:
             console.print(_foreign_partition_message(item.entity_type, partition), style="yellow", markup=False)
+    _print_unaudited(report)
+
+
+def _print_unaudited(report: StatusReport) -> None:
+    """Name the tables that no audit trigger records, such as those a migration created after install."""
+    unaudited = [item.entity_type for item in report.tables if item.state is TableState.NOT_AUDITED]
+    if len(unaudited) == 1:
+        message = _("{table} is not audited, so its changes are not recorded. "
+                    "Run `auditctl install {table}` to audit it.").format(table=unaudited[0])
+    elif unaudited:
+        # The singular form serves languages that use it for some counts above one, such as 21 in Russian.
+        message = ngettext("{count} table is not audited, so its changes are not recorded: {tables}. "
+                           "Run `auditctl install TABLE ...` to audit it.",
+                           "{count} tables are not audited, so their changes are not recorded: {tables}. "
+                           "Run `auditctl install TABLE ...` to audit them.", len(unaudited)
+                           ).format(count=len(unaudited), tables=", ".join(unaudited))
+    else:
+        return
+    console.print(message, style=_STATE_STYLE[TableState.NOT_AUDITED], markup=False)
 
 
 def _foreign_partition_message(table: str, partition: str) -> str:

@@ -1236,6 +1236,24 @@ def test_status_without_exclusions_omits_clause(audited, cli):
     assert "Новые таблицы в public попадают под аудит при создании.\n" in russian.stdout
 
 
+
+def test_status_names_unaudited_tables(audited, cli):
+    with audited.connect() as connection:
+        connection.execute('CREATE TABLE "Comment" (id int PRIMARY KEY, body text)')
+    one_table = cli("status", dsn=audited.dsn)
+    with audited.connect() as connection:
+        connection.execute('CREATE TABLE "Tag" (id int PRIMARY KEY)')
+    two_tables = cli("status", dsn=audited.dsn)
+    russian = cli("status", dsn=audited.dsn, env={"LANG": "ru_RU.UTF-8"})
+    assert one_table.exit_code == 0, one_table.stderr
+    assert ("public.Comment is not audited, so its changes are not recorded. "
+            "Run `auditctl install public.Comment` to audit it.") in " ".join(one_table.stdout.split())
+    assert two_tables.exit_code == 0, two_tables.stderr
+    assert ("2 tables are not audited, so their changes are not recorded: public.Comment, public.Tag."
+            in " ".join(two_tables.stdout.split()))
+    assert "public.Order is not audited" not in two_tables.stdout
+    assert "public.Comment, public.Tag" in " ".join(russian.stdout.split())
+
 # Sends SIGINT to the process while the entry point imports the CLI, the
 # moment a user's Ctrl-C lands when it comes right after the command starts.
 _INTERRUPTED_START = """
