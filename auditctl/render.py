@@ -492,7 +492,8 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
                     "foreign_partitions": t.foreign_partitions,
                     "disabled_partitions": t.disabled_partitions,
                     "unrecorded_actions": t.unrecorded_actions,
-                    "partition_of": t.partition_of}
+                    "partition_of": t.partition_of,
+                    "recorded_as": t.recorded_as}
                    for t in report.tables],
         "partition_list": [_partition_to_json(p) for p in report.partition_list],
         "keep_days": report.keep.total_seconds() / 86400 if report.keep is not None else None,
@@ -631,10 +632,14 @@ def _state_advice(item: TableStatus) -> list[str]:
     if item.interim:
         return [_("{table} runs the interim audit trigger because it was created or altered after install; "
                   "`auditctl install {table}` or the next `auditctl maintain` generates its own.").format(table=table)]
-    if not item.exposed_columns:
+    messages = []
+    if item.recorded_as:
+        messages.append(_("{table} was renamed from {old}, and its changes are recorded under the name {old} until "
+                          "`auditctl install {table}` or the next `auditctl maintain` generates its trigger again.")
+                        .format(table=table, old=item.recorded_as))
+    elif not item.exposed_columns:
         return [_("{table}: its audit trigger was generated for older columns, rules or auditctl; "
                   "run `auditctl install {table}` or `auditctl maintain`.").format(table=table)]
-    messages = []
     for column, old in item.exposed_columns:
         if old is None:
             message = _("{table}: column {column} looks like a secret, but its values are stored in clear until "

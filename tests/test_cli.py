@@ -624,7 +624,8 @@ def test_status_and_uninstall_commands(audited, cli):
     assert after["tables"] == [{"table": "public.Order", "state": "not_audited", "interim": False,
                                 "has_primary_key": True, "events": 3, "firing": None, "exposed_columns": [],
                                 "unused_rules": [], "uncovered_partitions": [], "foreign_partitions": [],
-                                "disabled_partitions": [], "unrecorded_actions": [], "partition_of": None}]
+                                "disabled_partitions": [], "unrecorded_actions": [], "partition_of": None,
+                                "recorded_as": None}]
 
 
 def test_install_dry_run_prints_sql(db, cli):

@@ -109,3 +109,28 @@ def test_history_page_names_new_table(renamed):
         html = client.get("/history?table=public.actor&entity=1").text
     assert "The table is now named public.performer." in html
     assert "no longer exists" not in html
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["without-capture", "with-capture"])
+def test_status_names_name_recorded_under(db, cli, capture):
+    with _installer_dsn(db, capture) as dsn, psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text)")
+        install(connection, "audit", ["actor"])
+        connection.execute("ALTER TABLE actor RENAME TO performer")
+        connection.execute("INSERT INTO performer VALUES (1, 'Penelope')")
+        recorded_under = events(connection, where="action = 'INSERT'")[-1]["entity_type"]
+        printed = cli("status", dsn=dsn)
+        as_json = cli("status", "--format", "json", dsn=dsn)
+    text = " ".join(printed.stdout.split())
+    performer = next(t for t in json.loads(as_json.stdout)["tables"] if t["table"] == "public.performer")
+    assert printed.exit_code == 0, printed.stderr
+    if capture:
+        assert recorded_under == "public.performer"
+        assert performer["recorded_as"] is None
+        assert "was renamed from" not in text
+    else:
+        assert recorded_under == "public.actor"
+        assert performer["recorded_as"] == "public.actor"
+        assert ("public.performer was renamed from public.actor, and its changes are recorded under the name "
+                "public.actor until `auditctl install public.performer`") in text
+        assert "generated for older columns" not in text

@@ -64,6 +64,9 @@ class TableStatus:
     partition_of: str | None = None
     # Whether that partitioned table is audited too, so that the table's changes are recorded twice.
     partition_of_audited: bool = False
+    # The name that the table's generated trigger writes into its events, when a rename without DDL
+    # capture left it different from the table's name; None otherwise.
+    recorded_as: str | None = None
 
 
 @dataclass
@@ -191,6 +194,10 @@ def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Tabl
                              unrecorded_actions=_unrecorded_actions(found, leaves))
         if table.oid in registered:
             status.unused_rules = unused_rules(table, stored)
+        if found and not status.interim and registered.get(table.oid, table.entity_type) != table.entity_type:
+            # The registry keeps the name that the generated function was rendered with until install
+            # or maintain renders it again; DDL capture updates it at the rename.
+            status.recorded_as = registered[table.oid]
         if state is TableState.OUTDATED and not status.interim and table.oid in followed:
             # The interim function applies the rules by the current column names, so it exposes nothing.
             renamed_from = {new: old for old, new in followed[table.oid].renamed.items()}
