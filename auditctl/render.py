@@ -219,6 +219,7 @@ def history_to_json(history: RecordHistory) -> dict[str, Any]:
         "entity_id": history.record.entity_id,
         "table_exists": history.record.table is not None,
         "renamed_to": history.record.renamed_to.entity_type if history.record.renamed_to else None,
+        "recorded_as": history.recorded_as,
         "events": [
             {**event_to_json(entry.event),
              "changes": [{"column": change.column, "old": change.old, "new": change.new}
@@ -233,6 +234,7 @@ def print_history(history: RecordHistory) -> None:
     record = f"{history.record.entity_type} {history.record.entity_id}"
     if not history.entries:
         console.print(_("No events recorded for {record}.").format(record=record), markup=False)
+        _print_recorded_as(history)
         return
     console.print(_("History of {record}").format(record=record), style="bold", markup=False)
     # On a narrow terminal the time takes two lines, date over time, cells share one space of padding, and the
@@ -269,6 +271,17 @@ def print_history(history: RecordHistory) -> None:
     elif history.record.table is None:
         console.print(_("The table {table} no longer exists; these events are all that remain of it.")
                       .format(table=history.record.entity_type), style="yellow", markup=False)
+    _print_recorded_as(history)
+
+
+def _print_recorded_as(history: RecordHistory) -> None:
+    """Point to the old name that a table renamed without DDL capture still records its changes under."""
+    if history.recorded_as is None:
+        return
+    console.print(_("Table {table} was renamed from {old}, and its changes are recorded under the name {old} until "
+                    "`auditctl install {table}` or the next `auditctl maintain`. `auditctl history {old}` with the "
+                    "same key lists them.").format(table=history.record.entity_type, old=history.recorded_as),
+                  style="yellow", markup=False)
 
 
 def _history_value(value: Any) -> str:

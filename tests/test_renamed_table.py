@@ -134,3 +134,28 @@ def test_status_names_name_recorded_under(db, cli, capture):
         assert ("public.performer was renamed from public.actor, and its changes are recorded under the name "
                 "public.actor until `auditctl install public.performer`") in text
         assert "generated for older columns" not in text
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["without-capture", "with-capture"])
+def test_history_new_name_points_to_recorded(db, cli, capture):
+    with _installer_dsn(db, capture) as dsn, psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text)")
+        install(connection, "audit", ["actor"])
+        connection.execute("ALTER TABLE actor RENAME TO performer")
+        connection.execute("INSERT INTO performer VALUES (1, 'Penelope')")
+        printed = cli("history", "performer", "1", dsn=dsn)
+        as_json = cli("history", "performer", "1", "--format", "json", dsn=dsn)
+    text = " ".join(printed.stdout.split())
+    history = json.loads(as_json.stdout)
+    assert printed.exit_code == 0, printed.stderr
+    if capture:
+        assert history["recorded_as"] is None
+        assert [event["action"] for event in history["events"]] == ["INSERT"]
+        assert "was renamed from" not in text
+    else:
+        assert history["recorded_as"] == "public.actor"
+        assert history["events"] == []
+        assert "No events recorded for public.performer 1." in text
+        assert ("Table public.performer was renamed from public.actor, and its changes are recorded under the name "
+                "public.actor until") in text
+        assert "`auditctl history public.actor` with the same key lists them." in text

@@ -9,7 +9,7 @@ import psycopg
 
 from .query import Event
 from .records import RecordKey, find_current_table, record_events, resolve_record
-from .renamed_tables import find_renamed_table
+from .renamed_tables import find_renamed_table, recorded_name
 from .schema import require_installed
 
 # Marks a field that had no value on one side: before an INSERT, after a DELETE.
@@ -39,6 +39,9 @@ class RecordHistory:
 
     record: RecordKey
     entries: list[HistoryEntry]
+    # The old name under which the table's trigger still records its changes
+    # after a rename without DDL capture, or None.
+    recorded_as: str | None = None
 
     @property
     def exists_now(self) -> bool | None:
@@ -77,7 +80,8 @@ def record_history(connection: psycopg.Connection, schema: str, table_name: str,
     # records (see renamed_tables) tell, and no index finds them by new name.
     record = resolve_record(connection, schema, table_name, key_values)
     entries = [HistoryEntry(event, field_changes(event)) for event in record_events(connection, schema, record)]
-    return RecordHistory(record, entries)
+    recorded_as = recorded_name(connection, schema, record.table) if record.table is not None else None
+    return RecordHistory(record, entries, recorded_as)
 
 
 # Most events one history page lists; the oldest are kept, so a record's

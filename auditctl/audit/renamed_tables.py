@@ -66,3 +66,18 @@ def find_renamed_table(connection: psycopg.Connection, schema: str, entity_type:
         name = row[0]
         seen.add(name)
     return None
+
+
+def recorded_name(connection: psycopg.Connection, schema: str, table: Table) -> str | None:
+    """Return the old name that ``table``'s trigger writes into new events after a rename, or None.
+
+    Without DDL capture, a rename leaves the generated trigger function as it
+    was rendered, with the old name, and the registry keeps that name until
+    install or maintain renders the function again.
+    """
+    row = connection.execute(
+        sql.SQL("SELECT table_name FROM {audit}.audited_tables WHERE table_id = %s::pg_catalog.oid")
+        .format(audit=sql.Identifier(schema)), (table.oid,)).fetchone()
+    if row is None or row[0] == table.entity_type:
+        return None
+    return row[0]
