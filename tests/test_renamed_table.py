@@ -111,16 +111,24 @@ def test_history_page_names_new_table(renamed):
     assert "no longer exists" not in html
 
 
-@pytest.mark.parametrize("capture", [False, True], ids=["without-capture", "with-capture"])
-def test_status_names_name_recorded_under(db, cli, capture):
+@pytest.fixture(params=[False, True], ids=["without-capture", "with-capture"])
+def renamed_then_written(db, request) -> Iterator[tuple[str, bool]]:
+    """Audit actor, rename it to performer, insert a row; yield the DSN and whether DDL capture is on."""
+    capture = request.param
     with _installer_dsn(db, capture) as dsn, psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text)")
         install(connection, "audit", ["actor"])
         connection.execute("ALTER TABLE actor RENAME TO performer")
         connection.execute("INSERT INTO performer VALUES (1, 'Penelope')")
+        yield dsn, capture
+
+
+def test_status_names_name_recorded_under(renamed_then_written, cli):
+    dsn, capture = renamed_then_written
+    with psycopg.connect(dsn, autocommit=True) as connection:
         recorded_under = events(connection, where="action = 'INSERT'")[-1]["entity_type"]
-        printed = cli("status", dsn=dsn)
-        as_json = cli("status", "--format", "json", dsn=dsn)
+    printed = cli("status", dsn=dsn)
+    as_json = cli("status", "--format", "json", dsn=dsn)
     text = " ".join(printed.stdout.split())
     performer = next(t for t in json.loads(as_json.stdout)["tables"] if t["table"] == "public.performer")
     assert printed.exit_code == 0, printed.stderr
@@ -136,15 +144,10 @@ def test_status_names_name_recorded_under(db, cli, capture):
         assert "generated for older columns" not in text
 
 
-@pytest.mark.parametrize("capture", [False, True], ids=["without-capture", "with-capture"])
-def test_history_new_name_points_to_recorded(db, cli, capture):
-    with _installer_dsn(db, capture) as dsn, psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text)")
-        install(connection, "audit", ["actor"])
-        connection.execute("ALTER TABLE actor RENAME TO performer")
-        connection.execute("INSERT INTO performer VALUES (1, 'Penelope')")
-        printed = cli("history", "performer", "1", dsn=dsn)
-        as_json = cli("history", "performer", "1", "--format", "json", dsn=dsn)
+def test_history_new_name_points_to_recorded(renamed_then_written, cli):
+    dsn, capture = renamed_then_written
+    printed = cli("history", "performer", "1", dsn=dsn)
+    as_json = cli("history", "performer", "1", "--format", "json", dsn=dsn)
     text = " ".join(printed.stdout.split())
     history = json.loads(as_json.stdout)
     assert printed.exit_code == 0, printed.stderr
