@@ -230,6 +230,19 @@ def test_refresh_sends_no_notice(accounts):
     assert notices == []
 
 
+def test_drop_of_refreshed_table_sends_no_notice(accounts):
+    notices = []
+    with accounts.connect() as connection:
+        connection.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary))
+        connection.execute("ALTER TABLE account ADD COLUMN age int")
+        registered = connection.execute("SELECT function_name FROM audit.audited_tables").fetchall()
+        connection.execute("DROP TABLE account")
+        left = connection.execute("SELECT count(*) FROM audit.audited_tables").fetchone()[0]
+    assert registered[0][0].startswith("interim_")
+    assert notices == []
+    assert left == 0
+
+
 def test_cascade_column_drop_refreshes_trigger(db):
     with db.connect() as connection:
         connection.execute("""
