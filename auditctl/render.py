@@ -24,7 +24,7 @@ from rich.text import Text
 
 from . import jsonvalues
 from .audit import catalog
-from .audit.ddl import DdlCapture
+from .audit.ddl import AutoAuditPolicy, DdlCapture
 from .audit.firing import BypassReason, ReplicaRole, TriggerFiring
 from .audit.history import RecordHistory
 from .audit.install import InstallResult, UninstallResult
@@ -359,6 +359,11 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
         console.print(_("DDL capture is on, with the event triggers installed earlier by a superuser. This role may "
                         "not replace them, so after upgrading auditctl run `auditctl install` once as a superuser."),
                       markup=False)
+    if isinstance(result.auto_audit, AutoAuditPolicy):
+        console.print(_auto_audit_message(result.auto_audit), markup=False)
+    elif result.auto_audit is None:
+        console.print(_("New tables are not audited on creation; `auditctl install TABLE` audits each one."),
+                      markup=False)
     if result.event_firing_differs:
         mode = "ENABLE ALWAYS" if result.enable_always else "ENABLE"
         console.print(_("The event triggers of DDL capture do not fire as the audit triggers now do ({mode}), and "
@@ -673,13 +678,16 @@ def _print_protections(report: StatusReport) -> None:
         console.print(_("DDL capture: off. Event triggers need a superuser: run `auditctl install` once as one "
                         "to record schema changes and tampering with the audit triggers."),
                       style="yellow", markup=False)
-    if report.auto_audit and report.auto_audit.exclude:
-        console.print(_("New tables in {schemas} are audited on creation, except names like {exclude}.")
-                      .format(schemas=", ".join(report.auto_audit.schemas),
-                              exclude=", ".join(report.auto_audit.exclude)), markup=False)
-    elif report.auto_audit:
-        console.print(_("New tables in {schemas} are audited on creation.")
-                      .format(schemas=", ".join(report.auto_audit.schemas)), markup=False)
+    if report.auto_audit:
+        console.print(_auto_audit_message(report.auto_audit), markup=False)
+
+
+def _auto_audit_message(policy: AutoAuditPolicy) -> str:
+    """Say which new tables are audited on creation."""
+    if policy.exclude:
+        return (_("New tables in {schemas} are audited on creation, except names like {exclude}.")
+                .format(schemas=", ".join(policy.schemas), exclude=", ".join(policy.exclude)))
+    return _("New tables in {schemas} are audited on creation.").format(schemas=", ".join(policy.schemas))
 
 
 def _replica_label(firing: TriggerFiring | None) -> Text:

@@ -62,6 +62,9 @@ class InstallResult:
     event_firing_differs: bool = False
     # Whether event triggers of this audit schema exist already, which an INSTALLED plan replaces.
     replaces_event_triggers: bool = False
+    # The policy for new tables that this install stored: a policy, None when it turned the auditing of
+    # new tables off, or True when it kept the stored policy as it was.
+    auto_audit: AutoAuditPolicy | None | bool = True
     dry_run: bool = False
 
     @property
@@ -164,6 +167,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             raise InvalidArgumentError(
                 _("Auditing new tables automatically needs event triggers, which only a superuser may create; "
                   "run install as one, or leave out --auto-audit and auto_audit in the config file."))
+        result.auto_audit = auto_audit
         log_owner = None if fresh else log_owner_if_other(connection, schema)
         if not dry_run:
             with acting_as(connection, log_owner):
