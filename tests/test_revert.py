@@ -156,6 +156,22 @@ def test_revert_transaction_conflict_applies_nothing(shop):
     assert names == ["a2", "b3"]
 
 
+def test_revert_transaction_with_ddl_refused(shop):
+    with shop.connect() as connection:
+        connection.execute("INSERT INTO customer (id, name) VALUES (1, 'a')")
+        as_app_user(connection, None, None, "ALTER TABLE customer ADD COLUMN note text",
+                    "UPDATE customer SET note = 'n', name = 'a2' WHERE id = 1")
+        transaction_id = events(connection)[-1]["transaction_id"]
+        ddl = events(connection, where="action = 'DDL'", system=True)[-1]
+        with pytest.raises(RevertRefusedError) as refused:
+            revert_transaction(connection, "audit", transaction_id, user_id=None)
+        row = _row(connection, "customer", "id = 1")
+    assert f"in event {ddl['id']} (ALTER TABLE), which revert cannot undo" in str(refused.value)
+    assert "`auditctl revert EVENT_ID`" in str(refused.value)
+    assert row["name"] == "a2"
+    assert row["note"] == "n"
+
+
 def test_revert_transaction_reports_each_row_once(shop):
     with shop.connect() as connection:
         as_app_user(connection, "u", None, "INSERT INTO customer (id, name) VALUES (1, 'a')",

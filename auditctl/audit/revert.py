@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from .. import jsonvalues
 from ..errors import RevertConflictError, RevertRefusedError
-from ..i18n import _
+from ..i18n import _, ngettext
 from .catalog import Table, list_tables
 from .events import log_event
 from .partition_moves import reject_half_of_move
@@ -100,11 +100,25 @@ def revert_transaction(connection: psycopg.Connection, schema: str, transaction_
     """Undo every row change of one database transaction, newest first.
 
     Application events of the transaction (LOGIN, EXPORT and the like) are
-    left alone, since there is nothing to undo in a table.
+    left alone, since there is nothing to undo in a table. A transaction
+    with a DDL event, such as a migration, raises RevertRefusedError.
     """
     require_log_reader(connection, schema, "revert")
-    events = [event for event in transaction_events(connection, schema, transaction_id)
-              if event.action in REVERTIBLE_ACTIONS or event.action == "TRUNCATE"]
+    recorded = transaction_events(connection, schema, transaction_id)
+    schema_changes = [event for event in recorded if event.action == "DDL"]
+    if schema_changes:
+        # A migration's rows fit the schema it left behind, and its ledger row records that the migration ran.
+        # Undoing those rows while the schema change stays would leave the two out of step.
+        listed = ", ".join(f"{event.id} ({(event.details or {}).get('command_tag')})" for event in schema_changes)
+        raise RevertRefusedError(
+            ngettext("Transaction {id} also changed the schema in event {events}, which revert cannot undo. "
+                     "Reverting only its row changes would leave the rows and the schema out of step, so revert "
+                     "single rows with `auditctl revert EVENT_ID` where that is what you want.",
+                     "Transaction {id} also changed the schema in events {events}, which revert cannot undo. "
+                     "Reverting only its row changes would leave the rows and the schema out of step, so revert "
+                     "single rows with `auditctl revert EVENT_ID` where that is what you want.", len(schema_changes))
+            .format(id=transaction_id, events=listed))
+    events = [event for event in recorded if event.action in REVERTIBLE_ACTIONS or event.action == "TRUNCATE"]
     if not events:
         raise RevertRefusedError(
             _("Transaction {id} changed no rows, so there is nothing to revert.").format(id=transaction_id))
