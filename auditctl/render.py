@@ -345,9 +345,7 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
     for table in result.reenabled:
         console.print(_("The audit trigger of {table} was disabled and is enabled again.")
                       .format(table=table.entity_type), style="yellow", markup=False)
-    for name in result.forgotten:
-        console.print(_("Table {table} no longer exists; its trigger function and registry entry were removed.")
-                      .format(table=name), markup=False)
+    _print_forgotten(result.forgotten)
     _print_rule_changes(result.followed_rules, result.removed_rules)
     for rule in result.column_rules:
         console.print(_rule_message(rule), markup=False)
@@ -1030,6 +1028,12 @@ def _print_maintenance_changes(result: MaintainResult) -> None:
                       .format(rows=format_number(result.moved_rows)), markup=False)
 
 
+def _print_forgotten(names: list[str]) -> None:
+    for name in names:
+        console.print(_("Table {table} no longer exists; its trigger function and registry entry were removed.")
+                      .format(table=name), markup=False)
+
+
 def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
     """Report the tables whose outdated audit triggers maintain generated again; with ``quiet``, only problems."""
     if not quiet:
@@ -1041,6 +1045,7 @@ def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
         for table in result.covered:
             console.print(_("Added the TRUNCATE trigger to the new partitions of {table}.").format(table=table),
                           markup=False)
+        _print_forgotten(result.forgotten)
         for rule in result.masked_by_default:
             console.print(_rule_message(rule), markup=False)
     _print_rule_changes(result.followed_rules, result.removed_rules)

@@ -407,6 +407,25 @@ def test_dropped_table_is_named_and_forgotten(db):
     assert functions == 1
 
 
+def test_maintain_names_forgotten_table(db, cli):
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE keep (id int PRIMARY KEY); CREATE TABLE gone (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+        _drop_unseen(connection, "gone")
+        # An added column leaves keep's generated trigger outdated, so that maintain installs it again.
+        with connection.transaction():
+            connection.execute("SELECT set_config('auditctl.internal', 'on', true)")
+            connection.execute("ALTER TABLE keep ADD COLUMN note text")
+    maintained = cli("maintain", dsn=db.dsn)
+    with db.connect() as connection:
+        after = collect_status(connection, "audit")
+    assert maintained.exit_code == 0, maintained.stderr
+    assert "Regenerated the outdated audit trigger of public.keep." in maintained.stdout
+    assert ("Table public.gone no longer exists; its trigger function and registry entry were removed."
+            in " ".join(maintained.stdout.split()))
+    assert [t.entity_type for t in after.tables] == ["public.keep"]
+
+
 def test_uninstall_names_dropped_table(db, cli):
     with db.connect() as connection:
         connection.execute("CREATE TABLE gone (id int PRIMARY KEY); CREATE TABLE kept (id int PRIMARY KEY)")

@@ -44,6 +44,8 @@ class RegenerateResult:
     removed_rules: list[tuple[Table, str, Rule]] = field(default_factory=list)
     # Columns of the regenerated tables that are masked because their names look like secrets.
     masked_by_default: list[ColumnRule] = field(default_factory=list)
+    # Registered tables that no longer exist, whose registry entries and trigger functions an install removed.
+    forgotten: list[str] = field(default_factory=list)
 
 
 def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
@@ -76,6 +78,7 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
         result.followed_rules.extend(installed.followed_rules)
         result.removed_rules.extend(installed.removed_rules)
         result.masked_by_default.extend(rule for rule in installed.column_rules if rule.by_default)
+        result.forgotten.extend(installed.forgotten)
         if status.interim:
             result.specialised.append(table.entity_type)
             logger.info("replaced the interim audit trigger of %s with its generated one", table.entity_type)
