@@ -19,7 +19,7 @@ from auditctl.audit.install import install
 from auditctl.audit.partitions import Interval, list_partitions, maintain
 from auditctl.audit.retention import rotate
 from conftest import REPO_ROOT
-from helpers import events
+from helpers import events, table_owner_dsn
 
 NOW = datetime.now(timezone.utc)
 
@@ -344,6 +344,23 @@ def test_rotate_keeps_partition_when_dir_unusable(old_log, cli, tmp_path, folder
     with old_log.connect() as connection:
         assert partition_rows(connection) == before
         assert events(connection, where="action = 'ROTATE'") == []
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["real", "dry-run"])
+def test_rotate_rejects_role_not_owning_log(old_log, cli, tmp_path, dry_run):
+    with table_owner_dsn(old_log) as other_dsn:
+        with old_log.connect() as connection:
+            before = partition_rows(connection)
+        result = cli("rotate", "--keep", KEEP, "--archive-dir", str(tmp_path), *dry_run, dsn=other_dsn)
+        with old_log.connect() as connection:
+            after = partition_rows(connection)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "owned by role postgres" in result.stderr
+    assert "Run rotate as postgres" in result.stderr
+    assert "Would archive" not in result.stdout
+    assert after == before
+    assert list(tmp_path.iterdir()) == []
 
 
 class CorruptingDestination(LocalDestination):

@@ -28,6 +28,7 @@ from .archive import (ArchiveError, ArchiveExistsError, ArchiveFormat, Destinati
                       manifest_bytes, partition_contents, read_contents, same_time, write_archive)
 from .events import log_event
 from .partitions import Partition, list_partitions
+from .schema import require_log_owner
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +190,13 @@ def rotate(connection: psycopg.Connection, schema: str, keep: timedelta, destina
 
     A partition whose archive fails at any step is kept, and the error is
     recorded in its outcome; the other partitions are still processed. A dry
-    run checks the destination as a real run does, so that it fails the same way.
+    run checks the role and the destination as a real run does, so that it
+    fails the same way.
     """
     now = now or datetime.now(timezone.utc)
+    # Only the log's owner, a member of it or a superuser can drop partitions,
+    # so any other role would fail on every partition.
+    require_log_owner(connection, schema, "rotate")
     destination.check()
     result = RotationResult(cutoff=now - keep, dry_run=dry_run)
     for candidate in plan_rotation(connection, schema, keep, destination, archive_format, now):
