@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from auditctl.audit.archive import ArchiveFormat, LocalDestination
+from auditctl.audit.archive import ArchiveError, ArchiveFormat, LocalDestination
 from auditctl.audit.install import install
 from auditctl.audit.partitions import Interval, list_partitions, maintain
 from auditctl.audit.retention import rotate
@@ -386,6 +386,46 @@ def test_rotate_keeps_partition_on_corrupt_archive(old_log, tmp_path, archive_fo
         assert events(connection, where="action = 'ROTATE'") == []
     # Neither the bad archive nor a scratch file stays behind.
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rotate_lock_timeout_removes_archive(old_log, tmp_path):
+    with old_log.connect() as connection, old_log.connect(autocommit=False) as reader:
+        before = partition_rows(connection)
+        # A long report on the events table makes the DETACH wait for its lock
+        # until the timeout, after the archive and its manifest were stored.
+        reader.execute("LOCK TABLE ONLY audit.events IN ACCESS SHARE MODE")
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), LocalDestination(tmp_path),
+                        ArchiveFormat.csv_gz, lock_timeout_seconds=0.5)
+        reader.rollback()
+        assert partition_rows(connection) == before
+        assert events(connection, where="action = 'ROTATE'") == []
+    assert [outcome.dropped for outcome in result.outcomes] == [False, False]
+    assert all("lock timeout" in outcome.error for outcome in result.outcomes)
+    # The next rotate would otherwise archive the same events again under a .2. name.
+    assert list(tmp_path.iterdir()) == []
+
+
+class UnreachableDestination(LocalDestination):
+    """A local folder that stops responding after the upload, as an S3 server that went down would."""
+
+    def fetch(self, name):
+        raise ArchiveError(f"Download of {self.describe(name)} for verification failed: connection refused")
+
+    def remove(self, name):
+        raise RuntimeError("Could not connect to the endpoint URL")
+
+
+def test_rotate_survives_store_going_down(old_log, tmp_path, caplog):
+    with old_log.connect() as connection:
+        before = partition_rows(connection)
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), UnreachableDestination(tmp_path),
+                        ArchiveFormat.csv_gz)
+        assert partition_rows(connection) == before
+    assert len(result.outcomes) == 2
+    assert all("for verification failed" in outcome.error for outcome in result.outcomes)
+    left = [record.getMessage() for record in caplog.records if "could not remove" in record.getMessage()]
+    assert len(left) == 2, caplog.text
+    assert str(tmp_path / f"audit.{old_names()[0]}.csv.gz") in left[0]
 
 
 def test_rotate_never_drops_newest_or_default(old_log, cli, tmp_path):

@@ -300,7 +300,7 @@ class Destination:
         raise NotImplementedError
 
     def remove(self, name: str) -> None:
-        """Delete a stored file that failed verification, so no bad archive stays under a final name."""
+        """Delete a file that a failed rotation stored, so that no bad or duplicate archive stays under a final name."""
         raise NotImplementedError
 
     def scratch_dir(self) -> str | None:
