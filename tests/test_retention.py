@@ -137,6 +137,24 @@ def test_maintain_interval_partitions(db, interval, length):
         assert all(p.lower.weekday() == 0 for p in created)
 
 
+@pytest.mark.parametrize("interval", ["daily", "weekly"])
+def test_maintain_names_periods_other_length_covers(db, cli, interval):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        before = partition_rows(connection)
+    result = cli("maintain", "--ahead", "3", "--interval", interval, dsn=db.dsn)
+    again = cli("maintain", "--ahead", "3", "--interval", "monthly", dsn=db.dsn)
+    with db.connect() as connection:
+        after = partition_rows(connection)
+    assert result.exit_code == 0, result.stderr
+    # The monthly partitions of install cover the next four days or weeks.
+    assert after == before
+    assert "4 requested periods, up to " in result.stdout
+    assert "overlap existing partitions of another length" in result.stdout
+    assert "Partitions are up to date." not in result.stdout
+    assert again.stdout.strip() == "Partitions are up to date."
+
+
 def test_maintain_rejects_bad_ahead(db, cli):
     with db.connect() as connection:
         install(connection, "audit", [])
