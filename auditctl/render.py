@@ -986,7 +986,16 @@ def print_maintenance(result: MaintainResult, quiet: bool = False) -> None:
                                "{rows} events stay in the default partition because their period overlaps an "
                                "existing partition of another length.", result.left_in_default)
                       .format(rows=format_number(result.left_in_default)), style="yellow", markup=False)
-    if not quiet and not result.created and not result.moved_rows:
+    if not quiet and result.covered_periods:
+        # Without this, a first run with a new --interval would only print that partitions are up to date.
+        console.print(ngettext("{count} requested period, up to {until} (UTC), overlaps existing partitions of "
+                               "another length, so no partition of the requested length was created for it.",
+                               "{count} requested periods, up to {until} (UTC), overlap existing partitions of "
+                               "another length, so no partition of the requested length was created for them.",
+                               result.covered_periods)
+                      .format(count=format_number(result.covered_periods),
+                              until=f"{result.covered_until:%Y-%m-%d %H:%M}"), markup=False)
+    elif not quiet and not result.created and not result.moved_rows:
         console.print(_("Partitions are up to date."))
 
 
