@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import os
 import socket
 import stat
@@ -406,7 +407,7 @@ def test_rotate_keeps_partition_on_corrupt_archive(old_log, tmp_path, archive_fo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_rotate_lock_timeout_removes_archive(old_log, tmp_path):
+def test_rotate_lock_timeout_removes_archive(old_log, tmp_path, caplog):
     with old_log.connect() as connection, old_log.connect(autocommit=False) as reader:
         before = partition_rows(connection)
         # A long report on the events table makes the DETACH wait for its lock
@@ -421,6 +422,9 @@ def test_rotate_lock_timeout_removes_archive(old_log, tmp_path):
     assert all("lock timeout" in outcome.error for outcome in result.outcomes)
     # The next rotate would otherwise archive the same events again under a .2. name.
     assert list(tmp_path.iterdir()) == []
+    # The command prints each kept partition's error; a warning in the log would say it a second time.
+    assert [record.getMessage() for record in caplog.records
+            if record.levelno >= logging.WARNING and "kept partition" in record.getMessage()] == []
 
 
 class UnreachableDestination(LocalDestination):

@@ -209,7 +209,8 @@ def rotate(connection: psycopg.Connection, schema: str, keep: timedelta, destina
             _rotate_one(connection, schema, candidate, destination, archive_format, outcome, lock_timeout_seconds)
         except (AuditctlError, psycopg.Error, OSError) as exc:
             outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            logger.warning("kept partition %s.%s: %s", schema, candidate.partition.name, outcome.error)
+            # INFO, because the command prints the error itself once the run ends.
+            logger.info("kept partition %s.%s: %s", schema, candidate.partition.name, outcome.error)
     return result
 
 
