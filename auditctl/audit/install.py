@@ -395,6 +395,11 @@ def _with_renamed_namesakes(connection: psycopg.Connection, schema: str, tables:
     generates its trigger again. A new table created under that name needs
     all three, so the renamed table is installed first, as maintain would.
     """
+    registry_table = connection.execute("SELECT pg_catalog.to_regclass(%s)",
+                                        (f"{quote_ident(schema)}.audited_tables",)).fetchone()[0]
+    if registry_table is None:
+        # An audit schema that its owner created empty for the first install has no registry yet.
+        return tables
     chosen = {table.oid for table in tables}
     names = {table.entity_type for table in tables}
     by_oid = {table.oid: table for table in all_tables}
