@@ -472,6 +472,18 @@ def test_details_type_error_in_russian(details, got):
     assert str(caught.value) == f"Неверное значение --details: ожидался JSON-объект, {got}."
 
 
+def test_details_json_error_in_russian():
+    from auditctl.audit.events import parse_details
+    from auditctl.errors import InvalidArgumentError
+    from auditctl.i18n import use_language
+    with use_language("ru"), pytest.raises(InvalidArgumentError) as caught:
+        parse_details("{bad")
+    message = str(caught.value)
+    assert "Expecting" not in message
+    assert message == ("Неверное значение --details: это не JSON (ошибка в строке 1, столбце 2). "
+                       "Передайте JSON-объект, например «{\"reason\": \"manual\"}».")
+
+
 def test_install_names_tables_in_russian(db, cli):
     with db.connect() as connection:
         connection.execute('CREATE TABLE "Order" (id int PRIMARY KEY)')
