@@ -96,17 +96,24 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
             _("Table {table} has no primary key, so its events name no record; use `auditctl query --table` instead.")
             .format(table=entity_type))
     if len(key_values) != len(table.key_columns):
-        raise InvalidArgumentError(
-            ngettext("Table {table} has a primary key of {count} column ({columns}); give {count} value, "
-                     "or one JSON array such as '[\"a\", 5]'.",
-                     "Table {table} has a primary key of {count} columns ({columns}); give {count} values, "
-                     "or one JSON array such as '[\"a\", 5]'.", len(table.key_columns))
-            .format(table=entity_type, count=len(table.key_columns), columns=", ".join(table.key_columns)))
+        raise InvalidArgumentError(_key_count_message(entity_type, table.key_columns))
     entity_id = stored_entity_id(connection, table, key_values)
     stored_ids = _session_dependent_ids(connection, schema, table, entity_type, key_values)
     if renamed_to is not None:
         return RecordKey(entity_type, entity_id, None, stored_ids, renamed_to)
     return RecordKey(entity_type, entity_id, table, stored_ids)
+
+
+def _key_count_message(entity_type: str, key_columns: tuple[str, ...]) -> str:
+    # A one-column key takes a single value, so its message offers no JSON array.
+    if len(key_columns) == 1:
+        return _("Table {table} has a one-column primary key ({column}); give one value.").format(
+            table=entity_type, column=key_columns[0])
+    return ngettext("Table {table} has a primary key of {count} column ({columns}); give {count} value, "
+                    "or one JSON array such as '[\"a\", 5]'.",
+                    "Table {table} has a primary key of {count} columns ({columns}); give {count} values, "
+                    "or one JSON array such as '[\"a\", 5]'.", len(key_columns)).format(
+        table=entity_type, count=len(key_columns), columns=", ".join(key_columns))
 
 
 def typed_entity_filter(connection: psycopg.Connection, schema: str, filters: EventFilter,
