@@ -472,6 +472,14 @@ def test_details_type_error_in_russian(details, got):
     assert str(caught.value) == f"Неверное значение --details: ожидался JSON-объект, {got}."
 
 
+def test_quiet_help_in_russian(cli):
+    # In Russian "журнал" is the audit log, so the help of -q must not say it writes to one.
+    help_text = cli("--help", env={"LANG": "ru_RU.UTF-8"}).stdout
+    flowing = " ".join(help_text.replace("│", " ").split())
+    assert "Сообщать только об ошибках; maintain тогда печатает только то, что требует внимания." in flowing
+    assert "Записывать в журнал" not in flowing
+
+
 def test_details_json_error_in_russian():
     from auditctl.audit.events import parse_details
     from auditctl.errors import InvalidArgumentError
