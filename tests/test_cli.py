@@ -1106,7 +1106,8 @@ def test_query_entity_id_without_table_as_typed(readings, cli):
 
 
 @pytest.mark.parametrize(("entity_id", "message"), [
-    ('["soon", 16051]', "Invalid key value for public.reading: invalid input syntax for type timestamp"),
+    ('["soon", 16051]', "Invalid key value 'soon' for column taken_at (timestamp with time zone) of public.reading: "
+                        "invalid input syntax for type timestamp"),
     ("16051", "Invalid --entity-id value '16051': table public.reading has a primary key of 2 columns "
               "(taken_at, sensor); give their values as one JSON array"),
 ], ids=["bad-value", "too-few"])

@@ -167,9 +167,32 @@ def stored_entity_id(connection: psycopg.Connection, table: Table, key_values: l
         with connection.transaction():
             return connection.execute(statement, (key_record_json(table, key_values),)).fetchone()[0]
     except psycopg.DataError as exc:
-        raise InvalidArgumentError(
-            _("Invalid key value for {table}: {error}").format(table=table.entity_type,
-                                                               error=str(exc).splitlines()[0])) from None
+        raise _invalid_key_value_error(connection, table, key_values, exc) from None
+
+
+_KEY_COLUMN_TYPE = """
+SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attname = %s
+"""
+
+
+def _invalid_key_value_error(connection: psycopg.Connection, table: Table, key_values: list[str],
+                             exc: psycopg.DataError) -> InvalidArgumentError:
+    """Find the key column whose value the server rejected, and name it, its type and the value in the error."""
+    target = sql.Identifier(table.schema, table.name)
+    for column, value in zip(table.key_columns, key_values, strict=True):
+        statement = sql.SQL("SELECT (pg_catalog.jsonb_populate_record(NULL::{}, %s)).{}").format(
+            target, sql.Identifier(column))
+        try:
+            with connection.transaction():
+                connection.execute(statement, (Jsonb({column: value}),))
+        except psycopg.DataError as column_exc:
+            type_name = connection.execute(_KEY_COLUMN_TYPE, (table.oid, column)).fetchone()[0]
+            return InvalidArgumentError(
+                _("Invalid key value {value!r} for column {column} ({type}) of {table}: {error}").format(
+                    value=value, column=column, type=type_name, table=table.entity_type,
+                    error=str(column_exc).splitlines()[0]))
+    return InvalidArgumentError(
+        _("Invalid key value for {table}: {error}").format(table=table.entity_type, error=str(exc).splitlines()[0]))
 
 
 # Key types whose text form depends on session settings (TimeZone, DateStyle,
