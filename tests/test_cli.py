@@ -472,6 +472,17 @@ def test_details_type_error_in_russian(details, got):
     assert str(caught.value) == f"Неверное значение --details: ожидался JSON-объект, {got}."
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["maintain", "--ahead", "400"], "Ошибка: Неверное значение --ahead «400»: укажите число секций от 0 до 366.\n"),
+    (["query", "--after", "-5"], "Ошибка: Неверное значение --after «-5»: укажите номер события.\n"),
+    (["query", "--action", "updat"], "Ошибка: Неизвестное действие «updat»: в журнале нет событий с ним. "),
+], ids=["ahead", "after", "action"])
+def test_russian_error_quotes_value(audited, cli, args, expected):
+    result = cli(*args, env={"LANG": "ru_RU.UTF-8"}, dsn=audited.dsn)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(expected)
+
+
 def test_quiet_help_in_russian(cli):
     # In Russian "журнал" is the audit log, so the help of -q must not say it writes to one.
     help_text = cli("--help", env={"LANG": "ru_RU.UTF-8"}).stdout
