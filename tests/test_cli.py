@@ -897,11 +897,19 @@ def test_install_dry_run_logs_no_progress(db, cli):
 
 @pytest.fixture
 def owned_table_dsn(db):
-    """Return the DSN of a role that is not a superuser and owns one table, so that install logs a warning."""
+    """Return the DSN of a role that is not a superuser and owns one table, so that DDL capture stays off."""
     with table_owner_dsn(db) as dsn:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         yield dsn
+
+
+def test_install_prints_ddl_capture_off_once(owned_table_dsn):
+    result = run_cli("install", "--all", dsn=owned_table_dsn, env={"LANG": "ru_RU.UTF-8"})
+    assert result.exit_code == 0, result.stderr
+    # The printed line says it in the user's language, so no English log line repeats it.
+    assert "may not create event triggers" not in result.stderr
+    assert "Эта роль не может создавать событийные триггеры" in " ".join(result.stdout.split())
 
 
 def test_maintain_warns_once_without_ddl_capture(owned_table_dsn):
@@ -921,13 +929,20 @@ def test_maintain_warns_once_without_ddl_capture(owned_table_dsn):
 
 
 def install_and_maintain(on_terminal: bool, dsn: str, *flags: str) -> str:
-    """Run install and maintain, on a terminal or with pipes, and return all that both printed."""
+    """Run install, change the table, run maintain, on a terminal or with pipes, and return all that both printed.
+
+    maintain regenerates the changed table's trigger and so logs its warning
+    that the role may not create event triggers.
+    """
     run = run_cli_in_terminal if on_terminal else run_cli
     output = ""
     for args in (["install", "--all"], ["maintain", "--ahead", "5"]):
         result = run(*args, *flags, dsn=dsn)
         assert result.exit_code == 0, result.stdout + result.stderr
         output += result.stdout + result.stderr
+        if args[0] == "install":
+            with psycopg.connect(dsn, autocommit=True) as connection:
+                connection.execute("ALTER TABLE a ADD COLUMN note text")
     return output
 
 
