@@ -219,6 +219,7 @@ def history_to_json(history: RecordHistory) -> dict[str, Any]:
         "entity_id": history.record.entity_id,
         "table_exists": history.record.table is not None,
         "renamed_to": history.record.renamed_to.entity_type if history.record.renamed_to else None,
+        "former_names": _former_names_in(history),
         "events": [
             {**event_to_json(entry.event),
              "changes": [{"column": change.column, "old": change.old, "new": change.new}
@@ -261,14 +262,27 @@ def print_history(history: RecordHistory) -> None:
             table.add_row(*(heading if index == 0 else [""] * len(heading)), _plain(column), _plain(old),
                           _plain(new), end_section=index == len(fields) - 1)
     console.print(table)
+    former_names = _former_names_in(history)
+    if former_names:
+        console.print(ngettext("Events before the table was renamed {table} are recorded under its former name "
+                               "{names}.",
+                               "Events before the table was renamed {table} are recorded under its former names "
+                               "{names}.", len(former_names))
+                      .format(table=history.record.entity_type, names=format_list(former_names)), markup=False)
     if history.record.renamed_to is not None:
-        console.print(_("Table {table} is now named {new_name}. These are the events recorded under its old name, "
-                        "and `auditctl history {new_name}` with the same key lists those recorded under the new one.")
+        console.print(_("Table {table} is now named {new_name}. These are the events recorded under its old name; "
+                        "`auditctl history {new_name}` with the same key lists them with those recorded since.")
                       .format(table=history.record.entity_type, new_name=history.record.renamed_to.entity_type),
                       style="yellow", markup=False)
     elif history.record.table is None:
         console.print(_("The table {table} no longer exists; these events are all that remain of it.")
                       .format(table=history.record.entity_type), style="yellow", markup=False)
+
+
+def _former_names_in(history: RecordHistory) -> list[str]:
+    """Return the former names of the record's table under which its history has events, oldest name first."""
+    names = {entry.event.entity_type for entry in history.entries} - {history.record.entity_type}
+    return [former.name for former in reversed(history.record.former_names) if former.name in names]
 
 
 def _history_value(value: Any) -> str:
@@ -606,7 +620,7 @@ def _state_advice(item: TableStatus) -> list[str]:
                   "Run `auditctl install {table}` to enable it again.").format(table=table)]
     if item.state is TableState.MISSING and item.partition_of and item.partition_of_audited:
         return [_("{table} is now a partition of {parent}, so its own audit triggers may record its changes a second "
-                  "time beside those of {parent}. Run `auditctl uninstall {table}`, then `auditctl install {parent}`.")
+                  "time beside those of {parent}. Run `auditctl maintain` to remove its own triggers.")
                 .format(table=table, parent=item.partition_of)]
     if item.state is TableState.MISSING and item.partition_of:
         return [_("{table} is now a partition of {parent}, which is not audited; its own audit triggers still record "
@@ -983,7 +997,16 @@ def print_maintenance(result: MaintainResult, quiet: bool = False) -> None:
                                "{rows} events stay in the default partition because their period overlaps an "
                                "existing partition of another length.", result.left_in_default)
                       .format(rows=format_number(result.left_in_default)), style="yellow", markup=False)
-    if not quiet and not result.created and not result.moved_rows:
+    if not quiet and result.covered_periods:
+        # Without this, a first run with a new --interval would only print that partitions are up to date.
+        console.print(ngettext("{count} requested period, up to {until} (UTC), overlaps existing partitions of "
+                               "another length, so no partition of the requested length was created for it.",
+                               "{count} requested periods, up to {until} (UTC), overlap existing partitions of "
+                               "another length, so no partition of the requested length was created for them.",
+                               result.covered_periods)
+                      .format(count=format_number(result.covered_periods),
+                              until=f"{result.covered_until:%Y-%m-%d %H:%M}"), markup=False)
+    elif not quiet and not result.created and not result.moved_rows:
         console.print(_("Partitions are up to date."))
 
 
@@ -1007,11 +1030,17 @@ def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
         for table in result.covered:
             console.print(_("Added the TRUNCATE trigger to the new partitions of {table}.").format(table=table),
                           markup=False)
+        for table, parent in result.handed_over:
+            console.print(_("Removed the own audit triggers of {table}, now a partition of {parent}: the triggers of "
+                            "{parent} record its changes.").format(table=table, parent=parent), markup=False)
         for rule in result.masked_by_default:
             console.print(_rule_message(rule), markup=False)
     _print_rule_changes(result.followed_rules, result.removed_rules)
     for table, error in result.failed:
         print_error(_("{table} keeps its outdated audit trigger, which still records its changes: {error}")
+                    .format(table=table, error=error))
+    for table, error in result.handover_failed:
+        print_error(_("{table} keeps its own audit triggers, so its changes are still recorded twice: {error}")
                     .format(table=table, error=error))
 
 

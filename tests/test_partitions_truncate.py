@@ -244,9 +244,33 @@ def test_status_names_table_attached_later(pay, cli):
     text = " ".join(result.stdout.split())
     assert result.exit_code == 3
     assert ("public.pay_2026 is now a partition of public.pay, so its own audit triggers may record its changes a "
-            "second time beside those of public.pay. Run `auditctl uninstall public.pay_2026`, then "
-            "`auditctl install public.pay`.") in text
+            "second time beside those of public.pay. Run `auditctl maintain` to remove its own triggers.") in text
     assert "no longer exists" not in text
+
+
+def test_maintain_hands_over_attached_table(pay, cli):
+    with pay.connect() as connection:
+        if not _attach_audited_2026(connection, ddl_capture=False):
+            pytest.skip("PostgreSQL 16 and later reject attaching a table with transition-table triggers")
+        connection.execute("INSERT INTO pay_2026 VALUES (3, '2026-05-01', 30)")
+        recorded_before = len(events(connection, where="action = 'INSERT'"))
+    maintained = cli("maintain", dsn=pay.dsn)
+    status = cli("status", dsn=pay.dsn)
+    with pay.connect() as connection:
+        handed = events(connection, where="action = 'AUDIT_UNINSTALL'", system=True)
+        connection.execute("DELETE FROM audit.events")
+        connection.execute("UPDATE pay SET amount = 31 WHERE id = 3")
+        connection.execute("DELETE FROM pay_2026 WHERE id = 3")
+        recorded_after = [(event["action"], event["entity_type"]) for event in events(connection)]
+        registered = connection.execute("SELECT table_name FROM audit.audited_tables ORDER BY 1").fetchall()
+    assert recorded_before == 2
+    assert maintained.exit_code == 0, maintained.stderr
+    assert ("Removed the own audit triggers of public.pay_2026, now a partition of public.pay: the triggers of "
+            "public.pay record its changes.") in " ".join(maintained.stdout.split())
+    assert [event["details"] for event in handed] == [{"removed": ["public.pay_2026"], "partition_of": "public.pay"}]
+    assert registered == [("public.pay",)]
+    assert recorded_after == [("UPDATE", "public.pay"), ("DELETE", "public.pay")]
+    assert status.exit_code == 0, status.stdout
 
 
 def test_partition_trigger_tampering_guarded(pay):

@@ -66,6 +66,38 @@ def test_history_old_name_points_to_new(renamed, cli):
     assert [event["action"] for event in history["events"]][:2] == ["INSERT", "UPDATE"]
 
 
+def test_history_new_name_lists_old_events(renamed, cli):
+    dsn, _update = renamed
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("UPDATE performer SET first_name = 'Pen' WHERE actor_id = 1")
+    printed = cli("history", "performer", "1", dsn=dsn)
+    as_json = cli("history", "performer", "1", "--format", "json", dsn=dsn)
+    assert printed.exit_code == 0, printed.stderr
+    assert ("Events before the table was renamed public.performer are recorded under its former name "
+            "public.actor.") in " ".join(printed.stdout.split())
+    assert as_json.exit_code == 0, as_json.stderr
+    history = json.loads(as_json.stdout)
+    assert history["former_names"] == ["public.actor"]
+    assert [event["action"] for event in history["events"]] == ["INSERT", "UPDATE", "UPDATE"]
+    assert history["events"][-1]["changes"] == [{"column": "first_name", "old": "Penelope", "new": "Pen"}]
+
+
+def test_history_skips_new_table_under_old_name(renamed):
+    dsn, _update = renamed
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text, last_name text)")
+        # Without DDL capture this installs the renamed table again first, which frees the old name.
+        install(connection, "audit", ["actor"])
+        connection.execute("INSERT INTO actor VALUES (1, 'Nick', 'Wahlberg')")
+        connection.execute("UPDATE performer SET first_name = 'Pen' WHERE actor_id = 1")
+        history = record_history(connection, "audit", "performer", ["1"])
+        new_table = record_history(connection, "audit", "actor", ["1"])
+    recorded = [(entry.event.entity_type, entry.event.action) for entry in history.entries]
+    assert recorded == [("public.actor", "INSERT"), ("public.actor", "UPDATE"), ("public.performer", "UPDATE")]
+    # Records are named by table name and key, so the new table's history starts with the old name's events.
+    assert new_table.entries[-1].event.new == {"actor_id": 1, "first_name": "Nick", "last_name": "Wahlberg"}
+
+
 def test_revert_acts_on_renamed_table(renamed, cli):
     dsn, update = renamed
     dry_run = cli("revert", str(update["id"]), "--dry-run", dsn=dsn)

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import os
 import socket
 import stat
@@ -14,12 +15,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from auditctl.audit.archive import ArchiveFormat, LocalDestination
+from auditctl.audit.archive import ArchiveError, ArchiveFormat, LocalDestination
 from auditctl.audit.install import install
 from auditctl.audit.partitions import Interval, list_partitions, maintain
 from auditctl.audit.retention import rotate
 from conftest import REPO_ROOT
-from helpers import events
+from helpers import events, table_owner_dsn
 
 NOW = datetime.now(timezone.utc)
 
@@ -135,6 +136,24 @@ def test_maintain_interval_partitions(db, interval, length):
     assert created[0].lower <= later < created[0].upper
     if interval is Interval.weekly:
         assert all(p.lower.weekday() == 0 for p in created)
+
+
+@pytest.mark.parametrize("interval", ["daily", "weekly"])
+def test_maintain_names_periods_other_length_covers(db, cli, interval):
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        before = partition_rows(connection)
+    result = cli("maintain", "--ahead", "3", "--interval", interval, dsn=db.dsn)
+    again = cli("maintain", "--ahead", "3", "--interval", "monthly", dsn=db.dsn)
+    with db.connect() as connection:
+        after = partition_rows(connection)
+    assert result.exit_code == 0, result.stderr
+    # The monthly partitions of install cover the next four days or weeks.
+    assert after == before
+    assert "4 requested periods, up to " in result.stdout
+    assert "overlap existing partitions of another length" in result.stdout
+    assert "Partitions are up to date." not in result.stdout
+    assert again.stdout.strip() == "Partitions are up to date."
 
 
 def test_maintain_rejects_bad_ahead(db, cli):
@@ -346,6 +365,23 @@ def test_rotate_keeps_partition_when_dir_unusable(old_log, cli, tmp_path, folder
         assert events(connection, where="action = 'ROTATE'") == []
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["real", "dry-run"])
+def test_rotate_rejects_role_not_owning_log(old_log, cli, tmp_path, dry_run):
+    with table_owner_dsn(old_log) as other_dsn:
+        with old_log.connect() as connection:
+            before = partition_rows(connection)
+        result = cli("rotate", "--keep", KEEP, "--archive-dir", str(tmp_path), *dry_run, dsn=other_dsn)
+        with old_log.connect() as connection:
+            after = partition_rows(connection)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "owned by role postgres" in result.stderr
+    assert "Run rotate as postgres" in result.stderr
+    assert "Would archive" not in result.stdout
+    assert after == before
+    assert list(tmp_path.iterdir()) == []
+
+
 class CorruptingDestination(LocalDestination):
     """A local folder whose stored files get one byte flipped, as a failing disk would."""
 
@@ -369,6 +405,49 @@ def test_rotate_keeps_partition_on_corrupt_archive(old_log, tmp_path, archive_fo
         assert events(connection, where="action = 'ROTATE'") == []
     # Neither the bad archive nor a scratch file stays behind.
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rotate_lock_timeout_removes_archive(old_log, tmp_path, caplog):
+    with old_log.connect() as connection, old_log.connect(autocommit=False) as reader:
+        before = partition_rows(connection)
+        # A long report on the events table makes the DETACH wait for its lock
+        # until the timeout, after the archive and its manifest were stored.
+        reader.execute("LOCK TABLE ONLY audit.events IN ACCESS SHARE MODE")
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), LocalDestination(tmp_path),
+                        ArchiveFormat.csv_gz, lock_timeout_seconds=0.5)
+        reader.rollback()
+        assert partition_rows(connection) == before
+        assert events(connection, where="action = 'ROTATE'") == []
+    assert [outcome.dropped for outcome in result.outcomes] == [False, False]
+    assert all("lock timeout" in outcome.error for outcome in result.outcomes)
+    # The next rotate would otherwise archive the same events again under a .2. name.
+    assert list(tmp_path.iterdir()) == []
+    # The command prints each kept partition's error; a warning in the log would say it a second time.
+    assert [record.getMessage() for record in caplog.records
+            if record.levelno >= logging.WARNING and "kept partition" in record.getMessage()] == []
+
+
+class UnreachableDestination(LocalDestination):
+    """A local folder that stops responding after the upload, as an S3 server that went down would."""
+
+    def fetch(self, name):
+        raise ArchiveError(f"Download of {self.describe(name)} for verification failed: connection refused")
+
+    def remove(self, name):
+        raise RuntimeError("Could not connect to the endpoint URL")
+
+
+def test_rotate_survives_store_going_down(old_log, tmp_path, caplog):
+    with old_log.connect() as connection:
+        before = partition_rows(connection)
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), UnreachableDestination(tmp_path),
+                        ArchiveFormat.csv_gz)
+        assert partition_rows(connection) == before
+    assert len(result.outcomes) == 2
+    assert all("for verification failed" in outcome.error for outcome in result.outcomes)
+    left = [record.getMessage() for record in caplog.records if "could not remove" in record.getMessage()]
+    assert len(left) == 2, caplog.text
+    assert str(tmp_path / f"audit.{old_names()[0]}.csv.gz") in left[0]
 
 
 def test_rotate_never_drops_newest_or_default(old_log, cli, tmp_path):
@@ -513,7 +592,9 @@ def test_rotate_to_missing_bucket_keeps_partitions(old_log, cli, s3_server):
     result = cli("rotate", "--keep", KEEP, "--archive-s3", "s3://no-such-bucket/x", env=s3_server,
                  dsn=old_log.dsn)
     assert result.exit_code == 1
-    assert "no-such-bucket" in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert (f"S3 bucket no-such-bucket does not exist at {s3_server['AWS_ENDPOINT_URL']}; create it or correct "
+            "the bucket in --archive-s3.") in result.stderr
     with old_log.connect() as connection:
         assert partition_rows(connection) == before
 

@@ -361,9 +361,14 @@ def test_page_links_keep_filters(log_db):
     ("/no/such/page", 404, "There is no page"),
     ("/preferences/apply?lang=de", 400, "Unknown language"),
     ("/preferences/apply?tz=Mars/Olympus", 400, "Unknown time zone"),
+    ("/?user=a%00b", 400, "The user filter contains a NUL character"),
+    ("/?q=%00", 400, "The search filter contains a NUL character"),
+    ("/export?format=csv&table=film%00", 400, "The table filter contains a NUL character"),
+    ("/history?table=film&entity=1%00", 400, "The entity id filter contains a NUL character"),
 ], ids=["bad-from", "bad-to", "last-day-to", "swapped-range", "unknown-table", "bad-entity", "unknown-action", "malformed-action", "bad-period", "huge-page",
         "negative-page", "bad-cursor", "huge-cursor", "two-cursors", "missing-cursor", "missing-event",
-        "bad-event-id", "huge-event-id", "bad-export-format", "unknown-path", "bad-language", "bad-time-zone"])
+        "bad-event-id", "huge-event-id", "bad-export-format", "unknown-path", "bad-language", "bad-time-zone",
+        "nul-user", "nul-search", "nul-export-table", "nul-history-entity"])
 def test_invalid_request_gets_clear_error_page(client, path, status, text):
     response = client.get(path)
     assert response.status_code == status

@@ -300,7 +300,7 @@ class Destination:
         raise NotImplementedError
 
     def remove(self, name: str) -> None:
-        """Delete a stored file that failed verification, so no bad archive stays under a final name."""
+        """Delete a file that a failed rotation stored, so that no bad or duplicate archive stays under a final name."""
         raise NotImplementedError
 
     def scratch_dir(self) -> str | None:
@@ -405,6 +405,11 @@ class S3Destination(Destination):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
+            # HeadBucket has no response body, so a missing bucket shows only as its HTTP status.
+            if _s3_status(exc) == 404:
+                raise ArchiveError(_("S3 bucket {bucket} does not exist at {endpoint}; create it or correct the "
+                                     "bucket in --archive-s3.").format(
+                    bucket=self.bucket, endpoint=self.client.meta.endpoint_url)) from exc
             raise ArchiveError(_("S3 bucket {bucket} is not reachable: {error}").format(
                 bucket=self.bucket, error=exc)) from exc
 

@@ -9,7 +9,7 @@ import psycopg
 
 from .query import Event
 from .records import RecordKey, find_current_table, record_events, resolve_record
-from .renamed_tables import find_renamed_table
+from .renamed_tables import find_former_names, find_renamed_table
 from .schema import require_installed
 
 # Marks a field that had no value on one side: before an INSERT, after a DELETE.
@@ -70,11 +70,9 @@ def record_history(connection: psycopg.Connection, schema: str, table_name: str,
     ``key_values`` are the ID arguments of ``auditctl history``: one value
     per key column, or one JSON array. Events of tables dropped since are
     found by name as well. A name the table had before a rename finds the
-    events recorded under that name, and ``record.renamed_to`` names the table now.
+    events recorded under that name, and ``record.renamed_to`` names the
+    table now. The current name finds the events under its former names too.
     """
-    # NOTE: the history under a table's current name does not mention events
-    # recorded under a name it had before a rename. Only the log's rename
-    # records (see renamed_tables) tell, and no index finds them by new name.
     record = resolve_record(connection, schema, table_name, key_values)
     entries = [HistoryEntry(event, field_changes(event)) for event in record_events(connection, schema, record)]
     return RecordHistory(record, entries)
@@ -97,7 +95,8 @@ def entity_history(connection: psycopg.Connection, schema: str, entity_type: str
     require_installed(connection, schema)
     table = find_current_table(connection, schema, entity_type)
     renamed_to = None if table is not None else find_renamed_table(connection, schema, entity_type)
-    record = RecordKey(entity_type, entity_id, table, renamed_to=renamed_to)
+    former_names = tuple(find_former_names(connection, schema, table)) if table is not None else ()
+    record = RecordKey(entity_type, entity_id, table, renamed_to=renamed_to, former_names=former_names)
     events = record_events(connection, schema, record)
     if not events:
         record = resolve_record(connection, schema, entity_type, [entity_id])

@@ -140,6 +140,8 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         steps = plan_schema(connection, schema)
         result.schema_steps = [step.name for step in steps]
         fresh = not schema_exists(connection, schema)
+        if not fresh:
+            tables = _with_renamed_namesakes(connection, schema, tables, all_tables)
         result.enable_always = enable_always if enable_always is not None else (
             not fresh and load_enable_always(connection, schema))
         _reject_tables_of_other_logs(connection, schema, tables)
@@ -381,6 +383,26 @@ def _installed_triggers(connection: psycopg.Connection, schema: str) -> dict[int
     return result
 
 
+def _with_renamed_namesakes(connection: psycopg.Connection, schema: str, tables: list[Table],
+                            all_tables: list[Table]) -> list[Table]:
+    """Put first the renamed audited tables that the last install registered under a name in ``tables``.
+
+    Without DDL capture, a renamed table keeps the trigger function, the
+    rules and the name in its events of its old name until install
+    generates its trigger again. A new table created under that name needs
+    all three, so the renamed table is installed first, as maintain would.
+    """
+    chosen = {table.oid for table in tables}
+    names = {table.entity_type for table in tables}
+    by_oid = {table.oid: table for table in all_tables}
+    namesakes = [by_oid[oid] for oid, (name, _function) in _registry(connection, schema).items()
+                 if name in names and oid not in chosen and oid in by_oid and by_oid[oid].entity_type != name]
+    for table in namesakes:
+        logger.info("installing renamed table %s first, because its trigger still uses the name of a table to "
+                    "install", table.entity_type)
+    return namesakes + tables
+
+
 def _registry(connection: psycopg.Connection, schema: str) -> dict[int, tuple[str, str]]:
     """Map the OIDs of registered tables to their name at the last install and their trigger function."""
     rows = connection.execute(
@@ -554,6 +576,55 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
         else:
             _record(connection, schema, "AUDIT_UNINSTALL", {"removed": result.removed})
     return result
+
+
+def hand_over_attached_tables(connection: psycopg.Connection, schema: str,
+                              lock_timeout_seconds: float = 10.0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Remove the own triggers of audited tables that became partitions of an audited table.
+
+    PostgreSQL 15 lets an audited table be attached to an audited
+    partitioned table, and then both the table's own triggers and those it
+    got from the partitioned table record its changes. The DDL event trigger
+    hands such a table over at once. Without DDL capture, maintain does it
+    here: the table's trigger function is dropped with its triggers, its
+    registry row deleted, and an AUDIT_UNINSTALL event names both tables,
+    in one transaction per table. Returns the pairs of table and partitioned
+    table handed over, and the tables whose lock was not granted in time,
+    with the error.
+    """
+    audit = quote_ident(schema)
+    handed_over, failed = [], []
+    candidates = connection.execute(
+        f"""SELECT r.table_id::oid::bigint, r.table_name, root.table_name
+              FROM {audit}.audited_tables AS r
+              JOIN pg_catalog.pg_class AS c ON c.oid = r.table_id
+              JOIN {audit}.audited_tables AS root ON root.table_id = pg_catalog.pg_partition_root(c.oid)
+             WHERE c.relispartition AND root.table_id <> r.table_id
+             ORDER BY r.table_name""").fetchall()
+    for oid, name, parent in candidates:
+        try:
+            with connection.transaction():
+                _lock(connection, lock_timeout_seconds)
+                # Checked again under the install lock, because another install may have handed it over first.
+                row = connection.execute(
+                    f"""SELECT r.function_name FROM {audit}.audited_tables AS r
+                        JOIN pg_catalog.pg_class AS c ON c.oid = r.table_id
+                        WHERE r.table_id = %s::oid AND c.relispartition""", (oid,)).fetchone()
+                if row is None:
+                    continue
+                # CASCADE drops the table's triggers, and the TRUNCATE triggers it put on its own leaves.
+                connection.execute(f"DROP FUNCTION IF EXISTS {audit}.{quote_ident(row[0])}() CASCADE")
+                connection.execute(f"DELETE FROM {audit}.audited_tables WHERE table_id = %s::oid", (oid,))
+                _record(connection, schema, "AUDIT_UNINSTALL", {"removed": [name], "partition_of": parent})
+        except psycopg.errors.LockNotAvailable:
+            error = _("could not lock it, because another transaction holds it. Run maintain again when long "
+                      "transactions have finished.")
+            logger.warning("kept the own audit triggers of %s: %s", name, error)
+            failed.append((name, error))
+            continue
+        logger.info("handed %s over to the audit triggers of %s, whose partition it is", name, parent)
+        handed_over.append((name, parent))
+    return handed_over, failed
 
 
 def _uninstall_targets(names: list[str], tables: list[Table], registry: dict[int, tuple[str, str]]) -> list[int]:

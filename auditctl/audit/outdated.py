@@ -7,7 +7,9 @@ on every row what a generated function has written into its code. Without
 DDL capture, a generated trigger stays as it was after an ALTER, and may
 store a renamed or added secret column in clear, and a partition created
 or attached later has no TRUNCATE trigger. ``auditctl maintain`` installs
-the generated triggers of such tables again.
+the generated triggers of such tables again, and hands an audited table
+that was attached to an audited partitioned table over to the latter's
+triggers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import psycopg
 from ..errors import AuditctlError
 from .catalog import Table
 from .ddl import DdlCapture
-from .install import install
+from .install import hand_over_attached_tables, install
 from .rules import ColumnRule, Rule
 from .schema import schema_exists
 from .status import TableState, table_states
@@ -38,6 +40,10 @@ class RegenerateResult:
     regenerated: list[str] = field(default_factory=list)
     # Partitioned tables whose new leaf partitions got the TRUNCATE trigger.
     covered: list[str] = field(default_factory=list)
+    # Audited tables attached to an audited partitioned table, which now records their changes, with its name.
+    handed_over: list[tuple[str, str]] = field(default_factory=list)
+    # Such tables whose lock was not granted, with the error; they still record their changes twice.
+    handover_failed: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     # Rules that followed a renamed column, and rules removed, as install reports them.
     followed_rules: list[tuple[Table, str, str]] = field(default_factory=list)
@@ -60,6 +66,7 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
     result = RegenerateResult()
     if not schema_exists(connection, schema):
         return result
+    result.handed_over, result.handover_failed = hand_over_attached_tables(connection, schema, lock_timeout_seconds)
     outdated = [(table, status) for table, status in table_states(connection, schema)
                 if table is not None and (status.state is TableState.OUTDATED
                                           or (status.state is TableState.AUDITED and status.uncovered_partitions))]

@@ -74,6 +74,11 @@ class MaintainResult:
     # Rows left in the default partition because their period overlaps an
     # existing partition of another length.
     left_in_default: int = 0
+    # Requested periods that overlap existing partitions of another length,
+    # so that no partition of the requested length was created for them.
+    covered_periods: int = 0
+    # The end of the last such period, or None when there is none.
+    covered_until: datetime | None = None
 
 
 def list_partitions(connection: psycopg.Connection, schema: str, count_rows: bool = True) -> list[Partition]:
@@ -150,7 +155,11 @@ def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
             start = period_start(now, interval)
             for _step in range(ahead + 1):
                 end = next_period(start, interval)
-                if not any(p.overlaps(start, end) for p in partitions):
+                covering = [p for p in partitions if p.overlaps(start, end)]
+                if any((p.lower, p.upper) != (start, end) for p in covering):
+                    result.covered_periods += 1
+                    result.covered_until = end
+                if not covering:
                     name = partition_name(start, interval)
                     _execute(connection, sql.SQL(
                         "CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(

@@ -20,7 +20,7 @@ from ..errors import AmbiguousTableError, EventNotFoundError, InvalidArgumentErr
 from ..i18n import _, ngettext
 from .catalog import Table, list_tables
 from .query import SELECT_EVENTS, Event, EventFilter, entity_types_for, in_column_order, load_key_array
-from .renamed_tables import find_renamed_table
+from .renamed_tables import FormerName, find_former_names, find_renamed_table
 from .schema import require_installed
 
 
@@ -38,6 +38,8 @@ class RecordKey:
     # The table under its current name when ``entity_type`` is a name it had
     # before a rename, and ``table`` is None.
     renamed_to: Table | None = None
+    # The names ``table`` had before renames, whose events are part of the record's history.
+    former_names: tuple[FormerName, ...] = ()
 
     @property
     def entity_ids(self) -> list[str]:
@@ -101,7 +103,8 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
     stored_ids = _session_dependent_ids(connection, schema, table, entity_type, key_values)
     if renamed_to is not None:
         return RecordKey(entity_type, entity_id, None, stored_ids, renamed_to)
-    return RecordKey(entity_type, entity_id, table, stored_ids)
+    return RecordKey(entity_type, entity_id, table, stored_ids,
+                     former_names=tuple(find_former_names(connection, schema, table)))
 
 
 def _key_count_message(entity_type: str, key_columns: tuple[str, ...]) -> str:
@@ -257,11 +260,18 @@ def record_events(connection: psycopg.Connection, schema: str, record: RecordKey
 
     Ordered by id, not occurred_at: a statement that waited for the row's
     lock writes after a change that started later, and ids follow the writes.
+    Events recorded under the table's former names are included.
     """
-    statement = sql.SQL(SELECT_EVENTS + " ORDER BY id").format(
-        audit=sql.Identifier(schema), where=sql.SQL("WHERE entity_type = %s AND entity_id = ANY(%s)"))
+    names = [sql.SQL("entity_type = {}").format(record.entity_type)]
+    for former in record.former_names:
+        if former.before_id is None:
+            names.append(sql.SQL("entity_type = {}").format(former.name))
+        else:
+            names.append(sql.SQL("(entity_type = {} AND id < {})").format(former.name, former.before_id))
+    where = sql.SQL("WHERE ({}) AND entity_id = ANY({})").format(sql.SQL(" OR ").join(names), record.entity_ids)
+    statement = sql.SQL(SELECT_EVENTS + " ORDER BY id").format(audit=sql.Identifier(schema), where=where)
     with connection.cursor(row_factory=class_row(Event)) as cursor:
-        cursor.execute(statement, (record.entity_type, record.entity_ids))
+        cursor.execute(statement)
         return in_column_order(connection, cursor.fetchall())
 
 

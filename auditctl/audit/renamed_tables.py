@@ -15,6 +15,8 @@ table an old name belongs to now:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import psycopg
 from psycopg import sql
 
@@ -29,17 +31,47 @@ SELECT r.table_id::pg_catalog.oid::bigint
  WHERE r.table_name = %s
 """
 
-# NOTE: no index covers these events, so this scans the log. It runs only
-# for a name that no current table has.
+# auditctl's own events name no table in entity_type, so the index by
+# entity finds them among the log's events of that kind only.
 _LOGGED_RENAME = """
 SELECT CASE action WHEN 'AUDIT_TRIGGER_REFRESHED' THEN details ->> 'table'
                    ELSE details -> 'renamed_tables' ->> %(name)s END
   FROM {audit}.events
- WHERE (action = 'AUDIT_TRIGGER_REFRESHED' AND details ->> 'previous_table' = %(name)s)
-    OR (action = 'AUDIT_INSTALL' AND details -> 'renamed_tables' ? %(name)s)
+ WHERE entity_type IS NULL
+   AND ((action = 'AUDIT_TRIGGER_REFRESHED' AND details ->> 'previous_table' = %(name)s)
+        OR (action = 'AUDIT_INSTALL' AND details -> 'renamed_tables' ? %(name)s))
  ORDER BY id DESC
  LIMIT 1
 """
+
+# The names that a table named %(name)s had before, each with the id of
+# the event that records the rename.
+_LOGGED_FORMER_NAMES = """
+SELECT details ->> 'previous_table', id
+  FROM {audit}.events
+ WHERE entity_type IS NULL AND action = 'AUDIT_TRIGGER_REFRESHED'
+   AND details ->> 'table' = %(name)s AND details ? 'previous_table'
+UNION ALL
+SELECT renamed.old_name, e.id
+  FROM {audit}.events AS e,
+       pg_catalog.jsonb_each_text(e.details -> 'renamed_tables') AS renamed(old_name, new_name)
+ WHERE e.entity_type IS NULL AND e.action = 'AUDIT_INSTALL' AND renamed.new_name = %(name)s
+ ORDER BY 2 DESC
+"""
+
+_REGISTERED_NAME = """
+SELECT r.table_name FROM {audit}.audited_tables AS r WHERE r.table_id = %s::pg_catalog.oid
+"""
+
+
+@dataclass(frozen=True)
+class FormerName:
+    """A name that a table had before a rename, under which some of its events are recorded."""
+
+    name: str
+    # Events under the name belong to the table when their id is below this
+    # one, the id of the event that records the rename; None for all of them.
+    before_id: int | None
 
 
 def find_renamed_table(connection: psycopg.Connection, schema: str, entity_type: str) -> Table | None:
@@ -66,3 +98,34 @@ def find_renamed_table(connection: psycopg.Connection, schema: str, entity_type:
         name = row[0]
         seen.add(name)
     return None
+
+
+def find_former_names(connection: psycopg.Connection, schema: str, table: Table) -> list[FormerName]:
+    """Return the names that ``table`` had before one or more renames, newest first.
+
+    The generated trigger writes the name it was generated for until install
+    or maintain generates it again. So the event that records the rename,
+    written by DDL capture at the rename or by that install, marks where the
+    events under the old name end. A registered name that no event records
+    yet is taken for all its events, unless a current table has that name.
+    """
+    # NOTE: a name that two tables had in turn, each renamed away later,
+    # counts the events of the first table for the second as well. The log
+    # records where each name's use ends, not where it starts.
+    audit = sql.Identifier(schema)
+    current = {each.entity_type for each in list_tables(connection, schema)}
+    found: dict[str, int | None] = {}
+    names = [table.entity_type]
+    for _rename in range(_MAX_RENAMES):
+        if not names:
+            break
+        name = names.pop(0)
+        rows = connection.execute(sql.SQL(_LOGGED_FORMER_NAMES).format(audit=audit), {"name": name}).fetchall()
+        for old_name, event_id in rows:
+            if old_name != table.entity_type and old_name not in found:
+                found[old_name] = event_id
+                names.append(old_name)
+    row = connection.execute(sql.SQL(_REGISTERED_NAME).format(audit=audit), (table.oid,)).fetchone()
+    if row is not None and row[0] not in found and row[0] not in current:
+        found[row[0]] = None
+    return [FormerName(name, before_id) for name, before_id in found.items()]

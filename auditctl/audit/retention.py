@@ -28,6 +28,7 @@ from .archive import (ArchiveError, ArchiveExistsError, ArchiveFormat, Destinati
                       manifest_bytes, partition_contents, read_contents, same_time, write_archive)
 from .events import log_event
 from .partitions import Partition, list_partitions
+from .schema import require_log_owner
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +190,13 @@ def rotate(connection: psycopg.Connection, schema: str, keep: timedelta, destina
 
     A partition whose archive fails at any step is kept, and the error is
     recorded in its outcome; the other partitions are still processed. A dry
-    run checks the destination as a real run does, so that it fails the same way.
+    run checks the role and the destination as a real run does, so that it
+    fails the same way.
     """
     now = now or datetime.now(timezone.utc)
+    # Only the log's owner, a member of it or a superuser can drop partitions,
+    # so any other role would fail on every partition.
+    require_log_owner(connection, schema, "rotate")
     destination.check()
     result = RotationResult(cutoff=now - keep, dry_run=dry_run)
     for candidate in plan_rotation(connection, schema, keep, destination, archive_format, now):
@@ -204,7 +209,8 @@ def rotate(connection: psycopg.Connection, schema: str, keep: timedelta, destina
             _rotate_one(connection, schema, candidate, destination, archive_format, outcome, lock_timeout_seconds)
         except (AuditctlError, psycopg.Error, OSError) as exc:
             outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            logger.warning("kept partition %s.%s: %s", schema, candidate.partition.name, outcome.error)
+            # INFO, because the command prints the error itself once the run ends.
+            logger.info("kept partition %s.%s: %s", schema, candidate.partition.name, outcome.error)
     return result
 
 
@@ -232,21 +238,24 @@ def _rotate_one(connection: psycopg.Connection, schema: str, candidate: Rotation
             last_event_at=expected.last_event_at, range_from=partition.lower.isoformat(),
             range_to=partition.upper.isoformat(), sha256=sha256, bytes=size,
             created_at=datetime.now(timezone.utc).isoformat())
+        stored = [name]
         try:
             _verify(destination, name, archive_format, manifest)
             _store_manifest(destination, name, manifest)
-        except ArchiveError:
-            # The archive is this run's own file, so no bad or unlisted archive stays behind.
-            destination.remove(name)
+            stored.append(manifest_name(name))
+            connection.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                sql.Identifier(schema, "events"), table))
+            connection.execute(sql.SQL("DROP TABLE {}").format(table))
+            log_event(connection, schema, "ROTATE", user_id=None, entity_type=f"{schema}.events",
+                      details={"partition": partition.name, "rows": expected.rows, "archive": location,
+                               "sha256": sha256, "bytes": size, "range_from": manifest.range_from,
+                               "range_to": manifest.range_to, "auditctl_version": __version__})
+        except BaseException:
+            # The transaction rolls back and keeps the partition. Files left behind would hold
+            # the same events as the next run's archive, or be a bad archive, so they go too.
+            # NOTE: a failed COMMIT below leaves them, since the partition may be gone by then.
+            _remove_stored(destination, stored)
             raise
-
-        connection.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
-            sql.Identifier(schema, "events"), table))
-        connection.execute(sql.SQL("DROP TABLE {}").format(table))
-        log_event(connection, schema, "ROTATE", user_id=None, entity_type=f"{schema}.events",
-                  details={"partition": partition.name, "rows": expected.rows, "archive": location,
-                           "sha256": sha256, "bytes": size, "range_from": manifest.range_from,
-                           "range_to": manifest.range_to, "auditctl_version": __version__})
     logger.info("archived partition %s.%s to %s and dropped it (rows: %d)", schema, partition.name, location,
                 expected.rows)
     outcome.location = location
@@ -254,6 +263,17 @@ def _rotate_one(connection: psycopg.Connection, schema: str, candidate: Rotation
     outcome.archive_bytes = size
     outcome.released_bytes = released
     outcome.dropped = True
+
+
+def _remove_stored(destination: Destination, names: list[str]) -> None:
+    """Delete the files that a failed rotation stored, and log a warning for each one that stays."""
+    for name in names:
+        try:
+            destination.remove(name)
+        except Exception as exc:
+            # An S3 store that stopped responding also fails here. The rotation's own error is the one to raise.
+            logger.warning("could not remove %s after the failed rotation; delete it before the next rotate, "
+                           "which would archive the same events again: %s", destination.describe(name), exc)
 
 
 def _store_archive(destination: Destination, local: Path, name: str, schema: str, partition: str,

@@ -96,7 +96,7 @@ def maintain(
             render.print_maintenance(result, quiet=quiet)
         regenerated = regenerate_outdated_triggers(connection, schema)
     render.print_regenerated(regenerated, quiet=quiet)
-    if regenerated.failed:
+    if regenerated.failed or regenerated.handover_failed:
         raise typer.Exit(1)
 
 

@@ -82,8 +82,16 @@ class PageRequest:
     number: int = 1
 
 
+def reject_nul(value: str, label: str) -> None:
+    """Raise FilterError if ``value`` contains a NUL character, which PostgreSQL text cannot hold."""
+    if "\x00" in value:
+        raise FilterError(_("The {field} filter contains a NUL character (%00), which the database cannot "
+                            "compare; remove it.").format(field=label))
+
+
 def _text(params: QueryParams, name: str, label: str) -> str:
     value = params.get(name, "").strip()
+    reject_nul(value, label)
     if len(value) > MAX_VALUE_LENGTH:
         raise FilterError(ngettext("The {field} filter is longer than {length} character; shorten it.",
                                    "The {field} filter is longer than {length} characters; shorten it.",

@@ -18,7 +18,7 @@ from ..audit.records import typed_entity_filter
 from ..i18n import LANGUAGES, _
 from . import formatting
 from .database import read_only_connection
-from .filters import PERIODS, FilterError, FilterForm, PageRequest, parse_filters, parse_page
+from .filters import PERIODS, FilterError, FilterForm, PageRequest, parse_filters, parse_page, reject_nul
 from .login import apply_session, authenticate, safe_next
 from .middleware import LANGUAGE_COOKIE, TIME_ZONE_COOKIE
 from .rendering import WebError, render
@@ -154,6 +154,11 @@ async def history_page(request: Request) -> Response:
     if not entity_type or not entity_id or len(entity_type) > 300 or len(entity_id) > 1000:
         raise WebError(400, _("Invalid record"),
                        _("Open a record's history from one of its events: the address needs table and entity."))
+    try:
+        reject_nul(entity_type, _("table"))
+        reject_nul(entity_id, _("entity id"))
+    except FilterError as exc:
+        raise WebError(exc.status_code, _("Invalid record"), str(exc)) from None
     history = await run_in_threadpool(_load_history, request.app.state.config, entity_type, entity_id)
     entries = [(entry.event, formatting.change_lines(entry.event, shorten=False)) for entry in history.entries]
     record = history.record
