@@ -572,7 +572,13 @@ def _print_advice(report: StatusReport) -> None:
                           style="yellow", markup=False)
         for message in _state_advice(item):
             console.print(message, style=_STATE_STYLE[item.state], markup=False)
-        if item.uncovered_partitions:
+        if len(item.uncovered_partitions) == 1:
+            # Russian uses the ngettext form of one partition for 21 as well, so one partition has its own message.
+            console.print(_("{table}: partition {partition} has no TRUNCATE trigger, so its TRUNCATE is not recorded. "
+                            "Run `auditctl install {table}` or `auditctl maintain` to add it.")
+                          .format(table=item.entity_type, partition=item.uncovered_partitions[0]),
+                          style="red", markup=False)
+        elif item.uncovered_partitions:
             console.print(ngettext(
                 "{table}: partition {partitions} has no TRUNCATE trigger, so its TRUNCATE is not recorded. "
                 "Run `auditctl install {table}` or `auditctl maintain` to add it.",
@@ -611,6 +617,11 @@ def _foreign_partition_message(table: str, partition: str) -> str:
 def _state_advice(item: TableStatus) -> list[str]:
     """Say what to run for one table whose audit trigger is not up to date, or nothing."""
     table = item.entity_type
+    if item.state is TableState.DISABLED and len(item.disabled_partitions) == 1:
+        # Russian uses the ngettext form of one partition for 21 as well, so one partition has its own message.
+        return [_("{table}: the TRUNCATE trigger of partition {partition} is disabled, so its TRUNCATE is not "
+                  "recorded; row changes are. Run `auditctl install {table}` to enable it again.")
+                .format(table=table, partition=item.disabled_partitions[0])]
     if item.state is TableState.DISABLED and item.disabled_partitions:
         return [ngettext(
             "{table}: the TRUNCATE trigger of partition {partitions} is disabled, so its TRUNCATE is not recorded; "

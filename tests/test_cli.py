@@ -472,6 +472,37 @@ def test_details_type_error_in_russian(details, got):
     assert str(caught.value) == f"Неверное значение --details: ожидался JSON-объект, {got}."
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["maintain", "--ahead", "400"], "Ошибка: Неверное значение --ahead «400»: укажите число секций от 0 до 366.\n"),
+    (["query", "--after", "-5"], "Ошибка: Неверное значение --after «-5»: укажите номер события.\n"),
+    (["query", "--action", "updat"], "Ошибка: Неизвестное действие «updat»: в журнале нет событий с ним. "),
+], ids=["ahead", "after", "action"])
+def test_russian_error_quotes_value(audited, cli, args, expected):
+    result = cli(*args, env={"LANG": "ru_RU.UTF-8"}, dsn=audited.dsn)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(expected)
+
+
+def test_quiet_help_in_russian(cli):
+    # In Russian "журнал" is the audit log, so the help of -q must not say it writes to one.
+    help_text = cli("--help", env={"LANG": "ru_RU.UTF-8"}).stdout
+    flowing = " ".join(help_text.replace("│", " ").split())
+    assert "Сообщать только об ошибках; maintain тогда печатает только то, что требует внимания." in flowing
+    assert "Записывать в журнал" not in flowing
+
+
+def test_details_json_error_in_russian():
+    from auditctl.audit.events import parse_details
+    from auditctl.errors import InvalidArgumentError
+    from auditctl.i18n import use_language
+    with use_language("ru"), pytest.raises(InvalidArgumentError) as caught:
+        parse_details("{bad")
+    message = str(caught.value)
+    assert "Expecting" not in message
+    assert message == ("Неверное значение --details: это не JSON (ошибка в строке 1, столбце 2). "
+                       "Передайте JSON-объект, например «{\"reason\": \"manual\"}».")
+
+
 def test_install_names_tables_in_russian(db, cli):
     with db.connect() as connection:
         connection.execute('CREATE TABLE "Order" (id int PRIMARY KEY)')
@@ -867,11 +898,19 @@ def test_install_dry_run_logs_no_progress(db, cli):
 
 @pytest.fixture
 def owned_table_dsn(db):
-    """Return the DSN of a role that is not a superuser and owns one table, so that install logs a warning."""
+    """Return the DSN of a role that is not a superuser and owns one table, so that DDL capture stays off."""
     with table_owner_dsn(db) as dsn:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         yield dsn
+
+
+def test_install_prints_ddl_capture_off_once(owned_table_dsn):
+    result = run_cli("install", "--all", dsn=owned_table_dsn, env={"LANG": "ru_RU.UTF-8"})
+    assert result.exit_code == 0, result.stderr
+    # The printed line says it in the user's language, so no English log line repeats it.
+    assert "may not create event triggers" not in result.stderr
+    assert "Эта роль не может создавать событийные триггеры" in " ".join(result.stdout.split())
 
 
 def test_maintain_warns_once_without_ddl_capture(owned_table_dsn):
@@ -891,13 +930,20 @@ def test_maintain_warns_once_without_ddl_capture(owned_table_dsn):
 
 
 def install_and_maintain(on_terminal: bool, dsn: str, *flags: str) -> str:
-    """Run install and maintain, on a terminal or with pipes, and return all that both printed."""
+    """Run install, change the table, run maintain, on a terminal or with pipes, and return all that both printed.
+
+    maintain regenerates the changed table's trigger and so logs its warning
+    that the role may not create event triggers.
+    """
     run = run_cli_in_terminal if on_terminal else run_cli
     output = ""
     for args in (["install", "--all"], ["maintain", "--ahead", "5"]):
         result = run(*args, *flags, dsn=dsn)
         assert result.exit_code == 0, result.stdout + result.stderr
         output += result.stdout + result.stderr
+        if args[0] == "install":
+            with psycopg.connect(dsn, autocommit=True) as connection:
+                connection.execute("ALTER TABLE a ADD COLUMN note text")
     return output
 
 
@@ -1087,7 +1133,8 @@ def test_query_entity_id_without_table_as_typed(readings, cli):
 
 
 @pytest.mark.parametrize(("entity_id", "message"), [
-    ('["soon", 16051]', "Invalid key value for public.reading: invalid input syntax for type timestamp"),
+    ('["soon", 16051]', "Invalid key value 'soon' for column taken_at (timestamp with time zone) of public.reading: "
+                        "invalid input syntax for type timestamp"),
     ("16051", "Invalid --entity-id value '16051': table public.reading has a primary key of 2 columns "
               "(taken_at, sensor); give their values as one JSON array"),
 ], ids=["bad-value", "too-few"])

@@ -226,7 +226,7 @@ def test_history_narrow_values_stay_readable(db, language, value_width, whole_na
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["customer", "1", "2"], "primary key of 1 column"),
+    (["customer", "1", "2"], "one-column primary key"),
     (["customer", "abc"], "Invalid key value"),
     (["Work Stage", "[1,"], "Invalid record id"),
     (["nosuch", "1"], "not found"),
@@ -237,6 +237,22 @@ def test_history_bad_input_one_line(shop, cli, args, message):
     assert result.exit_code != 0
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("language", "table", "key", "expected"), [
+    ("en", "customer", ["1", "2"], "Table public.customer has a one-column primary key (id); give one value."),
+    ("ru", "customer", ["1", "2"],
+     "Первичный ключ таблицы public.customer состоит из одного столбца (id); укажите одно значение."),
+    ("en", '"Work Stage"', ["pr00000010", "x"],
+     "Invalid key value 'x' for column stageNo (integer) of public.Work Stage: invalid input syntax"),
+    ("ru", '"Work Stage"', ["pr00000010", "x"],
+     "Неверное значение ключа «x» для столбца stageNo (integer) таблицы public.Work Stage: invalid input syntax"),
+], ids=["one-column-count-en", "one-column-count-ru", "bad-value-en", "bad-value-ru"])
+def test_history_key_error_wording(shop, language, table, key, expected):
+    from auditctl.i18n import use_language
+    with shop.connect() as connection, use_language(language), pytest.raises(InvalidArgumentError) as caught:
+        record_history(connection, "audit", table, key)
+    assert str(caught.value).startswith(expected)
 
 
 def test_history_after_drop_and_recreate(shop):

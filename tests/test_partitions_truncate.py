@@ -408,3 +408,35 @@ def test_status_names_partition_of_unaudited_table(db, cli):
     assert ("public.pay_2026 is now a partition of public.pay, which is not audited; its own audit triggers still "
             "record its changes.") in text
     assert "second time" not in text
+
+
+def _add_partitions(connection, count: int) -> list[str]:
+    """Add ``count`` one-day partitions of pay from 2030-01-01 and return their names."""
+    names = []
+    for day in range(1, count + 1):
+        name = f"pay_2030_01_{day:02d}"
+        connection.execute(f"CREATE TABLE {name} PARTITION OF pay "
+                           f"FOR VALUES FROM ('2030-01-{day:02d}') TO ('2030-01-{day + 1:02d}')")
+        names.append(name)
+    return names
+
+
+def test_russian_status_of_21_partitions(db, cli):
+    # Russian takes the singular form for 21, so that form must not assume one partition.
+    russian = {"LANG": "ru_RU.UTF-8"}
+    with table_owner_dsn(db) as owner_dsn:
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute(PAY_TREE)
+            install(connection, "audit", ["pay"])
+            _add_partitions(connection, 21)
+        uncovered = " ".join(cli("status", dsn=owner_dsn, env=russian).stdout.split())
+    with db.connect() as connection:
+        connection.execute(PAY_TREE)
+        install(connection, "audit", ["pay"])
+        for name in _add_partitions(connection, 21):
+            connection.execute(f"ALTER TABLE {name} DISABLE TRIGGER auditctl_truncate")
+    disabled = " ".join(cli("status", dsn=db.dsn, env=russian).stdout.split())
+    assert "public.pay: у секций public.pay_2030_01_01," in uncovered
+    assert "нет триггера TRUNCATE, поэтому их TRUNCATE не записывается. Добавьте их командой" in uncovered
+    assert "public.pay: триггеры TRUNCATE секций public.pay_2030_01_01," in disabled
+    assert "отключены, поэтому их TRUNCATE не записывается" in disabled

@@ -211,3 +211,21 @@ def test_refreshed_table_keeps_always_mode(item_db):
     assert codes == {"A"}
     assert [(e["entity_type"], e["new_values"]) for e in recorded] == [("public.article", {"name": "seen"})]
     assert len(ddl) == 1
+
+
+def test_russian_status_of_21_tables(db, cli):
+    # Russian takes the singular form for 21, so that form must not assume one table.
+    names = [f"t{number}" for number in range(1, 22)]
+    with db.connect() as connection:
+        for name in names:
+            connection.execute(f"CREATE TABLE {name} (id int PRIMARY KEY)")
+        install(connection, "audit", [], use_all=True)
+    russian = {"LANG": "ru_RU.UTF-8"}
+    bypass = " ".join(cli("status", dsn=db.dsn, env=russian).stdout.split())
+    with db.connect() as connection:
+        install(connection, "audit", [], use_all=True, enable_always=True)
+        for name in names:
+            connection.execute(f"ALTER TABLE {name} ENABLE TRIGGER auditctl_update")
+    not_always = " ".join(cli("status", dsn=db.dsn, env=russian).stdout.split())
+    assert "replica не запускает триггеры аудита в 21 таблице." in bypass
+    assert "но триггеры аудита в 21 таблице не в режиме ENABLE ALWAYS: public.t1," in not_always

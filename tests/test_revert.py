@@ -290,9 +290,30 @@ def test_revert_delete_rejected_by_new_constraint(shop):
         delete = events(connection)[-1]
         connection.execute("ALTER TABLE customer ADD COLUMN region text NOT NULL DEFAULT 'x'")
         connection.execute("ALTER TABLE customer ALTER COLUMN region DROP DEFAULT")
-        with pytest.raises(RevertConflictError, match="database rejected a restored row"):
+        with pytest.raises(RevertConflictError) as caught:
             revert_event(connection, "audit", delete["id"], user_id=None)
         assert connection.execute("SELECT count(*) FROM customer").fetchone()[0] == 0
+    assert str(caught.value).startswith(
+        f"Nothing was reverted, because the database rejected the row that event {delete['id']} restores "
+        "in public.customer: ")
+
+
+def test_revert_rejected_row_names_event(shop):
+    with shop.connect() as connection:
+        connection.execute("CREATE UNIQUE INDEX link_a_b ON link (a, b)")
+        connection.execute("INSERT INTO link VALUES (1, 'x'), (2, 'y')")
+        connection.execute("DELETE FROM link")
+        transaction_id = events(connection)[-1]["transaction_id"]
+        [first, second] = events(connection, where="action = 'DELETE'")
+        connection.execute("INSERT INTO link VALUES (1, 'x')")
+        expected_id = first["id"] if first["old_values"]["a"] == 1 else second["id"]
+        with pytest.raises(RevertConflictError) as caught:
+            revert_transaction(connection, "audit", transaction_id, user_id=None)
+        assert _links(connection) == [(1, "x")]
+    message = str(caught.value)
+    assert message.startswith(f"Nothing was reverted, because the database rejected the row that event "
+                              f"{expected_id} restores in public.link: ")
+    assert "link_a_b" in message
 
 
 @pytest.fixture

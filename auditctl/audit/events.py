@@ -27,6 +27,7 @@ def parse_details(text: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
+        # exc.msg is the json module's English wording, so translations leave {error} out.
         raise InvalidArgumentError(
             _("Invalid --details JSON at line {line}, column {column}: {error}. Pass a JSON object such as "
               "'{{\"reason\": \"manual\"}}'.").format(line=exc.lineno, column=exc.colno, error=exc.msg)) from None

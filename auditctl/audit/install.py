@@ -128,8 +128,9 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
     transaction, so an error leaves the database as it was. Running it again
     with the same arguments changes nothing. With ``dry_run`` nothing runs,
     and ``statements`` contains the SQL that would. ``warn_ddl_capture_off``
-    False leaves the warning about missing event triggers to a caller that
-    installs table by table.
+    False leaves the warning about missing event triggers to the caller,
+    such as maintain, which installs table by table, or the CLI, which prints
+    it translated.
     """
     result = InstallResult(dry_run=dry_run)
     with connection.transaction():

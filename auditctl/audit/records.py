@@ -98,18 +98,25 @@ def resolve_record(connection: psycopg.Connection, schema: str, table_name: str,
             _("Table {table} has no primary key, so its events name no record; use `auditctl query --table` instead.")
             .format(table=entity_type))
     if len(key_values) != len(table.key_columns):
-        raise InvalidArgumentError(
-            ngettext("Table {table} has a primary key of {count} column ({columns}); give {count} value, "
-                     "or one JSON array such as '[\"a\", 5]'.",
-                     "Table {table} has a primary key of {count} columns ({columns}); give {count} values, "
-                     "or one JSON array such as '[\"a\", 5]'.", len(table.key_columns))
-            .format(table=entity_type, count=len(table.key_columns), columns=", ".join(table.key_columns)))
+        raise InvalidArgumentError(_key_count_message(entity_type, table.key_columns))
     entity_id = stored_entity_id(connection, table, key_values)
     stored_ids = _session_dependent_ids(connection, schema, table, entity_type, key_values)
     if renamed_to is not None:
         return RecordKey(entity_type, entity_id, None, stored_ids, renamed_to)
     return RecordKey(entity_type, entity_id, table, stored_ids,
                      former_names=tuple(find_former_names(connection, schema, table)))
+
+
+def _key_count_message(entity_type: str, key_columns: tuple[str, ...]) -> str:
+    # A one-column key takes a single value, so its message offers no JSON array.
+    if len(key_columns) == 1:
+        return _("Table {table} has a one-column primary key ({column}); give one value.").format(
+            table=entity_type, column=key_columns[0])
+    return ngettext("Table {table} has a primary key of {count} column ({columns}); give {count} value, "
+                    "or one JSON array such as '[\"a\", 5]'.",
+                    "Table {table} has a primary key of {count} columns ({columns}); give {count} values, "
+                    "or one JSON array such as '[\"a\", 5]'.", len(key_columns)).format(
+        table=entity_type, count=len(key_columns), columns=", ".join(key_columns))
 
 
 def typed_entity_filter(connection: psycopg.Connection, schema: str, filters: EventFilter,
@@ -163,9 +170,32 @@ def stored_entity_id(connection: psycopg.Connection, table: Table, key_values: l
         with connection.transaction():
             return connection.execute(statement, (key_record_json(table, key_values),)).fetchone()[0]
     except psycopg.DataError as exc:
-        raise InvalidArgumentError(
-            _("Invalid key value for {table}: {error}").format(table=table.entity_type,
-                                                               error=str(exc).splitlines()[0])) from None
+        raise _invalid_key_value_error(connection, table, key_values, exc) from None
+
+
+_KEY_COLUMN_TYPE = """
+SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attname = %s
+"""
+
+
+def _invalid_key_value_error(connection: psycopg.Connection, table: Table, key_values: list[str],
+                             exc: psycopg.DataError) -> InvalidArgumentError:
+    """Find the key column whose value the server rejected, and name it, its type and the value in the error."""
+    target = sql.Identifier(table.schema, table.name)
+    for column, value in zip(table.key_columns, key_values, strict=True):
+        statement = sql.SQL("SELECT (pg_catalog.jsonb_populate_record(NULL::{}, %s)).{}").format(
+            target, sql.Identifier(column))
+        try:
+            with connection.transaction():
+                connection.execute(statement, (Jsonb({column: value}),))
+        except psycopg.DataError as column_exc:
+            type_name = connection.execute(_KEY_COLUMN_TYPE, (table.oid, column)).fetchone()[0]
+            return InvalidArgumentError(
+                _("Invalid key value {value!r} for column {column} ({type}) of {table}: {error}").format(
+                    value=value, column=column, type=type_name, table=table.entity_type,
+                    error=str(column_exc).splitlines()[0]))
+    return InvalidArgumentError(
+        _("Invalid key value for {table}: {error}").format(table=table.entity_type, error=str(exc).splitlines()[0]))
 
 
 # Key types whose text form depends on session settings (TimeZone, DateStyle,

@@ -169,6 +169,7 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
                 raise psycopg.Rollback()
             result.revert_event_id = revert_event_id
     except psycopg.IntegrityError as exc:
+        # Constraints checked at commit, such as deferred ones, fail here, when no single event is to blame.
         raise RevertConflictError(
             _("Nothing was reverted, because the database rejected a restored row: {error}")
             .format(error=str(exc).splitlines()[0])) from None
@@ -190,7 +191,9 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
     row's own changes still run in reverse order. When a pass makes no
     progress and another row had a conflict, the events still waiting are
     dropped, because a parent that could not be restored is the likely
-    reason. Otherwise the last foreign key error is raised.
+    reason. Otherwise the last foreign key error is raised. Any other
+    constraint error is raised at once. Both become a RevertConflictError
+    that names the event.
     """
     outcomes: list[tuple[RevertStep | None, str | None]] = []
     # A row is identified by its entity_id. All events of a table without
@@ -202,7 +205,7 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
     while pending:
         postponed: list[Event] = []
         blocked_rows: set[tuple[str, str]] = set()
-        last_error: psycopg.errors.ForeignKeyViolation | None = None
+        last_error: RevertConflictError | None = None
         for event in pending:
             row = (event.entity_type, event.entity_id)
             if row in conflicted_rows:
@@ -214,10 +217,12 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
                 with connection.transaction():
                     outcome = _revert_one(connection, tables[event.entity_type], event)
             except psycopg.errors.ForeignKeyViolation as exc:
-                last_error = exc
+                last_error = _rejected_row_error(event, exc)
                 postponed.append(event)
                 blocked_rows.add(row)
                 continue
+            except psycopg.IntegrityError as exc:
+                raise _rejected_row_error(event, exc) from None
             if outcome[1] is not None:
                 conflicted_rows.add(row)
             outcomes.append(outcome)
@@ -227,6 +232,13 @@ def _apply_in_order(connection: psycopg.Connection, tables: dict[str, Table],
             raise last_error
         pending = postponed
     return outcomes
+
+
+def _rejected_row_error(event: Event, exc: psycopg.IntegrityError) -> RevertConflictError:
+    """Build the error for a constraint that rejected one reverted event, naming the event for the user to look up."""
+    return RevertConflictError(
+        _("Nothing was reverted, because the database rejected the row that event {id} restores in {table}: {error}")
+        .format(id=event.id, table=event.entity_type, error=str(exc).splitlines()[0]))
 
 
 def _key_values(table: Table, event: Event) -> list[Any]:

@@ -139,8 +139,10 @@ def install(
             result = installer.install(connection, schema, tables or [], use_all=all_tables, exclude=exclude or [],
                                        column_rules=column_rules, auto_audit=policy,
                                        max_value_bytes=settings.max_value_bytes, enable_always=enable_always,
-                                       dry_run=dry_run,
-                                       lock_timeout_seconds=lock_timeout, progress=lambda label: advance(label, 1))
+                                       dry_run=dry_run, lock_timeout_seconds=lock_timeout,
+                                       # print_install() prints that warning in the user's language.
+                                       warn_ddl_capture_off=False,
+                                       progress=lambda label: advance(label, 1))
         grants = grant_viewer(connection, schema, settings.viewer_role, dry_run=dry_run) if settings.viewer_role else []
         app_statements = grant_app(connection, schema, settings.app_role, dry_run=dry_run) if settings.app_role else []
         app_problems = app_role_problems(connection, schema, settings.app_role) if settings.app_role else []
