@@ -186,8 +186,12 @@ def test_new_tables_audited_by_policy(captured, cli):
         [insert] = events(connection, where="entity_type = 'public.Invoice' AND action = 'INSERT'")
         report = collect_status(connection, "audit")
         ddl_tags = [e["details"]["command_tag"] for e in _system(connection)]
+        auto_installs = [e["details"] for e in events(connection, where="action = 'AUDIT_INSTALL'", system=True)
+                         if e["details"].get("auto_audit")]
     assert recorded == [("INSERT", "public.Invoice", "1", "u-9"), ("UPDATE", "public.Invoice", "1", "u-9"),
                         ("INSERT", "public.line", "[1, 2]", "u-9")]
+    assert auto_installs == [{"installed": ["public.Invoice"], "auto_audit": True},
+                             {"installed": ["public.line"], "auto_audit": True}]
     assert insert["new_values"]["apiToken"] == "[masked]"
     assert "CREATE TRIGGER" not in ddl_tags
     states = {t.entity_type: t.state.value for t in report.tables}
