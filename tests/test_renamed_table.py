@@ -82,6 +82,16 @@ def test_history_new_name_lists_old_events(renamed, cli):
     assert history["events"][-1]["changes"] == [{"column": "first_name", "old": "Penelope", "new": "Pen"}]
 
 
+def test_query_new_name_lists_old_events(renamed, cli):
+    dsn, _update = renamed
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("UPDATE performer SET first_name = 'Pen' WHERE actor_id = 1")
+    result = cli("query", "--table", "performer", "--format", "json", dsn=dsn)
+    assert result.exit_code == 0, result.stderr
+    recorded = sorted((event["id"], event["action"]) for event in json.loads(result.stdout))
+    assert [action for _id, action in recorded] == ["INSERT", "UPDATE", "UPDATE"]
+
+
 def test_history_skips_new_table_under_old_name(renamed):
     dsn, _update = renamed
     with psycopg.connect(dsn, autocommit=True) as connection:

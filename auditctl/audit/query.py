@@ -16,6 +16,7 @@ from psycopg.rows import class_row
 from ..errors import AmbiguousTableError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
 from .catalog import Table, list_tables, name_matches, parse_table_name, resolve_table
+from .renamed_tables import find_former_names
 from .schema import require_installed
 
 # Columns of CSV exports, in order, and the keys of JSON output.
@@ -115,8 +116,7 @@ def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) ->
     if filters.actions:
         conditions.append(sql.SQL("action = ANY({})").format(filters.actions))
     if filters.tables:
-        conditions.append(sql.SQL("entity_type = ANY({})").format(
-            entity_types_for(connection, schema, filters.tables)))
+        conditions.append(_tables_condition(connection, schema, filters.tables))
     if filters.entity_id is not None and filters.entity_id_forms:
         conditions.append(sql.SQL("entity_id = ANY({})").format([filters.entity_id, *filters.entity_id_forms]))
     elif filters.entity_id is not None:
@@ -129,6 +129,20 @@ def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) ->
     if not conditions:
         return sql.SQL("")
     return sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions)
+
+
+def _tables_condition(connection: psycopg.Connection, schema: str, names: list[str]) -> sql.Composable:
+    """Return the condition that picks the events of the ``--table`` values, under their former names too."""
+    entity_types = entity_types_for(connection, schema, names)
+    current = {table.entity_type: table for table in list_tables(connection, schema)}
+    parts = [sql.SQL("entity_type = ANY({})").format(entity_types)]
+    for entity_type in entity_types:
+        if entity_type in current:
+            parts.extend(former.condition() for former in find_former_names(connection, schema, current[entity_type])
+                         if former.name not in entity_types)
+    if len(parts) == 1:
+        return parts[0]
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
 
 
 def where_clause(connection: psycopg.Connection, schema: str, filters: EventFilter) -> sql.Composable:

@@ -263,11 +263,7 @@ def record_events(connection: psycopg.Connection, schema: str, record: RecordKey
     Events recorded under the table's former names are included.
     """
     names = [sql.SQL("entity_type = {}").format(record.entity_type)]
-    for former in record.former_names:
-        if former.before_id is None:
-            names.append(sql.SQL("entity_type = {}").format(former.name))
-        else:
-            names.append(sql.SQL("(entity_type = {} AND id < {})").format(former.name, former.before_id))
+    names.extend(former.condition() for former in record.former_names)
     where = sql.SQL("WHERE ({}) AND entity_id = ANY({})").format(sql.SQL(" OR ").join(names), record.entity_ids)
     statement = sql.SQL(SELECT_EVENTS + " ORDER BY id").format(audit=sql.Identifier(schema), where=where)
     with connection.cursor(row_factory=class_row(Event)) as cursor:

@@ -73,6 +73,12 @@ class FormerName:
     # one, the id of the event that records the rename; None for all of them.
     before_id: int | None
 
+    def condition(self) -> sql.Composable:
+        """Return the SQL condition that picks this name's events of the table from the events table."""
+        if self.before_id is None:
+            return sql.SQL("entity_type = {}").format(self.name)
+        return sql.SQL("(entity_type = {} AND id < {})").format(self.name, self.before_id)
+
 
 def find_renamed_table(connection: psycopg.Connection, schema: str, entity_type: str) -> Table | None:
     """Return the table that was named ``entity_type`` before one or more renames, or None.
