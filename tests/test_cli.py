@@ -908,7 +908,7 @@ def owned_table_dsn(db):
 def test_install_prints_ddl_capture_off_once(owned_table_dsn):
     result = run_cli("install", "--all", dsn=owned_table_dsn, env={"LANG": "ru_RU.UTF-8"})
     assert result.exit_code == 0, result.stderr
-    # The printed line says it in the user's language, so no English log line repeats it.
+    # The notice is printed in the user's language, so no English log line repeats it.
     assert "may not create event triggers" not in result.stderr
     assert "Эта роль не может создавать событийные триггеры" in " ".join(result.stdout.split())
 

@@ -156,12 +156,12 @@ def test_non_superuser_install_skips_ddl_capture(db, cli):
 
 def test_install_confirms_auto_audit_policy(captured, cli):
     turned_on = cli("install", "--auto-audit", "--auto-exclude", "tmp\\_%", dsn=captured.dsn)
-    kept = cli("install", "item", dsn=captured.dsn)
+    policy_unchanged = cli("install", "item", dsn=captured.dsn)
     turned_off = cli("install", "--no-auto-audit", dsn=captured.dsn)
     assert turned_on.exit_code == 0, turned_on.stderr
     assert "New tables in public are audited on creation, except names like tmp\\_%.\n" in turned_on.stdout
-    assert kept.exit_code == 0, kept.stderr
-    assert "audited on creation" not in kept.stdout
+    assert policy_unchanged.exit_code == 0, policy_unchanged.stderr
+    assert "audited on creation" not in policy_unchanged.stdout
     assert turned_off.exit_code == 0, turned_off.stderr
     assert "New tables are not audited on creation; `auditctl install TABLE` audits each one.\n" in turned_off.stdout
 

@@ -422,7 +422,7 @@ def test_rotate_lock_timeout_removes_archive(old_log, tmp_path, caplog):
     assert all("lock timeout" in outcome.error for outcome in result.outcomes)
     # The next rotate would otherwise archive the same events again under a .2. name.
     assert list(tmp_path.iterdir()) == []
-    # The command prints each kept partition's error; a warning in the log would say it a second time.
+    # The command prints each kept partition's error, so a warning in the log would repeat it.
     assert [record.getMessage() for record in caplog.records
             if record.levelno >= logging.WARNING and "kept partition" in record.getMessage()] == []
 

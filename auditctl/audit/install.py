@@ -594,7 +594,8 @@ def hand_over_attached_tables(connection: psycopg.Connection, schema: str,
     PostgreSQL 15 lets an audited table be attached to an audited
     partitioned table, and then both the table's own triggers and those it
     got from the partitioned table record its changes. The DDL event trigger
-    hands such a table over at once. Without DDL capture, maintain does it
+    hands such a table over at once, with the SQL function of the same name
+    that only installs with DDL capture. Without DDL capture, maintain does it
     here: the table's trigger function is dropped with its triggers, its
     registry row deleted, and an AUDIT_UNINSTALL event names both tables,
     in one transaction per table. Returns the pairs of table and partitioned

@@ -134,12 +134,14 @@ def _where(connection: psycopg.Connection, schema: str, filters: EventFilter) ->
 def _tables_condition(connection: psycopg.Connection, schema: str, names: list[str]) -> sql.Composable:
     """Return the condition that picks the events of the ``--table`` values, under their former names too."""
     entity_types = entity_types_for(connection, schema, names)
-    current = {table.entity_type: table for table in list_tables(connection, schema)}
+    tables = list_tables(connection, schema)
+    current = {table.entity_type: table for table in tables}
     parts = [sql.SQL("entity_type = ANY({})").format(entity_types)]
     for entity_type in entity_types:
-        if entity_type in current:
-            parts.extend(former.condition() for former in find_former_names(connection, schema, current[entity_type])
-                         if former.name not in entity_types)
+        if entity_type not in current:
+            continue
+        former_names = find_former_names(connection, schema, current[entity_type], tables)
+        parts.extend(former.condition() for former in former_names if former.name not in entity_types)
     if len(parts) == 1:
         return parts[0]
     return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))

@@ -106,7 +106,8 @@ def find_renamed_table(connection: psycopg.Connection, schema: str, entity_type:
     return None
 
 
-def find_former_names(connection: psycopg.Connection, schema: str, table: Table) -> list[FormerName]:
+def find_former_names(connection: psycopg.Connection, schema: str, table: Table,
+                      tables: list[Table] | None = None) -> list[FormerName]:
     """Return the names that ``table`` had before one or more renames, newest first.
 
     The generated trigger writes the name it was generated for until install
@@ -114,12 +115,13 @@ def find_former_names(connection: psycopg.Connection, schema: str, table: Table)
     written by DDL capture at the rename or by that install, marks where the
     events under the old name end. A registered name that no event records
     yet is taken for all its events, unless a current table has that name.
+    ``tables`` are the database's tables where the caller has listed them.
     """
     # NOTE: a name that two tables had in turn, each renamed away later,
     # counts the events of the first table for the second as well. The log
     # records where each name's use ends, not where it starts.
     audit = sql.Identifier(schema)
-    current = {each.entity_type for each in list_tables(connection, schema)}
+    current = {each.entity_type for each in (tables if tables is not None else list_tables(connection, schema))}
     found: dict[str, int | None] = {}
     names = [table.entity_type]
     for _rename in range(_MAX_RENAMES):
