@@ -91,6 +91,61 @@ def test_migration_named_in_ddl_event(captured, statement, command_tag):
     assert ddl["details"]["migration"]["row"]["migration_name"] == "20261201000000_change_item"
 
 
+# The ledger table as Prisma creates it.
+PRISMA_LEDGER = """CREATE TABLE "_prisma_migrations" (
+    "id" VARCHAR(36) PRIMARY KEY, "checksum" VARCHAR(64) NOT NULL, "finished_at" TIMESTAMPTZ,
+    "migration_name" VARCHAR(255) NOT NULL, "logs" TEXT, "rolled_back_at" TIMESTAMPTZ,
+    "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(), "applied_steps_count" INTEGER NOT NULL DEFAULT 0)"""
+PRISMA_LOCK = 72707369
+
+
+def _start_prisma_migration(connection, migration_id, name):
+    """Record a migration as started the way prisma migrate deploy does: in a transaction of its own."""
+    connection.execute("""INSERT INTO "_prisma_migrations" (id, checksum, migration_name) VALUES (%s, %s, %s)""",
+                       (migration_id, "c" * 64, name))
+
+
+def test_prisma_deploy_names_its_migration(captured):
+    with captured.connect() as connection:
+        connection.execute(PRISMA_LEDGER)
+        connection.execute("CREATE TABLE scratch (id int)")
+        # An applied migration and a failed one that was marked rolled back.
+        connection.execute("""INSERT INTO "_prisma_migrations" (id, checksum, migration_name, finished_at)
+                              VALUES ('m0', repeat('a', 64), '20261101000000_init', now() - interval '1 day')""")
+        connection.execute("""INSERT INTO "_prisma_migrations" (id, checksum, migration_name, rolled_back_at)
+                              VALUES ('m1', repeat('b', 64), '20261115000000_failed', now())""")
+        connection.execute("SELECT pg_advisory_lock(%s)", (PRISMA_LOCK,))
+        _start_prisma_migration(connection, "m2", "20261201000000_add_priority")
+        with connection.transaction():
+            connection.execute("ALTER TABLE item ADD COLUMN priority int NOT NULL DEFAULT 0")
+            connection.execute("DROP TABLE scratch")
+        connection.execute("""UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1
+                              WHERE id = 'm2'""")
+        connection.execute("SELECT pg_advisory_unlock(%s)", (PRISMA_LOCK,))
+        ddl = _system(connection, "action = 'DDL' AND details->>'command_tag' IN ('ALTER TABLE', 'DROP TABLE')")
+    assert [e["details"]["command_tag"] for e in ddl] == ["ALTER TABLE", "DROP TABLE"]
+    for event in ddl:
+        assert event["details"]["migration"]["ledger"] == "public._prisma_migrations"
+        assert event["details"]["migration"]["row"]["migration_name"] == "20261201000000_add_priority"
+        assert "finished_at" not in event["details"]["migration"]["row"]  # null, stripped
+
+
+def test_ddl_beside_prisma_deploy_names_none(captured):
+    with captured.connect() as prisma, captured.connect() as dba:
+        prisma.execute(PRISMA_LEDGER)
+        prisma.execute("SELECT pg_advisory_lock(%s)", (PRISMA_LOCK,))
+        _start_prisma_migration(prisma, "m1", "20261201000000_add_priority")
+        dba.execute("CREATE INDEX item_name_idx ON item (name)")
+        prisma.execute("SELECT pg_advisory_unlock(%s)", (PRISMA_LOCK,))
+        # The lock alone, with no migration started, names none either.
+        prisma.execute("""UPDATE "_prisma_migrations" SET finished_at = now()""")
+        prisma.execute("SELECT pg_advisory_lock(%s)", (PRISMA_LOCK,))
+        prisma.execute("ALTER TABLE item ADD COLUMN note text")
+        ddl = _system(prisma, "action = 'DDL' AND details->>'command_tag' IN ('CREATE INDEX', 'ALTER TABLE')")
+    assert [e["details"]["command_tag"] for e in ddl] == ["CREATE INDEX", "ALTER TABLE"]
+    assert all("migration" not in e["details"] for e in ddl)
+
+
 def test_plain_drop_names_no_migration(captured):
     with captured.connect() as connection:
         connection.execute("CREATE INDEX item_name_idx ON item (name)")
