@@ -492,6 +492,7 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
         "log_bytes": report.log_bytes,
         "partitions": report.partitions,
         "ddl_capture": report.ddl_capture,
+        "ddl_capture_outdated": report.ddl_capture_outdated,
         "enable_always": report.enable_always,
         "replica_roles": [{"role": r.name, "reason": r.reason.value, "superuser": r.superuser}
                           for r in report.replica_roles],
@@ -684,6 +685,10 @@ def _print_protections(report: StatusReport) -> None:
     if report.ddl_capture:
         console.print(_("DDL capture: on (schema changes, GRANT and REVOKE, and disabled audit triggers are "
                         "recorded; dropping the audit log or an audit trigger is rejected)."), markup=False)
+        if report.ddl_capture_outdated:
+            console.print(_("The functions of DDL capture differ from those this version of auditctl installs; "
+                            "run `auditctl install` once as a superuser to replace them."),
+                          style="yellow", markup=False)
     else:
         console.print(_("DDL capture: off. Event triggers need a superuser: run `auditctl install` once as one "
                         "to record schema changes and tampering with the audit triggers."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import psycopg
@@ -514,3 +515,19 @@ def test_install_and_status_agree_on_capture(db, cli, sequence, capture):
     assert ("DDL capture: on" in status.stdout) is capture
     assert ("may not create event triggers" in text) is (not capture)
     assert ("installed earlier by a superuser" in text) is (capture and sequence[-1] == "owner")
+
+
+def test_status_flags_outdated_ddl_capture(captured, cli):
+    with captured.connect() as connection:
+        assert collect_status(connection, "audit").ddl_capture_outdated is False
+        # As left by an install of an auditctl that did not label its event triggers.
+        connection.execute("COMMENT ON EVENT TRIGGER auditctl_ddl IS NULL")
+        assert collect_status(connection, "audit").ddl_capture_outdated is True
+    result = cli("status", dsn=captured.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert ("The functions of DDL capture differ from those this version of auditctl installs; run `auditctl "
+            "install` once as a superuser to replace them.") in " ".join(result.stdout.split())
+    assert json.loads(cli("status", "--format", "json", dsn=captured.dsn).stdout)["ddl_capture_outdated"] is True
+    with captured.connect() as connection:
+        install(connection, "audit", [], use_all=True)
+        assert collect_status(connection, "audit").ddl_capture_outdated is False

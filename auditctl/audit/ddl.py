@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -77,6 +78,34 @@ def render_ddl_capture(connection: psycopg.Connection, schema: str, always: bool
                    default_max_value_bytes=DEFAULT_MAX_VALUE_BYTES)
     return "\n".join(render(template, **context)
                      for template in ("generic_trigger.sql.j2", "refresh.sql.j2", "ddl.sql.j2"))
+
+
+# The comment of the ddl_command_end event trigger ends with the SHA-256 of
+# the SQL that created the capture functions, so that status can tell
+# whether an older or newer auditctl installed them.
+_SOURCE_HASH = re.compile(r"SHA-256 ([0-9a-f]{64})\.$")
+
+
+def ddl_capture_comment(schema: str, ddl_sql: str) -> str:
+    """Return the statement that labels the event trigger with the hash of ``ddl_sql``, run after it."""
+    end_trigger, _drop_trigger = event_trigger_names(schema)
+    text = (f"auditctl: records schema changes, GRANT and REVOKE into schema {schema}; "
+            f"created from SQL with SHA-256 {sha256_hex(ddl_sql)}.")
+    return f"COMMENT ON EVENT TRIGGER {quote_ident(end_trigger)} IS {quote_literal(text)};"
+
+
+def ddl_capture_outdated(connection: psycopg.Connection, schema: str, always: bool) -> bool:
+    """Tell whether the last superuser install ran other DDL capture SQL than this auditctl would run.
+
+    Event triggers created before their comment carried the hash count as
+    outdated. A function replaced by hand afterwards is not detected.
+    """
+    end_trigger, _drop_trigger = event_trigger_names(schema)
+    row = connection.execute(
+        "SELECT pg_catalog.obj_description(oid, 'pg_event_trigger') FROM pg_catalog.pg_event_trigger "
+        "WHERE evtname = %s", (end_trigger,)).fetchone()
+    found = _SOURCE_HASH.search(row[0] or "") if row else None
+    return found is None or found.group(1) != sha256_hex(render_ddl_capture(connection, schema, always))
 
 
 @dataclass(frozen=True)

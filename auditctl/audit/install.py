@@ -15,8 +15,8 @@ from ..errors import AmbiguousTableError, DatabaseError, InvalidArgumentError, T
 from ..i18n import _
 from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
-from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, drop_statements, event_trigger_firing,
-                  plan_ddl_capture, policy_statement, render_ddl_capture)
+from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, ddl_capture_comment, drop_statements,
+                  event_trigger_firing, plan_ddl_capture, policy_statement, render_ddl_capture)
 from .firing import enable_always_statement, enable_statement, firing_code, load_enable_always
 from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
 from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
@@ -157,6 +157,8 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                                            != {firing_code(result.enable_always)})
         ddl_sql = (render_ddl_capture(connection, schema, result.enable_always)
                    if result.event_triggers is DdlCapture.INSTALLED else None)
+        if ddl_sql:
+            ddl_sql += "\n" + ddl_capture_comment(schema, ddl_sql)
         policy_sql = None if auto_audit is True else policy_statement(schema, auto_audit)
         firing_sql = None if enable_always is None else enable_always_statement(schema, enable_always)
         if max_value_bytes is not None and max_value_bytes < 0:

@@ -10,7 +10,7 @@ import psycopg
 
 from ..sqltext import quote_ident
 from .catalog import Table, list_tables
-from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, load_policy
+from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, ddl_capture_outdated, load_policy
 from .firing import ReplicaRole, TriggerFiring, load_enable_always, replica_roles, table_firing
 from .leaves import LeafTriggers, leaf_triggers
 from .partitions import Partition, list_partitions
@@ -82,6 +82,8 @@ class StatusReport:
     log_bytes: int = 0
     partitions: int = 0
     ddl_capture: bool = False
+    # Whether the last superuser install ran other DDL capture SQL than this auditctl would run.
+    ddl_capture_outdated: bool = False
     auto_audit: AutoAuditPolicy | None = None
     partition_list: list[Partition] = field(default_factory=list)
     # The keep window that rotation_candidates was computed for.
@@ -144,6 +146,8 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
     report.ddl_capture = ddl_capture_enabled(connection, schema)
     report.auto_audit = load_policy(connection, schema)
     report.enable_always = load_enable_always(connection, schema)
+    report.ddl_capture_outdated = report.ddl_capture and ddl_capture_outdated(connection, schema,
+                                                                              report.enable_always)
     report.replica_roles = replica_roles(connection)
     report.partition_list = list_partitions(connection, schema)
     if keep is not None:
