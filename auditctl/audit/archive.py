@@ -391,9 +391,24 @@ class S3Destination(Destination):
                 _("Invalid --archive-s3 value {value!r}: use s3://BUCKET or s3://BUCKET/PREFIX.").format(value=url))
         import boto3
 
+        from boto3.s3.transfer import TransferConfig
+
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.client = make_s3_client(boto3.client, endpoint_url, endpoint_origin)
+        # The classic transfer manager sends every request through self.client, so the handler below sees
+        # each one. boto3 picks its CRT manager instead on some EC2 instance types when awscrt is installed.
+        self.transfer_config = TransferConfig(preferred_transfer_client="classic")
+        # Whether uploads carry If-None-Match: *, until the store rejects it with 501 NotImplemented.
+        self.conditional_writes = True
+        # upload_file does not pass IfNoneMatch through ExtraArgs, so a handler adds it to the request of a
+        # single-part upload and to the request that completes a multipart upload.
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            self.client.meta.events.register(f"before-parameter-build.s3.{operation}", self._add_if_none_match)
+
+    def _add_if_none_match(self, params: dict, **kwargs) -> None:
+        if self.conditional_writes:
+            params["IfNoneMatch"] = "*"
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -431,20 +446,43 @@ class S3Destination(Destination):
 
     def store(self, local: Path, name: str) -> str:
         # S3 has no rename, but an upload is atomic: the key shows either no
-        # object or the complete new one, never a part.
-        # NOTE: a rotation that uploads the same key between this check and
-        # the upload below still replaces that object.
+        # object or the complete new one, never a part. The check gives the
+        # usual message before any upload, and the condition on the upload
+        # keeps an object that another writer stores after the check.
         if self.exists(name):
             raise self._exists_error(name)
         try:
-            self.client.upload_file(str(local), self.bucket, self._key(name))
+            self._upload(local, name)
         except Exception as exc:
+            if _is_key_taken(exc):
+                raise self._exists_error(name) from exc
             raise ArchiveError(_("Upload to {location} failed: {error}").format(
                 location=self.describe(name), error=exc)) from exc
-        finally:
-            local.unlink(missing_ok=True)
+        local.unlink()
         logger.info("uploaded %s", self.describe(name))
         return self.describe(name)
+
+    def _upload(self, local: Path, name: str) -> None:
+        """Upload ``local`` on the condition that ``name`` does not exist, unless the store lacks conditional writes.
+
+        A store that rejects the condition with 501 NotImplemented, the S3
+        error for a header whose function the store lacks, gets the upload
+        again without it. A store that ignores the header cannot be told
+        from one that honours it, so there the check in ``store`` is the
+        only guard.
+        """
+        try:
+            self.client.upload_file(str(local), self.bucket, self._key(name), Config=self.transfer_config)
+        except Exception as exc:
+            if not self.conditional_writes or _s3_error_code(exc) != "NotImplemented":
+                raise
+            # NOTE: from here on, a rotation that uploads the same key between
+            # the check in store() and this upload replaces that object.
+            self.conditional_writes = False
+            logger.warning("the S3 store at %s does not support conditional writes (If-None-Match: *), so rotate "
+                           "uploads without the condition after checking that the key does not exist: %s",
+                           self.client.meta.endpoint_url, _s3_client_error(exc))
+            self.client.upload_file(str(local), self.bucket, self._key(name), Config=self.transfer_config)
 
     @contextlib.contextmanager
     def fetch(self, name: str) -> Iterator[Path]:
@@ -462,12 +500,43 @@ class S3Destination(Destination):
         logger.info("removed %s", self.describe(name))
 
 
+def _s3_client_error(exc: Exception) -> Exception | None:
+    """Return the botocore ClientError behind ``exc``, or None for other errors.
+
+    boto3's upload_file raises S3UploadFailedError while handling the
+    store's ClientError, so that error is its ``__context__``.
+    """
+    from boto3.exceptions import S3UploadFailedError
+
+    cause = exc.__context__ if isinstance(exc, S3UploadFailedError) else exc
+    return cause if isinstance(getattr(cause, "response", None), dict) else None
+
+
 def _s3_status(exc: Exception) -> int | None:
     """Return the HTTP status of a botocore ClientError, or None for other errors."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
+    client_error = _s3_client_error(exc)
+    if client_error is None:
         return None
-    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return client_error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def _s3_error_code(exc: Exception) -> str | None:
+    """Return the S3 error code of a botocore ClientError, such as NoSuchKey, or None for other errors."""
+    client_error = _s3_client_error(exc)
+    if client_error is None:
+        return None
+    return client_error.response.get("Error", {}).get("Code")
+
+
+def _is_key_taken(exc: Exception) -> bool:
+    """Tell whether a conditional upload failed because another object has the key or is being written to it.
+
+    AWS S3 and moto 5.2.6 answer 412 PreconditionFailed when the key exists.
+    AWS S3 answers 409 ConditionalRequestConflict when a conflicting
+    operation on the key runs during the upload. The key may then end up
+    free or taken, but either way this upload replaced nothing.
+    """
+    return _s3_status(exc) == 412 or _s3_error_code(exc) == "ConditionalRequestConflict"
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
