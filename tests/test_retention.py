@@ -16,7 +16,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from auditctl import render
-from auditctl.audit.archive import ArchiveError, ArchiveFormat, LocalDestination, S3Destination
+from auditctl.audit.archive import ArchiveError, ArchiveFormat
+from auditctl.audit.destinations import LocalDestination, S3Destination
 from auditctl.audit.install import install
 from auditctl.audit.partitions import Interval, list_partitions, maintain
 from auditctl.audit.retention import rotate
