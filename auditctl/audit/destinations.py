@@ -1,4 +1,4 @@
-"""Where archives are stored: a local folder or an S3 bucket."""
+"""Archive destinations: a local folder or an S3 bucket, which take finished archive files under their final names."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ class S3Destination(Destination):
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.client = make_s3_client(boto3.client, endpoint_url, endpoint_origin)
-        # The classic transfer manager sends every request through self.client, so the handler below sees
+        # The classic transfer manager sends every request through self.client, so the handler below runs for
         # each one. boto3 picks its CRT manager instead on some EC2 instance types when awscrt is installed.
         self.transfer_config = TransferConfig(preferred_transfer_client="classic")
         # Whether uploads carry If-None-Match: *, until the store rejects it with 501 NotImplemented.
@@ -217,9 +217,9 @@ class S3Destination(Destination):
 
         A store that rejects the condition with 501 NotImplemented, the S3
         error for a header whose function the store lacks, gets the upload
-        again without it. A store that ignores the header cannot be told
-        from one that honours it, so there the check in ``store`` is the
-        only guard.
+        again without it. A store that ignores the header cannot be
+        distinguished from one that honours it, so there the check in
+        ``store`` is the only guard.
         """
         try:
             self.client.upload_file(str(local), self.bucket, self._key(name), Config=self.transfer_config)
@@ -281,8 +281,8 @@ def _s3_error_code(exc: Exception) -> str | None:
 def _is_key_taken(exc: Exception) -> bool:
     """Tell whether a conditional upload failed because another object has the key or is being written to it.
 
-    AWS S3 and moto 5.2.6 answer 412 PreconditionFailed when the key exists.
-    AWS S3 answers 409 ConditionalRequestConflict when a conflicting
+    AWS S3 and moto 5.2.6 return 412 PreconditionFailed when the key exists.
+    AWS S3 returns 409 ConditionalRequestConflict when a conflicting
     operation on the key runs during the upload. The key may then end up
     free or taken, but either way this upload replaced nothing.
     """
