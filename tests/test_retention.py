@@ -15,7 +15,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from auditctl.audit.archive import ArchiveError, ArchiveFormat, LocalDestination
+from auditctl import render
+from auditctl.audit.archive import ArchiveError, ArchiveFormat
+from auditctl.audit.destinations import LocalDestination, S3Destination
 from auditctl.audit.install import install
 from auditctl.audit.partitions import Interval, list_partitions, maintain
 from auditctl.audit.retention import rotate
@@ -584,6 +586,100 @@ def test_rotate_to_s3_keeps_earlier_archive(old_log, cli, s3_server):
     with old_log.connect() as connection:
         rotate_events = events(connection, where="action = 'ROTATE'")
     assert rotate_events[-1]["details"]["archive"] == f"s3://{bucket}/{renamed}"
+
+
+def moto_client(s3_server):
+    """A boto3 S3 client of the moto server, for setting up and reading buckets apart from auditctl."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+@pytest.fixture
+def race_bucket(old_log, s3_server, monkeypatch):
+    """An empty bucket on the moto server, with boto3's variables set for an S3Destination made in the test."""
+    for name, value in s3_server.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"race-{old_log.name.replace('_', '-')}"
+    moto_client(s3_server).create_bucket(Bucket=bucket)
+    return bucket
+
+
+def write_before_request(destination, operation, key, other_client, bucket) -> list[str]:
+    """Make another writer store an object under ``key`` just before ``destination`` sends ``operation`` for it.
+
+    The destination has checked that ``key`` is free by then. Returns a list
+    that receives ``key`` once the other object is written.
+    """
+    raced: list[str] = []
+
+    def write_first(params, **kwargs):
+        if params["Key"] == key and not raced:
+            other_client.put_object(Bucket=bucket, Key=key, Body=b"written by another rotation")
+            raced.append(key)
+
+    destination.client.meta.events.register(f"before-parameter-build.s3.{operation}", write_first)
+    return raced
+
+
+@pytest.mark.parametrize("operation", ["PutObject", "CompleteMultipartUpload"], ids=["single-part", "multipart"])
+def test_rotate_s3_keeps_racing_archive(old_log, s3_server, race_bucket, operation):
+    client = moto_client(s3_server)
+    destination = S3Destination(f"s3://{race_bucket}/audit-log")
+    if operation == "CompleteMultipartUpload":
+        # Every file, however small, then goes up as a multipart upload of one part.
+        destination.transfer_config.multipart_threshold = 1
+    name = old_names()[0]
+    key = f"audit-log/audit.{name}.csv.gz"
+    raced = write_before_request(destination, operation, key, client, race_bucket)
+
+    with old_log.connect() as connection:
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), destination, ArchiveFormat.csv_gz)
+        rotate_events = events(connection, where="action = 'ROTATE'")
+
+    assert raced == [key]
+    assert not result.failed, [outcome.error for outcome in result.outcomes]
+    assert client.get_object(Bucket=race_bucket, Key=key)["Body"].read() == b"written by another rotation"
+    renamed = f"s3://{race_bucket}/audit-log/audit.{name}.2.csv.gz"
+    assert result.outcomes[0].location == renamed
+    assert result.outcomes[0].taken_files == [f"s3://{race_bucket}/{key}"]
+    manifest = client.get_object(Bucket=race_bucket, Key=f"audit-log/audit.{name}.2.csv.gz.manifest.json")
+    assert json.loads(manifest["Body"].read())["rows"] == 30
+    assert [e["details"]["archive"] for e in rotate_events if e["details"]["partition"] == name] == [renamed]
+    # s3transfer aborts the multipart upload that the store refused to complete.
+    assert client.list_multipart_uploads(Bucket=race_bucket).get("Uploads", []) == []
+
+
+def test_rotate_s3_manifest_race_keeps_partition(old_log, s3_server, race_bucket, capsys):
+    client = moto_client(s3_server)
+    destination = S3Destination(f"s3://{race_bucket}/audit-log")
+    name = old_names()[0]
+    archive_key = f"audit-log/audit.{name}.csv.gz"
+    manifest_key = f"{archive_key}.manifest.json"
+    raced = write_before_request(destination, "PutObject", manifest_key, client, race_bucket)
+
+    with old_log.connect() as connection:
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), destination, ArchiveFormat.csv_gz)
+        rows = partition_rows(connection)
+        rotate_events = events(connection, where="action = 'ROTATE'")
+    capsys.readouterr()
+    render.print_rotation(result)
+    printed = capsys.readouterr()
+
+    assert raced == [manifest_key]
+    # The CLI exits with status 1 when the result failed.
+    assert result.failed
+    assert result.outcomes[0].error == (f"s3://{race_bucket}/{manifest_key} already exists; auditctl never "
+                                        "replaces an archive.")
+    assert [line for line in printed.err.splitlines() if name in line] == [
+        f"Error: Partition {name} was kept: {result.outcomes[0].error}"]
+    assert client.get_object(Bucket=race_bucket, Key=manifest_key)["Body"].read() == b"written by another rotation"
+    # The run deletes the archive that it stored, and nothing else.
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=race_bucket, Prefix=archive_key)["Contents"]]
+    assert keys == [manifest_key]
+    assert rows[name] == 30
+    assert [e for e in rotate_events if e["details"]["partition"] == name] == []
 
 
 def test_rotate_to_missing_bucket_keeps_partitions(old_log, cli, s3_server):

@@ -1,41 +1,32 @@
-"""Archive files of one partition: writing them, reading them back, and where they are stored.
+"""Archive files of one partition: writing them and reading them back.
 
 An archive is a data file (CSV with gzip, JSON Lines with zstd, or Parquet)
 and a manifest beside it, ``NAME.manifest.json``. The manifest contains the
 row count, the time range, the sum of the event ids and the SHA-256 of the
 data file. Reading an
-archive back recomputes all of these from the stored bytes.
+archive back recomputes all of these from the stored bytes. destinations.py
+stores the files in a folder or a bucket.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import errno
 import gzip
 import hashlib
 import io
-import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
 
 from .. import jsonvalues
-from ..backup.urls import make_s3_client
-from ..errors import AuditctlError, InvalidArgumentError
-from ..files import check_writable_folder
+from ..errors import AuditctlError
 from ..i18n import _
 from .query import EXPORT_COLUMNS
-
-logger = logging.getLogger(__name__)
 
 _BATCH_ROWS = 20000
 
@@ -268,206 +259,6 @@ def same_time(left: str | None, right: str | None) -> bool:
     if left is None or right is None:
         return left == right
     return datetime.fromisoformat(left) == datetime.fromisoformat(right)
-
-
-class Destination:
-    """Storage for archives: a local folder or an S3 bucket."""
-
-    def describe(self, name: str) -> str:
-        raise NotImplementedError
-
-    def check(self) -> None:
-        """Raise ArchiveError when the destination cannot take files."""
-
-    def exists(self, name: str) -> bool:
-        """Tell whether the destination has a file named ``name``."""
-        raise NotImplementedError
-
-    def store(self, local: Path, name: str) -> str:
-        """Store a finished local file under ``name`` atomically; return its location.
-
-        Raises ArchiveExistsError, and keeps ``local``, when ``name`` is taken.
-        """
-        raise NotImplementedError
-
-    def _exists_error(self, name: str) -> ArchiveExistsError:
-        return ArchiveExistsError(_("{location} already exists; auditctl never replaces an archive.").format(
-            location=self.describe(name)))
-
-    @contextlib.contextmanager
-    def fetch(self, name: str) -> Iterator[Path]:
-        """Yield a local path with the stored bytes of ``name``, for reading back."""
-        raise NotImplementedError
-
-    def remove(self, name: str) -> None:
-        """Delete a file that a failed rotation stored, so that no bad or duplicate archive stays under a final name."""
-        raise NotImplementedError
-
-    def scratch_dir(self) -> str | None:
-        return None
-
-
-class LocalDestination(Destination):
-    """A folder on this machine."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def describe(self, name: str) -> str:
-        # The absolute path still names the file when read from another folder, as in a ROTATE event.
-        return str(self.folder.resolve() / name)
-
-    def check(self) -> None:
-        problem = check_writable_folder(self.folder)
-        if problem is not None:
-            # A folder that cannot be used is bad input, as for export and backup.
-            raise InvalidArgumentError(problem.message(
-                missing=_("Archive folder {folder} does not exist; create it first."),
-                not_a_folder=_("Archive folder {folder} is not a folder; pass a folder to --archive-dir."),
-                not_writable=_("Archive folder {folder} is not writable ({error}); pass another folder to "
-                               "--archive-dir."),
-                folder=self.folder))
-
-    def scratch_dir(self) -> str | None:
-        return str(self.folder)
-
-    def exists(self, name: str) -> bool:
-        return os.path.lexists(self.folder / name)
-
-    def store(self, local: Path, name: str) -> str:
-        final = self.folder / name
-        # The data reaches the disk before the rename, and the rename before
-        # the caller drops the partition, so a crash cannot lose both copies.
-        with local.open("rb") as handle:
-            os.fsync(handle.fileno())
-        _rename_without_replacing(local, final, self._exists_error(name))
-        folder = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-        logger.info("wrote %s", final)
-        return self.describe(name)
-
-    @contextlib.contextmanager
-    def fetch(self, name: str) -> Iterator[Path]:
-        yield self.folder / name
-
-    def remove(self, name: str) -> None:
-        (self.folder / name).unlink(missing_ok=True)
-        logger.info("removed %s", self.folder / name)
-
-
-def _rename_without_replacing(local: Path, final: Path, exists_error: ArchiveExistsError) -> None:
-    """Give ``local`` the name ``final``, which must not exist; raise ``exists_error`` and keep ``local`` if it does.
-
-    A hard link is made atomically and fails on an existing name, unlike a
-    rename, so two rotations writing the same name cannot replace each other's
-    file. The scratch file sits in the same folder, so linking it is possible.
-    """
-    try:
-        os.link(local, final)
-    except FileExistsError:
-        raise exists_error from None
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
-            raise
-        # Some file systems, such as FAT and some network mounts, have no
-        # hard links; there a check before the rename has to do.
-        if os.path.lexists(final):
-            raise exists_error from None
-        os.rename(local, final)
-        return
-    local.unlink()
-
-
-class S3Destination(Destination):
-    """An S3 bucket and key prefix, through boto3, with an optional endpoint URL for S3-compatible stores."""
-
-    def __init__(self, url: str, endpoint_url: str | None = None, endpoint_origin: str = "--s3-endpoint-url"):
-        parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc:
-            raise InvalidArgumentError(
-                _("Invalid --archive-s3 value {value!r}: use s3://BUCKET or s3://BUCKET/PREFIX.").format(value=url))
-        import boto3
-
-        self.bucket = parts.netloc
-        self.prefix = parts.path.strip("/")
-        self.client = make_s3_client(boto3.client, endpoint_url, endpoint_origin)
-
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
-
-    def describe(self, name: str) -> str:
-        return f"s3://{self.bucket}/{self._key(name)}"
-
-    def check(self) -> None:
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except Exception as exc:
-            # HeadBucket has no response body, so a missing bucket shows only as its HTTP status.
-            if _s3_status(exc) == 404:
-                raise ArchiveError(_("S3 bucket {bucket} does not exist at {endpoint}; create it or correct the "
-                                     "bucket in --archive-s3.").format(
-                    bucket=self.bucket, endpoint=self.client.meta.endpoint_url)) from exc
-            raise ArchiveError(_("S3 bucket {bucket} is not reachable: {error}").format(
-                bucket=self.bucket, error=exc)) from exc
-
-    def exists(self, name: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(name))
-        except Exception as exc:
-            status = _s3_status(exc)
-            if status == 404:
-                return False
-            if status == 403:
-                # S3 returns 403, not 404, for a missing key when the credentials lack s3:ListBucket.
-                raise ArchiveError(_("Could not check whether {location} exists: access denied. Grant the "
-                                     "archive's credentials s3:ListBucket, so that a missing key reads as "
-                                     "missing.").format(location=self.describe(name))) from exc
-            raise ArchiveError(_("Could not check whether {location} exists: {error}").format(
-                location=self.describe(name), error=exc)) from exc
-        return True
-
-    def store(self, local: Path, name: str) -> str:
-        # S3 has no rename, but an upload is atomic: the key shows either no
-        # object or the complete new one, never a part.
-        # NOTE: a rotation that uploads the same key between this check and
-        # the upload below still replaces that object.
-        if self.exists(name):
-            raise self._exists_error(name)
-        try:
-            self.client.upload_file(str(local), self.bucket, self._key(name))
-        except Exception as exc:
-            raise ArchiveError(_("Upload to {location} failed: {error}").format(
-                location=self.describe(name), error=exc)) from exc
-        finally:
-            local.unlink(missing_ok=True)
-        logger.info("uploaded %s", self.describe(name))
-        return self.describe(name)
-
-    @contextlib.contextmanager
-    def fetch(self, name: str) -> Iterator[Path]:
-        with tempfile.TemporaryDirectory(prefix="auditctl-readback-") as folder:
-            path = Path(folder) / name
-            try:
-                self.client.download_file(self.bucket, self._key(name), str(path))
-            except Exception as exc:
-                raise ArchiveError(_("Download of {location} for verification failed: {error}").format(
-                    location=self.describe(name), error=exc)) from exc
-            yield path
-
-    def remove(self, name: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
-        logger.info("removed %s", self.describe(name))
-
-
-def _s3_status(exc: Exception) -> int | None:
-    """Return the HTTP status of a botocore ClientError, or None for other errors."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:

@@ -24,8 +24,9 @@ from psycopg import sql
 from .. import __version__
 from ..errors import AuditctlError, InvalidArgumentError
 from ..i18n import _
-from .archive import (ArchiveError, ArchiveExistsError, ArchiveFormat, Destination, Manifest, file_sha256,
-                      manifest_bytes, partition_contents, read_contents, same_time, write_archive)
+from .archive import (ArchiveError, ArchiveExistsError, ArchiveFormat, Manifest, file_sha256, manifest_bytes,
+                      partition_contents, read_contents, same_time, write_archive)
+from .destinations import Destination
 from .events import log_event
 from .partitions import Partition, list_partitions
 from .schema import require_log_owner

@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from .. import render
-from ..audit.archive import ArchiveFormat, Destination, LocalDestination, S3Destination
+from ..audit.archive import ArchiveFormat
 from ..audit.cron import DEFAULT_SCHEDULE, cron_line, cron_variable_warnings, crontab_dsn, install_line
+from ..audit.destinations import Destination, LocalDestination, S3Destination
 from ..audit.outdated import regenerate_outdated_triggers
 from ..audit.partitions import Interval, check_ahead, maintain as maintain_partitions, run_pg_partman
 from ..audit.retention import parse_keep, rotate as rotate_partitions
