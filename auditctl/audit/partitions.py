@@ -168,7 +168,29 @@ def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
                     result.created.append(name)
                     partitions.append(Partition(name, False, start, end, 0, 0))
                 start = end
+    if result.moved_rows:
+        _vacuum_default(connection, schema)
     return result
+
+
+def _vacuum_default(connection: psycopg.Connection, schema: str) -> None:
+    """VACUUM the default partition after rows moved out of it, so that its size no longer counts them.
+
+    The moved rows stay in its file as dead rows until a VACUUM, and
+    autovacuum may not come for a while. When the rows at the end of the
+    file are all dead, VACUUM also shortens the file. The moves are
+    committed by then, so a failed VACUUM is only logged.
+    """
+    if not connection.autocommit or connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return  # VACUUM cannot run inside a transaction block; autovacuum will come.
+    table = sql.Identifier(schema, DEFAULT_PARTITION)
+    try:
+        connection.execute(sql.SQL("VACUUM {}").format(table))
+    except psycopg.Error as exc:
+        logger.warning("could not VACUUM the default partition after moving rows out of it: %s",
+                       str(exc).splitlines()[0])
+        return
+    logger.info("vacuumed %s.%s after moving rows out of it", schema, DEFAULT_PARTITION)
 
 
 def _move_default_rows(connection: psycopg.Connection, schema: str, interval: Interval,
