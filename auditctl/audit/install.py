@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import errors as pg_errors
+from psycopg import errors as pg_errors, sql
 from psycopg.types.json import Jsonb
 
 from ..db import first_line
@@ -174,6 +174,8 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                   "run install as one, or leave out --auto-audit and auto_audit in the config file."))
         result.auto_audit = auto_audit
         log_owner = None if fresh else log_owner_if_other(connection, schema)
+        if not dry_run and not fresh and any(step.name.startswith("schema/") for step in steps):
+            _lock_tables_before_upgrade(connection, tables)
         if not dry_run:
             with acting_as(connection, log_owner):
                 apply_schema(connection, schema)
@@ -369,6 +371,31 @@ def _lock(connection: psycopg.Connection, lock_timeout_seconds: float) -> None:
     connection.execute("SELECT pg_catalog.set_config('auditctl.internal', 'on', true)")
     connection.execute("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(%s))",
                        (_INSTALL_LOCK_KEY,))
+
+
+def _lock_tables_before_upgrade(connection: psycopg.Connection, tables: list[Table]) -> None:
+    """Lock the chosen tables against writes before a schema upgrade locks the events table.
+
+    An audited write locks its table first and the events table second. A
+    schema upgrade locks the events table and then, to replace the triggers,
+    the tables. A write that began in between would wait for the upgrade
+    while holding a table that the upgrade needs next, a deadlock that
+    PostgreSQL resolves by failing one of the two. Locking the tables first
+    takes the locks in the writes' order: writes that already hold a table
+    finish, and later ones wait for the upgrade to commit.
+    """
+    # NOTE: a transaction that writes two of these tables can still deadlock with
+    # this one statement, which locks the tables one after another.
+    if not tables:
+        return
+    names = sql.SQL(", ").join(sql.Identifier(table.schema, table.name) for table in tables)
+    try:
+        connection.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(names))
+    except pg_errors.LockNotAvailable:
+        raise DatabaseError(
+            _("Could not lock the audited tables to upgrade the audit schema: another transaction is writing "
+              "to one of them. Retry when long transactions have finished, or raise --lock-timeout.")) from None
+    logger.info("locked %d tables against writes for the schema upgrade", len(tables))
 
 
 def _installed_triggers(connection: psycopg.Connection, schema: str) -> dict[int, _InstalledTrigger]:
