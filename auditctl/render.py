@@ -341,6 +341,7 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
         return
     if config_path is not None:
         console.print(_("Settings of [audit] read from {path}.").format(path=config_path), markup=False)
+    _print_schema_upgrade_done(result.schema_upgrade)
     for table in result.installed:
         console.print(_("Audit trigger installed on {table}").format(table=table.entity_type), markup=False)
     for table in result.reenabled:
@@ -383,6 +384,12 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
         .format(installed=len(result.installed), unchanged=len(result.unchanged)), markup=False)
 
 
+def _print_schema_upgrade_done(versions: tuple[int, int] | None) -> None:
+    if versions:
+        console.print(_("Upgraded the audit schema from version {old} to version {new}.")
+                      .format(old=versions[0], new=versions[1]), markup=False)
+
+
 def _print_dry_run_summary(result: InstallResult) -> None:
     """Print on stderr, in one line, what a dry run found up to date and what it would do about DDL capture."""
     tables = _("Dry run: {installed} to install or update, {unchanged} already up to date.").format(
@@ -395,7 +402,12 @@ def _print_dry_run_summary(result: InstallResult) -> None:
                            "are, because this role may not replace them."),
         DdlCapture.OFF: _("Event triggers (DDL capture) would be left out, because this role may not create them."),
     }[result.event_triggers]
-    error_console.print(tables + " " + capture, markup=False, soft_wrap=True)
+    summary = tables + " " + capture
+    if result.schema_upgrade:
+        upgrade = _("The audit schema would be upgraded from version {old} to version {new}.").format(
+            old=result.schema_upgrade[0], new=result.schema_upgrade[1])
+        summary = upgrade + " " + summary
+    error_console.print(summary, markup=False, soft_wrap=True)
 
 
 def _print_rule_changes(followed: list[tuple[catalog.Table, str, str]],
@@ -488,6 +500,7 @@ def status_to_json(report: StatusReport) -> dict[str, Any]:
         "schema": report.schema,
         "installed": report.installed,
         "schema_versions": report.schema_versions,
+        "pending_schema_versions": report.pending_schema_versions,
         "total_events": report.total_events,
         "log_bytes": report.log_bytes,
         "partitions": report.partitions,
@@ -552,6 +565,7 @@ def print_status(report: StatusReport) -> None:
         _("Events: {events}; partitions: {partitions}; size on disk: {size}.")
         .format(events=format_number(report.total_events), partitions=report.partitions,
                 size=format_bytes(report.log_bytes)), markup=False)
+    _print_schema_upgrade(report)
     _print_advice(report)
     _print_protections(report)
     _print_replica_bypass(report)
@@ -678,6 +692,18 @@ def _state_advice(item: TableStatus) -> list[str]:
                         "`auditctl install {table}` or the next `auditctl maintain` protects it as {old} was.")
         messages.append(message.format(table=table, column=column, old=old))
     return messages
+
+
+def _print_schema_upgrade(report: StatusReport) -> None:
+    """Say that the audit schema is older than this auditctl, which is what an upgrade of auditctl leaves."""
+    if not report.pending_schema_versions:
+        return
+    console.print(_("The audit schema is at version {current}, older than version {latest} of this auditctl. "
+                    "Run `auditctl install` to upgrade it (`--dry-run` prints the SQL first); audited writes wait "
+                    "while it runs, so upgrade a large log at a quiet hour.")
+                  .format(current=max(report.schema_versions, default=0),
+                          latest=max(report.pending_schema_versions)),
+                  style="yellow", markup=False)
 
 
 def _print_protections(report: StatusReport) -> None:
@@ -1063,6 +1089,7 @@ def _print_forgotten(names: list[str]) -> None:
 def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
     """Report the tables whose outdated audit triggers maintain generated again; with ``quiet``, only problems."""
     if not quiet:
+        _print_schema_upgrade_done(result.schema_upgrade)
         for table in result.specialised:
             console.print(_("Installed the generated audit trigger of {table} in place of the interim one.")
                           .format(table=table), markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -100,3 +101,32 @@ def test_upgrade_lock_timeout_message(db):
 
     assert "Could not lock the audited tables to upgrade the audit schema" in str(failure.value)
     assert 8 not in versions
+
+
+def test_status_names_pending_schema_upgrade(db, cli):
+    _install_older_log(db)
+    before = cli("status", dsn=db.dsn)
+    dry_run = cli("install", "--dry-run", dsn=db.dsn)
+    upgrade = cli("install", dsn=db.dsn)
+    after = cli("status", dsn=db.dsn)
+    status_json = cli("status", "--format", "json", dsn=db.dsn)
+
+    assert before.exit_code == 0, before.stderr
+    assert ("The audit schema is at version 7, older than version 8 of this auditctl. Run `auditctl install` "
+            "to upgrade it") in " ".join(before.stdout.split())
+    assert dry_run.stderr.startswith("The audit schema would be upgraded from version 7 to version 8. ")
+    assert upgrade.exit_code == 0, upgrade.stderr
+    assert "Upgraded the audit schema from version 7 to version 8." in upgrade.stdout
+    assert "The audit schema is at version" not in after.stdout
+    assert json.loads(status_json.stdout)["pending_schema_versions"] == []
+
+
+def test_maintain_reports_schema_upgrade(db, cli):
+    _install_older_log(db)
+    result = cli("maintain", dsn=db.dsn)
+    again = cli("maintain", dsn=db.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert "Upgraded the audit schema from version 7 to version 8." in result.stdout
+    assert "audit trigger of public.b" in result.stdout
+    assert "Upgraded the audit schema" not in again.stdout

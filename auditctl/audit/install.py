@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from ..db import first_line
 from ..errors import AmbiguousTableError, DatabaseError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
-from ..sqltext import quote_ident, quote_literal
+from ..sqltext import quote_ident, quote_literal, schema_files
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
 from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, ddl_capture_comment, drop_statements,
                   event_trigger_firing, plan_ddl_capture, policy_statement, render_ddl_capture)
@@ -21,8 +21,8 @@ from .firing import enable_always_statement, enable_statement, firing_code, load
 from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
 from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
                     save_rules)
-from .schema import (acting_as, apply_schema, log_owner_if_other, plan_schema, require_installed, require_log_owner,
-                     require_schema_privileges, schema_exists)
+from .schema import (acting_as, applied_versions, apply_schema, log_owner_if_other, plan_schema, require_installed,
+                     require_log_owner, require_schema_privileges, schema_exists)
 from .leaves import LeafTriggers, drop_statements as leaf_drop_statements, leaf_triggers, put_statement
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, INSTALLED_TRIGGERS_QUERY, TRIGGER_NAMES, TriggerSql, hash_from_comment,
                        load_max_value_bytes, render_trigger, trigger_comment)
@@ -40,6 +40,8 @@ class InstallResult:
     """Outcome of an install, or of its plan with ``dry_run``."""
 
     schema_steps: list[str] = field(default_factory=list)
+    # (from, to) schema versions when this install upgrades an existing audit schema; None otherwise.
+    schema_upgrade: tuple[int, int] | None = None
     installed: list[Table] = field(default_factory=list)
     unchanged: list[Table] = field(default_factory=list)
     reenabled: list[Table] = field(default_factory=list)
@@ -145,6 +147,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
         fresh = not schema_exists(connection, schema)
         if not fresh:
             tables = _with_renamed_namesakes(connection, schema, tables, all_tables)
+            result.schema_upgrade = _schema_upgrade(connection, schema)
         result.enable_always = enable_always if enable_always is not None else (
             not fresh and load_enable_always(connection, schema))
         _reject_tables_of_other_logs(connection, schema, tables)
@@ -174,7 +177,7 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
                   "run install as one, or leave out --auto-audit and auto_audit in the config file."))
         result.auto_audit = auto_audit
         log_owner = None if fresh else log_owner_if_other(connection, schema)
-        if not dry_run and not fresh and any(step.name.startswith("schema/") for step in steps):
+        if not dry_run and result.schema_upgrade:
             _lock_tables_before_upgrade(connection, tables)
         if not dry_run:
             with acting_as(connection, log_owner):
@@ -371,6 +374,13 @@ def _lock(connection: psycopg.Connection, lock_timeout_seconds: float) -> None:
     connection.execute("SELECT pg_catalog.set_config('auditctl.internal', 'on', true)")
     connection.execute("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(%s))",
                        (_INSTALL_LOCK_KEY,))
+
+
+def _schema_upgrade(connection: psycopg.Connection, schema: str) -> tuple[int, int] | None:
+    """Return the installed and the latest schema version when the existing schema lacks versions; else None."""
+    applied = applied_versions(connection, schema)
+    pending = [version for version, _template in schema_files() if version not in applied]
+    return (max(applied, default=0), max(pending)) if pending else None
 
 
 def _lock_tables_before_upgrade(connection: psycopg.Connection, tables: list[Table]) -> None:

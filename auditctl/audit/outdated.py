@@ -52,6 +52,8 @@ class RegenerateResult:
     masked_by_default: list[ColumnRule] = field(default_factory=list)
     # Registered tables that no longer exist, whose registry entries and trigger functions an install removed.
     forgotten: list[str] = field(default_factory=list)
+    # (from, to) schema versions when the first regenerated table's install upgraded the audit schema.
+    schema_upgrade: tuple[int, int] | None = None
 
 
 def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
@@ -86,6 +88,7 @@ def regenerate_outdated_triggers(connection: psycopg.Connection, schema: str,
         result.removed_rules.extend(installed.removed_rules)
         result.masked_by_default.extend(rule for rule in installed.column_rules if rule.by_default)
         result.forgotten.extend(installed.forgotten)
+        result.schema_upgrade = result.schema_upgrade or installed.schema_upgrade
         if status.interim:
             result.specialised.append(table.entity_type)
             logger.info("replaced the interim audit trigger of %s with its generated one", table.entity_type)

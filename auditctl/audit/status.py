@@ -8,7 +8,7 @@ from enum import StrEnum
 
 import psycopg
 
-from ..sqltext import quote_ident
+from ..sqltext import quote_ident, schema_files
 from .catalog import Table, list_tables
 from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, ddl_capture_outdated, load_policy
 from .firing import ReplicaRole, TriggerFiring, load_enable_always, replica_roles, table_firing
@@ -76,6 +76,8 @@ class StatusReport:
     schema: str
     installed: bool
     schema_versions: list[int] = field(default_factory=list)
+    # The schema versions that this auditctl has and the database lacks, which install or maintain applies.
+    pending_schema_versions: list[int] = field(default_factory=list)
     tables: list[TableStatus] = field(default_factory=list)
     orphaned_functions: list[str] = field(default_factory=list)
     total_events: int = 0
@@ -129,6 +131,8 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
     audit = quote_ident(schema)
     report = StatusReport(schema=schema, installed=True,
                           schema_versions=sorted(applied_versions(connection, schema)))
+    report.pending_schema_versions = [version for version, _template in schema_files()
+                                      if version not in report.schema_versions]
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT entity_type, count(*) FROM {audit}.events GROUP BY entity_type")
         counts = dict(cursor.fetchall())
