@@ -9,6 +9,8 @@ from enum import StrEnum
 
 import psycopg
 
+from ..errors import PermissionDeniedError
+from ..i18n import _
 from ..sqltext import quote_ident, quote_literal, render, sha256_hex
 from .rules import MASK_MARKER, SECRET_NAME
 from .schema import DEFAULT_SCHEMA, read_setting, template_context
@@ -139,6 +141,24 @@ def drop_statements(schema: str) -> list[str]:
     statements = [f"DROP EVENT TRIGGER IF EXISTS {quote_ident(name)}" for name in event_trigger_names(schema)]
     statements.append(f"DROP SCHEMA IF EXISTS {quote_ident(guard_schema_name(schema))} CASCADE")
     return statements
+
+
+def require_event_trigger_owner(connection: psycopg.Connection, schema: str) -> None:
+    """Raise PermissionDeniedError when the current role may not drop the event triggers of ``schema``.
+
+    Only a superuser may create event triggers, and only their owner or a
+    superuser may drop them, so a log owner without superuser rights cannot
+    remove a DDL capture that a superuser installed.
+    """
+    row = connection.execute(
+        """SELECT pg_catalog.quote_ident(current_user), e.evtowner::regrole::text
+           FROM pg_catalog.pg_event_trigger AS e
+           WHERE e.evtname = ANY(%s) AND NOT pg_catalog.pg_has_role(current_user, e.evtowner, 'MEMBER')
+           LIMIT 1""", (list(event_trigger_names(schema)),)).fetchone()
+    if row:
+        raise PermissionDeniedError(
+            _("Role {role} may not drop the event triggers of DDL capture, which superuser {owner} installed. "
+              "Run `auditctl uninstall --all --drop-data` as a superuser.").format(role=row[0], owner=row[1]))
 
 
 def event_trigger_firing(connection: psycopg.Connection, schema: str) -> set[str]:

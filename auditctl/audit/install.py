@@ -16,7 +16,8 @@ from ..i18n import _
 from ..sqltext import quote_ident, quote_literal, schema_files
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
 from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, ddl_capture_comment, drop_statements,
-                  event_trigger_firing, plan_ddl_capture, policy_statement, render_ddl_capture)
+                  event_trigger_firing, plan_ddl_capture, policy_statement, render_ddl_capture,
+                  require_event_trigger_owner)
 from .firing import enable_always_statement, enable_statement, firing_code, load_enable_always
 from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
 from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
@@ -589,6 +590,8 @@ def uninstall(connection: psycopg.Connection, schema: str, names: list[str], *, 
     if names and use_all:
         raise InvalidArgumentError(_("Give either table names or --all, not both."))
     require_log_owner(connection, schema, "uninstall")
+    if drop_data:
+        require_event_trigger_owner(connection, schema)
     result = UninstallResult()
     with connection.transaction():
         _lock(connection, lock_timeout_seconds)
