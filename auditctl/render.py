@@ -379,6 +379,16 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
             .format(table=table.entity_type), style="yellow", markup=False)
     for table, partition in result.foreign_partitions:
         console.print(_foreign_partition_message(table.entity_type, partition), style="yellow", markup=False)
+    if result.still_outdated:
+        # The singular form serves languages that use it for some counts above one, such as 21 in Russian.
+        console.print(ngettext(
+            "{count} audited table still runs an outdated audit trigger: {tables}. "
+            "Run `auditctl maintain` to regenerate it, or `auditctl install TABLE ...`.",
+            "{count} audited tables still run outdated audit triggers: {tables}. "
+            "Run `auditctl maintain` to regenerate them, or `auditctl install TABLE ...`.",
+            len(result.still_outdated)).format(count=len(result.still_outdated),
+                                               tables=", ".join(result.still_outdated)),
+            style="yellow", markup=False)
     console.print(
         _("Done: {installed} installed or updated, {unchanged} already up to date.")
         .format(installed=len(result.installed), unchanged=len(result.unchanged)), markup=False)

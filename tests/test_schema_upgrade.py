@@ -130,3 +130,15 @@ def test_maintain_reports_schema_upgrade(db, cli):
     assert "Upgraded the audit schema from version 7 to version 8." in result.stdout
     assert "audit trigger of public.b" in result.stdout
     assert "Upgraded the audit schema" not in again.stdout
+
+
+def test_upgrade_names_tables_left_outdated(db, cli):
+    _install_older_log(db)
+    upgrade = cli("install", dsn=db.dsn)
+    named = cli("install", "a", dsn=db.dsn)
+
+    assert upgrade.exit_code == 0, upgrade.stderr
+    assert ("2 audited tables still run outdated audit triggers: public.a, public.b. Run `auditctl maintain` to "
+            "regenerate them, or `auditctl install TABLE ...`.") in " ".join(upgrade.stdout.split())
+    assert named.exit_code == 0, named.stderr
+    assert "still run" not in named.stdout

@@ -24,6 +24,7 @@ from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules
                     save_rules)
 from .schema import (acting_as, applied_versions, apply_schema, log_owner_if_other, plan_schema, require_installed,
                      require_log_owner, require_schema_privileges, schema_exists)
+from .status import TableState, table_states
 from .leaves import LeafTriggers, drop_statements as leaf_drop_statements, leaf_triggers, put_statement
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, INSTALLED_TRIGGERS_QUERY, TRIGGER_NAMES, TriggerSql, hash_from_comment,
                        load_max_value_bytes, render_trigger, trigger_comment)
@@ -43,6 +44,8 @@ class InstallResult:
     schema_steps: list[str] = field(default_factory=list)
     # (from, to) schema versions when this install upgrades an existing audit schema; None otherwise.
     schema_upgrade: tuple[int, int] | None = None
+    # Audited tables whose triggers are still outdated after a schema upgrade, which maintain regenerates.
+    still_outdated: list[str] = field(default_factory=list)
     installed: list[Table] = field(default_factory=list)
     unchanged: list[Table] = field(default_factory=list)
     reenabled: list[Table] = field(default_factory=list)
@@ -255,6 +258,9 @@ def install(connection: psycopg.Connection, schema: str, names: list[str], *, us
             _set_firing_of_others(connection, schema, tables, all_tables, current, result)
         if not dry_run:
             _store_layouts(connection, schema, result.unchanged)
+            if result.schema_upgrade:
+                result.still_outdated = [status.entity_type for _table, status in table_states(connection, schema)
+                                         if status.state is TableState.OUTDATED]
             _record(connection, schema, "AUDIT_INSTALL", {
                 "installed": [t.entity_type for t in result.installed],
                 "unchanged": len(result.unchanged),
