@@ -234,6 +234,11 @@ def print_history(history: RecordHistory) -> None:
     record = f"{history.record.entity_type} {history.record.entity_id}"
     if not history.entries:
         console.print(_("No events recorded for {record}.").format(record=record), markup=False)
+        if history.record.renamed_to is not None:
+            console.print(_("Table {table} is now named {new_name}, and `auditctl history {new_name}` with the same "
+                            "key lists the events recorded since.")
+                          .format(table=history.record.entity_type, new_name=history.record.renamed_to.entity_type),
+                          style="yellow", markup=False)
         return
     console.print(_("History of {record}").format(record=record), style="bold", markup=False)
     # On a narrow terminal the time takes two lines, date over time, cells share one space of padding, and the

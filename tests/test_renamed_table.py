@@ -66,6 +66,16 @@ def test_history_old_name_points_to_new(renamed, cli):
     assert [event["action"] for event in history["events"]][:2] == ["INSERT", "UPDATE"]
 
 
+
+def test_history_old_name_without_events(renamed, cli):
+    dsn, _update = renamed
+    printed = cli("history", "actor", "99", dsn=dsn)
+    assert printed.exit_code == 0, printed.stderr
+    text = " ".join(printed.stdout.split())
+    assert "No events recorded for public.actor 99." in text
+    assert ("Table public.actor is now named public.performer, and `auditctl history public.performer` with the same "
+            "key lists the events recorded since.") in text
+
 def test_history_new_name_lists_old_events(renamed, cli):
     dsn, _update = renamed
     with psycopg.connect(dsn, autocommit=True) as connection:
