@@ -1041,8 +1041,11 @@ def print_maintenance(result: MaintainResult, quiet: bool = False) -> None:
                                result.covered_periods)
                       .format(count=format_number(result.covered_periods),
                               until=f"{result.covered_until:%Y-%m-%d %H:%M}"), markup=False)
-    elif not quiet and not result.created and not result.moved_rows:
+    elif not quiet and not result.created and not result.moved_rows and not result.rebuilt:
         console.print(_("Partitions are up to date."))
+    for name, error in result.rebuild_failed:
+        console.print(_("Could not rebuild the indexes of partition {name}; the next `auditctl maintain` tries "
+                        "again: {error}").format(name=name, error=error), style="yellow", markup=False)
 
 
 def _print_maintenance_changes(result: MaintainResult) -> None:
@@ -1052,6 +1055,9 @@ def _print_maintenance_changes(result: MaintainResult) -> None:
         console.print(ngettext("Moved {rows} event out of the default partition.",
                                "Moved {rows} events out of the default partition.", result.moved_rows)
                       .format(rows=format_number(result.moved_rows)), markup=False)
+    for name in result.rebuilt:
+        console.print(_("Rebuilt the indexes of partition {name}, whose period has ended, so that they take less "
+                        "space.").format(name=name), markup=False)
 
 
 def _print_forgotten(names: list[str]) -> None:

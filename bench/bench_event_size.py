@@ -11,6 +11,9 @@ after VACUUM, is divided by the number of events. The cases:
   application sets them, so that the index by user has an entry for every event;
 - INSERT and DELETE of one row with the who-context set.
 
+Each case prints the sizes twice: as written, and after REINDEX, which
+`auditctl maintain` runs on a partition once its period has ended.
+
     .venv/bin/python bench/bench_event_size.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
     .venv/bin/python bench/bench_event_size.py --dsn "host=..."  # an existing database you may write to
 
@@ -62,8 +65,12 @@ def script(context: bool, statement: str, rows: int) -> str:
 
 
 def run_case(connection: psycopg.Connection, pgbench: str, dsn: str, context: bool, statement: str,
-             args: argparse.Namespace) -> tuple[int, list[tuple[str, int]]]:
-    """Run one case on an empty log; return its events and the bytes each part of the log grew by."""
+             args: argparse.Namespace) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
+    """Run one case on an empty log; return its events and the bytes each part of the log grew by.
+
+    The second list of sizes is taken after REINDEX, which `maintain` runs
+    on a partition once its period has ended.
+    """
     uninstall(connection, "audit", [], use_all=True, drop_data=True)
     install(connection, "audit", ["public.bench_item"])
     connection.execute("VACUUM audit.events")
@@ -78,7 +85,10 @@ def run_case(connection: psycopg.Connection, pgbench: str, dsn: str, context: bo
     connection.execute("VACUUM audit.events")
     events = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] - before
     grown = [(name, size - empty.get(name, 0)) for name, size in log_parts(connection)]
-    return events, grown
+    # What `maintain` does once the partition's period has ended.
+    connection.execute("REINDEX TABLE audit.events")
+    packed = [(name, size - empty.get(name, 0)) for name, size in log_parts(connection)]
+    return events, grown, packed
 
 
 def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
@@ -101,10 +111,13 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
             connection.execute("DROP SEQUENCE bench_size_insert, bench_size_delete")
 
     print()
-    for label, events, grown in results:
+    for label, events, grown, packed in results:
         total = sum(size for _name, size in grown)
         print(f"{label}: {total / max(events, 1):.0f} bytes per event ({events:,} events)")
         print("  of it: " + ", ".join(f"{name} {size / max(events, 1):.1f}" for name, size in grown))
+        total = sum(size for _name, size in packed)
+        print(f"  after the index rebuild of an ended partition: {total / max(events, 1):.0f} bytes per event; "
+              + ", ".join(f"{name} {size / max(events, 1):.1f}" for name, size in packed))
 
 
 def main() -> None:
