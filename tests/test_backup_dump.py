@@ -605,11 +605,12 @@ def wait_for_lock_wait(database, timeout: float = 60) -> None:
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.2, 1.0], ids=lambda delay: f"{delay}s")
-@pytest.mark.parametrize(("signum", "exit_code", "whole_group"),
-                         [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGINT, 130, True)],
-                         ids=["sigterm", "sigint", "sigint-group"])
+@pytest.mark.parametrize(("signum", "exit_code", "delivery"),
+                         [(signal.SIGTERM, 143, "process"), (signal.SIGINT, 130, "process"),
+                          (signal.SIGINT, 130, "group"), (signal.SIGTERM, 143, "process-then-group")],
+                         ids=["sigterm", "sigint", "sigint-group", "sigterm-timeout"])
 def test_signal_during_dump_cleans_up(filled, tmp_path, smtp_starttls, loopback_certificate, signum, exit_code,
-                                      whole_group, delay):
+                                      delivery, delay):
     with filled.connect() as connection:
         install(connection, "audit", [], use_all=True)
     folder = tmp_path / "backups"
@@ -620,13 +621,19 @@ def test_signal_during_dump_cleans_up(filled, tmp_path, smtp_starttls, loopback_
     blocker.execute("LOCK TABLE invoice IN ACCESS EXCLUSIVE MODE")
     # -v logs the removal of the partial file.
     process = start_cli("-v", "backup", "--config", str(config), dsn=filled.dsn, env=environment,
-                        new_session=whole_group)
+                        new_session=delivery != "process")
     try:
         wait_for_lock_wait(filled)
         [partial] = [name for name in backup_files(folder) if name.endswith(".partial")]
         time.sleep(delay)
-        if whole_group:
+        if delivery == "group":
             # Ctrl-C in a terminal signals the whole process group, pg_dump included.
+            os.killpg(process.pid, signum)
+        elif delivery == "process-then-group":
+            # coreutils' timeout signals the command, then its whole process group, so auditctl gets the signal
+            # twice. The pause lets the first handler run before the second signal comes.
+            process.send_signal(signum)
+            time.sleep(0.1)
             os.killpg(process.pid, signum)
         else:
             process.send_signal(signum)
