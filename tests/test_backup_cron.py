@@ -365,6 +365,21 @@ def test_doctor_names_each_failure(pg, tmp_path, smtp_starttls, s3_server, loopb
     assert "Some checks failed" in result.stderr
 
 
+def test_doctor_explains_missing_bucket(pg, tmp_path, smtp_starttls, s3_server):
+    config = doctor_config(tmp_path, pg.dsn_for("postgres"), smtp_starttls, s3_server)
+    config.write_text(config.read_text().replace('bucket = "backups"', 'bucket = "no-such-bucket"'))
+    # A wide terminal keeps the detail on one line of the table.
+    environment = {"DOCTOR_SMTP_PASSWORD": SMTP_PASSWORD, "COLUMNS": "400", **s3_server.environment}
+
+    result = run_cli("doctor", "--config", str(config), env=environment)
+
+    assert result.exit_code == 1
+    [storage_row] = [line for line in result.stdout.splitlines() if line.startswith("│ storage")]
+    assert (f"bucket no-such-bucket does not exist at {s3_server.endpoint_url}; create it or correct bucket in "
+            "[storage].") in storage_row
+    assert "HeadBucket" not in storage_row
+
+
 def test_doctor_explains_untrusted_certificate(pg, tmp_path, smtp_starttls, s3_server):
     config = doctor_config(tmp_path, pg.dsn_for("postgres"), smtp_starttls, s3_server)
     # Without SSL_CERT_FILE the test server's self-signed certificate is unknown.

@@ -188,12 +188,16 @@ def describe_smtp_error(error: Exception) -> str:
 def _check_storage(settings: BackupSettings, report: DoctorReport) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from .storage import make_client
+    from .storage import is_missing_bucket, make_client
     storage = settings.storage
     try:
         make_client(storage).head_bucket(Bucket=storage.bucket)
     except (AuditctlError, BotoCoreError, ClientError) as exc:
-        report.checks.append(Check(_("storage"), False, _("bucket {bucket}: {error}").format(
-            bucket=storage.bucket, error=exc)))
+        if is_missing_bucket(exc):
+            detail = _("bucket {bucket} does not exist at {endpoint}; create it or correct bucket in "
+                       "[storage].").format(bucket=storage.bucket, endpoint=storage.endpoint_url or "AWS S3")
+        else:
+            detail = _("bucket {bucket}: {error}").format(bucket=storage.bucket, error=exc)
+        report.checks.append(Check(_("storage"), False, detail))
         return
     report.checks.append(Check(_("storage"), True, _("bucket {bucket} is reachable").format(bucket=storage.bucket)))
