@@ -180,14 +180,22 @@ def test_plaintext_auth_is_refused_before_backup(filled, folder, smtp_starttls, 
 
 def test_unreachable_smtp_keeps_backup_and_fails_run(filled, folder, loopback_certificate):
     from backup_fixtures import free_port
+    port = free_port()
     config = write_config(folder, {"to": ["ops@example.test"], "from": "backup@example.test", "host": "127.0.0.1",
-                                   "port": free_port(), "security": "tls", "timeout_seconds": 5})
+                                   "port": port, "security": "tls", "timeout_seconds": 5})
 
     result = run_cli("backup", "--config", str(config), dsn=filled.dsn)
+    # A wide terminal keeps each detail on one line of the table.
+    doctor = run_cli("doctor", "--config", str(config), dsn=filled.dsn, env={"COLUMNS": "400"})
 
     assert result.exit_code == 3
-    assert "Sending mail through 127.0.0.1" in result.stderr
+    assert f"Sending mail through 127.0.0.1:{port} failed: Connection refused" in result.stderr
+    assert "[Errno" not in result.stderr
     assert len(list(folder.glob("*.dump"))) == 1
+    assert doctor.exit_code == 1
+    [smtp_row] = [line for line in doctor.stdout.splitlines() if "SMTP" in line]
+    assert f"127.0.0.1:{port}: Connection refused" in smtp_row
+    assert "[Errno" not in smtp_row
 
 
 def test_failure_mail_has_error_and_log_tail(pg, folder, smtp_starttls, loopback_certificate):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..db import connect
 from ..errors import AuditctlError
-from ..files import check_writable_folder
+from ..files import check_writable_folder, os_reason
 from ..i18n import _, ngettext
 from .config import BackupSettings
 from .encryption import load_encryption
@@ -182,6 +182,8 @@ def describe_smtp_error(error: Exception) -> str:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         return f"{error.smtp_code} {' '.join(str(text).split())}"
+    if isinstance(error, OSError):
+        return os_reason(error) or type(error).__name__
     return str(error) or type(error).__name__
 
 
