@@ -145,7 +145,9 @@ def test_wrong_type_quoted_as_toml(tmp_path, text, message):
      'parallel only in that format. Set format = "directory" or jobs = 1 there.'),
     ('[backup]\nformat = "directory"\n[backup.encryption]\npassphrase_file = "/etc/passphrase"\n',
      "The directory format cannot be encrypted"),
-], ids=["jobs-without-directory", "directory-encrypted"])
+    ('[backup.encryption]\nrecipients_file = "/etc/recipients"\npassphrase_file = "/etc/passphrase"\n',
+     "Use either age recipients or a passphrase file, not both"),
+], ids=["jobs-without-directory", "directory-encrypted", "recipients-and-passphrase"])
 def test_impossible_dump_options_are_rejected(tmp_path, text, message):
     config = tmp_path / "auditctl.toml"
     config.write_text(text)

@@ -198,6 +198,26 @@ def test_unreachable_smtp_keeps_backup_and_fails_run(filled, folder, loopback_ce
     assert "[Errno" not in smtp_row
 
 
+def test_recipients_with_passphrase_send_no_mail(filled, folder, smtp_starttls, loopback_certificate):
+    from pyrage import x25519
+    recipient = x25519.Identity.generate().to_public()
+    passphrase_file = folder.parent / "passphrase"
+    passphrase_file.write_text("correct horse")
+    passphrase_file.chmod(0o600)
+    config = write_config(folder, smtp_mail(smtp_starttls),
+                          extra=f'\n[backup.encryption]\nrecipients = ["{recipient}"]')
+
+    result = run_cli("backup", "--config", str(config), "--passphrase-file", str(passphrase_file),
+                     dsn=filled.dsn, env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 2
+    assert "Use either age recipients or a passphrase file, not both" in result.stderr
+    assert "Report mail sent" not in result.stdout
+    time.sleep(0.5)
+    assert smtp_starttls.messages == []
+    assert list(folder.iterdir()) == []
+
+
 def test_failure_mail_has_error_and_log_tail(pg, folder, smtp_starttls, loopback_certificate):
     config = write_config(folder, smtp_mail(smtp_starttls))
 

@@ -14,6 +14,7 @@ from ..config import MEBIBYTE, KeyMap, config_table, invalid_value_error, read_c
 from ..errors import ConfigError, InvalidArgumentError
 from ..i18n import _
 from .config_values import FLAG_NAMES, describe_valid, find_invalid
+from .encryption import recipients_with_passphrase_error
 from .urls import credentials_message, has_credentials
 
 
@@ -226,6 +227,8 @@ def check_dump_options(settings: BackupSettings) -> None:
     """
     if settings.jobs > 1 and settings.dump_format != "directory":
         raise _jobs_need_directory_error(settings)
+    if (settings.recipients or settings.recipients_file) and settings.passphrase_file:
+        raise recipients_with_passphrase_error()
     encrypted = bool(settings.recipients or settings.recipients_file or settings.passphrase_file)
     if settings.dump_format == "directory" and encrypted and not settings.from_url:
         raise InvalidArgumentError(
