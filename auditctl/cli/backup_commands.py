@@ -127,7 +127,7 @@ def list_backups(
     if not settings.folder.is_dir():
         raise InvalidArgumentError(
             _("Backup folder {path} does not exist; check --dir or the dir setting.").format(path=settings.folder))
-    render.print_backup_list(find_backups(settings.folder, database))
+    render.print_backup_list(find_backups(settings.folder, database), database)
 
 
 @backup_app.command(help=_("Check a backup: checksum, decryption and pg_restore --list."))
