@@ -217,8 +217,10 @@ def test_invalid_config_stops_before_any_work(db, tmp_path, text):
                                       "ops@example.com, got 'not an address'."),
     (["--dsn", "host=127.0.0.1 nosuchkey=1"], "Invalid value for --dsn: expected a libpq connection string or a "
                                               "postgresql:// URL."),
+    (["--mail-to", "ops@example.com"], "--mail-to needs the [mail] settings of a config file, `from` at least, but "
+                                       "no config file was found."),
 ], ids=["missing-config", "missing-dir", "jobs-without-directory", "bad-format", "bad-recipient", "bad-url",
-        "bad-mail-to", "bad-dsn"])
+        "bad-mail-to", "bad-dsn", "mail-to-without-config"])
 def test_bad_input_gives_one_line_and_leaves_nothing(db, tmp_path, args, message):
     before = sorted(tmp_path.iterdir())
     folder_args = [] if "--dir" in args or "--config" in args else ["--dir", str(tmp_path)]

@@ -144,9 +144,13 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
     mail_overrides = {key[len("mail."):]: value for key, value in overrides.items() if key.startswith("mail.")}
     mail.update(mail_overrides)
     if mail:
+        if path is None:
+            raise ConfigError(_("--mail-to needs the [mail] settings of a config file, `from` at least, but no "
+                                "config file was found. Pass --config FILE, or copy auditctl.example.toml to "
+                                "./auditctl.toml and fill in [mail]."))
         if not mail.get("to") or not mail.get("sender"):
             raise ConfigError(_("[mail] in {path} needs both `to` (one or more addresses) and `from`.")
-                              .format(path=path or _("the config file")))
+                              .format(path=path))
         values["mail"] = MailSettings(**mail)
         _check_mail_login(values["mail"], path)
     if storage:
