@@ -365,6 +365,42 @@ def test_doctor_names_each_failure(pg, tmp_path, smtp_starttls, s3_server, loopb
     assert "Some checks failed" in result.stderr
 
 
+@pytest.mark.parametrize(("key_file", "detail"), [
+    ("recipient", None),
+    ("other", "holds no private key of the age recipients, so backup verify and backup restore cannot decrypt new "
+              "backups with it"),
+    ("missing", "Cannot read"),
+], ids=["recipient", "other-key", "missing"])
+def test_doctor_checks_identity_file(db, tmp_path, key_file, detail):
+    from pyrage import x25519
+    recipient_key = x25519.Identity.generate()
+    identity_file = tmp_path / "key.txt"
+    if key_file != "missing":
+        key = recipient_key if key_file == "recipient" else x25519.Identity.generate()
+        identity_file.write_text(f"{key}\n")
+        identity_file.chmod(0o600)
+    config = write_config(tmp_path / "auditctl.toml", f"""
+[backup]
+dir = "{tmp_path}"
+dsn = "{db.dsn}"
+
+[backup.encryption]
+recipients = ["{recipient_key.to_public()}"]
+identity_file = "{identity_file}"
+""")
+
+    result = run_cli("doctor", "--config", str(config), env={"COLUMNS": "400"})
+
+    [identity_row] = [line for line in result.stdout.splitlines() if line.startswith("│ identity file")]
+    if detail is None:
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert "│ ok " in identity_row
+    else:
+        assert result.exit_code == 1
+        assert "│ failed " in identity_row
+        assert detail in identity_row
+
+
 def test_doctor_explains_missing_bucket(pg, tmp_path, smtp_starttls, s3_server):
     config = doctor_config(tmp_path, pg.dsn_for("postgres"), smtp_starttls, s3_server)
     config.write_text(config.read_text().replace('bucket = "backups"', 'bucket = "no-such-bucket"'))
