@@ -285,6 +285,28 @@ def test_passphrase_encrypted_backup_decrypts_with_rage(filled, tmp_path):
     assert passphrase not in result.stdout + result.stderr + checked.stdout + checked.stderr
 
 
+def test_typed_passphrase_beats_config_identity(filled, tmp_path):
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text("correct horse")
+    passphrase_file.chmod(0o600)
+    identity_file = tmp_path / "key.txt"
+    identity_file.write_text(f"{x25519.Identity.generate()}\n")
+    identity_file.chmod(0o600)
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup.encryption]\nidentity_file = "{identity_file}"\n')
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    assert run_cli("backup", "--dir", str(folder), "--passphrase-file", str(passphrase_file),
+                   dsn=filled.dsn).exit_code == 0
+    encrypted = only_backup(folder, ".dump.age")
+
+    checked = run_cli("backup", "verify", str(encrypted), "--config", str(config),
+                      "--passphrase-file", str(passphrase_file))
+
+    assert checked.exit_code == 0, checked.stderr
+    assert "decrypt+pg_restore --list" in checked.stdout
+
+
 def test_passphrase_backup_decrypts_with_age_cli(filled, tmp_path):
     if shutil.which("age") is None or shutil.which("script") is None:
         pytest.skip("needs the age command-line tool (Debian package age) and script (util-linux)")
