@@ -300,6 +300,25 @@ def test_reinstall_warns_about_dropped_variable(tmp_path):
     assert "TZ=" not in lines[1]
 
 
+def test_reinstall_warns_about_changed_language(tmp_path):
+    config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
+    crontab = tmp_path / "crontab"
+    crontab.write_text("0 2 * * * cd /root && LANG=ru_RU.UTF-8 LANGUAGE=ru /usr/bin/python3 -m auditctl backup "
+                       ">> /var/log/b.log 2>&1 # auditctl backup\n")
+
+    result = run_cli("cron", "install", "--schedule", "0 2 * * *", "--config", str(config), "--crontab-file",
+                     str(crontab), env={"LANG": "C.UTF-8"})
+
+    assert result.exit_code == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Warning:")] == [
+        "Warning: The replaced line set LANGUAGE, which the new line does not; to keep it, run cron install again "
+        "with --env LANGUAGE=VALUE.",
+        "Warning: The replaced line set LANG=ru_RU.UTF-8, but the new line sets LANG=C.UTF-8 from this shell, so "
+        "the report mail and the job's messages may change language. To keep ru_RU.UTF-8, run cron install again "
+        "with LANG=ru_RU.UTF-8 in front of it."]
+    assert "LANG=C.UTF-8" in crontab.read_text()
+
+
 @pytest.mark.parametrize("schedule", ["0 2 * *", "every night", "0 2 * * * rm"], ids=["four-fields", "words",
                                                                                       "six-fields"])
 def test_invalid_schedule_is_rejected(tmp_path, schedule):
