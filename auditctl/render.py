@@ -891,8 +891,12 @@ def _print_unknown_source(report: JobReport) -> None:
         count).format(count=count, database=report.result.database), markup=False, soft_wrap=True)
 
 
-def print_backup_list(entries: list[BackupEntry]) -> None:
-    """Print the backups auditctl made, oldest first."""
+def print_backup_list(entries: list[BackupEntry], database: str | None = None) -> None:
+    """Print the backups auditctl made, oldest first. ``database`` is the --database filter, named when none match."""
+    if not entries and database is not None:
+        console.print(_("No backups of database {database} made by auditctl in this folder.").format(
+            database=database), markup=False, soft_wrap=True)
+        return
     if not entries:
         console.print(_("No backups made by auditctl in this folder."))
         return

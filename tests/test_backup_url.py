@@ -96,6 +96,18 @@ def test_invalid_json_error_is_translated(http_endpoint, tmp_path):
     assert saved(tmp_path) == []
 
 
+def test_unreachable_endpoint_names_reason(tmp_path):
+    from backup_fixtures import free_port
+    url = f"http://127.0.0.1:{free_port()}/api/backup/create"
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", url)
+
+    assert result.exit_code == 1
+    assert f"Error: Request to {url} failed: Connection refused" in result.stderr
+    assert "[Errno" not in result.stderr
+    assert saved(tmp_path) == []
+
+
 def test_missing_header_variable_is_config_error(http_endpoint, tmp_path):
     result = run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url, "--header-env", "NOT_SET_X")
     assert result.exit_code == 2

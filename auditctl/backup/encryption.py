@@ -106,6 +106,11 @@ def read_key_lines(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+def recipients_with_passphrase_error() -> ConfigError:
+    return ConfigError(_("Use either age recipients or a passphrase file, not both: the age format allows a "
+                         "passphrase only as the sole recipient."))
+
+
 def load_encryption(recipients: list[str], recipients_file: Path | None,
                     passphrase_file: Path | None = None) -> Encryption | None:
     """Build the encryption settings, or None when neither recipients nor a passphrase file are set."""
@@ -114,8 +119,7 @@ def load_encryption(recipients: list[str], recipients_file: Path | None,
         keys += read_key_lines(recipients_file)
     if passphrase_file is not None:
         if keys:
-            raise ConfigError(_("Use either age recipients or a passphrase file, not both: the age format allows "
-                                "a passphrase only as the sole recipient."))
+            raise recipients_with_passphrase_error()
         read_passphrase(passphrase_file)
         return Encryption(passphrase_file=passphrase_file)
     if not keys:

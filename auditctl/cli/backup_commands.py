@@ -43,8 +43,14 @@ def _settings(config: Path | None, **flags: Any) -> BackupSettings:
 
 
 def _decryption(settings: BackupSettings) -> Decryption:
-    """Pick the identity file over the passphrase file when both are set, because only one can match a backup."""
-    if settings.identity_file is not None:
+    """Pick the identity file or the passphrase file, because only one can match a backup.
+
+    A typed --passphrase-file wins over an identity_file from the config
+    file, as typed flags do. Otherwise the identity file wins.
+    """
+    passphrase_typed = settings.passphrase_file is not None and "passphrase_file" not in settings.file_fields
+    identity_from_file = "identity_file" in settings.file_fields
+    if settings.identity_file is not None and not (passphrase_typed and identity_from_file):
         return Decryption(identity_file=settings.identity_file)
     return Decryption(passphrase_file=settings.passphrase_file)
 
@@ -127,7 +133,7 @@ def list_backups(
     if not settings.folder.is_dir():
         raise InvalidArgumentError(
             _("Backup folder {path} does not exist; check --dir or the dir setting.").format(path=settings.folder))
-    render.print_backup_list(find_backups(settings.folder, database))
+    render.print_backup_list(find_backups(settings.folder, database), database)
 
 
 @backup_app.command(help=_("Check a backup: checksum, decryption and pg_restore --list."))
