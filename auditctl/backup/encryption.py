@@ -55,6 +55,13 @@ class Decryption:
     def available(self) -> bool:
         return self.identity_file is not None or self.passphrase_file is not None
 
+    def check(self) -> None:
+        """Read the identity or passphrase file, so that a missing or unreadable one fails before any other step."""
+        if self.passphrase_file is not None:
+            read_passphrase(self.passphrase_file)
+        elif self.identity_file is not None:
+            load_identities(self.identity_file)
+
     def decrypt(self, reader: BinaryIO, writer: BinaryIO) -> None:
         """Decrypt an age stream from ``reader`` into ``writer``."""
         if self.passphrase_file is not None:

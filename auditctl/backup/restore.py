@@ -91,6 +91,8 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
     if manifest.encrypted and not decryption.available:
         raise BackupError(_("{path} is encrypted; pass --identity with the age private key or --passphrase-file.")
                           .format(path=path))
+    if manifest.encrypted:
+        decryption.check()
     verify_checksum(path, manifest)
     target = inspect_target(target_dsn)
     if target.relations and not clean:
