@@ -307,6 +307,31 @@ def test_typed_passphrase_beats_config_identity(filled, tmp_path):
     assert "decrypt+pg_restore --list" in checked.stdout
 
 
+def test_both_keys_open_either_backup(filled, tmp_path):
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text("correct horse")
+    passphrase_file.chmod(0o600)
+    identity = x25519.Identity.generate()
+    identity_file = tmp_path / "key.txt"
+    identity_file.write_text(f"{identity}\n")
+    identity_file.chmod(0o600)
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup.encryption]\nidentity_file = "{identity_file}"\n'
+                      f'passphrase_file = "{passphrase_file}"\n')
+    by_key, by_passphrase = tmp_path / "by-key", tmp_path / "by-passphrase"
+    by_key.mkdir()
+    by_passphrase.mkdir()
+    assert run_cli("backup", "--dir", str(by_key), "--recipient", str(identity.to_public()),
+                   dsn=filled.dsn).exit_code == 0
+    assert run_cli("backup", "--dir", str(by_passphrase), "--passphrase-file", str(passphrase_file),
+                   dsn=filled.dsn).exit_code == 0
+
+    for folder in (by_key, by_passphrase):
+        checked = run_cli("backup", "verify", str(only_backup(folder, ".dump.age")), "--config", str(config))
+        assert checked.exit_code == 0, checked.stderr
+        assert "decrypt+pg_restore --list" in checked.stdout
+
+
 def test_passphrase_backup_decrypts_with_age_cli(filled, tmp_path):
     if shutil.which("age") is None or shutil.which("script") is None:
         pytest.skip("needs the age command-line tool (Debian package age) and script (util-linux)")

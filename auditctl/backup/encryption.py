@@ -56,20 +56,39 @@ class Decryption:
         return self.identity_file is not None or self.passphrase_file is not None
 
     def check(self) -> None:
-        """Read the identity or passphrase file, so that a missing or unreadable one fails before any other step."""
+        """Read the identity and passphrase files, so that a missing or unreadable one fails before any other step."""
         if self.passphrase_file is not None:
             read_passphrase(self.passphrase_file)
-        elif self.identity_file is not None:
+        if self.identity_file is not None:
             load_identities(self.identity_file)
 
     def decrypt(self, reader: BinaryIO, writer: BinaryIO) -> None:
-        """Decrypt an age stream from ``reader`` into ``writer``."""
-        if self.passphrase_file is not None:
+        """Decrypt an age stream from ``reader`` into ``writer``.
+
+        With both files given, the age header decides: a file encrypted to
+        a passphrase has an scrypt stanza, one encrypted to keys has none.
+        """
+        use_passphrase = self.passphrase_file is not None and (
+            self.identity_file is None or _has_scrypt_stanza(reader))
+        if use_passphrase:
             decrypt_with_passphrase(reader, writer, read_passphrase(self.passphrase_file))
         elif self.identity_file is not None:
             decrypt(reader, writer, load_identities(self.identity_file))
         else:
             raise BackupError(_("The backup is encrypted; pass --identity or --passphrase-file."))
+
+
+def _has_scrypt_stanza(reader: BinaryIO) -> bool:
+    """Tell whether the age header at the reader's position names a passphrase (scrypt) recipient.
+
+    The reader is left where it was. age puts each recipient stanza on a
+    line of its own that starts with "-> TYPE", before the "---" line that
+    ends the header; 4 KiB covers the header of a few dozen recipients.
+    """
+    position = reader.tell()
+    head = reader.read(4096)
+    reader.seek(position)
+    return b"\n-> scrypt " in head.split(b"\n---", 1)[0]
 
 
 def _require_private(path: Path) -> None:

@@ -43,16 +43,8 @@ def _settings(config: Path | None, **flags: Any) -> BackupSettings:
 
 
 def _decryption(settings: BackupSettings) -> Decryption:
-    """Pick the identity file or the passphrase file, because only one can match a backup.
-
-    A typed --passphrase-file wins over an identity_file from the config
-    file, as typed flags do. Otherwise the identity file wins.
-    """
-    passphrase_typed = settings.passphrase_file is not None and "passphrase_file" not in settings.file_fields
-    identity_from_file = "identity_file" in settings.file_fields
-    if settings.identity_file is not None and not (passphrase_typed and identity_from_file):
-        return Decryption(identity_file=settings.identity_file)
-    return Decryption(passphrase_file=settings.passphrase_file)
+    """Return the identity and passphrase files; each backup's age header tells which of them opens it."""
+    return Decryption(identity_file=settings.identity_file, passphrase_file=settings.passphrase_file)
 
 
 @backup_app.callback()
