@@ -55,22 +55,26 @@ class Decryption:
     def available(self) -> bool:
         return self.identity_file is not None or self.passphrase_file is not None
 
-    def check(self) -> None:
-        """Read the identity and passphrase files, so that a missing or unreadable one fails before any other step."""
-        if self.passphrase_file is not None:
+    def check(self, path: Path) -> None:
+        """Read the identity or passphrase file that opens ``path``, so that a missing one fails before other steps."""
+        with path.open("rb") as reader:
+            use_passphrase = self._uses_passphrase(reader)
+        if use_passphrase:
             read_passphrase(self.passphrase_file)
-        if self.identity_file is not None:
+        elif self.identity_file is not None:
             load_identities(self.identity_file)
 
-    def decrypt(self, reader: BinaryIO, writer: BinaryIO) -> None:
-        """Decrypt an age stream from ``reader`` into ``writer``.
+    def _uses_passphrase(self, reader: BinaryIO) -> bool:
+        """Tell whether the passphrase file opens the age stream of ``reader``.
 
         With both files given, the age header decides: a file encrypted to
         a passphrase has an scrypt stanza, one encrypted to keys has none.
         """
-        use_passphrase = self.passphrase_file is not None and (
-            self.identity_file is None or _has_scrypt_stanza(reader))
-        if use_passphrase:
+        return self.passphrase_file is not None and (self.identity_file is None or _has_scrypt_stanza(reader))
+
+    def decrypt(self, reader: BinaryIO, writer: BinaryIO) -> None:
+        """Decrypt an age stream from ``reader`` into ``writer`` with the file that its header asks for."""
+        if self._uses_passphrase(reader):
             decrypt_with_passphrase(reader, writer, read_passphrase(self.passphrase_file))
         elif self.identity_file is not None:
             decrypt(reader, writer, load_identities(self.identity_file))

@@ -92,7 +92,7 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
         raise BackupError(_("{path} is encrypted; pass --identity with the age private key or --passphrase-file.")
                           .format(path=path))
     if manifest.encrypted:
-        decryption.check()
+        decryption.check(path)
     verify_checksum(path, manifest)
     target = inspect_target(target_dsn)
     if target.relations and not clean:
