@@ -41,6 +41,30 @@ def test_json_backup_is_saved_with_manifest(http_endpoint, tmp_path):
     assert run_cli("backup", "verify", str(backup)).exit_code == 0
 
 
+def test_restore_of_json_backup_exits_2(http_endpoint, tmp_path):
+    http_endpoint.body = BODY
+    assert run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url).exit_code == 0
+    [backup] = tmp_path.glob("127.0.0.1_*Z.json")
+
+    # No server is reached: the file alone shows that pg_restore cannot restore it.
+    result = run_cli("backup", "restore", str(backup), "--target-dsn", "host=127.0.0.1 port=1 dbname=none")
+
+    assert result.exit_code == 2
+    assert "is a JSON backup from --from-url; pg_restore cannot restore it." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dump_without_manifest_points_to_pg_restore(tmp_path):
+    dump = tmp_path / "other.dump"
+    dump.write_bytes(b"PGDMP")
+
+    result = run_cli("backup", "verify", str(dump))
+
+    assert result.exit_code != 0
+    assert "auditctl checks and restores only its own backups, so use pg_restore for other dumps." in " ".join(
+        result.stderr.split())
+
+
 def test_json_backup_encrypted_decrypts(http_endpoint, tmp_path):
     http_endpoint.body = BODY
     identity = x25519.Identity.generate()
