@@ -932,8 +932,12 @@ def _print_unknown_source(report: JobReport) -> None:
         count).format(count=count, database=report.result.database), markup=False, soft_wrap=True)
 
 
-def print_backup_list(entries: list[BackupEntry]) -> None:
-    """Print the backups auditctl made, oldest first."""
+def print_backup_list(entries: list[BackupEntry], database: str | None = None) -> None:
+    """Print the backups auditctl made, oldest first. ``database`` is the --database filter, named when none match."""
+    if not entries and database is not None:
+        console.print(_("No backups of database {database} made by auditctl in this folder.").format(
+            database=database), markup=False, soft_wrap=True)
+        return
     if not entries:
         console.print(_("No backups made by auditctl in this folder."))
         return
@@ -1082,8 +1086,11 @@ def print_maintenance(result: MaintainResult, quiet: bool = False) -> None:
                                result.covered_periods)
                       .format(count=format_number(result.covered_periods),
                               until=f"{result.covered_until:%Y-%m-%d %H:%M}"), markup=False)
-    elif not quiet and not result.created and not result.moved_rows:
+    elif not quiet and not result.created and not result.moved_rows and not result.rebuilt:
         console.print(_("Partitions are up to date."))
+    for name, error in result.rebuild_failed:
+        console.print(_("Could not rebuild the indexes of partition {name}; the next `auditctl maintain` tries "
+                        "again: {error}").format(name=name, error=error), style="yellow", markup=False)
 
 
 def _print_maintenance_changes(result: MaintainResult) -> None:
@@ -1093,6 +1100,9 @@ def _print_maintenance_changes(result: MaintainResult) -> None:
         console.print(ngettext("Moved {rows} event out of the default partition.",
                                "Moved {rows} events out of the default partition.", result.moved_rows)
                       .format(rows=format_number(result.moved_rows)), markup=False)
+    for name in result.rebuilt:
+        console.print(_("Rebuilt the indexes of partition {name}, whose period has ended, so that they take less "
+                        "space.").format(name=name), markup=False)
 
 
 def _print_forgotten(names: list[str]) -> None:

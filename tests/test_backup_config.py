@@ -145,7 +145,9 @@ def test_wrong_type_quoted_as_toml(tmp_path, text, message):
      'parallel only in that format. Set format = "directory" or jobs = 1 there.'),
     ('[backup]\nformat = "directory"\n[backup.encryption]\npassphrase_file = "/etc/passphrase"\n',
      "The directory format cannot be encrypted"),
-], ids=["jobs-without-directory", "directory-encrypted"])
+    ('[backup.encryption]\nrecipients_file = "/etc/recipients"\npassphrase_file = "/etc/passphrase"\n',
+     "Use either age recipients or a passphrase file, not both"),
+], ids=["jobs-without-directory", "directory-encrypted", "recipients-and-passphrase"])
 def test_impossible_dump_options_are_rejected(tmp_path, text, message):
     config = tmp_path / "auditctl.toml"
     config.write_text(text)
@@ -215,8 +217,10 @@ def test_invalid_config_stops_before_any_work(db, tmp_path, text):
                                       "ops@example.com, got 'not an address'."),
     (["--dsn", "host=127.0.0.1 nosuchkey=1"], "Invalid value for --dsn: expected a libpq connection string or a "
                                               "postgresql:// URL."),
+    (["--mail-to", "ops@example.com"], "--mail-to needs the [mail] settings of a config file, `from` at least, but "
+                                       "no config file was found."),
 ], ids=["missing-config", "missing-dir", "jobs-without-directory", "bad-format", "bad-recipient", "bad-url",
-        "bad-mail-to", "bad-dsn"])
+        "bad-mail-to", "bad-dsn", "mail-to-without-config"])
 def test_bad_input_gives_one_line_and_leaves_nothing(db, tmp_path, args, message):
     before = sorted(tmp_path.iterdir())
     folder_args = [] if "--dir" in args or "--config" in args else ["--dir", str(tmp_path)]

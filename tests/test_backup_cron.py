@@ -300,6 +300,25 @@ def test_reinstall_warns_about_dropped_variable(tmp_path):
     assert "TZ=" not in lines[1]
 
 
+def test_reinstall_warns_about_changed_language(tmp_path):
+    config = write_config(tmp_path / "auditctl.toml", f'[backup]\ndir = "{tmp_path}"\n')
+    crontab = tmp_path / "crontab"
+    crontab.write_text("0 2 * * * cd /root && LANG=ru_RU.UTF-8 LANGUAGE=ru /usr/bin/python3 -m auditctl backup "
+                       ">> /var/log/b.log 2>&1 # auditctl backup\n")
+
+    result = run_cli("cron", "install", "--schedule", "0 2 * * *", "--config", str(config), "--crontab-file",
+                     str(crontab), env={"LANG": "C.UTF-8"})
+
+    assert result.exit_code == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Warning:")] == [
+        "Warning: The replaced line set LANGUAGE, which the new line does not; to keep it, run cron install again "
+        "with --env LANGUAGE=VALUE.",
+        "Warning: The replaced line set LANG=ru_RU.UTF-8, but the new line sets LANG=C.UTF-8 from this shell, so "
+        "the report mail and the job's messages may change language. To keep ru_RU.UTF-8, run cron install again "
+        "with LANG=ru_RU.UTF-8 in front of it."]
+    assert "LANG=C.UTF-8" in crontab.read_text()
+
+
 @pytest.mark.parametrize("schedule", ["0 2 * *", "every night", "0 2 * * * rm"], ids=["four-fields", "words",
                                                                                       "six-fields"])
 def test_invalid_schedule_is_rejected(tmp_path, schedule):
@@ -363,6 +382,57 @@ def test_doctor_names_each_failure(pg, tmp_path, smtp_starttls, s3_server, loopb
     assert "(535, b'" not in smtp_row
     assert "no-such-bucket" in result.stdout
     assert "Some checks failed" in result.stderr
+
+
+@pytest.mark.parametrize(("key_file", "detail"), [
+    ("recipient", None),
+    ("other", "holds no private key of the age recipients, so backup verify and backup restore cannot decrypt new "
+              "backups with it"),
+    ("missing", "Cannot read"),
+], ids=["recipient", "other-key", "missing"])
+def test_doctor_checks_identity_file(db, tmp_path, key_file, detail):
+    from pyrage import x25519
+    recipient_key = x25519.Identity.generate()
+    identity_file = tmp_path / "key.txt"
+    if key_file != "missing":
+        key = recipient_key if key_file == "recipient" else x25519.Identity.generate()
+        identity_file.write_text(f"{key}\n")
+        identity_file.chmod(0o600)
+    config = write_config(tmp_path / "auditctl.toml", f"""
+[backup]
+dir = "{tmp_path}"
+dsn = "{db.dsn}"
+
+[backup.encryption]
+recipients = ["{recipient_key.to_public()}"]
+identity_file = "{identity_file}"
+""")
+
+    result = run_cli("doctor", "--config", str(config), env={"COLUMNS": "400"})
+
+    [identity_row] = [line for line in result.stdout.splitlines() if line.startswith("│ identity file")]
+    if detail is None:
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert "│ ok " in identity_row
+    else:
+        assert result.exit_code == 1
+        assert "│ failed " in identity_row
+        assert detail in identity_row
+
+
+def test_doctor_explains_missing_bucket(pg, tmp_path, smtp_starttls, s3_server):
+    config = doctor_config(tmp_path, pg.dsn_for("postgres"), smtp_starttls, s3_server)
+    config.write_text(config.read_text().replace('bucket = "backups"', 'bucket = "no-such-bucket"'))
+    # A wide terminal keeps the detail on one line of the table.
+    environment = {"DOCTOR_SMTP_PASSWORD": SMTP_PASSWORD, "COLUMNS": "400", **s3_server.environment}
+
+    result = run_cli("doctor", "--config", str(config), env=environment)
+
+    assert result.exit_code == 1
+    [storage_row] = [line for line in result.stdout.splitlines() if line.startswith("│ storage")]
+    assert (f"bucket no-such-bucket does not exist at {s3_server.endpoint_url}; create it or correct bucket in "
+            "[storage].") in storage_row
+    assert "HeadBucket" not in storage_row
 
 
 def test_doctor_explains_untrusted_certificate(pg, tmp_path, smtp_starttls, s3_server):

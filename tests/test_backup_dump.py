@@ -285,6 +285,53 @@ def test_passphrase_encrypted_backup_decrypts_with_rage(filled, tmp_path):
     assert passphrase not in result.stdout + result.stderr + checked.stdout + checked.stderr
 
 
+def test_typed_passphrase_beats_config_identity(filled, tmp_path):
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text("correct horse")
+    passphrase_file.chmod(0o600)
+    identity_file = tmp_path / "key.txt"
+    identity_file.write_text(f"{x25519.Identity.generate()}\n")
+    identity_file.chmod(0o600)
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup.encryption]\nidentity_file = "{identity_file}"\n')
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    assert run_cli("backup", "--dir", str(folder), "--passphrase-file", str(passphrase_file),
+                   dsn=filled.dsn).exit_code == 0
+    encrypted = only_backup(folder, ".dump.age")
+
+    checked = run_cli("backup", "verify", str(encrypted), "--config", str(config),
+                      "--passphrase-file", str(passphrase_file))
+
+    assert checked.exit_code == 0, checked.stderr
+    assert "decrypt+pg_restore --list" in checked.stdout
+
+
+def test_both_keys_open_either_backup(filled, tmp_path):
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text("correct horse")
+    passphrase_file.chmod(0o600)
+    identity = x25519.Identity.generate()
+    identity_file = tmp_path / "key.txt"
+    identity_file.write_text(f"{identity}\n")
+    identity_file.chmod(0o600)
+    config = tmp_path / "auditctl.toml"
+    config.write_text(f'[backup.encryption]\nidentity_file = "{identity_file}"\n'
+                      f'passphrase_file = "{passphrase_file}"\n')
+    by_key, by_passphrase = tmp_path / "by-key", tmp_path / "by-passphrase"
+    by_key.mkdir()
+    by_passphrase.mkdir()
+    assert run_cli("backup", "--dir", str(by_key), "--recipient", str(identity.to_public()),
+                   dsn=filled.dsn).exit_code == 0
+    assert run_cli("backup", "--dir", str(by_passphrase), "--passphrase-file", str(passphrase_file),
+                   dsn=filled.dsn).exit_code == 0
+
+    for folder in (by_key, by_passphrase):
+        checked = run_cli("backup", "verify", str(only_backup(folder, ".dump.age")), "--config", str(config))
+        assert checked.exit_code == 0, checked.stderr
+        assert "decrypt+pg_restore --list" in checked.stdout
+
+
 def test_passphrase_backup_decrypts_with_age_cli(filled, tmp_path):
     if shutil.which("age") is None or shutil.which("script") is None:
         pytest.skip("needs the age command-line tool (Debian package age) and script (util-linux)")
@@ -605,11 +652,12 @@ def wait_for_lock_wait(database, timeout: float = 60) -> None:
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.2, 1.0], ids=lambda delay: f"{delay}s")
-@pytest.mark.parametrize(("signum", "exit_code", "whole_group"),
-                         [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGINT, 130, True)],
-                         ids=["sigterm", "sigint", "sigint-group"])
+@pytest.mark.parametrize(("signum", "exit_code", "delivery"),
+                         [(signal.SIGTERM, 143, "process"), (signal.SIGINT, 130, "process"),
+                          (signal.SIGINT, 130, "group"), (signal.SIGTERM, 143, "process-then-group")],
+                         ids=["sigterm", "sigint", "sigint-group", "sigterm-timeout"])
 def test_signal_during_dump_cleans_up(filled, tmp_path, smtp_starttls, loopback_certificate, signum, exit_code,
-                                      whole_group, delay):
+                                      delivery, delay):
     with filled.connect() as connection:
         install(connection, "audit", [], use_all=True)
     folder = tmp_path / "backups"
@@ -620,13 +668,19 @@ def test_signal_during_dump_cleans_up(filled, tmp_path, smtp_starttls, loopback_
     blocker.execute("LOCK TABLE invoice IN ACCESS EXCLUSIVE MODE")
     # -v logs the removal of the partial file.
     process = start_cli("-v", "backup", "--config", str(config), dsn=filled.dsn, env=environment,
-                        new_session=whole_group)
+                        new_session=delivery != "process")
     try:
         wait_for_lock_wait(filled)
         [partial] = [name for name in backup_files(folder) if name.endswith(".partial")]
         time.sleep(delay)
-        if whole_group:
+        if delivery == "group":
             # Ctrl-C in a terminal signals the whole process group, pg_dump included.
+            os.killpg(process.pid, signum)
+        elif delivery == "process-then-group":
+            # coreutils' timeout signals the command, then its whole process group, so auditctl gets the signal
+            # twice. The pause lets the first handler run before the second signal comes.
+            process.send_signal(signum)
+            time.sleep(0.1)
             os.killpg(process.pid, signum)
         else:
             process.send_signal(signum)

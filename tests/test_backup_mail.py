@@ -180,14 +180,42 @@ def test_plaintext_auth_is_refused_before_backup(filled, folder, smtp_starttls, 
 
 def test_unreachable_smtp_keeps_backup_and_fails_run(filled, folder, loopback_certificate):
     from backup_fixtures import free_port
+    port = free_port()
     config = write_config(folder, {"to": ["ops@example.test"], "from": "backup@example.test", "host": "127.0.0.1",
-                                   "port": free_port(), "security": "tls", "timeout_seconds": 5})
+                                   "port": port, "security": "tls", "timeout_seconds": 5})
 
     result = run_cli("backup", "--config", str(config), dsn=filled.dsn)
+    # A wide terminal keeps each detail on one line of the table.
+    doctor = run_cli("doctor", "--config", str(config), dsn=filled.dsn, env={"COLUMNS": "400"})
 
     assert result.exit_code == 3
-    assert "Sending mail through 127.0.0.1" in result.stderr
+    assert f"Sending mail through 127.0.0.1:{port} failed: Connection refused" in result.stderr
+    assert "[Errno" not in result.stderr
     assert len(list(folder.glob("*.dump"))) == 1
+    assert doctor.exit_code == 1
+    [smtp_row] = [line for line in doctor.stdout.splitlines() if "SMTP" in line]
+    assert f"127.0.0.1:{port}: Connection refused" in smtp_row
+    assert "[Errno" not in smtp_row
+
+
+def test_recipients_with_passphrase_send_no_mail(filled, folder, smtp_starttls, loopback_certificate):
+    from pyrage import x25519
+    recipient = x25519.Identity.generate().to_public()
+    passphrase_file = folder.parent / "passphrase"
+    passphrase_file.write_text("correct horse")
+    passphrase_file.chmod(0o600)
+    config = write_config(folder, smtp_mail(smtp_starttls),
+                          extra=f'\n[backup.encryption]\nrecipients = ["{recipient}"]')
+
+    result = run_cli("backup", "--config", str(config), "--passphrase-file", str(passphrase_file),
+                     dsn=filled.dsn, env=mail_env(loopback_certificate))
+
+    assert result.exit_code == 2
+    assert "Use either age recipients or a passphrase file, not both" in result.stderr
+    assert "Report mail sent" not in result.stdout
+    time.sleep(0.5)
+    assert smtp_starttls.messages == []
+    assert list(folder.iterdir()) == []
 
 
 def test_failure_mail_has_error_and_log_tail(pg, folder, smtp_starttls, loopback_certificate):

@@ -142,6 +142,24 @@ def test_clean_restore_of_partitioned_table(db, tmp_path, encrypted):
     assert invalid == 0
 
 
+def test_missing_identity_named_before_target(db, tmp_path):
+    with db.connect() as connection:
+        sample_rows(connection)
+    identity = x25519.Identity.generate()
+    assert run_cli("backup", "--dir", str(tmp_path), "--recipient", str(identity.to_public()),
+                   dsn=db.dsn).exit_code == 0
+    missing = tmp_path / "no-such-key.txt"
+
+    # The target is not empty, and the typo in the key's path is what the DBA has to fix first.
+    result = run_cli("backup", "restore", str(only_backup(tmp_path, ".dump.age")), "--target-dsn", db.dsn,
+                     "--identity", str(missing))
+
+    assert result.exit_code != 0
+    [error] = error_lines(result)
+    assert str(missing) in error
+    assert "not empty" not in error
+
+
 def test_clean_restore_of_audited_database(db, tmp_path):
     with db.connect() as connection:
         sample_rows(connection)

@@ -238,3 +238,16 @@ def test_rotation_keeps_version_1_backups(pg, tmp_path):
         assert legacy.name in run_cli("backup", "list", "--dir", str(tmp_path)).stdout
     finally:
         drop_database(pg, "app")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "No backups made by auditctl in this folder."),
+    (["--database", "app"], "No backups of database app made by auditctl in this folder."),
+], ids=["all", "one-database"])
+def test_empty_list_names_database(tmp_path, args, message):
+    (tmp_path / "notes.txt").write_text("not a backup")
+
+    result = run_cli("backup", "list", "--dir", str(tmp_path), *args)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == message

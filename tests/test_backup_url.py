@@ -41,6 +41,30 @@ def test_json_backup_is_saved_with_manifest(http_endpoint, tmp_path):
     assert run_cli("backup", "verify", str(backup)).exit_code == 0
 
 
+def test_restore_of_json_backup_exits_2(http_endpoint, tmp_path):
+    http_endpoint.body = BODY
+    assert run_cli("backup", "--dir", str(tmp_path), "--from-url", http_endpoint.url).exit_code == 0
+    [backup] = tmp_path.glob("127.0.0.1_*Z.json")
+
+    # No server is reached: the file alone shows that pg_restore cannot restore it.
+    result = run_cli("backup", "restore", str(backup), "--target-dsn", "host=127.0.0.1 port=1 dbname=none")
+
+    assert result.exit_code == 2
+    assert "is a JSON backup from --from-url; pg_restore cannot restore it." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dump_without_manifest_points_to_pg_restore(tmp_path):
+    dump = tmp_path / "other.dump"
+    dump.write_bytes(b"PGDMP")
+
+    result = run_cli("backup", "verify", str(dump))
+
+    assert result.exit_code != 0
+    assert "auditctl checks and restores only its own backups, so use pg_restore for other dumps." in " ".join(
+        result.stderr.split())
+
+
 def test_json_backup_encrypted_decrypts(http_endpoint, tmp_path):
     http_endpoint.body = BODY
     identity = x25519.Identity.generate()
@@ -93,6 +117,18 @@ def test_invalid_json_error_is_translated(http_endpoint, tmp_path):
     assert result.exit_code == 1
     assert "не является полным JSON (ошибка JSON в строке 1, столбце 1); копия не сохранена." in result.stderr
     assert "Expecting" not in result.stderr
+    assert saved(tmp_path) == []
+
+
+def test_unreachable_endpoint_names_reason(tmp_path):
+    from backup_fixtures import free_port
+    url = f"http://127.0.0.1:{free_port()}/api/backup/create"
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--from-url", url)
+
+    assert result.exit_code == 1
+    assert f"Error: Request to {url} failed: Connection refused" in result.stderr
+    assert "[Errno" not in result.stderr
     assert saved(tmp_path) == []
 
 

@@ -140,6 +140,21 @@ def test_revert_renamed_table_checks_columns(renamed):
             revert_event(connection, "audit", update["id"], user_id=None)
 
 
+def test_status_counts_former_name_events(renamed, cli):
+    dsn, _update = renamed
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("INSERT INTO performer VALUES (2, 'Nick', 'Wahlberg')")
+        # A new table under the old name: its events are not the renamed table's.
+        connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY)")
+        install(connection, "audit", ["actor"])
+        connection.execute("INSERT INTO actor VALUES (7)")
+    result = cli("status", "--format", "json", dsn=dsn)
+    assert result.exit_code == 0, result.stderr
+    counts = {t["table"]: t["events"] for t in json.loads(result.stdout)["tables"]}
+    assert counts["public.performer"] == 3
+    assert counts["public.actor"] == 1
+
+
 def test_history_dropped_table_still_reported(db):
     with db.connect() as connection:
         connection.execute("CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text)")

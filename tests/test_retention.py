@@ -91,6 +91,53 @@ def test_maintain_moves_default_rows(db, cli):
         assert connection.execute("SELECT pg_relation_size('audit.events_default')").fetchone()[0] == 0
 
 
+def _index_sizes(connection, partition: str) -> dict[str, int]:
+    return dict(connection.execute(
+        """SELECT c.relname, pg_relation_size(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            WHERE i.indrelid = %s::regclass""", (f"audit.{partition}",)).fetchall())
+
+
+def _partition_comment(connection, partition: str) -> str | None:
+    return connection.execute("SELECT obj_description(%s::regclass, 'pg_class')",
+                              (f"audit.{partition}",)).fetchone()[0]
+
+
+def test_maintain_packs_ended_partition_indexes(db, cli):
+    past = f"events_p{month_start(2):%Y_%m}"
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        add_events(connection, month_start(2), 1)
+        # Within that month nothing has ended yet: the partition is created and left as it is.
+        maintain(connection, "audit", now=month_start(2) + timedelta(days=3))
+        assert _partition_comment(connection, past) is None
+        # Events of 20 users at once, as an application writes them, each user's taking several pages of the
+        # index by user: the pages of a user split in halves, and the older half gets no more entries.
+        connection.execute(
+            """INSERT INTO audit.events (occurred_at, user_id, action, entity_type, entity_id)
+               SELECT %s + make_interval(secs => g), 'user-' || (g %% 20), 'LOGIN', 'public.users', g::text
+               FROM generate_series(1, 30000) g""", (month_start(2),))
+        before = _index_sizes(connection, past)
+
+    first = cli("maintain", dsn=db.dsn)
+    second = cli("maintain", dsn=db.dsn)
+
+    assert first.exit_code == 0, first.stderr
+    assert (f"Rebuilt the indexes of partition {past}, whose period has ended, so that they take less space."
+            in " ".join(first.stdout.split()))
+    assert second.exit_code == 0, second.stderr
+    assert "Rebuilt" not in second.stdout
+    with db.connect() as connection:
+        after = _index_sizes(connection, past)
+        assert _partition_comment(connection, past).startswith("auditctl: indexes rebuilt after the period ended")
+        current = f"events_p{month_start(0):%Y_%m}"
+        assert _partition_comment(connection, current) is None
+        # No DDL event records auditctl's own upkeep.
+        assert events(connection, where="action = 'DDL'", system=True) == []
+    user_index = next(name for name in before if "user" in name)
+    assert after[user_index] < before[user_index] * 0.75
+    assert all(after[name] <= before[name] for name in before)
+
+
 def test_maintain_is_idempotent(db, cli):
     with db.connect() as connection:
         install(connection, "audit", [])

@@ -79,6 +79,10 @@ class MaintainResult:
     covered_periods: int = 0
     # The end of the last such period, or None when there is none.
     covered_until: datetime | None = None
+    # Partitions whose period ended and whose indexes were rebuilt, and those
+    # whose rebuild failed, with the error.
+    rebuilt: list[str] = field(default_factory=list)
+    rebuild_failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def list_partitions(connection: psycopg.Connection, schema: str, count_rows: bool = True) -> list[Partition]:
@@ -137,7 +141,9 @@ def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
     """Create partitions for the current period and ``ahead`` periods after it; empty the default partition.
 
     Runs in one transaction. Safe to repeat: a period that an existing
-    partition covers, even partly, is skipped.
+    partition covers, even partly, is skipped. Then, outside it, the
+    default partition is vacuumed after rows moved out of it, and the
+    indexes of partitions whose period ended are rebuilt once.
     """
     check_ahead(ahead)
     require_log_owner(connection, schema, "maintain")
@@ -170,6 +176,9 @@ def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
                 start = end
     if result.moved_rows:
         _vacuum_default(connection, schema)
+    from .index_rebuild import rebuild_ended_partitions
+
+    rebuild_ended_partitions(connection, schema, list_partitions(connection, schema, count_rows=False), now, result)
     return result
 
 

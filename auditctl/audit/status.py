@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
 import psycopg
+from psycopg import sql
 
 from ..sqltext import quote_ident, schema_files
 from .catalog import Table, list_tables
@@ -15,6 +16,7 @@ from .firing import ReplicaRole, TriggerFiring, load_enable_always, replica_role
 from .leaves import LeafTriggers, leaf_triggers
 from .partitions import Partition, list_partitions
 from .retention import rotation_candidates
+from .renamed_tables import FormerName, find_former_names
 from .renames import follow_renames, unused_rules
 from .rules import Rule, effective_rules, load_rules
 from .schema import applied_versions, require_log_reader, schema_exists
@@ -39,6 +41,7 @@ class TableStatus:
     entity_type: str
     state: TableState
     has_primary_key: bool | None
+    # Events of the table, those recorded under names it had before a rename included.
     events: int = 0
     # When the table's audit triggers fire; None without triggers.
     firing: TriggerFiring | None = None
@@ -158,10 +161,35 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
         report.keep = keep
         report.rotation_candidates = [p.name for p in rotation_candidates(
             report.partition_list, keep, datetime.now(timezone.utc))]
-    for _table, status in table_states(connection, schema):
-        status.events = counts.get(status.entity_type, 0)
+    tables = list_tables(connection, schema)
+    states = table_states(connection, schema)
+    # Events recorded under a name that a table had before a rename count for
+    # that table, and not for a table that has the name now.
+    renamed_events: dict[str, int] = {}
+    namesake_events: dict[str, int] = {}
+    for table, status in states:
+        if table is None or status.state is TableState.NOT_AUDITED:
+            continue
+        for former in find_former_names(connection, schema, table, tables):
+            found = _former_name_events(connection, schema, former, counts)
+            renamed_events[status.entity_type] = renamed_events.get(status.entity_type, 0) + found
+            namesake_events[former.name] = namesake_events.get(former.name, 0) + found
+    for table, status in states:
+        status.events = counts.get(status.entity_type, 0) + renamed_events.get(status.entity_type, 0)
+        if table is not None:
+            status.events -= namesake_events.get(status.entity_type, 0)
         report.tables.append(status)
     return report
+
+
+def _former_name_events(connection: psycopg.Connection, schema: str, former: FormerName,
+                        counts: dict[str, int]) -> int:
+    """Count the events of a table recorded under one of its former names."""
+    if former.before_id is None:
+        return counts.get(former.name, 0)
+    return connection.execute(
+        sql.SQL("SELECT count(*) FROM {}.events WHERE {}").format(sql.Identifier(schema), former.condition())
+    ).fetchone()[0]
 
 
 def table_states(connection: psycopg.Connection, schema: str) -> list[tuple[Table | None, TableStatus]]:

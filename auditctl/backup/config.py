@@ -14,6 +14,7 @@ from ..config import MEBIBYTE, KeyMap, config_table, invalid_value_error, read_c
 from ..errors import ConfigError, InvalidArgumentError
 from ..i18n import _
 from .config_values import FLAG_NAMES, describe_valid, find_invalid
+from .encryption import recipients_with_passphrase_error
 from .urls import credentials_message, has_credentials
 
 
@@ -143,9 +144,13 @@ def load_settings(path: Path | None, overrides: dict[str, Any]) -> BackupSetting
     mail_overrides = {key[len("mail."):]: value for key, value in overrides.items() if key.startswith("mail.")}
     mail.update(mail_overrides)
     if mail:
+        if path is None:
+            raise ConfigError(_("--mail-to needs the [mail] settings of a config file, `from` at least, but no "
+                                "config file was found. Pass --config FILE, or copy auditctl.example.toml to "
+                                "./auditctl.toml and fill in [mail]."))
         if not mail.get("to") or not mail.get("sender"):
             raise ConfigError(_("[mail] in {path} needs both `to` (one or more addresses) and `from`.")
-                              .format(path=path or _("the config file")))
+                              .format(path=path))
         values["mail"] = MailSettings(**mail)
         _check_mail_login(values["mail"], path)
     if storage:
@@ -226,6 +231,8 @@ def check_dump_options(settings: BackupSettings) -> None:
     """
     if settings.jobs > 1 and settings.dump_format != "directory":
         raise _jobs_need_directory_error(settings)
+    if (settings.recipients or settings.recipients_file) and settings.passphrase_file:
+        raise recipients_with_passphrase_error()
     encrypted = bool(settings.recipients or settings.recipients_file or settings.passphrase_file)
     if settings.dump_format == "directory" and encrypted and not settings.from_url:
         raise InvalidArgumentError(

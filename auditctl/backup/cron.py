@@ -22,11 +22,14 @@ from ..errors import InvalidArgumentError, OutputFileError
 from ..files import check_writable_folder, os_reason
 from ..i18n import _
 from .config import load_settings
-from .cron_environment import assigned_names, carried_variables, environment_warnings
+from .cron_environment import assigned_names, assigned_variables, carried_variables, environment_warnings
 
 logger = logging.getLogger(__name__)
 
 MARKER = "# auditctl backup"
+
+# The variables that choose the language of the report mail, which cron install copies from its shell.
+LANGUAGE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 
 
 @dataclass(frozen=True)
@@ -116,3 +119,24 @@ def dropped_variable_warnings(result: CronResult, entry: CronEntry) -> list[str]
         dropped.extend(name for name in assigned_names(line) if name not in entry.variables and name not in dropped)
     return [_("The replaced line set {name}, which the new line does not; to keep it, run cron install again with "
               "--env {name}=VALUE.").format(name=name) for name in dropped]
+
+
+def changed_language_warnings(result: CronResult, entry: CronEntry) -> list[str]:
+    """Warn about each language variable that a replaced line set to another value than ``entry`` does.
+
+    cron install copies these variables from the shell it runs in, so a run
+    from another login would change the language of the mail unnoticed.
+    """
+    new_values = assigned_variables(entry.line)
+    warnings = []
+    for line in result.replaced_lines:
+        old_values = assigned_variables(line)
+        for name in LANGUAGE_VARIABLES:
+            old, new = old_values.get(name), new_values.get(name)
+            if old is None or new is None or old == new:
+                continue
+            warnings.append(_("The replaced line set {name}={old}, but the new line sets {name}={new} from this "
+                              "shell, so the report mail and the job's messages may change language. To keep {old}, "
+                              "run cron install again with {name}={old} in front of it.").format(
+                name=name, old=old, new=new))
+    return warnings

@@ -198,10 +198,16 @@ def _dsn_keywords(dsn: str | None) -> set[str]:
 
 
 def assigned_names(line: str) -> list[str]:
-    """Return the names of the variables that a crontab line assigns, in order; [] when it cannot be parsed.
+    """Return the names of the variables that a crontab line assigns, in order; [] when it cannot be parsed."""
+    return list(assigned_variables(line))
+
+
+def assigned_variables(line: str) -> dict[str, str]:
+    """Return the variables that a crontab line assigns and their values, unquoted; {} when it cannot be parsed.
 
     Only assignments in front of a command count, as the shell reads them, so
-    a ``dbname=app`` inside a quoted argument is not one.
+    a ``dbname=app`` inside a quoted argument is not one. A name assigned
+    twice keeps its first value.
     """
     fields = line.split(maxsplit=1 if line.startswith("@") else 5)
     command = fields[-1].replace("\\%", "%")
@@ -210,13 +216,13 @@ def assigned_names(line: str) -> list[str]:
         lexer.whitespace_split = True
         words = list(lexer)
     except ValueError:
-        return []
-    names = []
+        return {}
+    variables: dict[str, str] = {}
     at_command_start = True
     for word in words:
-        name, separator, _value = word.partition("=")
+        name, separator, value = word.partition("=")
         if at_command_start and separator and _NAME.match(name):
-            names.append(name)
+            variables.setdefault(name, value)
         else:
             at_command_start = word in _COMMAND_SEPARATORS
-    return names
+    return variables

@@ -7,13 +7,14 @@ import shutil
 import smtplib
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..db import connect
 from ..errors import AuditctlError
-from ..files import check_writable_folder
+from ..files import check_writable_folder, os_reason
 from ..i18n import _, ngettext
 from .config import BackupSettings
-from .encryption import load_encryption
+from .encryption import Encryption, load_encryption, load_identities
 from .mail import read_password, smtp_port, smtp_session
 from .manifest import find_backups
 from .partials import find_partials
@@ -51,7 +52,9 @@ def run_checks(settings: BackupSettings) -> DoctorReport:
     if server_major is not None:
         _check_tools(settings, server_major, report)
     _check_folder(settings, report)
-    _check_encryption(settings, report)
+    encryption = _check_encryption(settings, report)
+    if settings.identity_file is not None:
+        _check_identity(settings.identity_file, encryption, report)
     if settings.mail is not None and settings.mail.transport == "smtp":
         _check_smtp(settings, report)
     elif settings.mail is not None and settings.mail.transport == "sendmail":
@@ -120,12 +123,12 @@ def _check_folder(settings: BackupSettings, report: DoctorReport) -> None:
             "deletes them.", len(partials)).format(names=", ".join(path.name for path in partials))))
 
 
-def _check_encryption(settings: BackupSettings, report: DoctorReport) -> None:
+def _check_encryption(settings: BackupSettings, report: DoctorReport) -> Encryption | None:
     try:
         encryption = load_encryption(list(settings.recipients), settings.recipients_file, settings.passphrase_file)
     except AuditctlError as exc:
         report.checks.append(Check(_("encryption"), False, str(exc)))
-        return
+        return None
     if encryption is not None and encryption.passphrase_file is not None:
         report.checks.append(Check(_("encryption"), True, _("age passphrase from {path}").format(
             path=encryption.passphrase_file)))
@@ -133,6 +136,26 @@ def _check_encryption(settings: BackupSettings, report: DoctorReport) -> None:
         count = len(encryption.recipients)
         report.checks.append(Check(_("encryption"), True, ngettext(
             "{count} age recipient", "{count} age recipients", count).format(count=count)))
+    return encryption
+
+
+def _check_identity(path: Path, encryption: Encryption | None, report: DoctorReport) -> None:
+    """Check that the identity file that verify and restore use can be read and opens the new backups."""
+    try:
+        identities = load_identities(path)
+    except AuditctlError as exc:
+        report.checks.append(Check(_("identity file"), False, str(exc)))
+        return
+    public_keys = {str(identity.to_public()) for identity in identities}
+    age_recipients = [key for key in encryption.recipients if key.startswith("age1")] if encryption else []
+    # NOTE: SSH recipients are left out, because load_identities reads only AGE-SECRET-KEY-1 lines, whose
+    # public keys are age1 keys.
+    if age_recipients and not public_keys.intersection(age_recipients):
+        report.checks.append(Check(_("identity file"), False, _(
+            "{path} holds no private key of the age recipients, so backup verify and backup restore cannot "
+            "decrypt new backups with it; put the key of one recipient there.").format(path=path)))
+        return
+    report.checks.append(Check(_("identity file"), True, str(path)))
 
 
 def _check_smtp(settings: BackupSettings, report: DoctorReport) -> None:
@@ -182,18 +205,24 @@ def describe_smtp_error(error: Exception) -> str:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         return f"{error.smtp_code} {' '.join(str(text).split())}"
+    if isinstance(error, OSError):
+        return os_reason(error) or type(error).__name__
     return str(error) or type(error).__name__
 
 
 def _check_storage(settings: BackupSettings, report: DoctorReport) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from .storage import make_client
+    from .storage import is_missing_bucket, make_client
     storage = settings.storage
     try:
         make_client(storage).head_bucket(Bucket=storage.bucket)
     except (AuditctlError, BotoCoreError, ClientError) as exc:
-        report.checks.append(Check(_("storage"), False, _("bucket {bucket}: {error}").format(
-            bucket=storage.bucket, error=exc)))
+        if is_missing_bucket(exc):
+            detail = _("bucket {bucket} does not exist at {endpoint}; create it or correct bucket in "
+                       "[storage].").format(bucket=storage.bucket, endpoint=storage.endpoint_url or "AWS S3")
+        else:
+            detail = _("bucket {bucket}: {error}").format(bucket=storage.bucket, error=exc)
+        report.checks.append(Check(_("storage"), False, detail))
         return
     report.checks.append(Check(_("storage"), True, _("bucket {bucket} is reachable").format(bucket=storage.bucket)))

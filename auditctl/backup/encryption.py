@@ -55,14 +55,44 @@ class Decryption:
     def available(self) -> bool:
         return self.identity_file is not None or self.passphrase_file is not None
 
+    def check(self, path: Path) -> None:
+        """Read the identity or passphrase file that opens ``path``, so that a missing one fails before other steps."""
+        with path.open("rb") as reader:
+            use_passphrase = self._uses_passphrase(reader)
+        if use_passphrase:
+            read_passphrase(self.passphrase_file)
+        elif self.identity_file is not None:
+            load_identities(self.identity_file)
+
+    def _uses_passphrase(self, reader: BinaryIO) -> bool:
+        """Tell whether the passphrase file opens the age stream of ``reader``.
+
+        With both files given, the age header decides: a file encrypted to
+        a passphrase has an scrypt stanza, one encrypted to keys has none.
+        """
+        return self.passphrase_file is not None and (self.identity_file is None or _has_scrypt_stanza(reader))
+
     def decrypt(self, reader: BinaryIO, writer: BinaryIO) -> None:
-        """Decrypt an age stream from ``reader`` into ``writer``."""
-        if self.passphrase_file is not None:
+        """Decrypt an age stream from ``reader`` into ``writer`` with the file that its header asks for."""
+        if self._uses_passphrase(reader):
             decrypt_with_passphrase(reader, writer, read_passphrase(self.passphrase_file))
         elif self.identity_file is not None:
             decrypt(reader, writer, load_identities(self.identity_file))
         else:
             raise BackupError(_("The backup is encrypted; pass --identity or --passphrase-file."))
+
+
+def _has_scrypt_stanza(reader: BinaryIO) -> bool:
+    """Tell whether the age header at the reader's position names a passphrase (scrypt) recipient.
+
+    The reader is left where it was. age puts each recipient stanza on a
+    line of its own that starts with "-> TYPE", before the "---" line that
+    ends the header; 4 KiB covers the header of a few dozen recipients.
+    """
+    position = reader.tell()
+    head = reader.read(4096)
+    reader.seek(position)
+    return b"\n-> scrypt " in head.split(b"\n---", 1)[0]
 
 
 def _require_private(path: Path) -> None:
@@ -106,6 +136,11 @@ def read_key_lines(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+def recipients_with_passphrase_error() -> ConfigError:
+    return ConfigError(_("Use either age recipients or a passphrase file, not both: the age format allows a "
+                         "passphrase only as the sole recipient."))
+
+
 def load_encryption(recipients: list[str], recipients_file: Path | None,
                     passphrase_file: Path | None = None) -> Encryption | None:
     """Build the encryption settings, or None when neither recipients nor a passphrase file are set."""
@@ -114,8 +149,7 @@ def load_encryption(recipients: list[str], recipients_file: Path | None,
         keys += read_key_lines(recipients_file)
     if passphrase_file is not None:
         if keys:
-            raise ConfigError(_("Use either age recipients or a passphrase file, not both: the age format allows "
-                                "a passphrase only as the sole recipient."))
+            raise recipients_with_passphrase_error()
         read_passphrase(passphrase_file)
         return Encryption(passphrase_file=passphrase_file)
     if not keys:

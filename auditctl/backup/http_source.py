@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import BackupError, ConfigError, InvalidArgumentError
+from ..files import os_reason
 from ..i18n import _
 from .dump import BackupResult, _open_exclusive, _removed_on_failure, require_folder, unused_stem
 from .encryption import AGE_EXTENSION, Encryption
@@ -118,6 +119,8 @@ def fetch_body(source: UrlSource) -> bytes:
             url=display_url, got=len(exc.partial))) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, OSError):
+            reason = os_reason(reason)
         raise BackupError(_("Request to {url} failed: {error}").format(url=display_url, error=reason)) from None
 
     if not 200 <= status < 300:

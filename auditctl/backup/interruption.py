@@ -8,8 +8,10 @@ whole run, from the checks before the dump to the report. Within its
 which stops pg_dump and deletes the partial file, and the run then reports
 the failure. Outside that block the first signal is only noted, so the
 audit event and the mail of the run are complete, and the run ends as
-interrupted. The previous handlers are back from the first signal on, so a
-second signal ends the process at once.
+interrupted. A repeat of the first signal within DUPLICATE_SECONDS is
+ignored, because coreutils' ``timeout`` without --foreground sends its
+signal twice: to the command, then to the command's process group. Any
+later signal puts the previous handlers back and ends the process at once.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 GUARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Seconds after the first signal in which the same signal again counts as that one signal.
+DUPLICATE_SECONDS = 1.0
 
 
 class Interrupted(BaseException):
@@ -43,6 +48,7 @@ class SignalGuard:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self._received_at = 0.0
         self._previous: dict[int, Any] = {}
         self._raising = False
 
@@ -54,6 +60,9 @@ class SignalGuard:
 
     def __exit__(self, *exc_info: object) -> None:
         self.restore()
+        if self.received is not None and time.monotonic() - self._received_at < DUPLICATE_SECONDS:
+            # The command is about to exit with the signal's code, and the duplicate must not end it first.
+            signal.signal(self.received, signal.SIG_IGN)
 
     def restore(self) -> None:
         """Put the previous handlers back; safe to call more than once."""
@@ -74,9 +83,16 @@ class SignalGuard:
             self._raising = False
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is None:
-            self.received = signum
-        self.restore()
+        now = time.monotonic()
+        if self.received is not None:
+            if signum == self.received and now - self._received_at < DUPLICATE_SECONDS:
+                return
+            # A second signal: the previous handler acts on it, and SIG_DFL ends the process.
+            self.restore()
+            signal.raise_signal(signum)
+            return
+        self.received = signum
+        self._received_at = now
         if self._raising:
             self._raising = False
             raise Interrupted(signum)

@@ -23,6 +23,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from ..errors import ConfigError, DeliveryError
+from ..files import os_reason
 from ..i18n import _
 from .config import MailSettings
 
@@ -174,7 +175,7 @@ def _send_with_smtp(settings: MailSettings, message: EmailMessage) -> None:
             error=exc.smtp_error.decode("utf-8", "replace"))) from None
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(_("Sending mail through {target} failed: {error}").format(
-            target=target, error=exc or type(exc).__name__)) from None
+            target=target, error=os_reason(exc) or type(exc).__name__)) from None
 
 
 def _send_with_sendmail(settings: MailSettings, message: EmailMessage) -> None:

@@ -194,8 +194,8 @@ def require_manifest(path: Path) -> Manifest:
     manifest = read_manifest(path)
     if manifest is None:
         raise BackupError(
-            _("{path} has no auditctl manifest ({manifest} is missing or invalid); only backups made by "
-              "auditctl can be checked.").format(path=path, manifest=manifest_path(path)))
+            _("{path} has no auditctl manifest ({manifest} is missing or invalid); auditctl checks and restores "
+              "only its own backups, so use pg_restore for other dumps.").format(path=path, manifest=manifest_path(path)))
     return manifest
 
 

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import conninfo
 
 from ..db import connect, resolve_dsn
-from ..errors import BackupError, ConnectionFailedError
+from ..errors import BackupError, ConnectionFailedError, InvalidArgumentError
 from ..i18n import _, ngettext
 from ..locales import child_environment
 from ..sqltext import quote_ident
@@ -85,12 +85,14 @@ def restore_backup(path: Path, target_dsn: str, *, clean: bool = False, decrypti
     """
     manifest = require_manifest(path)
     if manifest.source != "pg_dump":
-        raise BackupError(_("{path} is a JSON backup from --from-url; pg_restore cannot restore it.")
-                          .format(path=path))
+        raise InvalidArgumentError(_("{path} is a JSON backup from --from-url; pg_restore cannot restore it. "
+                                     "Restore it with the application that produced it.").format(path=path))
     decryption = decryption or Decryption()
     if manifest.encrypted and not decryption.available:
         raise BackupError(_("{path} is encrypted; pass --identity with the age private key or --passphrase-file.")
                           .format(path=path))
+    if manifest.encrypted:
+        decryption.check(path)
     verify_checksum(path, manifest)
     target = inspect_target(target_dsn)
     if target.relations and not clean:

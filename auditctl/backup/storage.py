@@ -110,9 +110,21 @@ def _upload_error(settings: StorageSettings, path: Path, exc: Exception) -> Deli
     from botocore.exceptions import ClientError
 
     cause = exc.__context__ if isinstance(exc.__context__, ClientError) else exc
-    if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "NoSuchBucket":
+    if is_missing_bucket(cause):
         return DeliveryError(_("Upload of {file} failed: bucket {bucket} does not exist at {endpoint}; create it "
                                "or correct bucket in [storage].").format(
             file=path.name, bucket=settings.bucket, endpoint=settings.endpoint_url or "AWS S3"))
     return DeliveryError(_("Upload of {file} to bucket {bucket} failed: {error}").format(
         file=path.name, bucket=settings.bucket, error=cause))
+
+
+def is_missing_bucket(exc: Exception) -> bool:
+    """Return whether the store's error says that the bucket does not exist.
+
+    Most responses carry the error code NoSuchBucket in their body. The
+    response to a HEAD request, such as head_bucket, has no body, so botocore
+    sets the code to the status, "404".
+    """
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404")

@@ -43,10 +43,8 @@ def _settings(config: Path | None, **flags: Any) -> BackupSettings:
 
 
 def _decryption(settings: BackupSettings) -> Decryption:
-    """Pick the identity file over the passphrase file when both are set, because only one can match a backup."""
-    if settings.identity_file is not None:
-        return Decryption(identity_file=settings.identity_file)
-    return Decryption(passphrase_file=settings.passphrase_file)
+    """Return the identity and passphrase files; each backup's age header tells which of them opens it."""
+    return Decryption(identity_file=settings.identity_file, passphrase_file=settings.passphrase_file)
 
 
 @backup_app.callback()
@@ -127,7 +125,7 @@ def list_backups(
     if not settings.folder.is_dir():
         raise InvalidArgumentError(
             _("Backup folder {path} does not exist; check --dir or the dir setting.").format(path=settings.folder))
-    render.print_backup_list(find_backups(settings.folder, database))
+    render.print_backup_list(find_backups(settings.folder, database), database)
 
 
 @backup_app.command(help=_("Check a backup: checksum, decryption and pg_restore --list."))

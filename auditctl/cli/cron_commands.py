@@ -9,7 +9,7 @@ import typer
 
 from .. import render
 from ..backup.config import check_dump_options, load_settings
-from ..backup.cron import build_entry, dropped_variable_warnings, install_entry
+from ..backup.cron import build_entry, changed_language_warnings, dropped_variable_warnings, install_entry
 from ..backup.doctor import run_checks
 from ..config import find_config
 from ..errors import AuditctlError, InvalidArgumentError
@@ -52,7 +52,8 @@ def install(
         return
     result = install_entry(entry, crontab_file)
     render.print_cron(result)
-    render.print_warnings([*entry.warnings, *dropped_variable_warnings(result, entry)])
+    render.print_warnings([*entry.warnings, *dropped_variable_warnings(result, entry),
+                           *changed_language_warnings(result, entry)])
 
 
 @app.command(help=_("Check what a nightly backup needs: connection, pg_dump, folder, disk space, SMTP and storage."))
