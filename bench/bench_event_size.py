@@ -17,9 +17,9 @@ Each case prints the sizes twice: as written, and after REINDEX, which
     .venv/bin/python bench/bench_event_size.py                  # throwaway cluster (Debian PostgreSQL or pgserver)
     .venv/bin/python bench/bench_event_size.py --dsn "host=..."  # an existing database you may write to
 
-Sizes depend on the data and on how many events each row has (the index by
-row stores each key once per page with a list of events), not on the load of
-the machine, so the figures repeat from run to run.
+Sizes depend on the data and on how many events each row has, because the
+index by row stores each key once per page with a list of events. They do not
+depend on the load of the machine, so the figures repeat from run to run.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from auditctl.audit.install import install, uninstall  # noqa: E402
 from bench_capture import SET_CONTEXT  # noqa: E402
-from bench_triggers import TABLE_SQL, describe, find_pgbench, log_parts, run_on_server  # noqa: E402
+from bench_triggers import create_table, find_pgbench, log_parts, run_on_server  # noqa: E402
 
 # Each case: its label, whether it sets the who-context, and its statement.
 # INSERT takes new ids from a sequence that starts above the table's rows,
@@ -94,14 +94,10 @@ def run_case(connection: psycopg.Connection, pgbench: str, dsn: str, context: bo
 def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
     pgbench = find_pgbench(bindir)
     with psycopg.connect(dsn, autocommit=True) as connection:
-        for line in describe(connection):
-            print(line)
-        print(f"table: bench_item, 10 columns, {args.rows:,} rows; pgbench {args.clients} clients, "
-              f"{args.events:,} one-row writes per case, each in its own transaction")
-        connection.execute(TABLE_SQL.format(rows=int(args.rows)))
+        create_table(connection, args.rows, f"pgbench {args.clients} clients, {args.events:,} one-row writes "
+                                            "per case, each in its own transaction")
         connection.execute(f"CREATE SEQUENCE bench_size_insert START {int(args.rows) + 1}")
         connection.execute(f"CREATE SEQUENCE bench_size_delete START {int(args.rows) + 1}")
-        connection.execute("VACUUM ANALYZE bench_item")
         try:
             results = [(label, *run_case(connection, pgbench, dsn, context, statement, args))
                        for label, context, statement in CASES]

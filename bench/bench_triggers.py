@@ -142,15 +142,20 @@ def log_parts(connection: psycopg.Connection) -> list[tuple[str, int]]:
     return [("heap", heap), *indexes]
 
 
+def create_table(connection: psycopg.Connection, rows: int, workload: str) -> None:
+    """Print the machine, the server settings and ``workload``, then create and fill bench_item."""
+    for line in describe(connection):
+        print(line)
+    print(f"table: bench_item, 10 columns, {rows:,} rows; {workload}")
+    connection.execute(TABLE_SQL.format(rows=int(rows)))
+    connection.execute("VACUUM ANALYZE bench_item")
+
+
 def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
     pgbench = find_pgbench(bindir)
     with psycopg.connect(dsn, autocommit=True) as connection:
-        for line in describe(connection):
-            print(line)
-        print(f"table: bench_item, 10 columns, {args.rows:,} rows; pgbench {args.clients} clients, "
-              f"{args.seconds} s per run, best of {args.repeat}")
-        connection.execute(TABLE_SQL.format(rows=int(args.rows)))
-        connection.execute("VACUUM ANALYZE bench_item")
+        create_table(connection, args.rows,
+                     f"pgbench {args.clients} clients, {args.seconds} s per run, best of {args.repeat}")
         create_log(connection)
         install(connection, "audit", [])  # the schema only, so the first audited run pays no set-up
         with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:

@@ -223,7 +223,6 @@ def test_uninstall_keeps_log_unless_drop_data(db):
     assert schema is None
 
 
-
 def test_owner_drop_data_keeps_superuser_ddl(db, cli):
     """The log owner cannot drop a superuser's DDL capture, so uninstall --drop-data names the role to run it as."""
     with table_owner_dsn(db) as owner_dsn:
@@ -235,7 +234,8 @@ def test_owner_drop_data_keeps_superuser_ddl(db, cli):
         by_owner = cli("uninstall", "--all", "--drop-data", dsn=owner_dsn)
         with db.connect() as connection:
             superuser = connection.execute("SELECT current_user").fetchone()[0]
-            kept = connection.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'a'::regclass").fetchone()[0]
+            audit_triggers = connection.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'a'::regclass").fetchone()[0]
         by_superuser = cli("uninstall", "--all", "--drop-data", dsn=db.dsn)
         with db.connect() as connection:
             event_triggers = connection.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0]
@@ -245,9 +245,10 @@ def test_owner_drop_data_keeps_superuser_ddl(db, cli):
     assert by_owner.exit_code != 0
     assert (f"Role {owner} may not drop the event triggers of DDL capture, which superuser {superuser} installed. "
             "Run `auditctl uninstall --all --drop-data` as a superuser.") in " ".join(by_owner.stderr.split())
-    assert kept == 4
+    assert audit_triggers == 4
     assert by_superuser.exit_code == 0, by_superuser.stderr
     assert event_triggers == 0
+
 
 def test_drop_data_requires_all(db):
     with db.connect() as connection:

@@ -3,9 +3,9 @@
 Events of many users and rows arrive at once, so the index by user and the
 index by row take new entries at many places. A full B-tree page splits in
 two halves. Where entries arrive in order of time, as in the index by user,
-the older half gets no more entries, so such an index stays a little over
-half full: bench/RESULTS.md measured 82 bytes per event for entries of 44
-bytes. Once a partition's period has ended, no new event lands in it, and
+the older half gets no more entries. Such an index stays a little over half
+full: bench/RESULTS.md measured 82 bytes per event for entries of 44 bytes.
+Once a partition's period has ended, no new event lands in it, and
 REINDEX packs each index to its fillfactor, 90% for a B-tree.
 """
 

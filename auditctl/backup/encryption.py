@@ -73,7 +73,7 @@ class Decryption:
         return self.passphrase_file is not None and (self.identity_file is None or _has_scrypt_stanza(reader))
 
     def decrypt(self, reader: BinaryIO, writer: BinaryIO) -> None:
-        """Decrypt an age stream from ``reader`` into ``writer`` with the file that its header asks for."""
+        """Decrypt an age stream from ``reader`` into ``writer`` with the key file that matches its header."""
         if self._uses_passphrase(reader):
             decrypt_with_passphrase(reader, writer, read_passphrase(self.passphrase_file))
         elif self.identity_file is not None:

@@ -119,7 +119,7 @@ def _upload_error(settings: StorageSettings, path: Path, exc: Exception) -> Deli
 
 
 def is_missing_bucket(exc: Exception) -> bool:
-    """Return whether the store's error says that the bucket does not exist.
+    """Return whether the store's error reports that the bucket does not exist.
 
     Most responses carry the error code NoSuchBucket in their body. The
     response to a HEAD request, such as head_bucket, has no body, so botocore

@@ -43,7 +43,7 @@ def _settings(config: Path | None, **flags: Any) -> BackupSettings:
 
 
 def _decryption(settings: BackupSettings) -> Decryption:
-    """Return the identity and passphrase files; each backup's age header tells which of them opens it."""
+    """Return the identity and passphrase files; Decryption picks the one that matches each backup's age header."""
     return Decryption(identity_file=settings.identity_file, passphrase_file=settings.passphrase_file)
 
 
