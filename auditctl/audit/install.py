@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from ..db import first_line
 from ..errors import AmbiguousTableError, DatabaseError, InvalidArgumentError, TableNotFoundError
 from ..i18n import _
-from ..sqltext import quote_ident, quote_literal, schema_files
+from ..sqltext import quote_ident, quote_literal
 from .catalog import Table, list_tables, parse_table_name, resolve_tables
 from .ddl import (GENERIC_FUNCTION, AutoAuditPolicy, DdlCapture, ddl_capture_comment, drop_statements,
                   event_trigger_firing, plan_ddl_capture, policy_statement, render_ddl_capture,
@@ -22,8 +22,8 @@ from .firing import enable_always_statement, enable_statement, firing_code, load
 from .renames import FollowedRules, follow_renames, remove_rules, unused_rules
 from .rules import (ColumnRule, Rule, RuleRequest, RulesByTable, effective_rules, load_rules, resolve_requests,
                     save_rules)
-from .schema import (acting_as, applied_versions, apply_schema, log_owner_if_other, plan_schema, require_installed,
-                     require_log_owner, require_schema_privileges, schema_exists)
+from .schema import (acting_as, applied_versions, apply_schema, log_owner_if_other, pending_versions, plan_schema,
+                     require_installed, require_log_owner, require_schema_privileges, schema_exists)
 from .status import TableState, table_states
 from .leaves import LeafTriggers, drop_statements as leaf_drop_statements, leaf_triggers, put_statement
 from .triggers import (DEFAULT_MAX_VALUE_BYTES, INSTALLED_TRIGGERS_QUERY, TRIGGER_NAMES, TriggerSql, hash_from_comment,
@@ -386,7 +386,7 @@ def _lock(connection: psycopg.Connection, lock_timeout_seconds: float) -> None:
 def _schema_upgrade(connection: psycopg.Connection, schema: str) -> tuple[int, int] | None:
     """Return the installed and the latest schema version when the existing schema lacks versions; else None."""
     applied = applied_versions(connection, schema)
-    pending = [version for version, _template in schema_files() if version not in applied]
+    pending = pending_versions(applied)
     return (max(applied, default=0), max(pending)) if pending else None
 
 

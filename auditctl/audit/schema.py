@@ -195,6 +195,11 @@ def not_installed_error(schema: str) -> NotInstalledError:
         .format(schema=schema))
 
 
+def pending_versions(applied: set[int] | list[int]) -> list[int]:
+    """Return the schema versions of this auditctl that ``applied`` lacks, oldest first."""
+    return [version for version, _template in schema_files() if version not in applied]
+
+
 def plan_schema(connection: psycopg.Connection, schema: str) -> list[SchemaStep]:
     """List the scripts that bring the schema up to date, without running them."""
     context = template_context(connection, schema)

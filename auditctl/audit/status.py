@@ -9,7 +9,7 @@ from enum import StrEnum
 import psycopg
 from psycopg import sql
 
-from ..sqltext import quote_ident, schema_files
+from ..sqltext import quote_ident
 from .catalog import Table, list_tables
 from .ddl import GENERIC_FUNCTION, AutoAuditPolicy, ddl_capture_enabled, ddl_capture_outdated, load_policy
 from .firing import ReplicaRole, TriggerFiring, load_enable_always, replica_roles, table_firing
@@ -19,7 +19,7 @@ from .retention import rotation_candidates
 from .renamed_tables import FormerName, find_former_names
 from .renames import follow_renames, unused_rules
 from .rules import Rule, effective_rules, load_rules
-from .schema import applied_versions, require_log_reader, schema_exists
+from .schema import applied_versions, pending_versions, require_log_reader, schema_exists
 from .triggers import (CHANGE_ACTIONS, INSTALLED_TRIGGERS_QUERY, TRIGGER_ACTIONS, TRIGGER_NAMES, TRUNCATE_TRIGGER,
                        hash_from_comment, load_max_value_bytes, render_trigger)
 
@@ -134,8 +134,7 @@ def collect_status(connection: psycopg.Connection, schema: str, keep: timedelta 
     audit = quote_ident(schema)
     report = StatusReport(schema=schema, installed=True,
                           schema_versions=sorted(applied_versions(connection, schema)))
-    report.pending_schema_versions = [version for version, _template in schema_files()
-                                      if version not in report.schema_versions]
+    report.pending_schema_versions = pending_versions(report.schema_versions)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT entity_type, count(*) FROM {audit}.events GROUP BY entity_type")
         counts = dict(cursor.fetchall())
