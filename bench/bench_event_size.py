@@ -9,7 +9,9 @@ after VACUUM, is divided by the number of events. The cases:
   measures it;
 - the same UPDATE with auditctl.user_id and auditctl.ip_address set, as an
   application sets them, so that the index by user has an entry for every event;
-- INSERT and DELETE of one row with the who-context set.
+- INSERT and DELETE of one row with the who-context set;
+- one UPDATE of every row of the table in a single statement, with the
+  who-context set, where all events share the user and the time.
 
 Each case prints the sizes twice: as written, and after REINDEX, which
 `auditctl maintain` runs on a partition once its period has ended.
@@ -40,23 +42,27 @@ from auditctl.audit.install import install, uninstall  # noqa: E402
 from bench_capture import SET_CONTEXT  # noqa: E402
 from bench_triggers import create_table, find_pgbench, log_parts, run_on_server  # noqa: E402
 
-# Each case: its label, whether it sets the who-context, and its statement.
-# INSERT takes new ids from a sequence that starts above the table's rows,
-# and DELETE removes those rows again, in the same order.
+# Each case: its label, whether it sets the who-context, its statement, and
+# whether that one statement writes every row (run once) instead of one row
+# (run once per event). INSERT takes new ids from a sequence that starts
+# above the table's rows, and DELETE removes those rows again, in the same order.
 CASES = [
-    ("UPDATE of one column, no who-context", False, "UPDATE bench_item SET qty = qty + 1 WHERE id = :id"),
-    ("UPDATE of one column, user and address set", True, "UPDATE bench_item SET qty = qty + 1 WHERE id = :id"),
+    ("UPDATE of one column, no who-context", False, "UPDATE bench_item SET qty = qty + 1 WHERE id = :id", False),
+    ("UPDATE of one column, user and address set", True, "UPDATE bench_item SET qty = qty + 1 WHERE id = :id",
+     False),
     ("INSERT of one row, user and address set", True,
      "INSERT INTO bench_item (id, sku, title, qty, price, weight_kg, tags) "
      "SELECT n.id, 'SKU-' || n.id, 'Изделие номер ' || n.id, n.id % 100, (n.id % 1000) / 10.0, n.id / 7.0, "
-     "ARRAY['a', 'b'] FROM (SELECT nextval('bench_size_insert') AS id) AS n"),
+     "ARRAY['a', 'b'] FROM (SELECT nextval('bench_size_insert') AS id) AS n", False),
     ("DELETE of one row, user and address set", True,
-     "DELETE FROM bench_item AS b USING (SELECT nextval('bench_size_delete') AS id) AS n WHERE b.id = n.id"),
+     "DELETE FROM bench_item AS b USING (SELECT nextval('bench_size_delete') AS id) AS n WHERE b.id = n.id", False),
+    ("UPDATE of one column in every row by one statement, user and address set", True,
+     "UPDATE bench_item SET qty = qty + 1", True),
 ]
 
 
 def script(context: bool, statement: str, rows: int) -> str:
-    """Build the pgbench script of one case: set the context if asked, write one row, commit."""
+    """Build the pgbench script of one case: set the context if asked, run the statement, commit."""
     lines = [f"\\set id random(1, {rows})", "\\set user random(1, 200)", "BEGIN;"]
     if context:
         lines.append(SET_CONTEXT)
@@ -65,7 +71,8 @@ def script(context: bool, statement: str, rows: int) -> str:
 
 
 def run_case(connection: psycopg.Connection, pgbench: str, dsn: str, context: bool, statement: str,
-             args: argparse.Namespace) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
+             whole_table: bool, args: argparse.Namespace
+             ) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
     """Run one case on an empty log; return its events and the bytes each part of the log grew by.
 
     The second list of sizes is taken after REINDEX, which `maintain` runs
@@ -79,8 +86,9 @@ def run_case(connection: psycopg.Connection, pgbench: str, dsn: str, context: bo
     with tempfile.NamedTemporaryFile("w", suffix=".sql", encoding="utf-8") as handle:
         handle.write(script(context, statement, args.rows))
         handle.flush()
-        subprocess.run([pgbench, "-n", "-M", "prepared", "-c", str(args.clients), "-j", str(args.clients),
-                        "-t", str(args.events // args.clients), "-f", handle.name, dsn],
+        clients, transactions = (1, 1) if whole_table else (args.clients, args.events // args.clients)
+        subprocess.run([pgbench, "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
+                        "-t", str(transactions), "-f", handle.name, dsn],
                        capture_output=True, text=True, check=True)
     connection.execute("VACUUM audit.events")
     events = connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] - before
@@ -95,12 +103,13 @@ def run(dsn: str, bindir: Path | None, args: argparse.Namespace) -> None:
     pgbench = find_pgbench(bindir)
     with psycopg.connect(dsn, autocommit=True) as connection:
         create_table(connection, args.rows, f"pgbench {args.clients} clients, {args.events:,} one-row writes "
-                                            "per case, each in its own transaction")
+                                            "per case, each in its own transaction; the last case is one "
+                                            f"UPDATE of all {args.rows:,} rows")
         connection.execute(f"CREATE SEQUENCE bench_size_insert START {int(args.rows) + 1}")
         connection.execute(f"CREATE SEQUENCE bench_size_delete START {int(args.rows) + 1}")
         try:
-            results = [(label, *run_case(connection, pgbench, dsn, context, statement, args))
-                       for label, context, statement in CASES]
+            results = [(label, *run_case(connection, pgbench, dsn, context, statement, whole_table, args))
+                       for label, context, statement, whole_table in CASES]
         finally:
             uninstall(connection, "audit", [], use_all=True, drop_data=True)
             connection.execute("DROP TABLE bench_item")
