@@ -908,6 +908,9 @@ def print_backup_report(report: JobReport) -> None:
     if report.rotation is not None:
         for path in report.rotation.deleted:
             console.print(_("Rotation deleted {path}.").format(path=path.name), markup=False, soft_wrap=True)
+        for path in report.rotation.removed_sidecars:
+            console.print(_("Rotation removed {path}, whose backup is no longer in the folder.").format(
+                path=path.name), markup=False, soft_wrap=True)
         _print_unknown_source(report)
     if report.upload is not None:
         console.print(_("Uploaded to storage as {key}.").format(key=report.upload.key), markup=False, soft_wrap=True)

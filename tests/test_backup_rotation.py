@@ -11,8 +11,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from auditctl.backup.manifest import BackupEntry, Manifest
-from auditctl.backup.rotation import RotationPolicy, plan_rotation
+from auditctl.backup.identity import database_identity
+from auditctl.backup.manifest import BackupEntry, Manifest, write_sidecars
+from auditctl.backup.orphans import remove_orphan_sidecars
+from auditctl.backup.partials import partial_path
+from auditctl.backup.rotation import RotationPolicy, plan_rotation, rotate
 from backup_fixtures import read_json, sample_rows, tcp_forwarder
 from conftest import run_cli
 
@@ -93,7 +96,8 @@ def age_backup(folder: Path, dump: Path, days: int) -> Path:
     database_part = dump.name.rsplit("_", 1)[0]
     name = f"{database_part}_{started:%Y%m%dT%H%M%SZ}.dump"
     shutil.copy(dump, folder / name)
-    shutil.copy(folder / (dump.name + ".sha256"), folder / (name + ".sha256"))
+    checksums = (folder / (dump.name + ".sha256")).read_text()
+    (folder / (name + ".sha256")).write_text(checksums.replace(dump.name, name))
     manifest.update(file=name, started_at=started.isoformat(), finished_at=started.isoformat())
     (folder / (name + ".manifest.json")).write_text(json.dumps(manifest))
     return folder / name
@@ -123,7 +127,9 @@ def drop_database(pg, name: str) -> None:
         connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_rotation_touches_only_this_databases_backups(pg, tmp_path):
+@pytest.fixture
+def app_and_staging(pg, tmp_path):
+    """Back up new databases app and app-staging once each into tmp_path; yield the app DSN and both dumps."""
     app_dsn = make_database(pg, "app")
     staging_dsn = make_database(pg, "app-staging")
     try:
@@ -131,29 +137,34 @@ def test_rotation_touches_only_this_databases_backups(pg, tmp_path):
         assert run_cli("backup", "--dir", str(tmp_path), dsn=app_dsn).exit_code == 0
         [staging_dump] = tmp_path.glob("app-staging_*.dump")
         [app_dump] = [path for path in tmp_path.glob("app_*.dump")]
-        old_staging = [age_backup(tmp_path, staging_dump, days) for days in (3, 9, 40)]
-        old_app = [age_backup(tmp_path, app_dump, days) for days in (3, 9, 40)]
-        (tmp_path / "notes.txt").write_text("not a backup")
-        (tmp_path / "app_20200101T000000Z.dump").write_bytes(b"a stranger's file without a manifest")
-
-        result = run_cli("backup", "--dir", str(tmp_path), "--keep-last", "2", dsn=app_dsn)
-
-        assert result.exit_code == 0, result.stderr
-        remaining_app = sorted(path.name for path in tmp_path.glob("app_2*.dump"))
-        assert app_dump.name in remaining_app
-        assert len(remaining_app) == 3  # two kept by --keep-last 2, plus the stranger's file
-        assert "app_20200101T000000Z.dump" in remaining_app
-        for path in old_app:
-            assert not path.exists()
-            assert not path.with_name(path.name + ".manifest.json").exists()
-            assert not path.with_name(path.name + ".sha256").exists()
-        for path in [staging_dump, *old_staging]:
-            assert path.exists()
-            assert path.with_name(path.name + ".manifest.json").exists()
-        assert (tmp_path / "notes.txt").read_text() == "not a backup"
+        yield app_dsn, app_dump, staging_dump
     finally:
         drop_database(pg, "app")
         drop_database(pg, "app-staging")
+
+
+def test_rotation_touches_only_this_databases_backups(app_and_staging, tmp_path):
+    app_dsn, app_dump, staging_dump = app_and_staging
+    old_staging = [age_backup(tmp_path, staging_dump, days) for days in (3, 9, 40)]
+    old_app = [age_backup(tmp_path, app_dump, days) for days in (3, 9, 40)]
+    (tmp_path / "notes.txt").write_text("not a backup")
+    (tmp_path / "app_20200101T000000Z.dump").write_bytes(b"a stranger's file without a manifest")
+
+    result = run_cli("backup", "--dir", str(tmp_path), "--keep-last", "2", dsn=app_dsn)
+
+    assert result.exit_code == 0, result.stderr
+    remaining_app = sorted(path.name for path in tmp_path.glob("app_2*.dump"))
+    assert app_dump.name in remaining_app
+    assert len(remaining_app) == 3  # two kept by --keep-last 2, plus the stranger's file
+    assert "app_20200101T000000Z.dump" in remaining_app
+    for path in old_app:
+        assert not path.exists()
+        assert not path.with_name(path.name + ".manifest.json").exists()
+        assert not path.with_name(path.name + ".sha256").exists()
+    for path in [staging_dump, *old_staging]:
+        assert path.exists()
+        assert path.with_name(path.name + ".manifest.json").exists()
+    assert (tmp_path / "notes.txt").read_text() == "not a backup"
 
 
 def test_failed_run_rotates_nothing(pg, tmp_path):
@@ -251,3 +262,100 @@ def test_empty_list_names_database(tmp_path, args, message):
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == message
+
+
+def sidecars(path: Path) -> list[Path]:
+    return [path.with_name(path.name + ".sha256"), path.with_name(path.name + ".manifest.json")]
+
+
+def test_rotation_removes_hand_deleted_sidecars(app_and_staging, tmp_path):
+    app_dsn, app_dump, staging_dump = app_and_staging
+    deleted_app = age_backup(tmp_path, app_dump, days=2)
+    deleted_staging = age_backup(tmp_path, staging_dump, days=2)
+    deleted_app.unlink()
+    deleted_staging.unlink()
+    foreign = tmp_path / "app_20200101T000000Z.dump"
+    (tmp_path / (foreign.name + ".sha256")).write_text("0" * 64 + f"  {foreign.name}\n")
+    (tmp_path / (foreign.name + ".manifest.json")).write_text('{"kind": "another-tool", "file": "%s"}' % foreign.name)
+
+    result = run_cli("-v", "backup", "--dir", str(tmp_path), "--keep-last", "5", dsn=app_dsn)
+
+    assert result.exit_code == 0, result.stderr
+    for path in sidecars(deleted_app):
+        assert not path.exists()
+        assert f"Rotation removed {path.name}, whose backup is no longer in the folder." in result.stdout
+        log_line = f"rotation removed {path}: its backup {deleted_app.name} is no longer in the folder"
+        assert result.stderr.count(log_line) == 1
+    for path in [*sidecars(app_dump), *sidecars(staging_dump), *sidecars(deleted_staging), *sidecars(foreign)]:
+        assert path.exists()
+    assert result.stdout.count("Rotation removed") == 2
+
+
+IDENTITY = database_identity("127.0.0.1", 5432, "app")
+
+
+def write_backup_sidecars(folder: Path, name: str = "app_20261201T020000Z.dump", **fields) -> Path:
+    """Write the checksum and manifest of a backup ``name`` of IDENTITY, without the backup itself."""
+    started = "2026-12-01T02:00:00+00:00"
+    values = dict(database="app", file=name, format="custom", size=4, sha256="ab" * 32, started_at=started,
+                  finished_at=started, encrypted=False, source_identity=IDENTITY)
+    values.update(fields)
+    write_sidecars(folder / name, Manifest(**values))
+    return folder / name
+
+
+def test_orphan_sidecars_removed_with_folder_format(tmp_path):
+    backup = write_backup_sidecars(tmp_path, "app_20261201T020000Z.dir", format="directory", sha256="",
+                                   files={"toc.dat": "cd" * 32, "3001.dat.gz": "ef" * 32},
+                                   globals_file="app_20261201T020000Z.globals.sql", globals_sha256="12" * 32)
+    globals_file = tmp_path / "app_20261201T020000Z.globals.sql"
+    globals_file.write_text("CREATE ROLE app;\n")
+
+    removed = remove_orphan_sidecars(tmp_path, IDENTITY)
+
+    assert removed == sidecars(backup)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [globals_file.name]
+
+
+@pytest.mark.parametrize("change", [
+    lambda backup: backup.write_bytes(b"dump"),
+    lambda backup: backup.symlink_to(backup.with_name("moved-away.dump")),
+    lambda backup: partial_path(backup).write_bytes(b"half a dump"),
+    lambda backup: write_backup_sidecars(backup.parent, source_identity=database_identity("127.0.0.1", 5433, "app")),
+    lambda backup: write_backup_sidecars(backup.parent, source_identity=None),
+    lambda backup: write_backup_sidecars(backup.parent, file="app_20261130T020000Z.dump"),
+], ids=["backup-exists", "dangling-symlink", "partial-file", "other-port", "no-identity", "names-other-file"])
+def test_orphan_sidecars_kept_unless_provable(tmp_path, change):
+    backup = write_backup_sidecars(tmp_path)
+    change(backup)
+    before = sorted(path.name for path in tmp_path.iterdir())
+
+    removed = remove_orphan_sidecars(tmp_path, IDENTITY)
+
+    assert removed == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+
+
+def test_orphan_checksum_of_other_file_kept(tmp_path):
+    backup = write_backup_sidecars(tmp_path)
+    checksum, manifest = sidecars(backup)
+    checksum.write_text("ab" * 32 + "  app_20261130T020000Z.dump\n")
+
+    removed = remove_orphan_sidecars(tmp_path, IDENTITY)
+
+    assert removed == [manifest]
+    assert checksum.exists()
+    assert not manifest.exists()
+
+
+def test_rotation_off_keeps_orphan_sidecars(tmp_path):
+    orphan = write_backup_sidecars(tmp_path)
+    fresh = write_backup_sidecars(tmp_path, "app_20261204T020000Z.dump", started_at=NOW.isoformat())
+    fresh.write_bytes(b"dump")
+    manifest = Manifest(**read_json(fresh.with_name(fresh.name + ".manifest.json")))
+
+    result = rotate([BackupEntry(fresh, manifest)], RotationPolicy(), NOW, BackupEntry(fresh, manifest))
+
+    assert result.removed_sidecars == []
+    for path in sidecars(orphan):
+        assert path.exists()

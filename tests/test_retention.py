@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -11,12 +12,13 @@ import os
 import socket
 import stat
 import subprocess
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from auditctl import render
-from auditctl.audit.archive import ArchiveError, ArchiveFormat
+from auditctl.audit.archive import ArchiveError, ArchiveExistsError, ArchiveFormat
 from auditctl.audit.destinations import LocalDestination, S3Destination
 from auditctl.audit.install import install
 from auditctl.audit.partitions import Interval, list_partitions, maintain
@@ -730,6 +732,151 @@ def test_rotate_s3_manifest_race_keeps_partition(old_log, s3_server, race_bucket
     assert keys == [manifest_key]
     assert rows[name] == 30
     assert [e for e in rotate_events if e["details"]["partition"] == name] == []
+
+
+class RejectConditionalWrites:
+    """WSGI middleware that returns 501 NotImplemented to each PUT or POST carrying If-None-Match.
+
+    Stores without conditional writes return this S3 error, which moto cannot
+    be made to return. Every other request goes on to ``app``. ``requests``
+    lists each request as (method, path, whether it carried If-None-Match).
+    """
+
+    BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
+            b"<Message>A header you provided implies functionality that is not implemented</Message>"
+            b"<Header>If-None-Match</Header></Error>")
+
+    def __init__(self, app):
+        self.app = app
+        self.requests: list[tuple[str, str, bool]] = []
+
+    def __call__(self, environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        conditional = "HTTP_IF_NONE_MATCH" in environ
+        self.requests.append((method, environ.get("PATH_INFO", ""), conditional))
+        if method not in ("PUT", "POST") or not conditional:
+            return self.app(environ, start_response)
+        # Read the unused body, so that the next request on this connection starts where it should.
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length or environ.get("wsgi.input_terminated"):
+            environ["wsgi.input"].read(length or -1)
+        start_response("501 Not Implemented", [("Content-Type", "application/xml"),
+                                               ("Content-Length", str(len(self.BODY)))])
+        return [self.BODY]
+
+    def rejected(self) -> list[tuple[str, str]]:
+        return [(method, path) for method, path, conditional in self.requests
+                if conditional and method in ("PUT", "POST")]
+
+
+@pytest.fixture
+def store_without_conditions(monkeypatch):
+    """moto's S3 on 127.0.0.1 behind RejectConditionalWrites, with boto3's variables pointing at it.
+
+    Yields the middleware, whose ``requests`` the test reads, and the environment for a CLI run.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    middleware = RejectConditionalWrites(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, middleware, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield middleware, env
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+FALLBACK_WARNING = "does not support conditional writes (If-None-Match: *)"
+
+
+def destination_in_new_bucket(env: dict[str, str], bucket: str, multipart: bool):
+    """Create ``bucket``; return a boto3 client and an S3Destination for it, forcing multipart uploads if asked."""
+    client = moto_client(env)
+    client.create_bucket(Bucket=bucket)
+    destination = S3Destination(f"s3://{bucket}/audit-log")
+    if multipart:
+        # Every file, however small, then goes up as a multipart upload of one part.
+        destination.transfer_config.multipart_threshold = 1
+    return client, destination
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["single-part", "multipart"])
+def test_rotate_s3_without_conditional_writes(old_log, store_without_conditions, caplog, multipart):
+    middleware, env = store_without_conditions
+    bucket = f"plain-{old_log.name.replace('_', '-')}"
+    client, destination = destination_in_new_bucket(env, bucket, multipart)
+    caplog.set_level(logging.WARNING, logger="auditctl")
+
+    with old_log.connect() as connection:
+        result = rotate(connection, "audit", timedelta(days=KEEP_DAYS), destination, ArchiveFormat.csv_gz)
+        rows = partition_rows(connection)
+
+    assert not result.failed, [outcome.error for outcome in result.outcomes]
+    for name in old_names()[:2]:
+        key = f"audit-log/audit.{name}.csv.gz"
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        manifest = json.loads(client.get_object(Bucket=bucket, Key=f"{key}.manifest.json")["Body"].read())
+        assert hashlib.sha256(body).hexdigest() == manifest["sha256"]
+        assert len(list(csv.DictReader(io.StringIO(gzip.decompress(body).decode())))) == 30
+        assert name not in rows
+    # Only the first upload tries the condition: two partitions, each an archive and a manifest.
+    expected_method = "POST" if multipart else "PUT"
+    assert middleware.rejected() == [(expected_method, f"/{bucket}/audit-log/audit.{old_names()[0]}.csv.gz")]
+    warnings = [record for record in caplog.records if FALLBACK_WARNING in record.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    assert warnings[0].levelno == logging.WARNING
+    assert env["AWS_ENDPOINT_URL"] in warnings[0].getMessage()
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["single-part", "multipart"])
+def test_s3_fallback_still_checks_key(store_without_conditions, tmp_path, multipart):
+    middleware, env = store_without_conditions
+    bucket = f"taken-{'multipart' if multipart else 'single'}"
+    client, destination = destination_in_new_bucket(env, bucket, multipart)
+    first = tmp_path / "first.csv.gz"
+    first.write_bytes(b"first archive")
+    destination.store(first, "first.csv.gz")
+    assert not destination.conditional_writes
+    client.put_object(Bucket=bucket, Key="audit-log/taken.csv.gz", Body=b"written by another rotation")
+    second = tmp_path / "taken.csv.gz"
+    second.write_bytes(b"second archive")
+    requests_before = len(middleware.requests)
+
+    with pytest.raises(ArchiveExistsError, match="already exists"):
+        destination.store(second, "taken.csv.gz")
+    store_requests = [method for method, _path, _conditional in middleware.requests[requests_before:]]
+
+    assert client.get_object(Bucket=bucket, Key="audit-log/first.csv.gz")["Body"].read() == b"first archive"
+    assert client.get_object(Bucket=bucket, Key="audit-log/taken.csv.gz")["Body"].read() == \
+        b"written by another rotation"
+    assert second.read_bytes() == b"second archive"
+    # The check was the only request: a HEAD, and no upload.
+    assert store_requests == ["HEAD"]
+
+
+def test_rotate_cli_shows_fallback_warning_once(old_log, cli, store_without_conditions):
+    middleware, env = store_without_conditions
+    client = moto_client(env)
+    bucket = f"shown-{old_log.name.replace('_', '-')}"
+    client.create_bucket(Bucket=bucket)
+
+    result = cli("rotate", "--keep", KEEP, "--archive-s3", f"s3://{bucket}/audit-log", env=env, dsn=old_log.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count(FALLBACK_WARNING) == 1, result.stderr
+    keys = sorted(item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == sorted(f"audit-log/audit.{name}.csv.gz{suffix}"
+                          for name in old_names()[:2] for suffix in ("", ".manifest.json"))
+    assert len(middleware.rejected()) == 1
 
 
 def test_rotate_to_missing_bucket_keeps_partitions(old_log, cli, s3_server):

@@ -153,15 +153,20 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def write_sidecars(path: Path, manifest: Manifest) -> None:
-    """Write ``NAME.sha256`` (``sha256sum -c`` reads it) and ``NAME.manifest.json``."""
+def checksum_text(name: str, manifest: Manifest) -> str:
+    """Render the ``sha256sum`` lines of backup ``name``: its file or each file of its folder, then its globals."""
     if manifest.files:
-        lines = "".join(f"{digest}  {path.name}/{name}\n" for name, digest in manifest.files.items())
+        lines = "".join(f"{digest}  {name}/{file}\n" for file, digest in manifest.files.items())
     else:
-        lines = f"{manifest.sha256}  {path.name}\n"
+        lines = f"{manifest.sha256}  {name}\n"
     if manifest.globals_file and manifest.globals_sha256:
         lines += f"{manifest.globals_sha256}  {manifest.globals_file}\n"
-    write_durably(sidecar_path(path), lines.encode())
+    return lines
+
+
+def write_sidecars(path: Path, manifest: Manifest) -> None:
+    """Write ``NAME.sha256`` (``sha256sum -c`` reads it) and ``NAME.manifest.json``."""
+    write_durably(sidecar_path(path), checksum_text(path.name, manifest).encode())
     text = json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n"
     write_durably(manifest_path(path), text.encode())
 
@@ -169,13 +174,14 @@ def write_sidecars(path: Path, manifest: Manifest) -> None:
 def read_manifest(path: Path) -> Manifest | None:
     """Read the manifest of backup ``path``, else its version 1 manifest; None when neither is auditctl's."""
     for candidate in (manifest_path(path), legacy_manifest_path(path)):
-        manifest = _read_manifest_file(candidate)
+        manifest = read_manifest_file(candidate)
         if manifest is not None:
             return manifest
     return None
 
 
-def _read_manifest_file(candidate: Path) -> Manifest | None:
+def read_manifest_file(candidate: Path) -> Manifest | None:
+    """Read one manifest file; None when it cannot be read or is not an auditctl manifest."""
     try:
         data = json.loads(candidate.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -2,7 +2,8 @@
 
 Rotation only ever gets backups that auditctl made of one source (see
 ``backups_of_source``), and it never deletes the backup just written nor the
-newest one.
+newest one. It also removes the checksum and manifest of a backup of that
+source that is gone (see ``orphans.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .manifest import BackupEntry, legacy_manifest_path, manifest_path, sidecar_path
+from .orphans import remove_orphan_sidecars
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +37,15 @@ class RotationPolicy:
 
 @dataclass
 class RotationResult:
-    """The backups of one source that rotation kept and deleted, and the backups of unknown source that it kept."""
+    """The backups of one source that rotation kept and deleted, and the backups of unknown source that it kept.
+
+    ``removed_sidecars`` lists the checksums and manifests of this source whose backup was already gone.
+    """
 
     kept: list[Path] = field(default_factory=list)
     deleted: list[Path] = field(default_factory=list)
     unknown_source: list[Path] = field(default_factory=list)
+    removed_sidecars: list[Path] = field(default_factory=list)
 
 
 def backups_of_source(backups: list[BackupEntry], identity: dict[str, Any]) -> list[BackupEntry]:
@@ -124,7 +130,9 @@ def rotate(backups: list[BackupEntry], policy: RotationPolicy, now: datetime, fr
 
     ``backups`` may hold any backups of the folder: only those of the same
     source identity are considered. When a policy is set, those of the same
-    database name without an identity are kept and listed in ``unknown_source``.
+    database name without an identity are kept and listed in ``unknown_source``,
+    and the checksums and manifests of the same source whose backup is gone
+    are removed.
     """
     identity = fresh.manifest.source_identity
     same_source = backups_of_source(backups, identity) if identity is not None else []
@@ -138,4 +146,6 @@ def rotate(backups: list[BackupEntry], policy: RotationPolicy, now: datetime, fr
     globals_of = {entry.path: entry.manifest.globals_file for entry in same_source}
     for path in result.deleted:
         delete_backup(path, globals_of.get(path))
+    if policy.enabled and identity is not None:
+        result.removed_sidecars = remove_orphan_sidecars(fresh.path.parent, identity)
     return result
