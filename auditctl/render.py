@@ -455,13 +455,18 @@ def _rule_message(rule: ColumnRule) -> str:
 
 
 def print_app_grants(role: str, statements: list[str], problems: list[str], dry_run: bool) -> None:
-    """Report the grants of ``install --app-role``, or print their SQL on a dry run."""
+    """Report the grants of ``install --app-role``, or print the SQL a dry run would run."""
     if dry_run:
-        for statement in statements:
-            full_stdout.write(statement + "\n")
+        _print_dry_run_grants(statements, _("Dry run: role {role} already has the privileges of an application "
+                                            "role; no GRANT or REVOKE is needed.").format(role=role))
         return
-    console.print(_("Role {role} can write audited tables and call log_event(); it has no direct access to "
-                    "the log. Statements run:").format(role=role), markup=False)
+    if statements:
+        console.print(_("Role {role} can write audited tables and call log_event(); it has no direct access to "
+                        "the log. Statements run:").format(role=role), markup=False)
+    else:
+        console.print(_("Role {role} already has the privileges of an application role: it can write audited "
+                        "tables and call log_event(), with no direct access to the log. No GRANT or REVOKE was "
+                        "run.").format(role=role), markup=False)
     for statement in statements:
         console.print("  " + statement, markup=False)
     for problem in problems:
@@ -469,12 +474,24 @@ def print_app_grants(role: str, statements: list[str], problems: list[str], dry_
 
 
 def print_viewer_grants(role: str, statements: list[str], dry_run: bool) -> None:
-    """Report the grants of ``install --viewer-role``, or print their SQL on a dry run."""
+    """Report the grants of ``install --viewer-role``, or print the SQL a dry run would run."""
     if dry_run:
-        for statement in statements:
-            full_stdout.write(statement + "\n")
+        _print_dry_run_grants(statements, _("Dry run: role {role} can already read the audit log; no GRANT is "
+                                            "needed.").format(role=role))
         return
-    console.print(_("Role {role} can now read the audit log.").format(role=role), markup=False)
+    if statements:
+        console.print(_("Role {role} can now read the audit log.").format(role=role), markup=False)
+    else:
+        console.print(_("Role {role} can already read the audit log; no GRANT was run.").format(role=role),
+                      markup=False)
+
+
+def _print_dry_run_grants(statements: list[str], nothing_needed: str) -> None:
+    """Print the statements on stdout, or when there are none, the message on stderr."""
+    for statement in statements:
+        full_stdout.write(statement + "\n")
+    if not statements:
+        error_console.print(nothing_needed, markup=False, soft_wrap=True)
 
 
 def print_uninstall(result: UninstallResult, schema: str) -> None:
