@@ -19,6 +19,7 @@ import pytest
 from psycopg import conninfo
 
 from auditctl.audit.install import install
+from auditctl.audit.query import EventFilter, stream_csv
 from auditctl.audit.rules import Rule
 from conftest import REPO_ROOT, run_cli, run_cli_in_terminal, start_cli
 from helpers import as_app_user, events, table_owner_dsn, write_reading_in_two_zones
@@ -104,6 +105,23 @@ def test_export_jsonl_and_csv_agree(audited, cli, tmp_path):
     assert json.loads(as_csv[0]["details"]) == lines[0]["details"]
     assert as_csv[1]["occurred_at"] == lines[1]["occurred_at"]
     assert list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("formula_safe", [False, True], ids=["plain", "formula-safe"])
+def test_export_orders_ties_by_number(audited, cli, formula_safe):
+    """Events of one statement share their time; CSV lists them by id as numbers, not as text ("10" < "9")."""
+    with audited.connect() as connection:
+        connection.execute("""INSERT INTO "Order" SELECT g, 'n', g FROM generate_series(2, 13) g""")
+        oldest, newest = (
+            list(csv.DictReader(io.StringIO(b"".join(
+                stream_csv(connection, "audit", EventFilter(), newest_first=order, formula_safe=formula_safe))
+                .decode())))
+            for order in (False, True))
+
+    ids = [int(row["id"]) for row in oldest]
+    assert len(ids) == 16 and max(ids) >= 10
+    assert ids == sorted(ids)
+    assert [int(row["id"]) for row in newest] == sorted(ids, reverse=True)
 
 
 def test_export_failure_leaves_no_file(audited, cli, tmp_path):

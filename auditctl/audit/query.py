@@ -339,7 +339,7 @@ def explain_query(connection: psycopg.Connection, schema: str, filters: EventFil
 _EXPORT_TEXT = """SELECT id::text, pg_catalog.to_json(occurred_at) #>> '{{}}', user_id, host(ip_address),
                          db_user, action, entity_type, entity_id, old_values::text, new_values::text,
                          details::text, application_name, transaction_id::text
-                  FROM {audit}.events {where} {order} {limit}"""
+                  FROM {audit}.events AS e {where} {order} {limit}"""
 
 # row_to_json writes compact lines ("id":2), in the order of these columns.
 _EXPORT_JSON = """SELECT pg_catalog.row_to_json(e)::text
@@ -359,7 +359,7 @@ _EXPORT_TEXT_FORMULA_SAFE = """SELECT id::text, pg_catalog.to_json(occurred_at) 
                                       host(ip_address), {db_user}, {action}, {entity_type}, {entity_id},
                                       old_values::text, new_values::text, details::text, {application_name},
                                       transaction_id::text
-                               FROM {audit}.events {where} {order} {limit}"""
+                               FROM {audit}.events AS e {where} {order} {limit}"""
 
 _FORMULA_SAFE_COLUMNS = ("user_id", "db_user", "action", "entity_type", "entity_id", "application_name")
 _FORMULA_SAFE_CELL = r"""CASE WHEN {column} ~ '^[-=+@\t\r]' THEN '''' || {column} ELSE {column} END"""
@@ -367,8 +367,9 @@ _FORMULA_SAFE_CELL = r"""CASE WHEN {column} ~ '^[-=+@\t\r]' THEN '''' || {column
 
 def _export_statement(connection: psycopg.Connection, schema: str, template: str, filters: EventFilter,
                       limit: int | None, newest_first: bool, **columns: sql.Composable) -> sql.Composed:
-    # Values are rendered as literals because COPY takes no query parameters.
-    order = "ORDER BY occurred_at DESC, id DESC" if newest_first else "ORDER BY occurred_at, id"
+    # Values are rendered as literals because COPY takes no query parameters. The order names the table's
+    # columns through the alias e: a bare "id" would be the output column id::text of the CSV statements.
+    order = "ORDER BY e.occurred_at DESC, e.id DESC" if newest_first else "ORDER BY e.occurred_at, e.id"
     return sql.SQL(template).format(**columns,
         audit=sql.Identifier(schema), where=_where(connection, schema, filters), order=sql.SQL(order),
         limit=sql.SQL("LIMIT {}").format(limit) if limit else sql.SQL(""))
@@ -439,7 +440,7 @@ def count_events(connection: psycopg.Connection, schema: str, filters: EventFilt
 _EXPORT_ROWS = """SELECT id, pg_catalog.to_json(occurred_at) #>> '{{}}', user_id, host(ip_address), db_user,
                          action, entity_type, entity_id, old_values::text, new_values::text, details::text,
                          application_name, transaction_id
-                  FROM {audit}.events {where} {order} {limit}"""
+                  FROM {audit}.events AS e {where} {order} {limit}"""
 
 
 def stream_row_batches(connection: psycopg.Connection, schema: str, filters: EventFilter,
