@@ -1132,9 +1132,13 @@ def _print_forgotten(names: list[str]) -> None:
 
 
 def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
-    """Report the tables whose outdated audit triggers maintain generated again; with ``quiet``, only problems."""
+    """Report the tables whose outdated audit triggers maintain generated again; with ``quiet``, only problems.
+
+    A schema upgrade is reported even with ``quiet``: it happens once after auditctl itself was upgraded,
+    and audited writes waited for it, so the mail of a cron run should say so.
+    """
+    _print_schema_upgrade_done(result.schema_upgrade)
     if not quiet:
-        _print_schema_upgrade_done(result.schema_upgrade)
         for table in result.specialised:
             console.print(_("Installed the generated audit trigger of {table} in place of the interim one.")
                           .format(table=table), markup=False)

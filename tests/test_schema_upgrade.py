@@ -132,6 +132,17 @@ def test_maintain_reports_schema_upgrade(db, cli):
     assert "Upgraded the audit schema" not in again.stdout
 
 
+def test_quiet_maintain_reports_schema_upgrade(db, cli):
+    _install_older_log(db)
+    result = cli("--quiet", "maintain", dsn=db.dsn)
+    again = cli("--quiet", "maintain", dsn=db.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == "Upgraded the audit schema from version 8 to version 9."
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout == ""
+
+
 def test_upgrade_names_tables_left_outdated(db, cli):
     _install_older_log(db)
     upgrade = cli("install", dsn=db.dsn)
