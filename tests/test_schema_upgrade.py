@@ -15,16 +15,16 @@ from helpers import events
 
 
 def _install_older_log(db) -> None:
-    """Audit tables a and b into a log from before schema version 9, with outdated triggers.
+    """Audit tables a and b into a log from before schema version 8, with outdated triggers.
 
-    Version 9 only rebuilds two indexes, so running it again is harmless, and
+    Version 8 only changes collations, so running it again is harmless, and
     it locks the events table as a real upgrade does.
     """
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         connection.execute("CREATE TABLE b (id int PRIMARY KEY)")
         install(connection, "audit", ["a", "b"])
-        connection.execute("DELETE FROM audit.schema_version WHERE version = 9")
+        connection.execute("DELETE FROM audit.schema_version WHERE version = 8")
         connection.execute("ALTER TABLE a ADD COLUMN note text")
         connection.execute("ALTER TABLE b ADD COLUMN note text")
 
@@ -84,7 +84,7 @@ def test_upgrade_during_writes_no_deadlock(db):
     assert not isinstance(outcome["install"], Exception), outcome["install"]
     assert sorted(t.name for t in outcome["install"].installed) == ["a", "b"]
     assert [(e["action"], e["entity_id"]) for e in recorded] == [("INSERT", "1")]
-    assert 9 in versions
+    assert 8 in versions
 
 
 def test_upgrade_lock_timeout_message(db):
@@ -100,7 +100,7 @@ def test_upgrade_lock_timeout_message(db):
         versions = {row[0] for row in installer.execute("SELECT version FROM audit.schema_version")}
 
     assert "Could not lock the audited tables to upgrade the audit schema" in str(failure.value)
-    assert 9 not in versions
+    assert 8 not in versions
 
 
 def test_status_names_pending_schema_upgrade(db, cli):
@@ -112,11 +112,11 @@ def test_status_names_pending_schema_upgrade(db, cli):
     status_json = cli("status", "--format", "json", dsn=db.dsn)
 
     assert before.exit_code == 0, before.stderr
-    assert ("The audit schema is at version 8, older than version 9 of this auditctl. Run `auditctl install` "
+    assert ("The audit schema is at version 7, older than version 8 of this auditctl. Run `auditctl install` "
             "to upgrade it") in " ".join(before.stdout.split())
-    assert dry_run.stderr.startswith("The audit schema would be upgraded from version 8 to version 9. ")
+    assert dry_run.stderr.startswith("The audit schema would be upgraded from version 7 to version 8. ")
     assert upgrade.exit_code == 0, upgrade.stderr
-    assert "Upgraded the audit schema from version 8 to version 9." in upgrade.stdout
+    assert "Upgraded the audit schema from version 7 to version 8." in upgrade.stdout
     assert "The audit schema is at version" not in after.stdout
     assert json.loads(status_json.stdout)["pending_schema_versions"] == []
 
@@ -127,7 +127,7 @@ def test_maintain_reports_schema_upgrade(db, cli):
     again = cli("maintain", dsn=db.dsn)
 
     assert result.exit_code == 0, result.stderr
-    assert "Upgraded the audit schema from version 8 to version 9." in result.stdout
+    assert "Upgraded the audit schema from version 7 to version 8." in result.stdout
     assert "audit trigger of public.b" in result.stdout
     assert "Upgraded the audit schema" not in again.stdout
 
@@ -138,7 +138,7 @@ def test_quiet_maintain_reports_schema_upgrade(db, cli):
     again = cli("--quiet", "maintain", dsn=db.dsn)
 
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() == "Upgraded the audit schema from version 8 to version 9."
+    assert result.stdout.strip() == "Upgraded the audit schema from version 7 to version 8."
     assert again.exit_code == 0, again.stderr
     assert again.stdout == ""
 
@@ -153,41 +153,3 @@ def test_upgrade_names_tables_left_outdated(db, cli):
             "regenerate them, or `auditctl install TABLE ...`.") in " ".join(upgrade.stdout.split())
     assert named.exit_code == 0, named.stderr
     assert "still run" not in named.stdout
-
-
-def test_upgrade_narrows_time_index_keys(db, cli):
-    """A log with version 8's indexes by time and user gets them without id, and its pages still line up."""
-    with db.connect() as connection:
-        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
-        install(connection, "audit", ["a"])
-        # The indexes as version 8 left them; the replica role lets the superuser past the DDL guard.
-        connection.execute("SET session_replication_role = replica")
-        connection.execute("DROP INDEX audit.events_time_idx")
-        connection.execute("CREATE INDEX events_time_idx ON audit.events (occurred_at, id)")
-        connection.execute("DROP INDEX audit.events_user_time_idx")
-        connection.execute("CREATE INDEX events_user_time_idx ON audit.events (user_id, occurred_at, id) "
-                           "WHERE user_id IS NOT NULL")
-        connection.execute("RESET session_replication_role")
-        connection.execute("DELETE FROM audit.schema_version WHERE version = 9")
-        with connection.transaction():
-            connection.execute("SELECT set_config('auditctl.user_id', 'u1', true)")
-            connection.execute("INSERT INTO a SELECT generate_series(1, 30)")
-
-    upgrade = cli("install", dsn=db.dsn)
-    pages = [cli("query", "--user", "u1", "--limit", "12", "--format", "json", dsn=db.dsn)]
-    for _ in range(2):
-        last = json.loads(pages[-1].stdout)[-1]["id"]
-        pages.append(cli("query", "--user", "u1", "--limit", "12", "--format", "json", "--after", str(last),
-                         dsn=db.dsn))
-    with db.connect() as connection:
-        definitions = dict(connection.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'audit' AND tablename = 'events'"))
-
-    assert upgrade.exit_code == 0, upgrade.stderr
-    assert definitions["events_time_idx"].endswith("USING btree (occurred_at)")
-    assert definitions["events_user_time_idx"].endswith(
-        "USING btree (user_id, occurred_at) WHERE (user_id IS NOT NULL)")
-    # The 30 events share one timestamp, so the pages are ordered by id alone.
-    ids = [row["id"] for page in pages for row in json.loads(page.stdout)]
-    assert len(ids) == 30
-    assert ids == sorted(ids, reverse=True)
