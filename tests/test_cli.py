@@ -891,6 +891,26 @@ def test_query_csv_first_page_hints_next(audited, cli):
     assert "More events may follow" not in whole.stderr
 
 
+def test_query_csv_pages_one_statement(audited, cli):
+    """CSV pages through the events of one statement, which share their time, as JSON pages do."""
+    with audited.connect() as connection:
+        connection.execute("""INSERT INTO "Order" SELECT g, 'n', g FROM generate_series(2, 13) g""")
+    expected = [row["id"] for row in json.loads(cli("query", "--format", "json", dsn=audited.dsn).stdout)]
+
+    seen: list[int] = []
+    after: list[str] = []
+    while True:
+        page = cli("query", "--format", "csv", "--limit", "5", *after, dsn=audited.dsn)
+        assert page.exit_code == 0, page.stderr
+        ids = [int(row["id"]) for row in csv.DictReader(io.StringIO(page.stdout))]
+        if not ids:
+            break
+        seen.extend(ids)
+        after = ["--after", str(ids[-1])]
+    assert len(expected) == 16
+    assert seen == expected
+
+
 def test_status_before_install_fails(db, cli):
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
