@@ -557,17 +557,20 @@ def test_app_role_grants(db, cli):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 app.execute("DELETE FROM audit.events")
         missing = cli("install", "--app-role", "no_such_role", dsn=db.dsn)
-        superuser = cli("install", "--app-role", "postgres", dsn=db.dsn)
+        with db.connect() as connection:
+            connection.execute(f"CREATE ROLE super_{role} SUPERUSER")
+        superuser = cli("install", "--app-role", f"super_{role}", dsn=db.dsn)
     finally:
         with db.connect() as connection:
             connection.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+            connection.execute(f"DROP OWNED BY super_{role}; DROP ROLE IF EXISTS super_{role}")
     assert result.exit_code == 0, result.stderr
     assert f"Role {role} can write audited tables" in " ".join(result.stdout.split())
     assert "REVOKE ALL ON" in result.stdout
     assert again.exit_code == 0
     assert missing.exit_code != 0
     assert "Role 'no_such_role' does not exist" in missing.stderr
-    assert "postgres is a superuser" in " ".join(superuser.stdout.split())
+    assert f"super_{role} is a superuser" in " ".join(superuser.stdout.split())
 
 
 def test_reinstall_after_drop_and_recreate(db):

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 from psycopg import sql
 
 from auditctl.audit.install import install
-from helpers import events
+from helpers import events, table_owner_dsn
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,24 @@ def test_inherited_privilege_still_granted(cli, db, roles):
     assert f'GRANT USAGE ON SCHEMA "audit" TO {viewer};' in dry_run.stdout
     assert f'GRANT SELECT ON "audit"."events" TO {viewer};' in dry_run.stdout
     assert f'GRANT SELECT ON "audit"."settings" TO {viewer};' in dry_run.stdout
+
+
+def test_log_owner_refused_as_app_role(cli, db):
+    """The role that owns the log keeps its privileges: revoking them would fail every audited write."""
+    with table_owner_dsn(db) as owner_dsn:
+        owner = owner_dsn.split("user=")[1].split()[0]
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE item (id int PRIMARY KEY)")
+        assert cli("install", "item", dsn=owner_dsn).exit_code == 0
+        refused = cli("install", "--app-role", owner, dsn=owner_dsn)
+        dry_run = cli("install", "--app-role", owner, "--dry-run", dsn=owner_dsn)
+        with psycopg.connect(owner_dsn, autocommit=True) as connection:
+            connection.execute("INSERT INTO item VALUES (1)")
+            recorded = events(connection, where="entity_id = '1'")
+
+    for result in (refused, dry_run):
+        assert result.exit_code == 2, result.stdout
+        assert result.stderr.strip().count("\n") == 0
+        assert f"Role {owner!r} owns the audit log, so it cannot be set up as an application role" \
+            in result.stderr
+    assert [event["action"] for event in recorded] == ["INSERT"]

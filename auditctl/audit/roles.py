@@ -186,6 +186,29 @@ def app_grants(schema: str, role: str) -> list[Grant]:
     return grants
 
 
+def require_not_log_owner(connection: psycopg.Connection, schema: str, role: str) -> None:
+    """Raise InvalidArgumentError when ``role`` owns the audit log, or would own the one that install creates.
+
+    The setup of an application role revokes its privileges on the audit
+    tables. From their owner that takes away the INSERT that the generated
+    triggers, which run as the owner, need for every audited write.
+    """
+    owns = connection.execute(
+        """SELECT COALESCE(
+                      (SELECT c.relowner FROM pg_catalog.pg_class AS c
+                       JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                       WHERE n.nspname = %s AND c.relname = 'events'),
+                      (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
+                  = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s)""",
+        (schema, role)).fetchone()[0]
+    if owns:
+        raise InvalidArgumentError(
+            _("Role {role!r} owns the audit log, so it cannot be set up as an application role: revoking its "
+              "privileges on the log would make every audited write fail. Leave --app-role out, or install "
+              "auditctl as a separate role that owns the log and give the application's role to --app-role.")
+            .format(role=role))
+
+
 def app_role_problems(connection: psycopg.Connection, schema: str, role: str) -> list[str]:
     """List why ``role`` could still change the log despite the grants: superuser or owner."""
     row = connection.execute(

@@ -13,7 +13,7 @@ from ..audit import install as installer
 from ..audit.catalog import list_tables, tables_in_schemas
 from ..audit.config import load_audit_settings
 from ..audit.ddl import AutoAuditPolicy
-from ..audit.roles import app_role_problems, grant_app, grant_viewer, require_role
+from ..audit.roles import app_role_problems, grant_app, grant_viewer, require_not_log_owner, require_role
 from ..audit.rules import Rule, RuleRequest
 from ..audit.retention import parse_keep
 from ..audit.schema import DEFAULT_SCHEMA, not_installed_error
@@ -124,6 +124,8 @@ def install(
         for role in (settings.viewer_role, settings.app_role):
             if role:
                 require_role(connection, role)
+        if settings.app_role:
+            require_not_log_owner(connection, schema, settings.app_role)
         _require_schemas(connection, auto_schema or [], "--auto-schema")
         if chosen_by_config or (isinstance(policy, AutoAuditPolicy) and not auto_schema):
             _require_schemas(connection, list(settings.schemas),
