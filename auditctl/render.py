@@ -300,6 +300,10 @@ def print_revert(result: RevertResult) -> None:
     for old_name, new_name in result.renamed_tables.items():
         console.print(_("Table {table} is now named {new_name}, so the revert acts on {new_name}.")
                       .format(table=old_name, new_name=new_name), markup=False)
+    for rename in result.renamed_columns:
+        console.print(_("Column {column} of {table} is now named {new_name}, so the revert uses {new_name}.")
+                      .format(column=rename.logged_name, table=rename.table, new_name=rename.current_name),
+                      markup=False)
     for step in result.steps:
         # A row without a primary key is named by its logged values.
         key = step.entity_id if step.entity_id is not None else _short(step.row)

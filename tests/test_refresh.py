@@ -480,3 +480,38 @@ def test_install_follows_swapped_column_names(owner_sessions):
         install(connection, "audit", ["Session"])
         rules = connection.execute("SELECT column_name, rule FROM audit.column_rules ORDER BY 1").fetchall()
     assert rules == [("note", "mask"), ("userAgent", "hash")]
+
+
+# Each case changes the columns of account (id, email, "passwordHash", phone, notes, seen_at) and names the
+# column changes the refresh event records.
+COLUMN_RECORDS = [
+    pytest.param(["ALTER TABLE account RENAME COLUMN email TO mail"], [({"email": "mail"}, [], [])], id="rename"),
+    pytest.param(["ALTER TABLE account DROP COLUMN email"], [({}, ["email"], [])], id="drop"),
+    pytest.param(["ALTER TABLE account ADD COLUMN age int"], [({}, [], ["age"])], id="add"),
+    pytest.param(["ALTER TABLE account ALTER COLUMN email TYPE varchar(100)"], [({}, [], [])], id="retype"),
+    pytest.param(["ALTER TABLE account DROP COLUMN notes, ADD COLUMN notes text"], [({}, ["notes"], ["notes"])],
+                 id="drop-and-add"),
+    pytest.param(["ALTER TABLE account RENAME COLUMN email TO tmp", "ALTER TABLE account RENAME COLUMN phone TO email",
+                  "ALTER TABLE account RENAME COLUMN tmp TO phone"],
+                 [({"email": "tmp"}, [], []), ({"phone": "email"}, [], []), ({"tmp": "phone"}, [], [])], id="swap"),
+]
+
+
+@pytest.mark.parametrize(("statements", "expected"), COLUMN_RECORDS)
+def test_refresh_records_column_changes(accounts, statements, expected):
+    with accounts.connect() as connection:
+        for statement in statements:
+            connection.execute(statement)
+        refreshes = _refreshes(connection)
+    recorded = [(r["details"]["column_renames"], r["details"]["dropped_columns"], r["details"]["added_columns"])
+                for r in refreshes]
+    assert recorded == expected
+
+
+def test_refresh_without_column_change_records_none(accounts):
+    with accounts.connect() as connection:
+        connection.execute("ALTER TABLE account RENAME TO member")
+        [refresh] = _refreshes(connection)
+    assert "column_renames" not in refresh["details"]
+    assert "added_columns" not in refresh["details"]
+    assert "dropped_columns" not in refresh["details"]

@@ -132,12 +132,18 @@ def test_revert_acts_on_renamed_table(renamed, cli):
     assert second_table is None
 
 
-def test_revert_renamed_table_checks_columns(renamed):
+def test_revert_renamed_table_checks_columns(renamed, request):
     dsn, update = renamed
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute("ALTER TABLE performer RENAME COLUMN last_name TO surname")
-        with pytest.raises(RevertRefusedError, match="column last_name of public.actor no longer exists"):
-            revert_event(connection, "audit", update["id"], user_id=None)
+        if "with-capture" not in request.node.callspec.id:
+            # Without DDL capture the log does not record the column rename.
+            with pytest.raises(RevertRefusedError, match="column last_name of public.actor no longer exists"):
+                revert_event(connection, "audit", update["id"], user_id=None)
+            return
+        revert_event(connection, "audit", update["id"], user_id=None)
+        surname = connection.execute("SELECT surname FROM performer WHERE actor_id = 1").fetchone()[0]
+    assert surname == "Guiness"
 
 
 def test_status_counts_former_name_events(renamed, cli):

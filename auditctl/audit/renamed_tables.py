@@ -73,11 +73,14 @@ class FormerName:
     # one, the id of the event that records the rename; None for all of them.
     before_id: int | None
 
-    def condition(self) -> sql.Composable:
-        """Return the SQL condition that picks this name's events of the table from the events table."""
+    def condition(self, table_name: sql.Composable = sql.SQL("entity_type")) -> sql.Composable:
+        """Return the SQL condition that picks this name's events of the table from the events table.
+
+        ``table_name`` is the expression that names the table in an event.
+        """
         if self.before_id is None:
-            return sql.SQL("entity_type = {}").format(self.name)
-        return sql.SQL("(entity_type = {} AND id < {})").format(self.name, self.before_id)
+            return sql.SQL("{} = {}").format(table_name, self.name)
+        return sql.SQL("({} = {} AND id < {})").format(table_name, self.name, self.before_id)
 
 
 def find_renamed_table(connection: psycopg.Connection, schema: str, entity_type: str) -> Table | None:

@@ -33,6 +33,7 @@ from .partition_moves import reject_half_of_move
 from .query import Event
 from .records import key_record_json, load_event, transaction_events
 from .renamed_tables import find_renamed_table
+from .revert_columns import ColumnRename, map_logged_columns
 from .revert_checks import REVERTIBLE_ACTIONS, check_revertible, protected_reason, row_after_event
 from .rules import load_rules
 from .schema import require_log_reader
@@ -73,6 +74,8 @@ class RevertResult:
     dry_run: bool = False
     # Current name of each table renamed since its events, by the name in the events. The revert changes the table.
     renamed_tables: dict[str, str] = field(default_factory=dict)
+    # Logged columns renamed since their events. The revert writes and compares them under today's names.
+    renamed_columns: list[ColumnRename] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
             # The row lives on in the renamed table, so the events of its old name are reverted there.
             tables[entity_type] = renamed
             renamed_tables[entity_type] = renamed.entity_type
+    # From here on, the events name their columns as the table does today.
+    events, renamed_columns = map_logged_columns(connection, schema, events, tables)
     rules = load_rules(connection, schema)
     # Every event is checked before any statement runs, oldest first, because
     # a cascade delete logs the parent first, and a parent that cannot be
@@ -148,7 +153,7 @@ def _revert(connection: psycopg.Connection, schema: str, events: list[Event], *,
             # A whole transaction contains both halves of every move.
             reject_half_of_move(connection, schema, event, tables[event.entity_type])
 
-    result = RevertResult(dry_run=dry_run, renamed_tables=renamed_tables)
+    result = RevertResult(dry_run=dry_run, renamed_tables=renamed_tables, renamed_columns=renamed_columns)
     conflicts: list[str] = []
     try:
         with connection.transaction():
