@@ -1092,15 +1092,9 @@ def print_rotation(result: RotationResult) -> None:
 
 
 def print_maintenance(result: MaintainResult, quiet: bool = False) -> None:
-    """Report the partitions maintain created and the rows it moved; with ``quiet``, only rows left behind."""
+    """Report the partitions maintain created and the rows it moved; with ``quiet``, only failures."""
     if not quiet:
         _print_maintenance_changes(result)
-    if result.left_in_default:
-        console.print(ngettext("{rows} event stays in the default partition because its period overlaps an "
-                               "existing partition of another length.",
-                               "{rows} events stay in the default partition because their period overlaps an "
-                               "existing partition of another length.", result.left_in_default)
-                      .format(rows=format_number(result.left_in_default)), style="yellow", markup=False)
     if not quiet and result.covered_periods:
         # Without this, a first run with a new --interval would only print that partitions are up to date.
         console.print(ngettext("{count} requested period, up to {until} (UTC), overlaps existing partitions of "

@@ -202,12 +202,68 @@ def test_maintain_names_periods_other_length_covers(db, cli, interval):
     with db.connect() as connection:
         after = partition_rows(connection)
     assert result.exit_code == 0, result.stderr
-    # The monthly partitions of install cover the next four days or weeks.
-    assert after == before
+    # The monthly partitions of install cover the next four days or weeks, except for the days of this week
+    # before the current month, if it began mid-week: those get a partition of their own.
+    added = set(after) - set(before)
+    assert {name: rows for name, rows in after.items() if name in before} == before
+    assert all(name < f"events_p{month_start(0):%Y_%m}" for name in added), added
+    assert len(added) <= (1 if interval == "weekly" else 0)
     assert "4 requested periods, up to " in result.stdout
     assert "overlap existing partitions of another length" in result.stdout
     assert "Partitions are up to date." not in result.stdout
     assert again.stdout.strip() == "Partitions are up to date."
+
+
+def _uncovered_times(connection) -> list[tuple[datetime, datetime]]:
+    """The ranges between the first and the last partition that no partition covers."""
+    bounded = sorted((p.lower, p.upper) for p in list_partitions(connection, "audit", count_rows=False)
+                     if p.lower is not None)
+    return [(upper, lower) for (_, upper), (lower, _) in zip(bounded, bounded[1:]) if upper < lower]
+
+
+def test_interval_change_leaves_no_gap(db):
+    """Weekly partitions after monthly ones: the days between the last month's end and a Monday get a partition."""
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        last_month_end = max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
+        # A month's end that falls mid-week, so that the first weekly period overlaps the last monthly partition.
+        while last_month_end.weekday() == 0:
+            maintain(connection, "audit", ahead=1, now=last_month_end)
+            last_month_end = max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
+        result = maintain(connection, "audit", ahead=3, interval=Interval.weekly,
+                          now=last_month_end - timedelta(days=1))
+        gap_name = f"events_p{last_month_end:%Y_%m_%d}"
+        add_events(connection, last_month_end + timedelta(hours=1), 1)
+        partitions = {p.name: p for p in list_partitions(connection, "audit")}
+        assert _uncovered_times(connection) == []
+
+    assert gap_name in result.created
+    gap = partitions[gap_name]
+    assert gap.lower == last_month_end and gap.upper.weekday() == 0
+    assert gap.rows == 1
+    assert partitions["events_default"].rows == 0
+
+
+def test_maintain_moves_rows_of_partly_covered_period(db, cli):
+    """Rows of a week that a monthly partition covers only in part move into a partition of the rest."""
+    with db.connect() as connection:
+        install(connection, "audit", [])
+        last_month_end = max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
+        while last_month_end.weekday() == 0:
+            maintain(connection, "audit", ahead=1, now=last_month_end)
+            last_month_end = max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
+        add_events(connection, last_month_end + timedelta(hours=2), 5)
+        assert partition_rows(connection)["events_default"] == 5
+
+    result = cli("maintain", "--interval", "weekly", "--ahead", "0", dsn=db.dsn)
+
+    assert result.exit_code == 0, result.stderr
+    assert "Moved 5 events out of the default partition." in result.stdout
+    with db.connect() as connection:
+        rows = partition_rows(connection)
+        assert rows["events_default"] == 0
+        assert rows[f"events_p{last_month_end:%Y_%m_%d}"] == 5
+        assert _uncovered_times(connection) == []
 
 
 def test_maintain_rejects_bad_ahead(db, cli):

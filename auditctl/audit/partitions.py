@@ -71,11 +71,9 @@ class MaintainResult:
 
     created: list[str] = field(default_factory=list)
     moved_rows: int = 0
-    # Rows left in the default partition because their period overlaps an
-    # existing partition of another length.
-    left_in_default: int = 0
     # Requested periods that overlap existing partitions of another length,
-    # so that no partition of the requested length was created for them.
+    # so that no partition of the requested length was created for them (the
+    # parts that none of those covers got partitions of their own).
     covered_periods: int = 0
     # The end of the last such period, or None when there is none.
     covered_until: datetime | None = None
@@ -129,6 +127,40 @@ def partition_name(start: datetime, interval: Interval) -> str:
     return f"events_p{start:%Y_%m_%d}"
 
 
+def uncovered_ranges(start: datetime, end: datetime, partitions: list[Partition]) -> list[tuple[datetime, datetime]]:
+    """Return the parts of ``start`` to ``end`` that no partition covers, in time order.
+
+    A period of one length can be partly covered by partitions of another,
+    after maintain ran with another --interval: the parts left over get
+    partitions of their own, so that no time falls to the default partition.
+    """
+    ranges = []
+    lower = start
+    for partition in sorted((p for p in partitions if p.overlaps(start, end)), key=lambda p: p.lower):
+        if partition.lower > lower:
+            ranges.append((lower, partition.lower))
+        lower = max(lower, partition.upper)
+    if lower < end:
+        ranges.append((lower, end))
+    return ranges
+
+
+def _range_name(lower: datetime, upper: datetime, interval: Interval, partitions: list[Partition]) -> str:
+    """Name a new partition: after its period when it spans one, else after the day it starts.
+
+    A partition that fills a gap between partitions of other lengths spans
+    no whole period; a number is added if its name is taken.
+    """
+    if lower == period_start(lower, interval) and upper == next_period(lower, interval):
+        return partition_name(lower, interval)
+    base = f"events_p{lower:%Y_%m_%d}"
+    taken = {p.name for p in partitions}
+    name, number = base, 2
+    while name in taken:
+        name, number = f"{base}_{number}", number + 1
+    return name
+
+
 def check_ahead(ahead: int) -> None:
     """Raise InvalidArgumentError unless ``ahead`` is a number of partitions that maintain accepts."""
     if not 0 <= ahead <= 366:
@@ -165,14 +197,14 @@ def maintain(connection: psycopg.Connection, schema: str, *, ahead: int = 3,
                 if any((p.lower, p.upper) != (start, end) for p in covering):
                     result.covered_periods += 1
                     result.covered_until = end
-                if not covering:
-                    name = partition_name(start, interval)
+                for lower, upper in uncovered_ranges(start, end, partitions):
+                    name = _range_name(lower, upper, interval, partitions)
                     _execute(connection, sql.SQL(
                         "CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                            sql.Identifier(schema, name), sql.Identifier(schema, "events"), start, end))
-                    logger.info("created partition %s.%s for %s to %s", schema, name, start, end)
+                            sql.Identifier(schema, name), sql.Identifier(schema, "events"), lower, upper))
+                    logger.info("created partition %s.%s for %s to %s", schema, name, lower, upper)
                     result.created.append(name)
-                    partitions.append(Partition(name, False, start, end, 0, 0))
+                    partitions.append(Partition(name, False, lower, upper, 0, 0))
                 start = end
     if result.moved_rows:
         _vacuum_default(connection, schema)
@@ -218,30 +250,30 @@ def _move_default_rows(connection: psycopg.Connection, schema: str, interval: In
     for (naive_start,) in periods:
         start = naive_start.replace(tzinfo=timezone.utc)
         end = next_period(start, interval)
-        if any(p.overlaps(start, end) for p in partitions):
-            # NOTE: rows whose period is partly covered by partitions of another
-            # length stay in the default partition; they are still queryable.
-            left = connection.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE occurred_at >= {} AND occurred_at < {}").format(
-                    default, start, end)).fetchone()[0]
-            logger.warning("left the rows of %s to %s in the default partition (rows: %d): the period overlaps "
-                           "an existing partition", start, end, left)
-            result.left_in_default += left
-            continue
-        name = partition_name(start, interval)
-        table = sql.Identifier(schema, name)
-        _execute(connection, sql.SQL(
-            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
-                table, sql.Identifier(schema, "events")))
-        moved = _execute(connection, sql.SQL(
-            "WITH moved AS (DELETE FROM {} WHERE occurred_at >= {} AND occurred_at < {} RETURNING *) "
-            "INSERT INTO {} SELECT * FROM moved").format(default, start, end, table))
-        _execute(connection, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-            sql.Identifier(schema, "events"), table, start, end))
-        logger.info("moved rows from the default partition into new partition %s.%s (rows: %d)", schema, name, moved)
-        result.created.append(name)
-        result.moved_rows += moved
-        partitions.append(Partition(name, False, start, end, moved, 0))
+        # Where partitions of another length cover part of the period, its
+        # rows lie in the parts that none covers, and each part gets its own.
+        for lower, upper in uncovered_ranges(start, end, partitions):
+            _move_into_new_partition(connection, schema, _range_name(lower, upper, interval, partitions),
+                                     lower, upper, partitions, result)
+
+
+def _move_into_new_partition(connection: psycopg.Connection, schema: str, name: str, start: datetime,
+                             end: datetime, partitions: list[Partition], result: MaintainResult) -> None:
+    """Move the default partition's rows from ``start`` to ``end`` into a new partition ``name`` of that range."""
+    default = sql.Identifier(schema, DEFAULT_PARTITION)
+    table = sql.Identifier(schema, name)
+    _execute(connection, sql.SQL(
+        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+            table, sql.Identifier(schema, "events")))
+    moved = _execute(connection, sql.SQL(
+        "WITH moved AS (DELETE FROM {} WHERE occurred_at >= {} AND occurred_at < {} RETURNING *) "
+        "INSERT INTO {} SELECT * FROM moved").format(default, start, end, table))
+    _execute(connection, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+        sql.Identifier(schema, "events"), table, start, end))
+    logger.info("moved rows from the default partition into new partition %s.%s (rows: %d)", schema, name, moved)
+    result.created.append(name)
+    result.moved_rows += moved
+    partitions.append(Partition(name, False, start, end, moved, 0))
 
 
 def _execute(connection: psycopg.Connection, statement: sql.Composable) -> int:
