@@ -143,10 +143,20 @@ def print_events(events: list[Event]) -> None:
     table.add_column(_("Changes"), overflow="fold", ratio=1)
     for event in events:
         table.add_row(str(event.id), format_time(event.occurred_at), _plain(event.user_id or "—"),
-                      str(event.ip_address) if event.ip_address else "—", _plain(event.action),
+                      _plain(_address(event)), _plain(event.action),
                       _plain(event.entity_type or "—"), _plain(event.entity_id or "—"),
                       _plain(summarize_change(event)))
     console.print(table)
+
+
+def _address(event: Event) -> str:
+    """Return the event's IP address; the text the application set when it was no address; else a dash."""
+    if event.ip_address is not None:
+        return str(event.ip_address)
+    raw = (event.details or {}).get("ip_address_raw") if isinstance(event.details, dict) else None
+    if isinstance(raw, str):
+        return _("{value} (not an IP address)").format(value=raw)
+    return "—"
 
 
 def _print_event_blocks(events: list[Event]) -> None:
@@ -158,7 +168,7 @@ def _print_event_blocks(events: list[Event]) -> None:
         heading.append(f"{event.entity_type or '—'} {event.entity_id or ''}".rstrip())
         console.print(heading)
         who = _("user {user}, IP {ip}, role {role}").format(
-            user=event.user_id or "—", ip=event.ip_address or "—", role=event.db_user)
+            user=event.user_id or "—", ip=_address(event), role=event.db_user)
         console.print("  " + who, style="dim", markup=False)
         for line in summarize_change(event).splitlines():
             console.print("  " + line, markup=False)
@@ -248,7 +258,7 @@ def print_history(history: RecordHistory) -> None:
     table = Table(collapse_padding=narrow)
     table.add_column(_("ID"), justify="right", no_wrap=True)
     table.add_column(time_heading.replace(" (", "\n(", 1) if narrow else time_heading, no_wrap=True)
-    table.add_column(_("User"), overflow="fold")
+    table.add_column(_("User") if narrow else _("User and IP address"), overflow="fold")
     table.add_column(_("DB role"), overflow="fold")
     table.add_column(_("Action"), no_wrap=True)
     table.add_column(_("Field"), overflow="fold")
@@ -261,8 +271,11 @@ def print_history(history: RecordHistory) -> None:
         if not fields:
             fields = [("", "", _short(event.details) if event.details else "")]
         occurred = format_time(event.occurred_at)
-        heading = [str(event.id), occurred.replace(" ", "\n") if narrow else occurred, _plain(event.user_id or "—"),
-                   _plain(event.db_user), _plain(event.action)]
+        # On a wide terminal the address goes under the user; a narrow one keeps the width for the values.
+        who = event.user_id or "—"
+        address = "—" if narrow else _address(event)
+        heading = [str(event.id), occurred.replace(" ", "\n") if narrow else occurred,
+                   _plain(who if address == "—" else f"{who}\n{address}"), _plain(event.db_user), _plain(event.action)]
         for index, (column, old, new) in enumerate(fields):
             table.add_row(*(heading if index == 0 else [""] * len(heading)), _plain(column), _plain(old),
                           _plain(new), end_section=index == len(fields) - 1)

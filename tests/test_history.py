@@ -138,11 +138,29 @@ def test_history_user_column_matches_query(shop, cli):
     assert history.exit_code == 0, history.stderr
     assert query.exit_code == 0, query.stderr
 
-    history_users = table_cells(history.stdout, "User")
+    history_users = table_cells(history.stdout, "User and IP address")
     query_users = table_cells(query.stdout, "User")
     assert list(history_users.values()) == ["—", "u-4"]
     assert history_users == {event_id: query_users[event_id] for event_id in history_users}
     assert list(table_cells(history.stdout, "DB role").values()) == [role, role]
+
+
+def test_history_shows_address_under_user(shop, cli):
+    """The address, or the text that was no address, is under the user in history and in query's IP column."""
+    with shop.connect() as connection:
+        as_app_user(connection, "u-5", "203.0.113.9", "UPDATE customer SET balance = 6 WHERE id = 2")
+        as_app_user(connection, "u-6", "nope", "UPDATE customer SET balance = 7 WHERE id = 2")
+    wide = {"COLUMNS": "200"}
+    history = cli("history", "customer", "2", dsn=shop.dsn, env=wide)
+    query = cli("query", "--table", "customer", dsn=shop.dsn, env=wide)
+    assert history.exit_code == 0, history.stderr
+    assert query.exit_code == 0, query.stderr
+
+    addresses = list(table_cells(query.stdout, "IP address").values())
+    assert addresses[:2] == ["nope (not an IP address)", "203.0.113.9"]
+    lines = [line.split("│")[3].strip() for line in history.stdout.splitlines() if line.startswith("│")]
+    assert ["u-5", "203.0.113.9"] == lines[lines.index("u-5"):lines.index("u-5") + 2]
+    assert ["u-6", "nope (not an IP address)"] == lines[lines.index("u-6"):lines.index("u-6") + 2]
 
 
 def field_rows(output: str) -> list[tuple[str, str, str]]:
