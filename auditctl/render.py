@@ -1146,7 +1146,7 @@ def print_regenerated(result: RegenerateResult, quiet: bool = False) -> None:
     """Report the tables whose outdated audit triggers maintain generated again; with ``quiet``, only problems.
 
     A schema upgrade is reported even with ``quiet``: it happens once after auditctl itself was upgraded,
-    and audited writes waited for it, so the mail of a cron run should say so.
+    and audited writes waited for it, so the mail of a cron run reports it.
     """
     _print_schema_upgrade_done(result.schema_upgrade)
     if not quiet:
