@@ -497,10 +497,12 @@ def print_viewer_grants(role: str, statements: list[str], dry_run: bool) -> None
                                             "needed.").format(role=role))
         return
     if statements:
-        console.print(_("Role {role} can now read the audit log.").format(role=role), markup=False)
+        console.print(_("Role {role} can now read the audit log. Statements run:").format(role=role), markup=False)
     else:
         console.print(_("Role {role} can already read the audit log; no GRANT was run.").format(role=role),
                       markup=False)
+    for statement in statements:
+        console.print("  " + statement, markup=False)
 
 
 def _print_dry_run_grants(statements: list[str], nothing_needed: str) -> None:

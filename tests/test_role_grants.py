@@ -98,7 +98,8 @@ def test_revoked_privilege_granted_back_alone(cli, db, roles):
 
     role_statements = [line for line in dry_run.stdout.splitlines() if _quoted(roles.viewer) in line]
     assert role_statements == [expected + ";"]
-    assert f"Role {roles.viewer} can now read the audit log." in " ".join(again.stdout.split())
+    assert f"Role {roles.viewer} can now read the audit log. Statements run:" in " ".join(again.stdout.split())
+    assert [line.strip() for line in again.stdout.splitlines() if _quoted(roles.viewer) in line] == [expected + ";"]
     assert _permission_changes(db, after=before) == [expected]
 
 

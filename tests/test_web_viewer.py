@@ -47,7 +47,7 @@ def test_install_viewer_role_grants_read_only(cli, db, viewer):
     again = cli("install", "--all", "--viewer-role", role, dsn=db.dsn)
     assert first.exit_code == 0, first.stderr
     assert again.exit_code == 0, again.stderr
-    assert f"Role {role} can now read the audit log." in first.stdout
+    assert f"Role {role} can now read the audit log. Statements run:" in first.stdout
 
     with psycopg.connect(viewer_dsn, autocommit=True) as connection:
         assert connection.execute("SELECT count(*) FROM audit.events").fetchone()[0] > 0
