@@ -377,6 +377,11 @@ def print_install(result: InstallResult, config_path: Path | None = None) -> Non
         console.print(_("This role may not create event triggers, so schema changes and tampering with the audit "
                         "triggers are not recorded; row changes are. A superuser can add DDL capture with "
                         "`auditctl install`."), style="yellow", markup=False)
+    elif result.event_triggers is DdlCapture.INSTALLED:
+        console.print(_("DDL capture is on: its event triggers, replaced with this version's, record schema changes, "
+                        "GRANT and REVOKE.") if result.replaces_event_triggers
+                      else _("DDL capture is on: event triggers now record schema changes, GRANT and REVOKE."),
+                      markup=False)
     elif result.event_triggers is DdlCapture.KEPT:
         console.print(_("DDL capture is on, with the event triggers installed earlier by a superuser. This role may "
                         "not replace them, so after upgrading auditctl run `auditctl install` once as a superuser."),

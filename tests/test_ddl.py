@@ -191,6 +191,17 @@ def test_status_reports_ddl_capture(captured):
         assert collect_status(connection, "audit").ddl_capture is False
 
 
+def test_superuser_install_names_ddl_capture(db, cli):
+    first = cli("install", dsn=db.dsn)
+    again = cli("install", dsn=db.dsn)
+    assert first.exit_code == 0, first.stderr
+    assert "DDL capture is on: event triggers now record schema changes, GRANT and REVOKE." \
+        in " ".join(first.stdout.split())
+    assert again.exit_code == 0, again.stderr
+    assert "DDL capture is on: its event triggers, replaced with this version's, record schema changes" \
+        in " ".join(again.stdout.split())
+
+
 def test_non_superuser_install_skips_ddl_capture(db, cli):
     with table_owner_dsn(db) as owner_dsn:
         with psycopg.connect(owner_dsn, autocommit=True) as connection:
