@@ -584,6 +584,19 @@ def test_query_table_finds_its_ddl(project, cli):
     assert found == ["CREATE INDEX", "ALTER TABLE", "CREATE TRIGGER", "CREATE TABLE"]
 
 
+def test_query_table_finds_ddl_before_rename(project, cli):
+    with project.connect() as connection:
+        install(connection, "audit", ["Project"])
+        connection.execute('ALTER TABLE "Project" ADD COLUMN budget numeric')
+        connection.execute('ALTER TABLE "Project" RENAME TO "Venture"')
+    result = cli("query", "--table", "Venture", "--action", "DDL", "--format", "json", dsn=project.dsn)
+    assert result.exit_code == 0, result.stderr
+    found = [(row["entity_type"], row["details"]["statement"]) for row in json.loads(result.stdout)]
+    assert found[:2] == [("public.Venture", 'ALTER TABLE "Project" RENAME TO "Venture"'),
+                         ("public.Project", 'ALTER TABLE "Project" ADD COLUMN budget numeric')]
+    assert len(found) == 4
+
+
 def test_query_table_finds_dropped_table_ddl(project, cli):
     with project.connect() as connection:
         connection.execute('DROP TABLE "Project" CASCADE')

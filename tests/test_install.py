@@ -160,9 +160,9 @@ def test_search_path_and_shadowing_cannot_subvert_trigger(db):
 
 def test_trigger_functions_are_security_definer_with_fixed_path(db):
     # create_partitions runs as the installing role; summarize_large_values,
-    # table_layout, follow_renames, put_truncate_triggers and
-    # prisma_migration_in_progress are helpers that only definer functions,
-    # install and status call. All six fix search_path too.
+    # table_layout, follow_renames, put_truncate_triggers,
+    # prisma_migration_in_progress and table_of_object are helpers that only
+    # definer functions, install and status call. All seven fix search_path too.
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
         install(connection, "audit", [], use_all=True)
@@ -170,7 +170,8 @@ def test_trigger_functions_are_security_definer_with_fixed_path(db):
             SELECT proname, prosecdef, proconfig FROM pg_proc
             WHERE pronamespace IN ('audit'::regnamespace, 'auditctl_guard'::regnamespace)
               AND proname NOT IN ('create_partitions', 'summarize_large_values', 'table_layout',
-                                  'follow_renames', 'put_truncate_triggers', 'prisma_migration_in_progress')""").fetchall()
+                                  'follow_renames', 'put_truncate_triggers', 'prisma_migration_in_progress',
+                                  'table_of_object')""").fetchall()
     assert "capture_drop" in {name for name, _definer, _config in rows}
     for name, definer, config in rows:
         assert definer, name
