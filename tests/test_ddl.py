@@ -542,3 +542,102 @@ def test_status_flags_outdated_ddl_capture(captured, cli):
     with captured.connect() as connection:
         install(connection, "audit", [], use_all=True)
         assert collect_status(connection, "audit").ddl_capture_outdated is False
+
+
+@pytest.fixture
+def project(captured):
+    """A quoted PascalCase table with a serial key and a user trigger, and a partitioned table."""
+    with captured.connect() as connection:
+        connection.execute("""
+            CREATE TABLE "Project" (id serial PRIMARY KEY, name text);
+            CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+            CREATE TRIGGER project_touch BEFORE UPDATE ON "Project" FOR EACH ROW EXECUTE FUNCTION touch();
+            CREATE TABLE "Measure" (id int, taken date) PARTITION BY RANGE (taken);
+            CREATE VIEW project_names AS SELECT name FROM "Project";
+        """)
+    return captured
+
+
+@pytest.mark.parametrize("statement, entity_type", [
+    ('ALTER TABLE "Project" ADD COLUMN budget numeric', "public.Project"),
+    ('CREATE INDEX project_name_idx ON "Project" (name)', "public.Project"),
+    ("""COMMENT ON COLUMN "Project".name IS 'shown to users'""", "public.Project"),
+    ('ALTER SEQUENCE "Project_id_seq" RESTART 10', "public.Project"),
+    ('ALTER TABLE item ADD COLUMN project int REFERENCES "Project"', "public.item"),
+    ('DROP TRIGGER project_touch ON "Project"', "public.Project"),
+    ('CREATE POLICY project_all ON "Project" USING (true)', "public.Project"),
+    ("""CREATE TABLE measure_2026 PARTITION OF "Measure" FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')""",
+     "public.Measure"),
+    ('DROP TABLE "Project" CASCADE', "public.Project"),
+    ('DROP TABLE "Project", item CASCADE', None),
+    ("CREATE SEQUENCE loose_seq", None),
+    ("CREATE VIEW item_names AS SELECT name FROM item", None),
+    ('GRANT SELECT ON "Project" TO PUBLIC', None),
+], ids=["alter", "index", "comment-column", "owned-sequence", "foreign-key", "drop-trigger", "policy", "partition",
+        "drop-table", "drop-two-tables", "sequence", "view", "grant"])
+def test_ddl_names_its_one_table(project, statement, entity_type):
+    with project.connect() as connection:
+        connection.execute(statement)
+        recorded = _system(connection, "action IN ('DDL', 'PERMISSION_CHANGE')")[-1]
+    assert recorded["details"]["statement"] == statement
+    assert recorded["entity_type"] == entity_type
+    assert recorded["entity_id"] is None
+
+
+def test_query_table_finds_its_ddl(project, cli):
+    with project.connect() as connection:
+        connection.execute('ALTER TABLE "Project" ADD COLUMN budget numeric')
+        connection.execute('CREATE INDEX project_name_idx ON "Project" (name)')
+        connection.execute("ALTER TABLE item ADD COLUMN note text")
+    result = cli("query", "--table", "Project", "--action", "DDL", "--format", "json", dsn=project.dsn)
+    assert result.exit_code == 0, result.stderr
+    found = [row["details"]["command_tag"] for row in json.loads(result.stdout)]
+    assert found == ["CREATE INDEX", "ALTER TABLE", "CREATE TRIGGER", "CREATE TABLE"]
+
+
+def test_query_table_finds_ddl_before_rename(project, cli):
+    with project.connect() as connection:
+        install(connection, "audit", ["Project"])
+        connection.execute('ALTER TABLE "Project" ADD COLUMN budget numeric')
+        connection.execute('ALTER TABLE "Project" RENAME TO "Venture"')
+    result = cli("query", "--table", "Venture", "--action", "DDL", "--format", "json", dsn=project.dsn)
+    assert result.exit_code == 0, result.stderr
+    found = [(row["entity_type"], row["details"]["statement"]) for row in json.loads(result.stdout)]
+    assert found[:2] == [("public.Venture", 'ALTER TABLE "Project" RENAME TO "Venture"'),
+                         ("public.Project", 'ALTER TABLE "Project" ADD COLUMN budget numeric')]
+    assert len(found) == 4
+
+
+def test_query_table_finds_dropped_table_ddl(project, cli):
+    with project.connect() as connection:
+        connection.execute('DROP TABLE "Project" CASCADE')
+    result = cli("query", "--table", "Project", "--format", "json", dsn=project.dsn)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["details"]["command_tag"] == "DROP TABLE"
+
+
+def test_status_counts_ddl_of_table(project):
+    with project.connect() as connection:
+        install(connection, "audit", ["Project"])
+        connection.execute("""INSERT INTO "Project" (name) VALUES ('a'), ('b')""")
+        connection.execute('ALTER TABLE "Project" ADD COLUMN budget numeric')
+        connection.execute("CREATE VIEW item_names AS SELECT name FROM item")
+        report = collect_status(connection, "audit")
+        ddl = _system(connection, "action = 'DDL' AND entity_type = 'public.Project'")
+        unnamed = events(connection, where="entity_type IS NULL", system=True)
+    counts = {table.entity_type: table.events for table in report.tables}
+    assert [e["details"]["command_tag"] for e in ddl] == ["CREATE TABLE", "CREATE TRIGGER", "ALTER TABLE"]
+    # A table's events are its row changes and the DDL recorded on it.
+    assert counts["public.Project"] == 2 + len(ddl)
+    assert report.total_events == sum(counts.values()) + len(unnamed)
+
+
+def test_revert_of_ddl_event_refused(project, cli):
+    with project.connect() as connection:
+        connection.execute('ALTER TABLE "Project" ADD COLUMN budget numeric')
+        ddl = _system(connection, "action = 'DDL'")[-1]
+    assert ddl["entity_type"] == "public.Project"
+    result = cli("revert", str(ddl["id"]), dsn=project.dsn)
+    assert result.exit_code != 0
+    assert f"Event {ddl['id']} is DDL, not a row change" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -248,6 +248,16 @@ def test_filter_by_several_actions(client, log_db):
     assert sorted(ids) == sorted(expected)
 
 
+def test_table_filter_lists_its_ddl(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as connection:
+        connection.execute('ALTER TABLE "Order" ADD COLUMN note text')
+        [ddl] = events(connection, where="action = 'DDL'", system=True)
+    with new_client(fresh_db) as client:
+        log_in(client)
+        ids = shown_event_ids(client.get("/?table=Order").text)
+    assert ddl["id"] in ids
+
+
 def test_filter_by_table_and_entity_id(client, log_db):
     ids = shown_event_ids(client.get("/?table=Order&entity=10").text)
     with psycopg.connect(log_db) as connection:
