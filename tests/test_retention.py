@@ -221,15 +221,24 @@ def _uncovered_times(connection) -> list[tuple[datetime, datetime]]:
     return [(upper, lower) for (_, upper), (lower, _) in zip(bounded, bounded[1:]) if upper < lower]
 
 
+def _monthly_end_midweek(connection) -> datetime:
+    """Return the end of the last monthly partition, adding months until it falls on a day other than Monday.
+
+    The first weekly period after it then overlaps the last monthly partition.
+    """
+    def last_end() -> datetime:
+        return max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
+
+    while last_end().weekday() == 0:
+        maintain(connection, "audit", ahead=1, now=last_end())
+    return last_end()
+
+
 def test_interval_change_leaves_no_gap(db):
     """Weekly partitions after monthly ones: the days between the last month's end and a Monday get a partition."""
     with db.connect() as connection:
         install(connection, "audit", [])
-        last_month_end = max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
-        # A month's end that falls mid-week, so that the first weekly period overlaps the last monthly partition.
-        while last_month_end.weekday() == 0:
-            maintain(connection, "audit", ahead=1, now=last_month_end)
-            last_month_end = max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
+        last_month_end = _monthly_end_midweek(connection)
         result = maintain(connection, "audit", ahead=3, interval=Interval.weekly,
                           now=last_month_end - timedelta(days=1))
         gap_name = f"events_p{last_month_end:%Y_%m_%d}"
@@ -248,10 +257,7 @@ def test_maintain_moves_rows_of_partly_covered_period(db, cli):
     """Rows of a week that a monthly partition covers only in part move into a partition of the rest."""
     with db.connect() as connection:
         install(connection, "audit", [])
-        last_month_end = max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
-        while last_month_end.weekday() == 0:
-            maintain(connection, "audit", ahead=1, now=last_month_end)
-            last_month_end = max(p.upper for p in list_partitions(connection, "audit", count_rows=False) if p.upper)
+        last_month_end = _monthly_end_midweek(connection)
         add_events(connection, last_month_end + timedelta(hours=2), 5)
         assert partition_rows(connection)["events_default"] == 5
 
