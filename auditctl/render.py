@@ -10,6 +10,7 @@ import contextlib
 import csv
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -149,13 +150,18 @@ def print_events(events: list[Event]) -> None:
     console.print(table)
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _address(event: Event) -> str:
     """Return the event's IP address; the text the application set when it was no address; else a dash."""
     if event.ip_address is not None:
         return str(event.ip_address)
     raw = (event.details or {}).get("ip_address_raw") if isinstance(event.details, dict) else None
     if isinstance(raw, str):
-        return _("{value} (not an IP address)").format(value=raw)
+        # A line break or other control character would split the cell and pass for another value.
+        shown = _CONTROL_CHARACTER.sub(lambda match: f"\\x{ord(match.group()):02x}", raw)
+        return _("{value} (not an IP address)").format(value=shown)
     return "—"
 
 

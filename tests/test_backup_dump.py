@@ -82,7 +82,9 @@ def test_backup_writes_verified_dump_with_manifest(filled, tmp_path):
     assert manifest["server_version"].split(".")[0] == str(filled.server.version // 10000)
     assert "PostgreSQL" in manifest["pg_dump_version"]
     assert manifest["started_at"] <= manifest["finished_at"]
-    assert stat.S_IMODE(dump.stat().st_mode) == 0o600
+    # The sidecars name the database and its server, so only the owner reads them, as the dump.
+    for path in (dump, tmp_path / (dump.name + ".sha256"), tmp_path / (dump.name + ".manifest.json")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     listing = subprocess.run([newest_pg_restore(filled.server), "--list", str(dump)],
                              capture_output=True, text=True, check=True)
     assert "TABLE public invoice" in listing.stdout

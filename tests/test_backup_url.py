@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 
 import pyrage
 import pytest
@@ -154,6 +155,8 @@ def test_heartbeat_and_metrics_on_success_then_failure(http_endpoint, tmp_path, 
         assert http_endpoint.paths == ["/ping/abc/start", "/ping/abc"]
         text = metrics.read_text()
         assert f'auditctl_backup_last_success{{database="{database}"}} 1' in text
+        # node_exporter runs as another user and must read it.
+        assert stat.S_IMODE(metrics.stat().st_mode) == 0o644
         success_line = [line for line in text.splitlines()
                         if line.startswith("auditctl_backup_last_success_timestamp_seconds{")][0]
 

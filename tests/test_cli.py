@@ -913,6 +913,14 @@ def test_query_csv_pages_one_statement(audited, cli):
     assert seen == expected
 
 
+def test_version_option_prints_version(cli):
+    from auditctl import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"auditctl {__version__}\n"
+
+
 def test_status_before_install_fails(db, cli):
     with db.connect() as connection:
         connection.execute("CREATE TABLE a (id int PRIMARY KEY)")

@@ -150,6 +150,7 @@ def test_history_shows_address_under_user(shop, cli):
     with shop.connect() as connection:
         as_app_user(connection, "u-5", "203.0.113.9", "UPDATE customer SET balance = 6 WHERE id = 2")
         as_app_user(connection, "u-6", "nope", "UPDATE customer SET balance = 7 WHERE id = 2")
+        as_app_user(connection, "u-7", "10.0.0.1\n10.0.0.2", "UPDATE customer SET balance = 8 WHERE id = 2")
     wide = {"COLUMNS": "200"}
     history = cli("history", "customer", "2", dsn=shop.dsn, env=wide)
     query = cli("query", "--table", "customer", dsn=shop.dsn, env=wide)
@@ -157,7 +158,8 @@ def test_history_shows_address_under_user(shop, cli):
     assert query.exit_code == 0, query.stderr
 
     addresses = list(table_cells(query.stdout, "IP address").values())
-    assert addresses[:2] == ["nope (not an IP address)", "203.0.113.9"]
+    # A line break in the text stays on the line, as \x0a, instead of looking like a second address.
+    assert addresses[:3] == ["10.0.0.1\\x0a10.0.0.2 (not an IP address)", "nope (not an IP address)", "203.0.113.9"]
     lines = [line.split("│")[3].strip() for line in history.stdout.splitlines() if line.startswith("│")]
     assert ["u-5", "203.0.113.9"] == lines[lines.index("u-5"):lines.index("u-5") + 2]
     assert ["u-6", "nope (not an IP address)"] == lines[lines.index("u-6"):lines.index("u-6") + 2]

@@ -859,3 +859,18 @@ def test_other_role_gets_owner_hint(db, cli, args):
     assert f"Run {args[0]} as owner_{db.name}, as a member of owner_{db.name}," in line
     assert "as a superuser" in line
     assert "SQLSTATE" not in line
+
+
+def test_upgrade_install_gives_no_table_hint(db, cli):
+    """install without tables hints at --all on a new log, not when it upgrades a log that audits tables."""
+    with db.connect() as connection:
+        connection.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    first = cli("install", dsn=db.dsn)
+    cli("install", "a", dsn=db.dsn)
+    upgrade = cli("install", dsn=db.dsn)
+
+    hint = "No tables given: installing the audit schema only."
+    assert first.exit_code == 0, first.stderr
+    assert hint in first.stdout
+    assert upgrade.exit_code == 0, upgrade.stderr
+    assert hint not in upgrade.stdout

@@ -123,11 +123,14 @@ def sha256_of_tree(folder: Path) -> dict[str, str]:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write a small file under a temporary name, fsync it and rename it into place.
 
-    A FIFO or a device at ``path`` is written in place, because a rename would replace it with a regular file.
-    A FIFO that no process reads fails at once rather than holding up the end of the run.
+    The file gets ``mode`` (less the umask): by default only its owner may
+    read it, as the backup itself. A FIFO or a device at ``path`` is written
+    in place, because a rename would replace it with a regular file. A FIFO
+    that no process reads fails at once rather than holding up the end of
+    the run.
     """
     if special_file_kind(path) is not None:
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_NONBLOCK), "wb") as handle:
@@ -135,7 +138,8 @@ def write_durably(path: Path, data: bytes) -> None:
         return
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        with temporary.open("wb") as handle:
+        temporary.unlink(missing_ok=True)
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

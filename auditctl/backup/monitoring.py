@@ -87,6 +87,7 @@ def write_metrics(path: Path | None, metrics: RunMetrics) -> None:
         lines += [f"# HELP {_METRIC_PREFIX}{name} {help_text}", f"# TYPE {_METRIC_PREFIX}{name} gauge",
                   f"{_METRIC_PREFIX}{name}{{{label}}} {value}"]
     try:
-        write_durably(path, ("\n".join(lines) + "\n").encode())
+        # node_exporter, which reads the file, runs as a user of its own.
+        write_durably(path, ("\n".join(lines) + "\n").encode(), mode=0o644)
     except OSError as exc:
         logger.warning("could not write metrics file %s: %s", path, exc.strerror)

@@ -15,6 +15,7 @@ import psycopg
 import typer
 from rich.markup import escape
 
+from .. import __version__
 from ..db import first_line
 from ..errors import AuditctlError, AuditctlWarning, InvalidArgumentError
 from ..i18n import _
@@ -75,6 +76,12 @@ def configure_service_logging() -> None:
     configure_logging(_state["verbose"], _state["quiet"], service=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"auditctl {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -84,10 +91,12 @@ def main_options(
                "of its own. Defaults to AUDITCTL_DSN, then DATABASE_URL, then the PG* variables; keep passwords "
                "in those or in ~/.pgpass, not here."))] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
-                                         help=_("Log more: -v for each object changed, -vv for each SQL statement; "
+                                         help=_("Log more: -v for each object changed, -vv for debugging detail; "
                                                 "errors then show a traceback."))] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Log errors only; maintain then prints only what "
                                                                 "needs attention."))] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help=_("Print the version of auditctl and exit."))] = False,
 ) -> None:
     """Audit trail and backups for PostgreSQL."""
     ctx.obj = GlobalOptions(dsn=dsn, quiet=quiet)

@@ -114,12 +114,14 @@ def install(
     column_rules = [*settings.column_rules, *_flag_rules(exclude_column, mask_column, hash_column, keep_column)]
     policy = settings.auto_audit_policy(tuple(auto_schema or ()), tuple(auto_exclude or ()))
     chosen_by_config = not tables and not all_tables and bool(settings.schemas)
-    if (not tables and not all_tables and not chosen_by_config and not dry_run and not settings.viewer_role
-            and not settings.app_role and settings.auto_audit is None and enable_always is None):
-        # Installing only the schema is allowed, but the user should know no table is audited yet.
-        render.console.print(_("No tables given: installing the audit schema only. "
-                               "Name tables or use --all to audit them."))
+    schema_only = (not tables and not all_tables and not chosen_by_config and not dry_run and not settings.viewer_role
+                   and not settings.app_role and settings.auto_audit is None and enable_always is None)
     with connect(dsn) as connection:
+        if schema_only and not _audits_tables(connection, schema):
+            # Installing only the schema is allowed, but the user should know no table is audited yet. Where
+            # tables are audited, install without tables is the upgrade that the README describes.
+            render.console.print(_("No tables given: installing the audit schema only. "
+                                   "Name tables or use --all to audit them."))
         # A dry run checks the roles and schemas too, so that it fails where the real run would.
         for role in (settings.viewer_role, settings.app_role):
             if role:
@@ -153,6 +155,14 @@ def install(
         render.print_viewer_grants(settings.viewer_role, grants, dry_run)
     if settings.app_role:
         render.print_app_grants(settings.app_role, app_statements, app_problems, dry_run)
+
+
+def _audits_tables(connection: psycopg.Connection, schema: str) -> bool:
+    """Tell whether the audit schema exists and lists at least one audited table."""
+    registry = quote_ident(schema, "audited_tables")
+    if connection.execute("SELECT pg_catalog.to_regclass(%s) IS NULL", (registry,)).fetchone()[0]:
+        return False
+    return connection.execute(f"SELECT EXISTS (SELECT FROM {registry})").fetchone()[0]
 
 
 def _require_schemas(connection: psycopg.Connection, names: list[str], source: str) -> None:
