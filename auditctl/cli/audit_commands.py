@@ -158,10 +158,18 @@ def install(
 
 
 def _audits_tables(connection: psycopg.Connection, schema: str) -> bool:
-    """Tell whether the audit schema exists and lists at least one audited table."""
-    registry = quote_ident(schema, "audited_tables")
-    if connection.execute("SELECT pg_catalog.to_regclass(%s) IS NULL", (registry,)).fetchone()[0]:
+    """Tell whether the audit schema lists at least one audited table that this role may see.
+
+    The catalog is read first, since looking a name up in a schema without
+    USAGE on it fails; install then reports that itself.
+    """
+    readable = connection.execute(
+        """SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
+           FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relname = 'audited_tables'""", (schema,)).fetchone()
+    if not readable or not readable[0]:
         return False
+    registry = quote_ident(schema, "audited_tables")
     return connection.execute(f"SELECT EXISTS (SELECT FROM {registry})").fetchone()[0]
 
 
