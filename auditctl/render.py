@@ -160,8 +160,8 @@ def _address(event: Event) -> str:
     raw = (event.details or {}).get("ip_address_raw") if isinstance(event.details, dict) else None
     if isinstance(raw, str):
         # A line break or other control character would split the cell and pass for another value.
-        shown = _CONTROL_CHARACTER.sub(lambda match: f"\\x{ord(match.group()):02x}", raw)
-        return _("{value} (not an IP address)").format(value=shown)
+        escaped = _CONTROL_CHARACTER.sub(lambda match: f"\\x{ord(match.group()):02x}", raw)
+        return _("{value} (not an IP address)").format(value=escaped)
     return "—"
 
 
@@ -277,11 +277,12 @@ def print_history(history: RecordHistory) -> None:
         if not fields:
             fields = [("", "", _short(event.details) if event.details else "")]
         occurred = format_time(event.occurred_at)
-        # On a wide terminal the address goes under the user; a narrow one keeps the width for the values.
-        who = event.user_id or "—"
+        # On a wide terminal the address goes under the user. A narrow one keeps the width for the values.
+        user = event.user_id or "—"
         address = "—" if narrow else _address(event)
         heading = [str(event.id), occurred.replace(" ", "\n") if narrow else occurred,
-                   _plain(who if address == "—" else f"{who}\n{address}"), _plain(event.db_user), _plain(event.action)]
+                   _plain(user if address == "—" else f"{user}\n{address}"), _plain(event.db_user),
+                   _plain(event.action)]
         for index, (column, old, new) in enumerate(fields):
             table.add_row(*(heading if index == 0 else [""] * len(heading)), _plain(column), _plain(old),
                           _plain(new), end_section=index == len(fields) - 1)

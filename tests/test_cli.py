@@ -119,7 +119,8 @@ def test_export_orders_ties_by_number(audited, cli, formula_safe):
             for order in (False, True))
 
     ids = [int(row["id"]) for row in oldest]
-    assert len(ids) == 16 and max(ids) >= 10
+    assert len(ids) == 16
+    assert max(ids) >= 10
     assert ids == sorted(ids)
     assert [int(row["id"]) for row in newest] == sorted(ids, reverse=True)
 

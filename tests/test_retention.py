@@ -112,9 +112,8 @@ def test_maintain_packs_ended_partition_indexes(db, cli):
         # Within that month nothing has ended yet: the partition is created and left as it is.
         maintain(connection, "audit", now=month_start(2) + timedelta(days=3))
         assert _partition_comment(connection, past) is None
-        # Events of 20 users, each naming a row by a key written as text: in text order ("1", "10", "100",
-        # "1000", ...) each key lands between earlier ones, so the pages of the index by row split in halves
-        # that get few more entries.
+        # Events of 20 users, each naming a row by a key written as text. In text order ("1", "10", "100", ...)
+        # each key lands between earlier ones, so pages of the index by row split in halves that stay half full.
         connection.execute(
             """INSERT INTO audit.events (occurred_at, user_id, action, entity_type, entity_id)
                SELECT %s + make_interval(secs => g), 'user-' || (g %% 20), 'LOGIN', 'public.users', g::text
@@ -248,7 +247,8 @@ def test_interval_change_leaves_no_gap(db):
 
     assert gap_name in result.created
     gap = partitions[gap_name]
-    assert gap.lower == last_month_end and gap.upper.weekday() == 0
+    assert gap.lower == last_month_end
+    assert gap.upper.weekday() == 0
     assert gap.rows == 1
     assert partitions["events_default"].rows == 0
 

@@ -147,20 +147,20 @@ def test_inherited_privilege_still_granted(cli, db, roles):
     assert f'GRANT SELECT ON "audit"."settings" TO {viewer};' in dry_run.stdout
 
 
-def test_log_owner_refused_as_app_role(cli, db):
+def test_log_owner_rejected_as_app_role(cli, db):
     """The role that owns the log keeps its privileges: revoking them would fail every audited write."""
     with table_owner_dsn(db) as owner_dsn:
         owner = owner_dsn.split("user=")[1].split()[0]
         with psycopg.connect(owner_dsn, autocommit=True) as connection:
             connection.execute("CREATE TABLE item (id int PRIMARY KEY)")
         assert cli("install", "item", dsn=owner_dsn).exit_code == 0
-        refused = cli("install", "--app-role", owner, dsn=owner_dsn)
+        rejected = cli("install", "--app-role", owner, dsn=owner_dsn)
         dry_run = cli("install", "--app-role", owner, "--dry-run", dsn=owner_dsn)
         with psycopg.connect(owner_dsn, autocommit=True) as connection:
             connection.execute("INSERT INTO item VALUES (1)")
             recorded = events(connection, where="entity_id = '1'")
 
-    for result in (refused, dry_run):
+    for result in (rejected, dry_run):
         assert result.exit_code == 2, result.stdout
         assert result.stderr.strip().count("\n") == 0
         assert f"Role {owner!r} owns the audit log, so it cannot be set up as an application role" \

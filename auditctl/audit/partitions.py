@@ -154,9 +154,9 @@ def _range_name(lower: datetime, upper: datetime, interval: Interval, partitions
     if lower == period_start(lower, interval) and upper == next_period(lower, interval):
         return partition_name(lower, interval)
     base = f"events_p{lower:%Y_%m_%d}"
-    taken = {p.name for p in partitions}
+    existing_names = {p.name for p in partitions}
     name, number = base, 2
-    while name in taken:
+    while name in existing_names:
         name, number = f"{base}_{number}", number + 1
     return name
 
